@@ -1,0 +1,94 @@
+"""Assignment evaluations per second of the rate engine (issue: foundation).
+
+For one snapshot and a large batch of random assignments, at (10,2,15,3) and
+(45,2,20,10), float64 and float32, it times: the numba kernel (numpy default),
+the array formula on numpy and on torch, and -- in the same run, as the
+reference every ratio is taken against -- the per-user loop transcription of
+SPEC section 2 (:mod:`cfenv.reference`). Prints a table, writes JSON.
+
+    python benchmarks/bench_rates.py [--assignments 200000] [--out benchmarks/results/bench_rates.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from cfenv import SystemConfig, draw_snapshots, sum_rate
+from cfenv.reference import user_rates_loop
+
+SIZES = [(10, 2, 15, 3), (45, 2, 20, 10)]
+
+
+def best_rate(fn: Callable[[], object], n: int, repeats: int) -> float:
+    """Evaluations per second, best of ``repeats`` after one warm-up call."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return n / best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--assignments", type=int, default=200_000)
+    parser.add_argument("--loop-assignments", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_rates.json"))
+    args = parser.parse_args()
+
+    rows = []
+    for size in SIZES:
+        cfg = SystemConfig.from_size(size)
+        rng = np.random.default_rng(0)
+        beta64 = draw_snapshots(cfg, rng).beta
+        pilots = rng.integers(0, cfg.tau_p, (args.assignments, cfg.K))
+        n_ref = min(args.assignments, 20_000)
+        loop_n = args.loop_assignments
+        loop = best_rate(lambda: [user_rates_loop(beta64, p, cfg).sum() for p in pilots[:loop_n]], loop_n, 1)
+        for dtype in ("float64", "float32"):
+            beta = beta64.astype(dtype)
+            tbeta = torch.tensor(beta)
+            tpilots = torch.tensor(pilots[:n_ref])
+            cases = {
+                "numba kernel": (lambda: sum_rate(beta, pilots, cfg), args.assignments),
+                "numpy formula": (lambda: sum_rate(beta, pilots[:n_ref], cfg, backend="reference"), n_ref),
+                "torch formula": (lambda: sum_rate(tbeta, tpilots, cfg), n_ref),
+            }
+            for name, (fn, n) in cases.items():
+                if name == "numba kernel" and dtype == "float32":
+                    note = "computes in float64"
+                else:
+                    note = ""
+                rate = best_rate(fn, n, args.repeats)
+                rows.append({"size": list(size), "dtype": dtype, "implementation": name,
+                             "evals_per_s": rate, "ratio_to_loop": rate / loop, "note": note})
+            rows.append({"size": list(size), "dtype": dtype, "implementation": "per-user loop (reference)",
+                         "evals_per_s": loop, "ratio_to_loop": 1.0, "note": "float64 Python loops"})
+
+    header = f"{'size':<16}{'dtype':<9}{'implementation':<28}{'evals/s':>14}{'x loop':>10}  note"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{str(tuple(r['size'])):<16}{r['dtype']:<9}{r['implementation']:<28}"
+              f"{r['evals_per_s']:>14,.0f}{r['ratio_to_loop']:>10,.0f}  {r['note']}")
+    meta = {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
+            "python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

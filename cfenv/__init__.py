@@ -1,0 +1,41 @@
+"""cfenv: the cell-free massive MIMO pilot-assignment environment and its physics.
+
+``import cfenv`` registers ``CellFreePilot-v0`` with Gymnasium; it loads numpy
+and gymnasium only (no torch, PennyLane or Stable-Baselines3).
+"""
+
+from gymnasium.envs.registration import register, registry
+
+from cfenv.channel import Snapshot, draw_snapshots
+from cfenv.config import PRESETS, TABLE2_SIZES, SystemConfig, parse_size
+from cfenv.env import CellFreePilotEnv, CellFreePilotVectorEnv
+from cfenv.rates import relaxed_sum_rate, relaxed_user_rates, sum_rate, user_rates
+from cfenv.wrappers import FlattenFadingObservation
+
+__version__ = "0.1.0"
+
+ENV_ID = "CellFreePilot-v0"
+
+if ENV_ID not in registry:
+    register(
+        id=ENV_ID,
+        entry_point="cfenv.env:CellFreePilotEnv",
+        vector_entry_point="cfenv.env:CellFreePilotVectorEnv",
+    )
+
+__all__ = [
+    "ENV_ID",
+    "PRESETS",
+    "TABLE2_SIZES",
+    "CellFreePilotEnv",
+    "CellFreePilotVectorEnv",
+    "FlattenFadingObservation",
+    "Snapshot",
+    "SystemConfig",
+    "draw_snapshots",
+    "parse_size",
+    "relaxed_sum_rate",
+    "relaxed_user_rates",
+    "sum_rate",
+    "user_rates",
+]
