@@ -15,6 +15,9 @@ from numba import njit, prange
 
 from cfenv.config import SystemConfig
 
+INV_LN2 = 1.0 / math.log(2.0)
+LOG1P_BELOW = 1e-2
+"""SINR below which log2(1 + x) is computed as log1p(x) / ln 2"""
 CHUNK = 256
 """assignments per parallel work item (scratch buffers are allocated per chunk)"""
 
@@ -88,7 +91,31 @@ def rates_one(beta_t, bu, pilots, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth
     scale = rho_d * n_antennas * n_antennas
     for k in range(K):
         sinr = scale * y_diag[k] * y_diag[k] / (scale * pc[k] + bu[k] + 1.0)
-        out[k] = bandwidth * math.log1p(sinr) / math.log(2.0)
+        if sinr < LOG1P_BELOW:  # keeps weak users' relative precision; log2 is faster elsewhere
+            out[k] = bandwidth * math.log1p(sinr) * INV_LN2
+        else:
+            out[k] = bandwidth * math.log2(1.0 + sinr)
+
+
+@njit(cache=True)
+def new_scratch(K, M, tau_p):
+    """Work buffers of :func:`rates_one` for one thread."""
+    return (np.empty((tau_p, M)), np.empty((tau_p, M)), np.empty((tau_p, M)), np.empty(M),
+            np.empty(K, np.int64), np.empty(tau_p + 1, np.int64), np.empty(tau_p, np.int64),
+            np.empty(K), np.empty(K), np.empty(K))
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def sum_rate_one(beta_t, bu, pilots, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, scratch):
+    """Sum rate [bit/s] of one assignment; per-user rates are left in ``scratch[-1]``."""
+    rates = scratch[9]
+    rates_one(beta_t, bu, pilots, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, scratch[0],
+              scratch[1], scratch[2], scratch[3], scratch[4], scratch[5], scratch[6], scratch[7],
+              scratch[8], rates)
+    total = 0.0
+    for k in range(rates.shape[0]):
+        total += rates[k]
+    return total
 
 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
@@ -99,20 +126,11 @@ def _evaluate(beta_t, bu, snap_index, pilots, tau_p, tau_rho_p, rho_d, n_antenna
     M = beta_t.shape[2]
     n_chunks = (n + CHUNK - 1) // CHUNK
     for c in prange(n_chunks):
-        group_sum = np.empty((tau_p, M))
-        group_sq = np.empty((tau_p, M))
-        inv = np.empty((tau_p, M))
-        sqrt_eta = np.empty(M)
-        members = np.empty(K, np.int64)
-        start = np.empty(tau_p + 1, np.int64)
-        fill = np.empty(tau_p, np.int64)
-        y_diag = np.empty(K)
-        pc = np.empty(K)
-        rates = np.empty(K)
+        gsum, gsq, inv, sqrt_eta, members, start, fill, y_diag, pc, rates = new_scratch(K, M, tau_p)
         for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
             s = snap_index[i]
-            rates_one(beta_t[s], bu[s], pilots[i], tau_p, tau_rho_p, rho_d, n_antennas,
-                      bandwidth, group_sum, group_sq, inv, sqrt_eta, members, start, fill, y_diag, pc, rates)
+            rates_one(beta_t[s], bu[s], pilots[i], tau_p, tau_rho_p, rho_d, n_antennas, bandwidth,
+                      gsum, gsq, inv, sqrt_eta, members, start, fill, y_diag, pc, rates)
             if per_user:
                 for k in range(K):
                     out[i, k] = rates[k]
@@ -121,6 +139,11 @@ def _evaluate(beta_t, bu, snap_index, pilots, tau_p, tau_rho_p, rho_d, n_antenna
                 for k in range(K):
                     total += rates[k]
                 out[i, 0] = total
+
+
+def rate_params(config: SystemConfig) -> tuple[int, float, float, float, float]:
+    """The scalar arguments every kernel takes: (tau_p, tau_p rho_p, rho_d, L, B)."""
+    return (config.tau_p, config.tau_p * config.rho_p, config.rho_d, float(config.L), config.bandwidth_hz)
 
 
 def evaluate(beta_t: np.ndarray, bu: np.ndarray, snap_index: np.ndarray, pilots: np.ndarray,
@@ -139,7 +162,5 @@ def evaluate(beta_t: np.ndarray, bu: np.ndarray, snap_index: np.ndarray, pilots:
     n = pilots.shape[0]
     out = np.empty((n, config.K if per_user else 1))
     _evaluate(beta_t, bu, np.ascontiguousarray(snap_index, dtype=np.int64),
-              np.ascontiguousarray(pilots, dtype=np.int64), config.tau_p,
-              config.tau_p * config.rho_p, config.rho_d, float(config.L),
-              config.bandwidth_hz, per_user, out)
+              np.ascontiguousarray(pilots, dtype=np.int64), *rate_params(config), per_user, out)
     return out if per_user else out[:, 0]

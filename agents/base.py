@@ -1,0 +1,150 @@
+"""The one agent interface of cfpilot, its checks, and the seed streams.
+
+Every agent -- heuristic, search, neural, quantum or reinforcement learning --
+answers :meth:`Agent.assign` for a batch of network snapshots and
+:meth:`Agent.act` for one ``CellFreePilot-v0`` step. Learnable agents add
+:meth:`LearnableAgent.fit`, :meth:`LearnableAgent.save` and
+:meth:`LearnableAgent.load`.
+"""
+
+from __future__ import annotations
+
+import zlib
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from cfenv.channel import Snapshot
+from cfenv.config import SystemConfig
+
+# Disjoint random streams: the first entropy word after the user's seed names the stream,
+# so training, validation and test snapshots can never coincide, whatever the seeds.
+TRAIN_STREAM = 0
+VALIDATION_STREAM = 1
+TEST_STREAM = 2
+AGENT_STREAM = 3
+
+
+def stream_rng(seed: int, stream: int, *key: int | str) -> np.random.Generator:
+    """A generator for ``(seed, stream, *key)``; strings in ``key`` are hashed with CRC-32."""
+    words = [int(seed), int(stream)] + [zlib.crc32(k.encode()) if isinstance(k, str) else int(k) for k in key]
+    return np.random.default_rng(words)
+
+
+def canonical_pilots(pilots: np.ndarray) -> np.ndarray:
+    """Relabel pilots in order of first use (restricted-growth form), batched.
+
+    The sum rate is invariant under relabelling, so two assignments describe the
+    same pilot partition iff their canonical forms are equal.
+
+    Args:
+        pilots: ``(..., K)`` int pilot indices.
+    Returns:
+        ``(..., K)`` int64, first user on pilot 0, next new pilot 1, ...
+    """
+    pilots = np.asarray(pilots, dtype=np.int64)
+    K = pilots.shape[-1]
+    flat = pilots.reshape(-1, K)
+    n_labels = int(flat.max()) + 1 if flat.size else 1
+    # first[b, t]: index of the first user holding label t (K if unused)
+    hits = flat[:, :, None] == np.arange(n_labels)
+    first = np.where(hits.any(1), hits.argmax(1), K)
+    rank = np.argsort(np.argsort(first, axis=1, kind="stable"), axis=1, kind="stable")
+    return np.take_along_axis(rank, flat, axis=1).reshape(pilots.shape)
+
+
+class Agent(ABC):
+    """Chooses one pilot per user for each network snapshot.
+
+    Subclasses set :attr:`name` and :attr:`description` and implement
+    :meth:`_assign`; everything else (shape checks, config handling, the
+    environment adaptor) is shared.
+
+    Args:
+        config: the system the agent will face; needed by :meth:`act`, optional for
+            :meth:`assign`, which may be given the config per call.
+        seed: seed of the agent's own generator (random choices, restarts).
+    """
+
+    name: ClassVar[str] = "agent"
+    description: ClassVar[str] = ""
+
+    def __init__(self, config: SystemConfig | None = None, seed: int = 0) -> None:
+        self.config = config
+        self.seed = int(seed)
+        self._rng = np.random.default_rng(self.seed)
+
+    # ---------------------------------------------------------------- protocol
+    def assign(self, snapshots: Snapshot, config: SystemConfig | None = None,
+               rng: np.random.Generator | None = None) -> np.ndarray:
+        """Pilot assignments for a batch of snapshots.
+
+        Args:
+            snapshots: ``beta`` ``(B, M, K)`` (or a single ``(M, K)``), linear; positions [m].
+            config: the system (defaults to the agent's own).
+            rng: generator for random choices (defaults to the agent's own, seeded stream).
+
+        Returns:
+            ``(B, K)`` (or ``(K,)`` for a single snapshot) int64 pilots in [0, tau_p).
+        """
+        cfg = self._resolve_config(config)
+        single = snapshots.beta.ndim == 2
+        batch = Snapshot(*(np.asarray(a, dtype=np.float64)[None] if single else np.asarray(a, np.float64)
+                           for a in (snapshots.beta, snapshots.ap_positions, snapshots.ue_positions)))
+        if batch.beta.ndim != 3 or batch.beta.shape[1:] != (cfg.M, cfg.K):
+            raise ValueError(f"snapshots.beta must be (B, M, K) = (B, {cfg.M}, {cfg.K}), got {snapshots.beta.shape}")
+        if not np.all(np.isfinite(batch.beta)) or not np.all(batch.beta > 0):
+            raise ValueError("snapshots.beta must be finite and strictly positive")
+        reason = self.unsupported_reason(cfg)
+        if reason is not None:
+            raise ValueError(f"{self.name} cannot run at (M, L, K, tau_p) = {cfg.size}: {reason}")
+        pilots = np.asarray(self._assign(batch, cfg, rng if rng is not None else self._rng))
+        if pilots.shape != (batch.beta.shape[0], cfg.K):
+            raise RuntimeError(f"{self.name} returned shape {pilots.shape}, expected {(batch.beta.shape[0], cfg.K)}")
+        if pilots.size and (pilots.min() < 0 or pilots.max() >= cfg.tau_p):
+            raise RuntimeError(f"{self.name} returned a pilot outside [0, {cfg.tau_p})")
+        pilots = pilots.astype(np.int64, copy=False)
+        return pilots[0] if single else pilots
+
+    def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+        """One ``CellFreePilot-v0`` action ``(K,)`` from ``env.reset``'s ``(obs, info)``."""
+        snapshot = Snapshot(np.asarray(info["beta"]), np.asarray(info["ap_positions"]),
+                            np.asarray(info["ue_positions"]))
+        return self.assign(snapshot)
+
+    def unsupported_reason(self, config: SystemConfig) -> str | None:
+        """Why the agent cannot run at this size (``None`` if it can), e.g. a search too large."""
+        return None
+
+    @abstractmethod
+    def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
+        """``(B, K)`` pilots for validated ``(B, M, K)`` snapshots."""
+
+    # ----------------------------------------------------------------- helpers
+    def _resolve_config(self, config: SystemConfig | None) -> SystemConfig:
+        cfg = config or self.config
+        if cfg is None:
+            raise ValueError(f"{self.name} needs a SystemConfig: pass config= to the agent or to assign()")
+        return cfg
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, seed={self.seed})"
+
+
+class LearnableAgent(Agent):
+    """An agent with parameters: trained by :meth:`fit`, stored as data by :meth:`save`."""
+
+    @abstractmethod
+    def fit(self, config: SystemConfig, **kwargs: Any) -> dict[str, Any]:
+        """Train for ``config``; returns a summary (losses, timings)."""
+
+    @abstractmethod
+    def save(self, directory: str | Path) -> Path:
+        """Write ``config.json`` + weights into ``directory``; returns it."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, directory: str | Path) -> "LearnableAgent":
+        """Rebuild an agent saved by :meth:`save`."""

@@ -1,0 +1,50 @@
+"""Agent names -> classes, imported lazily so heavy stacks load only when used."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from agents.base import Agent
+
+
+@dataclass(frozen=True)
+class AgentEntry:
+    target: str
+    """``module:Class``"""
+    description: str
+    """one line for ``evaluate.py --list-agents``"""
+
+
+REGISTRY: dict[str, AgentEntry] = {
+    "random": AgentEntry("agents.heuristics:RandomAgent", "RPA: a uniformly random pilot per user"),
+    "greedy": AgentEntry("agents.heuristics:GreedyAgent",
+                         "GPA (Ngo et al. 2017): repeatedly re-pilot the weakest user to its least-contaminated pilot"),
+    "master-ap": AgentEntry("agents.heuristics:MasterAPAgent",
+                            "MPA (Zaher et al. 2022): least summed interference at each user's master AP"),
+    "location": AgentEntry("agents.heuristics:LocationAgent",
+                           "LPA (Nguyen et al. 2023): grid regions, distinct pilots within a region"),
+    "local-search": AgentEntry("agents.search:LocalSearchAgent",
+                               "moves and swaps from master-AP and random starts while the sum rate rises"),
+    "exhaustive": AgentEntry("agents.search:ExhaustiveAgent",
+                             "EPAS: the exact optimum over all assignments up to pilot relabelling"),
+}
+
+
+def available() -> dict[str, str]:
+    """Registered agent names and their one-line descriptions."""
+    return {name: entry.description for name, entry in REGISTRY.items()}
+
+
+def agent_class(name: str) -> type[Agent]:
+    """The class registered under ``name``; ``ValueError`` listing the valid names otherwise."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown agent {name!r}; valid: {', '.join(REGISTRY)}")
+    module, cls = REGISTRY[name].target.split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def make(name: str, **kwargs: Any) -> Agent:
+    """Build the agent registered under ``name`` with constructor keyword arguments."""
+    return agent_class(name)(**kwargs)
