@@ -29,3 +29,9 @@ def test_ci_runs_the_readme_test_command():
 def test_readme_python_snippets_run():
     for block in re.findall(r"```python\n(.*?)\n```", README, flags=re.S):
         subprocess.run([sys.executable, "-c", block], check=True, cwd=ROOT, capture_output=True)
+
+
+def test_examples_run():
+    for script in sorted((ROOT / "examples").glob("*.py")):
+        out = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True)
+        assert out.returncode == 0, (script, out.stderr)
