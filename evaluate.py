@@ -37,6 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of test snapshots and agents")
     parser.add_argument("--out", type=Path, default=DEFAULTS.out, help="output folder")
     parser.add_argument("--max-assignments", type=int, default=None, help="cap on EPAS's search size")
+    parser.add_argument("--checkpoints", type=Path, default=DEFAULTS.checkpoints,
+                        help="runs folder holding trained learning agents (train.py --out)")
+    parser.add_argument("--no-train", action="store_true",
+                        help="skip learning agents without a checkpoint instead of training them")
+    parser.add_argument("--loss", default=DEFAULTS.loss, help="which checkpoints: unsupervised or supervised")
+    parser.add_argument("--device", default=DEFAULTS.device, help="torch device of the learning agents")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--list-agents", action="store_true", help="list agent names and exit")
     return parser
@@ -60,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             sizes=parse_sizes(args.sizes or ["small"]),
             snapshots=args.snapshots, seed=args.seed, out=args.out,
             max_assignments=args.max_assignments, progress=not args.no_progress,
+            checkpoints=args.checkpoints, train=not args.no_train, loss=args.loss, device=args.device,
         )
     except ValueError as err:
         fail(str(err))

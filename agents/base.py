@@ -58,7 +58,7 @@ def canonical_pilots(pilots: np.ndarray) -> np.ndarray:
 class Agent(ABC):
     """Chooses one pilot per user for each network snapshot.
 
-    Subclasses set :attr:`name` and :attr:`description` and implement
+    Subclasses set :attr:`name` and implement
     :meth:`_assign`; everything else (shape checks, config handling, the
     environment adaptor) is shared.
 
@@ -69,7 +69,7 @@ class Agent(ABC):
     """
 
     name: ClassVar[str] = "agent"
-    description: ClassVar[str] = ""
+    """registry name; the one-line descriptions live in :mod:`agents.registry`"""
 
     def __init__(self, config: SystemConfig | None = None, seed: int = 0) -> None:
         self.config = config

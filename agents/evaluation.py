@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from agents.base import AGENT_STREAM, TEST_STREAM, stream_rng
-from agents.registry import available, make
+from agents.registry import available, is_learnable, make
 from cfenv.channel import Snapshot, draw_snapshots
 from cfenv.config import TABLE2_SIZES, SystemConfig, parse_size
 from cfenv.rates import sum_rate
@@ -41,7 +41,7 @@ Z_95 = 1.959963984540054
 """two-sided 95 % normal quantile (confidence intervals use the normal approximation)"""
 MBPS = 1e6
 RECORD_FIELDS = ["M", "L", "K", "tau_p", "agent", "status", "mean_sum_rate_mbps", "ci95_mbps", "ratio",
-                 "ratio_to", "ms_per_snapshot", "snapshots", "seed", "reason"]
+                 "ratio_to", "ms_per_snapshot", "train_time_s", "parameters", "snapshots", "seed", "reason"]
 
 
 @dataclass
@@ -62,6 +62,14 @@ class EvaluationSettings:
     """EPAS cap (default: the agent's own)"""
     progress: bool = True
     """show progress bars"""
+    checkpoints: Path = Path("runs")
+    """where learning agents' trained models are looked up (and cached when trained here)"""
+    train: bool = True
+    """train a learning agent with its default budget when no checkpoint exists (else skip it)"""
+    loss: str = "unsupervised"
+    """training loss of the learning agents' checkpoints (Table II is unsupervised)"""
+    device: str = "cpu"
+    """torch device of the learning agents"""
 
     def __post_init__(self) -> None:
         if self.snapshots < 1:
@@ -73,6 +81,9 @@ class EvaluationSettings:
             raise ValueError("no agents given")
         if not self.sizes:
             raise ValueError("no sizes given")
+        if self.loss not in ("supervised", "unsupervised"):
+            raise ValueError(f"loss must be 'supervised' or 'unsupervised', got {self.loss!r}")
+        self.out, self.checkpoints = Path(self.out), Path(self.checkpoints)
 
 
 def parse_agents(text: str) -> list[str]:
@@ -140,9 +151,13 @@ def _agent_kwargs(name: str, settings: EvaluationSettings) -> dict[str, Any]:
 def _run_agent(name: str, config: SystemConfig, snaps: Snapshot, settings: EvaluationSettings) -> dict[str, Any]:
     M, L, K, tau_p = config.size
     record: dict[str, Any] = {"M": M, "L": L, "K": K, "tau_p": tau_p, "agent": name,
-                              "snapshots": settings.snapshots, "seed": settings.seed}
-    agent = make(name, config=config, seed=settings.seed, **_agent_kwargs(name, settings))
-    reason = agent.unsupported_reason(config)
+                              "snapshots": settings.snapshots, "seed": settings.seed, "train_time_s": None,
+                              "parameters": None}
+    if is_learnable(name):
+        agent, reason = _learning_agent(name, config, settings, record)
+    else:
+        agent = make(name, config=config, seed=settings.seed, **_agent_kwargs(name, settings))
+        reason = agent.unsupported_reason(config)
     if reason is not None:
         record.update(status="skipped", reason=reason, mean_sum_rate_mbps=None, ci95_mbps=None,
                       ms_per_snapshot=None, per_snapshot_sum_rate_mbps=[], per_snapshot_pilots=[])
@@ -158,6 +173,30 @@ def _run_agent(name: str, config: SystemConfig, snaps: Snapshot, settings: Evalu
                   ms_per_snapshot=1e3 * elapsed / n, per_snapshot_sum_rate_mbps=[float(r) for r in rates],
                   per_snapshot_pilots=pilots.tolist())
     return record
+
+
+def _learning_agent(name: str, config: SystemConfig, settings: EvaluationSettings,
+                    record: dict[str, Any]) -> tuple[Any, str | None]:
+    """Load the agent's checkpoint for this size, or train and cache it (default budget)."""
+    from agents.neural import NeuralAgent
+    from agents.training import CONFIG_JSON, run_dir_for
+
+    run_dir = run_dir_for(settings.checkpoints, name, config.size, settings.loss, settings.seed)
+    if (run_dir / CONFIG_JSON).exists():
+        agent = NeuralAgent.load(run_dir, device=settings.device, config=config)
+        record["train_time_s"] = agent.meta.get("train_time_s")
+    elif not settings.train:
+        return None, f"no checkpoint in {run_dir} (train it with train.py, or run without --no-train)"
+    else:
+        from tqdm.auto import tqdm
+
+        tqdm.write(f"no checkpoint for {name} at {config.size}: training it with its default budget "
+                   f"({settings.loss}), cached in {run_dir}")
+        agent = make(name, config=config, seed=settings.seed, device=settings.device, loss=settings.loss)
+        summary = agent.fit(config, runs_dir=settings.checkpoints, progress=settings.progress)
+        record["train_time_s"] = summary["train_time_s"]
+    record["parameters"] = agent.model.parameter_counts()["total"]
+    return agent, None
 
 
 def _add_ratios(size_records: list[dict[str, Any]]) -> None:
@@ -200,15 +239,15 @@ def markdown_tables(records: list[dict[str, Any]]) -> str:
             star = "" if r["ratio_to"] == REFERENCE_AGENT else "*"
             cells.append(f"{r['mean_sum_rate_mbps']:.2f} ({r['ratio']:.3f}{star})")
         lines.append(f"| {size[0]}, {size[1]} | {size[2]} | {size[3]} | " + " | ".join(cells) + " |")
-    lines += ["", "| size | agent | mean [Mbit/s] | 95 % CI | ratio | ratio to | ms/snapshot | note |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| size | agent | mean [Mbit/s] | 95 % CI | ratio | ratio to | ms/snapshot | train s | note |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         size = f"({r['M']},{r['L']},{r['K']},{r['tau_p']})"
         lines.append(
             f"| {size} | {r['agent']} | {_fmt(r['mean_sum_rate_mbps'], '.2f')} | "
             f"{'–' if r['ci95_mbps'] is None else '±' + format(r['ci95_mbps'], '.2f')} | "
             f"{_fmt(r['ratio'], '.4f')} | {r['ratio_to'] or '–'} | {_fmt(r['ms_per_snapshot'], '.3f')} | "
-            f"{r['reason']} |")
+            f"{_fmt(r['train_time_s'], '.1f')} | {r['reason']} |")
     lines += ["", "Absolute rates come from cfpilot's simulator (SPEC sections 1-2); they are not the "
               "paper's Table II numbers, which came from its own simulator."]
     return "\n".join(lines) + "\n"

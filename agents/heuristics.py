@@ -20,7 +20,6 @@ class RandomAgent(Agent):
     """RPA: every user draws a pilot uniformly at random."""
 
     name = "random"
-    description = "RPA: a uniformly random pilot per user"
 
     def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
         return rng.integers(0, config.tau_p, (snapshots.beta.shape[0], config.K))
@@ -53,7 +52,6 @@ class MasterAPAgent(Agent):
     """MPA (Zaher et al. 2022): see :func:`master_ap_pilots`."""
 
     name = "master-ap"
-    description = "MPA (Zaher et al. 2022): least summed interference at each user's master AP"
 
     def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
         return master_ap_pilots(snapshots.beta, config.tau_p)
@@ -72,7 +70,6 @@ class GreedyAgent(Agent):
     """
 
     name = "greedy"
-    description = "GPA (Ngo et al. 2017): repeatedly re-pilot the weakest user to its least-contaminated pilot"
 
     def __init__(self, config: SystemConfig | None = None, seed: int = 0, iterations: int | None = None) -> None:
         super().__init__(config, seed)
@@ -123,7 +120,6 @@ class LocationAgent(Agent):
     """
 
     name = "location"
-    description = "LPA (Nguyen et al. 2023): grid regions, distinct pilots within a region"
 
     def __init__(self, config: SystemConfig | None = None, seed: int = 0, grid: int | None = None) -> None:
         super().__init__(config, seed)

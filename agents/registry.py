@@ -15,6 +15,8 @@ class AgentEntry:
     """``module:Class``"""
     description: str
     """one line for ``evaluate.py --list-agents``"""
+    learnable: bool = False
+    """needs training (``fit``/``save``/``load``) before it can assign"""
 
 
 REGISTRY: dict[str, AgentEntry] = {
@@ -29,7 +31,22 @@ REGISTRY: dict[str, AgentEntry] = {
                                "moves and swaps from master-AP and random starts while the sum rate rises"),
     "exhaustive": AgentEntry("agents.search:ExhaustiveAgent",
                              "EPAS: the exact optimum over all assignments up to pilot relabelling"),
+    "mlp": AgentEntry("agents.neural:MLPAgent", "MLP (hidden width matched to hqcnn's parameter count)", True),
+    "light-cnn": AgentEntry("agents.neural:LightCNNAgent",
+                            "light CNN: two 3x3 conv layers (8, 16 channels) on beta as an M x K image", True),
+    "heavy-cnn": AgentEntry("agents.neural:HeavyCNNAgent", "heavy CNN: two 3x3 conv layers (32, 64 channels)", True),
+    "hqcnn": AgentEntry("agents.neural:HQCNNAgent",
+                        "the paper's hybrid quantum CNN: FC -> 8-qubit QCNN (shared per level) -> FC", True),
+    "hqcnn-hur": AgentEntry("agents.neural:HQCNNHurAgent",
+                            "HQCNN with its own parameters in every block (Hur et al., the paper's ref. [11])", True),
 }
+
+
+def is_learnable(name: str) -> bool:
+    """Whether the agent ``name`` must be trained before it can assign."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown agent {name!r}; valid: {', '.join(REGISTRY)}")
+    return REGISTRY[name].learnable
 
 
 def available() -> dict[str, str]:

@@ -103,7 +103,6 @@ class ExhaustiveAgent(Agent):
     """
 
     name = "exhaustive"
-    description = "EPAS: the exact optimum over all assignments up to pilot relabelling"
 
     def __init__(self, config: SystemConfig | None = None, seed: int = 0,
                  max_assignments: int = DEFAULT_MAX_ASSIGNMENTS, progress: bool = True,
@@ -236,7 +235,6 @@ class LocalSearchAgent(Agent):
     """
 
     name = "local-search"
-    description = "moves and swaps from master-AP and random starts while the sum rate rises"
 
     def __init__(self, config: SystemConfig | None = None, seed: int = 0, restarts: int = 4,
                  swaps: bool = True, max_rounds: int = 10_000) -> None:

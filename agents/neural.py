@@ -1,0 +1,118 @@
+"""Learnable agents wrapping the models of :mod:`agents.nets` behind the agent interface."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from agents.base import LearnableAgent
+from cfenv.channel import Snapshot
+from cfenv.config import SystemConfig
+
+
+class NeuralAgent(LearnableAgent):
+    """A neural model that maps fading to pilots (argmax of its per-user logits).
+
+    Args:
+        config: the system size the model is (or will be) trained for.
+        seed: training seed.
+        device: torch device.
+        loss: default training loss for :meth:`fit` (``"unsupervised"`` or ``"supervised"``).
+        **model: model options (see :func:`agents.nets.build_model`).
+    """
+
+    model_name: ClassVar[str] = ""
+
+    def __init__(self, config: SystemConfig | None = None, seed: int = 0, device: str = "cpu",
+                 loss: str = "unsupervised", **model: Any) -> None:
+        super().__init__(config, seed)
+        self.device = device
+        self.loss = loss
+        self.model_options = model
+        self.model: Any = None
+        self.meta: dict[str, Any] = {}
+
+    @property
+    def trained(self) -> bool:
+        return self.model is not None
+
+    def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
+        from agents.training import predict
+
+        if self.model is None:
+            raise ValueError(f"{self.name} is not trained: call fit() or load() first")
+        trained_for = (self.model.M, self.model.K, self.model.tau_p)
+        if trained_for != (config.M, config.K, config.tau_p):
+            raise ValueError(f"{self.name} was trained for (M, K, tau_p) = {trained_for}, "
+                             f"not {(config.M, config.K, config.tau_p)}")
+        return predict(self.model, snapshots.beta, self.device)[0]
+
+    def initialise(self, config: SystemConfig | None = None) -> "NeuralAgent":
+        """Give the agent a freshly initialised (untrained) model, seeded by the agent's seed."""
+        import torch
+
+        from agents.nets import build_model
+
+        cfg = self._resolve_config(config)
+        torch.manual_seed(self.seed)
+        self.model = build_model(self.name, cfg, **self.model_options).to(self.device)
+        self.config = cfg
+        return self
+
+    def fit(self, config: SystemConfig | None = None, **settings: Any) -> dict[str, Any]:
+        """Train with :func:`agents.training.train`; keyword arguments override
+        :class:`agents.training.TrainSettings` fields."""
+        from agents.training import TrainSettings, train
+
+        cfg = self._resolve_config(config)
+        settings.setdefault("loss", self.loss)
+        settings.setdefault("seed", self.seed)
+        settings.setdefault("device", self.device)
+        settings.setdefault("model", dict(self.model_options))
+        summary = train(TrainSettings(agent=self.name, size=cfg.size, **settings))
+        self.model = summary.pop("model")
+        self.config = cfg
+        return summary
+
+    def save(self, directory: str | Path) -> Path:
+        from agents.training import save_model
+
+        if self.model is None or self.config is None:
+            raise ValueError(f"{self.name} has no trained model to save")
+        return save_model(Path(directory), self.model, self.name, self.config, self.meta)
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str = "cpu", config: SystemConfig | None = None) -> "NeuralAgent":
+        """Load a saved model; ``config`` (if given) must match the size it was trained for."""
+        from agents.training import load_model
+
+        model, meta = load_model(Path(directory), device, expected=config)
+        if meta["agent"] != cls.name and cls is not NeuralAgent:
+            raise ValueError(f"{directory} holds a {meta['agent']!r} model, not {cls.name!r}")
+        from agents.registry import agent_class
+
+        agent = agent_class(meta["agent"])(config=SystemConfig(**meta["system"]), device=device, **meta["model"])
+        agent.model, agent.meta = model, meta
+        return agent  # type: ignore[return-value]
+
+
+class MLPAgent(NeuralAgent):
+    name = "mlp"
+
+
+class LightCNNAgent(NeuralAgent):
+    name = "light-cnn"
+
+
+class HeavyCNNAgent(NeuralAgent):
+    name = "heavy-cnn"
+
+
+class HQCNNAgent(NeuralAgent):
+    name = "hqcnn"
+
+
+class HQCNNHurAgent(NeuralAgent):
+    name = "hqcnn-hur"

@@ -1,0 +1,80 @@
+"""Train a neural pilot-assignment agent (supervised or unsupervised), logged to TensorBoard.
+
+    python train.py --agent hqcnn --loss unsupervised --sizes 10,2,6,3
+    python train.py --agent mlp --loss supervised --labels exhaustive --sizes small --epochs 50
+    python train.py --agent hqcnn --sizes 10,2,6,3 --resume        # continue an interrupted run
+    tensorboard --logdir runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from agents.evaluation import parse_sizes
+from agents.nets import MODEL_NAMES
+from agents.training import LABEL_SOURCES, LOSSES, TrainSettings, train
+
+DEFAULTS = TrainSettings()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--agent", default=DEFAULTS.agent, help=f"one of {', '.join(MODEL_NAMES)}")
+    p.add_argument("--loss", default=DEFAULTS.loss, help=f"one of {', '.join(LOSSES)}")
+    p.add_argument("--labels", default=DEFAULTS.labels, help=f"supervised label source: {', '.join(LABEL_SOURCES)}")
+    p.add_argument("--sizes", nargs="+", default=["10,2,6,3"], help="size groups or M,L,K,tau_p quadruples")
+    p.add_argument("--train-snapshots", type=int, default=DEFAULTS.train_snapshots)
+    p.add_argument("--val-snapshots", type=int, default=DEFAULTS.val_snapshots)
+    p.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
+    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    p.add_argument("--lr", type=float, default=DEFAULTS.lr)
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    p.add_argument("--device", default=DEFAULTS.device, help="torch device: cpu or cuda")
+    p.add_argument("--qubits", type=int, default=None, help="HQCNN qubits: 4, 8 or 16")
+    p.add_argument("--share", default=None, help="HQCNN parameter sharing: level, all or block")
+    p.add_argument("--readout", default=None, help="HQCNN readout: all or final")
+    p.add_argument("--backend", default=None, help="HQCNN simulator: torch or pennylane")
+    p.add_argument("--hidden", default=None, help="MLP hidden widths, comma-separated")
+    p.add_argument("--out", type=Path, default=DEFAULTS.runs_dir, help="runs folder (TensorBoard logdir)")
+    p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def model_options(args: argparse.Namespace) -> dict:
+    options = {}
+    for flag, key in (("qubits", "n_qubits"), ("share", "share"), ("readout", "readout"), ("backend", "backend")):
+        if getattr(args, flag) is not None:
+            options[key] = getattr(args, flag)
+    if args.hidden:
+        options["hidden"] = [int(w) for w in args.hidden.split(",")]
+    return options
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.agent not in MODEL_NAMES:
+            raise ValueError(f"unknown agent {args.agent!r}; valid: {', '.join(MODEL_NAMES)}")
+        runs = [TrainSettings(agent=args.agent, size=size, loss=args.loss, labels=args.labels,
+                              train_snapshots=args.train_snapshots, val_snapshots=args.val_snapshots,
+                              epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                              device=args.device, model=model_options(args), runs_dir=args.out,
+                              resume=args.resume, progress=not args.no_progress)
+                for size in parse_sizes(args.sizes)]
+    except ValueError as err:
+        print(f"train.py: error: {err}", file=sys.stderr)
+        return 2
+    for settings in runs:
+        summary = train(settings)
+        final = {k: round(v, 4) for k, v in summary["final"].items() if k.startswith("val/")}
+        print(json.dumps({"run_dir": summary["run_dir"], "train_time_s": round(summary["train_time_s"], 2),
+                          "parameters": summary["parameters"], **final}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
