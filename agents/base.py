@@ -134,7 +134,28 @@ class Agent(ABC):
 
 
 class LearnableAgent(Agent):
-    """An agent with parameters: trained by :meth:`fit`, stored as data by :meth:`save`."""
+    """An agent with parameters: trained by :meth:`fit`, stored as data by :meth:`save`.
+
+    A trained agent keeps what its checkpoint says about it in :attr:`meta` (at least
+    ``train_time_s``). Checkpoints live in ``runs/<agent>/<M>-<L>-<K>-<tau_p>/<run>/``
+    (:meth:`run_dir`), which is where ``evaluate.py`` looks for them.
+    """
+
+    meta: dict[str, Any]
+
+    @classmethod
+    def run_dir(cls, runs_dir: str | Path, config: SystemConfig, seed: int, loss: str = "unsupervised") -> Path:
+        """The run folder of this agent for a size, seed and (for neural agents) loss."""
+        return Path(runs_dir) / cls.name / "-".join(map(str, config.size)) / f"{loss}-seed{seed}"
+
+    @classmethod
+    def has_checkpoint(cls, directory: str | Path) -> bool:
+        """Whether ``directory`` holds a finished model (its ``config.json``)."""
+        return (Path(directory) / "config.json").exists()
+
+    @abstractmethod
+    def parameter_count(self) -> int:
+        """Trainable parameters of the trained model."""
 
     @abstractmethod
     def fit(self, config: SystemConfig, **kwargs: Any) -> dict[str, Any]:
@@ -146,5 +167,6 @@ class LearnableAgent(Agent):
 
     @classmethod
     @abstractmethod
-    def load(cls, directory: str | Path) -> "LearnableAgent":
-        """Rebuild an agent saved by :meth:`save`."""
+    def load(cls, directory: str | Path, device: str = "cpu", config: SystemConfig | None = None) -> "LearnableAgent":
+        """Rebuild an agent saved by :meth:`save`; ``ValueError`` if ``config`` is given and its
+        size differs from the one the agent was trained for."""

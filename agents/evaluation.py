@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from agents.base import AGENT_STREAM, TEST_STREAM, stream_rng
-from agents.registry import available, is_learnable, make
+from agents.registry import agent_class, available, is_learnable, make
 from cfenv.channel import Snapshot, draw_snapshots
 from cfenv.config import TABLE2_SIZES, SystemConfig, parse_size
 from cfenv.rates import sum_rate
@@ -178,24 +178,21 @@ def _run_agent(name: str, config: SystemConfig, snaps: Snapshot, settings: Evalu
 def _learning_agent(name: str, config: SystemConfig, settings: EvaluationSettings,
                     record: dict[str, Any]) -> tuple[Any, str | None]:
     """Load the agent's checkpoint for this size, or train and cache it (default budget)."""
-    from agents.neural import NeuralAgent
-    from agents.training import CONFIG_JSON, run_dir_for
-
-    run_dir = run_dir_for(settings.checkpoints, name, config.size, settings.loss, settings.seed)
-    if (run_dir / CONFIG_JSON).exists():
-        agent = NeuralAgent.load(run_dir, device=settings.device, config=config)
-        record["train_time_s"] = agent.meta.get("train_time_s")
+    cls = agent_class(name)
+    run_dir = cls.run_dir(settings.checkpoints, config, settings.seed, settings.loss)
+    if cls.has_checkpoint(run_dir):
+        agent = cls.load(run_dir, device=settings.device, config=config)
     elif not settings.train:
         return None, f"no checkpoint in {run_dir} (train it with train.py, or run without --no-train)"
     else:
         from tqdm.auto import tqdm
 
-        tqdm.write(f"no checkpoint for {name} at {config.size}: training it with its default budget "
-                   f"({settings.loss}), cached in {run_dir}")
+        tqdm.write(f"no checkpoint for {name} at {config.size}: training it with its default budget, "
+                   f"cached in {run_dir}")
         agent = make(name, config=config, seed=settings.seed, device=settings.device, loss=settings.loss)
-        summary = agent.fit(config, runs_dir=settings.checkpoints, progress=settings.progress)
-        record["train_time_s"] = summary["train_time_s"]
-    record["parameters"] = agent.model.parameter_counts()["total"]
+        agent.fit(config, runs_dir=settings.checkpoints, progress=settings.progress)
+    record["train_time_s"] = agent.meta.get("train_time_s")
+    record["parameters"] = agent.parameter_count()
     return agent, None
 
 

@@ -74,7 +74,13 @@ class NeuralAgent(LearnableAgent):
         summary = train(TrainSettings(agent=self.name, size=cfg.size, **settings))
         self.model = summary.pop("model")
         self.config = cfg
+        self.meta = {"train_time_s": summary["train_time_s"], "final_metrics": summary["final"]}
         return summary
+
+    def parameter_count(self) -> int:
+        if self.model is None:
+            raise ValueError(f"{self.name} has no model yet")
+        return int(self.model.parameter_counts()["total"])
 
     def save(self, directory: str | Path) -> Path:
         from agents.training import save_model

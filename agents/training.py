@@ -117,8 +117,10 @@ class TrainSettings:
 
 
 def run_dir_for(runs_dir: Path, agent: str, size: tuple[int, ...], loss: str, seed: int) -> Path:
-    """``runs/<agent>/<M>-<L>-<K>-<tau_p>/<loss>-seed<seed>``."""
-    return Path(runs_dir) / agent / "-".join(map(str, size)) / f"{loss}-seed{seed}"
+    """``runs/<agent>/<M>-<L>-<K>-<tau_p>/<loss>-seed<seed>`` (see :meth:`LearnableAgent.run_dir`)."""
+    from agents.registry import agent_class
+
+    return agent_class(agent).run_dir(runs_dir, SystemConfig.from_size(tuple(size)), seed, loss)
 
 
 # ------------------------------------------------------------------ datasets

@@ -144,3 +144,15 @@ def test_train_cli_smoke_and_evaluate_uses_its_checkpoint(tmp_path):
 def test_train_cli_bad_arguments(args, needle):
     out = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 2 and needle in out.stderr
+
+
+def test_figures_from_logged_runs(tmp_path):
+    from agents import figures
+
+    for loss in ("supervised", "unsupervised"):
+        for agent in ("mlp", "light-cnn"):
+            train(tiny(tmp_path, agent=agent, loss=loss, epochs=2))
+    assert figures.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "fig")]) == 0
+    for name in ("convergence.png", "parameter_efficiency.png"):
+        assert (tmp_path / "fig" / name).stat().st_size > 1000
+    assert figures.main(["--runs", str(tmp_path / "empty"), "--out", str(tmp_path / "fig2")]) == 1
