@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from agents.base import AGENT_STREAM, TEST_STREAM, stream_rng
+from agents.diagnostics import collapse_report
 from agents.registry import agent_class, available, is_learnable, make
 from cfenv.channel import Snapshot, draw_snapshots
 from cfenv.config import TABLE2_SIZES, SystemConfig, parse_size
@@ -41,7 +42,8 @@ Z_95 = 1.959963984540054
 """two-sided 95 % normal quantile (confidence intervals use the normal approximation)"""
 MBPS = 1e6
 RECORD_FIELDS = ["M", "L", "K", "tau_p", "agent", "status", "mean_sum_rate_mbps", "ci95_mbps", "ratio",
-                 "ratio_to", "ms_per_snapshot", "train_time_s", "parameters", "snapshots", "seed", "reason"]
+                 "ratio_to", "ms_per_snapshot", "train_time_s", "parameters", "distinct_assignments",
+                 "ratio_to_best_constant", "collapsed", "snapshots", "seed", "reason"]
 
 
 @dataclass
@@ -160,7 +162,8 @@ def _run_agent(name: str, config: SystemConfig, snaps: Snapshot, settings: Evalu
         reason = agent.unsupported_reason(config)
     if reason is not None:
         record.update(status="skipped", reason=reason, mean_sum_rate_mbps=None, ci95_mbps=None,
-                      ms_per_snapshot=None, per_snapshot_sum_rate_mbps=[], per_snapshot_pilots=[])
+                      ms_per_snapshot=None, per_snapshot_sum_rate_mbps=[], per_snapshot_assignments=[],
+                      distinct_assignments=None, ratio_to_best_constant=None, collapsed=None)
         return record
     rng = stream_rng(settings.seed, AGENT_STREAM, name, *config.size)
     start = time.perf_counter()
@@ -171,7 +174,8 @@ def _run_agent(name: str, config: SystemConfig, snaps: Snapshot, settings: Evalu
     ci = Z_95 * float(np.std(rates, ddof=1)) / math.sqrt(n) if n > 1 else float("nan")
     record.update(status="ok", reason="", mean_sum_rate_mbps=float(np.mean(rates)), ci95_mbps=ci,
                   ms_per_snapshot=1e3 * elapsed / n, per_snapshot_sum_rate_mbps=[float(r) for r in rates],
-                  per_snapshot_pilots=pilots.tolist())
+                  per_snapshot_assignments=pilots.tolist())
+    record.update(collapse_report(pilots, snaps.beta, config, float(np.mean(rates)) * MBPS))
     return record
 
 
@@ -223,7 +227,7 @@ def markdown_tables(records: list[dict[str, Any]]) -> str:
     sizes = list(dict.fromkeys(_size_of(r) for r in records))
     by_key = {(_size_of(r), r["agent"]): r for r in records}
     lines = ["Average sum rate [Mbit/s] (ratio to the reference in brackets: EPAS where it ran, "
-             "else the best agent, marked *)", ""]
+             "else the best agent, marked *; † = collapsed: (almost) the same assignment for every network)", ""]
     lines.append("| M, L | K | tau_p | " + " | ".join(agent_names) + " |")
     lines.append("|---|---|---|" + "---|" * len(agent_names))
     for size in sizes:
@@ -234,17 +238,21 @@ def markdown_tables(records: list[dict[str, Any]]) -> str:
                 cells.append("–")
                 continue
             star = "" if r["ratio_to"] == REFERENCE_AGENT else "*"
-            cells.append(f"{r['mean_sum_rate_mbps']:.2f} ({r['ratio']:.3f}{star})")
+            dagger = " †" if r.get("collapsed") else ""
+            cells.append(f"{r['mean_sum_rate_mbps']:.2f} ({r['ratio']:.3f}{star}){dagger}")
         lines.append(f"| {size[0]}, {size[1]} | {size[2]} | {size[3]} | " + " | ".join(cells) + " |")
-    lines += ["", "| size | agent | mean [Mbit/s] | 95 % CI | ratio | ratio to | ms/snapshot | train s | note |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| size | agent | mean [Mbit/s] | 95 % CI | ratio | ratio to | ms/snapshot | train s | "
+              "distinct | vs best constant | collapsed | note |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         size = f"({r['M']},{r['L']},{r['K']},{r['tau_p']})"
         lines.append(
             f"| {size} | {r['agent']} | {_fmt(r['mean_sum_rate_mbps'], '.2f')} | "
             f"{'–' if r['ci95_mbps'] is None else '±' + format(r['ci95_mbps'], '.2f')} | "
             f"{_fmt(r['ratio'], '.4f')} | {r['ratio_to'] or '–'} | {_fmt(r['ms_per_snapshot'], '.3f')} | "
-            f"{_fmt(r['train_time_s'], '.1f')} | {r['reason']} |")
+            f"{_fmt(r['train_time_s'], '.1f')} | {_fmt(r.get('distinct_assignments'), 'd')} | "
+            f"{_fmt(r.get('ratio_to_best_constant'), '.4f')} | "
+            f"{'–' if r.get('collapsed') is None else ('yes' if r['collapsed'] else 'no')} | {r['reason']} |")
     lines += ["", "Absolute rates come from cfpilot's simulator (SPEC sections 1-2); they are not the "
               "paper's Table II numbers, which came from its own simulator."]
     return "\n".join(lines) + "\n"
@@ -322,7 +330,7 @@ def write_results(records: list[dict[str, Any]], settings: EvaluationSettings, m
         writer = csv.writer(f)
         writer.writerow(["M", "L", "K", "tau_p", "agent", "snapshot", "snapshot_seed", "sum_rate_mbps", "pilots"])
         for r in records:
-            for i, (rate, pilots) in enumerate(zip(r["per_snapshot_sum_rate_mbps"], r["per_snapshot_pilots"])):
+            for i, (rate, pilots) in enumerate(zip(r["per_snapshot_sum_rate_mbps"], r["per_snapshot_assignments"])):
                 seed = f"{r['seed']}/{TEST_STREAM}/{r['M']},{r['L']},{r['K']},{r['tau_p']}/{i}"
                 writer.writerow([r["M"], r["L"], r["K"], r["tau_p"], r["agent"], i, seed, f"{rate:.6f}",
                                  " ".join(map(str, pilots))])

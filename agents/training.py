@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from agents.base import TRAIN_STREAM, VALIDATION_STREAM, canonical_pilots, stream_rng
+from agents.diagnostics import best_constant_assignment, distinct_assignments
 from agents.heuristics import master_ap_pilots
 from agents.nets import PilotModel, build_model, model_options
 from cfenv.channel import Snapshot, draw_snapshots
@@ -211,15 +212,16 @@ def predict(model: PilotModel, beta: np.ndarray, device: str | torch.device = "c
     return np.concatenate(pilots).astype(np.int64), np.concatenate(probs)
 
 
-def validation_metrics(model: PilotModel, val: Dataset, config: SystemConfig, master_rate: np.ndarray,
-                       device: str | torch.device) -> dict[str, float]:
-    """Hard (argmax) sum rate, its ratio to master-AP, distinct assignments and output entropy."""
+def validation_metrics(model: PilotModel, val: Dataset, config: SystemConfig, master_rate: float,
+                       constant_rate: float, device: str | torch.device) -> dict[str, float]:
+    """Hard (argmax) sum rate, its ratio to master-AP and to the best constant assignment,
+    distinct assignments (partitions) and mean output entropy [nats]."""
     pilots, probs = predict(model, val.snapshots.beta, device)
-    rates = sum_rate(val.snapshots.beta, pilots, config) / MBPS
+    rate = float((sum_rate(val.snapshots.beta, pilots, config) / MBPS).mean())
     entropy = float(-(probs * np.log(np.clip(probs, 1e-300, None))).sum(-1).mean())
-    distinct = len({tuple(p) for p in canonical_pilots(pilots)})
-    return {"val/sum_rate_mbps": float(rates.mean()), "val/ratio_to_master_ap": float(rates.mean() / master_rate.mean()),
-            "val/distinct_assignments": float(distinct), "val/entropy": entropy}
+    return {"val/sum_rate_mbps": rate, "val/ratio_to_master_ap": rate / master_rate,
+            "val/ratio_to_best_constant": rate / constant_rate,
+            "val/distinct_assignments": float(distinct_assignments(pilots)), "val/entropy": entropy}
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -270,8 +272,9 @@ def train(settings: TrainSettings) -> dict[str, Any]:
                              settings.cache_dir, settings.progress)
     val_set = make_dataset(config, settings.val_snapshots, settings.seed, VALIDATION_STREAM, None,
                            settings.cache_dir)
-    master_rate = sum_rate(val_set.snapshots.beta, master_ap_pilots(val_set.snapshots.beta, config.tau_p),
-                           config) / MBPS
+    val_beta = val_set.snapshots.beta
+    master_rate = float(sum_rate(val_beta, master_ap_pilots(val_beta, config.tau_p), config).mean()) / MBPS
+    constant_rate = best_constant_assignment(val_beta, config)[1] / MBPS
 
     torch.manual_seed(settings.seed)
     model = build_model(settings.agent, config, **settings.model)
@@ -328,7 +331,7 @@ def train(settings: TrainSettings) -> dict[str, Any]:
             metrics = {"train/loss": float(np.mean(losses)),
                        "train/loss_relative_to_initial": float(np.mean(losses)) / initial_loss,
                        "perf/samples_per_s": n / elapsed, "train/lr": optimiser.param_groups[0]["lr"]}
-            metrics.update(validation_metrics(model, val_set, config, master_rate, device))
+            metrics.update(validation_metrics(model, val_set, config, master_rate, constant_rate, device))
             for k, v in metrics.items():
                 writer.add_scalar(k, v, epoch + 1)
             history.append({"epoch": epoch + 1, **metrics})

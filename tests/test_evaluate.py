@@ -46,7 +46,7 @@ def test_recorded_assignments_reproduce_recorded_rates(tmp_path):
     for r in records:
         cfg = SystemConfig.from_size((r["M"], r["L"], r["K"], r["tau_p"]))
         snaps = draw_test_snapshots(cfg, r["snapshots"], r["seed"])
-        rates = sum_rate(snaps.beta, np.array(r["per_snapshot_pilots"]), cfg) / 1e6
+        rates = sum_rate(snaps.beta, np.array(r["per_snapshot_assignments"]), cfg) / 1e6
         np.testing.assert_allclose(rates, r["per_snapshot_sum_rate_mbps"], rtol=1e-12)
 
 

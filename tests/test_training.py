@@ -67,7 +67,7 @@ def test_run_folder_has_tensorboard_history_and_model(tmp_path):
     assert list(run.glob("events.out.tfevents.*"))
     history = json.loads((run / "history.json").read_text())
     for key in ("train/loss", "train/loss_relative_to_initial", "val/sum_rate_mbps", "val/ratio_to_master_ap",
-                "perf/samples_per_s", "val/distinct_assignments", "val/entropy"):
+                "perf/samples_per_s", "val/distinct_assignments", "val/entropy", "val/ratio_to_best_constant"):
         assert key in history[-1]
     meta = json.loads((run / "config.json").read_text())
     assert meta["agent"] == "mlp" and meta["system"]["K"] == 4

@@ -1,0 +1,77 @@
+"""Collapse diagnostics: does a policy really depend on its input?
+
+A learner that outputs the same assignment for every network can still post a
+respectable mean sum rate. These measures make that visible: how many distinct
+pilot partitions (assignments up to relabelling) it gives, how its mean sum rate
+compares with the best *single constant* assignment on the same snapshots, and
+a ``collapsed`` flag.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from agents.base import canonical_pilots
+from agents.search import count_assignments, rgs_prefixes
+from cfenv.config import SystemConfig
+from cfenv.rates import sum_rate
+
+EXACT_EVALUATIONS = 5_000_000
+"""search every constant partition when (partitions x snapshots) is at most this, else local search"""
+COLLAPSE_FRACTION = 0.1
+"""collapsed: at most this fraction of the possible distinct partitions (capped by the snapshot count)"""
+
+
+def distinct_assignments(pilots: np.ndarray) -> int:
+    """Number of distinct pilot partitions among ``(N, K)`` assignments."""
+    return len({tuple(p) for p in canonical_pilots(np.asarray(pilots))})
+
+
+def best_constant_assignment(beta: np.ndarray, config: SystemConfig) -> tuple[np.ndarray, float, str]:
+    """The one assignment with the highest mean sum rate over ``(N, M, K)`` snapshots.
+
+    Exact (every restricted-growth string) when small enough, else steepest ascent
+    over single-user moves from the round-robin assignment.
+
+    Returns:
+        ``(K,)`` pilots, its mean sum rate [bit/s], and ``"exact"`` or ``"local"``.
+    """
+    K, tau_p = config.K, config.tau_p
+    n = beta.shape[0]
+    if count_assignments(K, tau_p) * n <= EXACT_EVALUATIONS:
+        candidates = rgs_prefixes(K, tau_p, K)
+        means = sum_rate(beta[None], candidates[:, None, :], config).mean(axis=1)
+        best = int(np.argmax(means))
+        return candidates[best], float(means[best]), "exact"
+    current = np.arange(K) % tau_p
+    value = float(sum_rate(beta, current, config).mean())
+    while True:
+        moves = np.repeat(current[None], K * tau_p, axis=0)
+        moves[np.arange(K * tau_p), np.repeat(np.arange(K), tau_p)] = np.tile(np.arange(tau_p), K)
+        means = sum_rate(beta[None], moves[:, None, :], config).mean(axis=1)
+        best = int(np.argmax(means))
+        if means[best] <= value * (1 + 1e-12):
+            return current, value, "local"
+        current, value = moves[best], float(means[best])
+
+
+def collapse_report(pilots: np.ndarray, beta: np.ndarray, config: SystemConfig,
+                    mean_rate: float | None = None) -> dict[str, Any]:
+    """Distinct partitions, ratio of the mean sum rate to the best constant one, and the flag.
+
+    A policy is flagged ``collapsed`` when it gives at most ``COLLAPSE_FRACTION`` of the
+    distinct partitions it could have given (the smaller of the snapshot count and the
+    number of partitions), at least one.
+    """
+    pilots = np.asarray(pilots)
+    n = pilots.shape[0]
+    distinct = distinct_assignments(pilots)
+    possible = min(n, count_assignments(config.K, config.tau_p))
+    if mean_rate is None:
+        mean_rate = float(sum_rate(beta, pilots, config).mean())
+    _, constant_rate, method = best_constant_assignment(beta, config)
+    return {"distinct_assignments": distinct, "ratio_to_best_constant": mean_rate / constant_rate,
+            "best_constant_search": method,
+            "collapsed": bool(possible > 1 and distinct <= max(1, COLLAPSE_FRACTION * possible))}
