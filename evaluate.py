@@ -74,10 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         print("sizes: the four small Table II sizes (default); skipped the medium ones "
               f"{list(SIZE_GROUPS['medium'])}: run with --sizes paper for the full grid")
     start = time.perf_counter()
-    records = evaluate(settings)
+    records, snapshots = evaluate(settings)
     meta = provenance(sys.argv if argv is None else ["evaluate.py", *argv])
     meta["wall_time_s"] = time.perf_counter() - start
-    paths = write_results(records, settings, meta)
+    paths = write_results(records, settings, meta, snapshots)
     print(markdown_tables(records))
     for r in records:
         if r["status"] != "ok":

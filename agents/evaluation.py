@@ -120,16 +120,19 @@ def draw_test_snapshots(config: SystemConfig, n: int, seed: int) -> Snapshot:
                     np.stack([d.ue_positions for d in drawn]))
 
 
-def evaluate(settings: EvaluationSettings) -> list[dict[str, Any]]:
-    """Run every agent on every size; returns one record per (size, agent)."""
+def evaluate(settings: EvaluationSettings) -> tuple[list[dict[str, Any]], dict[Size, Snapshot]]:
+    """Run every agent on every size; returns one record per (size, agent) and the test
+    snapshots of each size."""
     from tqdm.auto import tqdm
 
     records: list[dict[str, Any]] = []
+    used: dict[Size, Snapshot] = {}
     tasks = [(size, name) for size in settings.sizes for name in settings.agents]
     bar = tqdm(total=len(tasks), desc="evaluate", unit="cell", disable=not settings.progress)
     for size in settings.sizes:
         config = SystemConfig.from_size(size)
         snaps = draw_test_snapshots(config, settings.snapshots, settings.seed)
+        used[size] = snaps
         size_records = []
         for name in settings.agents:
             bar.set_postfix_str(f"{name} @ {size}")
@@ -138,7 +141,7 @@ def evaluate(settings: EvaluationSettings) -> list[dict[str, Any]]:
         _add_ratios(size_records)
         records.extend(size_records)
     bar.close()
-    return records
+    return records, used
 
 
 def _agent_kwargs(name: str, settings: EvaluationSettings) -> dict[str, Any]:
@@ -315,12 +318,23 @@ def provenance(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "git_dirty": dirty, "machine": platform.platform(), "processor": platform.machine()}
 
 
-def write_results(records: list[dict[str, Any]], settings: EvaluationSettings, meta: dict[str, Any]) -> dict[str, Path]:
-    """Write results.json, results.csv, per_snapshot.csv, results.md, results.png and run.json."""
+def write_results(records: list[dict[str, Any]], settings: EvaluationSettings, meta: dict[str, Any],
+                  snapshots: dict[Size, Snapshot]) -> dict[str, Path]:
+    """Write results.json, results.csv, per_snapshot.csv, results.md, results.png, run.json and
+    snapshots.npz (per size ``M-L-K-tau_p/beta``, ``/ap_positions``, ``/ue_positions``, ``/seeds``),
+    from which every per-snapshot sum rate can be re-verified."""
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / name for name in ("results.json", "results.csv", "per_snapshot.csv", "results.md",
-                                           "results.png", "run.json")}
+                                           "results.png", "run.json", "snapshots.npz")}
+    arrays = {}
+    for size, snaps in snapshots.items():
+        key = "-".join(map(str, size))
+        arrays.update({f"{key}/beta": snaps.beta, f"{key}/ap_positions": snaps.ap_positions,
+                       f"{key}/ue_positions": snaps.ue_positions,
+                       f"{key}/seeds": np.array([[settings.seed, TEST_STREAM, *size, i]
+                                                 for i in range(len(snaps.beta))])})
+    np.savez_compressed(paths["snapshots.npz"], **arrays)
     paths["results.json"].write_text(json.dumps(records, indent=1))
     with paths["results.csv"].open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=RECORD_FIELDS, extrasaction="ignore")

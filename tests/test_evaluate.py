@@ -25,7 +25,8 @@ def run(tmp_path: Path, *extra: str) -> list[dict]:
 
 def test_end_to_end_writes_all_outputs(tmp_path):
     records = run(tmp_path)
-    for name in ("results.json", "results.csv", "per_snapshot.csv", "results.md", "results.png", "run.json"):
+    for name in ("results.json", "results.csv", "per_snapshot.csv", "results.md", "results.png", "run.json",
+                 "snapshots.npz"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert len(records) == 2 * 6
     for r in records:
@@ -41,12 +42,15 @@ def test_end_to_end_writes_all_outputs(tmp_path):
     assert "evaluate.py" in run_json["command"] and run_json["versions"]["numpy"]
 
 
-def test_recorded_assignments_reproduce_recorded_rates(tmp_path):
+def test_saved_snapshots_and_assignments_reproduce_recorded_rates(tmp_path):
     records = run(tmp_path)
+    saved = np.load(tmp_path / "snapshots.npz")
     for r in records:
         cfg = SystemConfig.from_size((r["M"], r["L"], r["K"], r["tau_p"]))
-        snaps = draw_test_snapshots(cfg, r["snapshots"], r["seed"])
-        rates = sum_rate(snaps.beta, np.array(r["per_snapshot_assignments"]), cfg) / 1e6
+        key = f"{r['M']}-{r['L']}-{r['K']}-{r['tau_p']}"
+        beta = saved[f"{key}/beta"]
+        np.testing.assert_array_equal(beta, draw_test_snapshots(cfg, r["snapshots"], r["seed"]).beta)
+        rates = sum_rate(beta, np.array(r["per_snapshot_assignments"]), cfg) / 1e6
         np.testing.assert_allclose(rates, r["per_snapshot_sum_rate_mbps"], rtol=1e-12)
 
 
