@@ -142,6 +142,8 @@ class LearnableAgent(Agent):
     """
 
     meta: dict[str, Any]
+    losses: ClassVar[tuple[str, ...]] = ("unsupervised", "supervised")
+    """training losses the agent supports; the first is its default"""
 
     @classmethod
     def run_dir(cls, runs_dir: str | Path, config: SystemConfig, seed: int, loss: str = "unsupervised") -> Path:

@@ -186,7 +186,8 @@ def _learning_agent(name: str, config: SystemConfig, settings: EvaluationSetting
                     record: dict[str, Any]) -> tuple[Any, str | None]:
     """Load the agent's checkpoint for this size, or train and cache it (default budget)."""
     cls = agent_class(name)
-    run_dir = cls.run_dir(settings.checkpoints, config, settings.seed, settings.loss)
+    loss = settings.loss if settings.loss in cls.losses else cls.losses[0]
+    run_dir = cls.run_dir(settings.checkpoints, config, settings.seed, loss)
     if cls.has_checkpoint(run_dir):
         agent = cls.load(run_dir, device=settings.device, config=config)
     elif not settings.train:
@@ -196,7 +197,7 @@ def _learning_agent(name: str, config: SystemConfig, settings: EvaluationSetting
 
         tqdm.write(f"no checkpoint for {name} at {config.size}: training it with its default budget, "
                    f"cached in {run_dir}")
-        agent = make(name, config=config, seed=settings.seed, device=settings.device, loss=settings.loss)
+        agent = make(name, config=config, seed=settings.seed, device=settings.device, loss=loss)
         agent.fit(config, runs_dir=settings.checkpoints, progress=settings.progress)
     record["train_time_s"] = agent.meta.get("train_time_s")
     record["parameters"] = agent.parameter_count()

@@ -18,14 +18,31 @@ from torch import nn
 
 from cfenv.config import SystemConfig
 
-MODEL_NAMES = ("mlp", "light-cnn", "heavy-cnn", "hqcnn", "hqcnn-hur")
+MODEL_NAMES = ("mlp", "light-cnn", "heavy-cnn", "hqcnn", "hqcnn-hur", "gnn", "hqcnn-ar")
 LIGHT_CNN_CHANNELS = (8, 16)
 HEAVY_CNN_CHANNELS = (32, 64)
 CNN_KERNEL = 3
 
 
-class PilotModel(nn.Module):
-    """Base: input standardisation and the (B, K, tau_p) logits contract."""
+class AssignmentModel(nn.Module):
+    """Anything trainable that turns a batch of fading matrices (dB) into assignments."""
+
+    size_generalisable = False
+    """True if one trained model runs at any (M, K, tau_p)"""
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Trainable parameters: classical, quantum and total (the paper's Table I)."""
+        quantum = sum(p.numel() for n, p in self.named_parameters() if ".quantum." in f".{n}")
+        total = sum(p.numel() for p in self.parameters())
+        return {"classical": total - quantum, "quantum": quantum, "total": total}
+
+    def greedy(self, beta_db: torch.Tensor, tau_p: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Deterministic assignments ``(B, K)`` and the mean decision entropy ``(B,)`` [nats]."""
+        raise NotImplementedError
+
+
+class PilotModel(AssignmentModel):
+    """Base of the label-emitting models: input standardisation and the (B, K, tau_p) logits."""
 
     def __init__(self, config: SystemConfig) -> None:
         super().__init__()
@@ -50,11 +67,10 @@ class PilotModel(nn.Module):
     def body(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def parameter_counts(self) -> dict[str, int]:
-        """Trainable parameters: classical, quantum and total (the paper's Table I)."""
-        quantum = sum(p.numel() for n, p in self.named_parameters() if n.startswith("quantum."))
-        total = sum(p.numel() for p in self.parameters())
-        return {"classical": total - quantum, "quantum": quantum, "total": total}
+    def greedy(self, beta_db: torch.Tensor, tau_p: int) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self(beta_db)
+        logp = torch.log_softmax(logits.double(), -1)
+        return logits.argmax(-1), -(logp.exp() * logp).sum(-1).mean(-1)
 
 
 class MLP(PilotModel):
@@ -140,7 +156,7 @@ def hqcnn_parameter_count(config: SystemConfig, n_qubits: int = 8, share: str = 
     return (n_in + 1) * n_qubits + quantum.count_quantum_parameters(n_qubits, share) + (width + 1) * n_out
 
 
-def build_model(name: str, config: SystemConfig, **options: Any) -> PilotModel:
+def build_model(name: str, config: SystemConfig, **options: Any) -> AssignmentModel:
     """The model registered as ``name`` for ``config``; options are the model's constructor
     arguments (``hidden`` for ``mlp``; ``n_qubits``, ``share``, ``readout``, ``backend`` for
     the quantum ones). ``mlp`` without ``hidden`` is sized to match ``hqcnn``'s parameter count."""
@@ -158,10 +174,17 @@ def build_model(name: str, config: SystemConfig, **options: Any) -> PilotModel:
             raise ValueError("hqcnn-hur has its own parameters per block: share must be 'block'")
         return HQCNN(config, n_qubits=options.get("n_qubits", 8), share=share,
                      readout=options.get("readout", "all"), backend=options.get("backend"))
+    if name in ("gnn", "hqcnn-ar"):
+        from agents.gnn import GNNPolicy
+
+        quantum = {k: options[k] for k in ("n_qubits", "share", "readout", "backend") if options.get(k) is not None}
+        return GNNPolicy(width=options.get("width", 64), layers=options.get("layers", 2),
+                         scorer="quantum" if name == "hqcnn-ar" else "mlp",
+                         quantum={**quantum, **options.get("quantum", {})} if name == "hqcnn-ar" else None)
     raise ValueError(f"unknown model {name!r}; valid: {', '.join(MODEL_NAMES)}")
 
 
-def model_options(model: PilotModel) -> dict[str, Any]:
+def model_options(model: AssignmentModel) -> dict[str, Any]:
     """Constructor options that rebuild ``model`` with :func:`build_model` (JSON-serialisable)."""
     if isinstance(model, MLP):
         return {"hidden": list(model.hidden)}
@@ -170,4 +193,8 @@ def model_options(model: PilotModel) -> dict[str, Any]:
     if isinstance(model, HQCNN):
         return {"n_qubits": model.n_qubits, "share": model.share, "readout": model.readout,
                 "backend": model.backend}
+    from agents.gnn import GNNPolicy
+
+    if isinstance(model, GNNPolicy):
+        return {"width": model.width, "layers": model.layers, "quantum": model.quantum_options}
     raise TypeError(f"unknown model type {type(model).__name__}")

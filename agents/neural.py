@@ -43,11 +43,12 @@ class NeuralAgent(LearnableAgent):
 
         if self.model is None:
             raise ValueError(f"{self.name} is not trained: call fit() or load() first")
-        trained_for = (self.model.M, self.model.K, self.model.tau_p)
-        if trained_for != (config.M, config.K, config.tau_p):
-            raise ValueError(f"{self.name} was trained for (M, K, tau_p) = {trained_for}, "
-                             f"not {(config.M, config.K, config.tau_p)}")
-        return predict(self.model, snapshots.beta, self.device)[0]
+        if not self.model.size_generalisable:
+            trained_for = (self.model.M, self.model.K, self.model.tau_p)
+            if trained_for != (config.M, config.K, config.tau_p):
+                raise ValueError(f"{self.name} was trained for (M, K, tau_p) = {trained_for}, "
+                                 f"not {(config.M, config.K, config.tau_p)}")
+        return predict(self.model, snapshots.beta, config.tau_p, self.device)[0]
 
     def initialise(self, config: SystemConfig | None = None) -> "NeuralAgent":
         """Give the agent a freshly initialised (untrained) model, seeded by the agent's seed."""
@@ -102,6 +103,19 @@ class NeuralAgent(LearnableAgent):
         agent = agent_class(meta["agent"])(config=SystemConfig(**meta["system"]), device=device, **meta["model"])
         agent.model, agent.meta = model, meta
         return agent  # type: ignore[return-value]
+
+
+class GNNAgent(NeuralAgent):
+    name = "gnn"
+    losses = ("reinforce", "supervised")
+
+    def __init__(self, config: SystemConfig | None = None, seed: int = 0, device: str = "cpu",
+                 loss: str = "reinforce", **model: Any) -> None:
+        super().__init__(config, seed, device, loss if loss in self.losses else "reinforce", **model)
+
+
+class HQCNNARAgent(GNNAgent):
+    name = "hqcnn-ar"
 
 
 class MLPAgent(NeuralAgent):

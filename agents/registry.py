@@ -37,8 +37,18 @@ REGISTRY: dict[str, AgentEntry] = {
     "heavy-cnn": AgentEntry("agents.neural:HeavyCNNAgent", "heavy CNN: two 3x3 conv layers (32, 64 channels)", True),
     "hqcnn": AgentEntry("agents.neural:HQCNNAgent",
                         "the paper's hybrid quantum CNN: FC -> 8-qubit QCNN (shared per level) -> FC", True),
+    "gnn": AgentEntry("agents.neural:GNNAgent",
+                      "symmetry-aware graph policy over users, autoregressive pilot groups, REINFORCE", True),
+    "hqcnn-ar": AgentEntry("agents.neural:HQCNNARAgent",
+                           "the gnn decoder with the HQCNN circuit as its per-decision scorer", True),
     "hqcnn-hur": AgentEntry("agents.neural:HQCNNHurAgent",
                             "HQCNN with its own parameters in every block (Hur et al., the paper's ref. [11])", True),
+    "ppo": AgentEntry("agents.rl:PPOAgent", "SB3 PPO on CellFreePilot-v0: one MultiDiscrete action per snapshot", True),
+    "a2c": AgentEntry("agents.rl:A2CAgent", "SB3 A2C on CellFreePilot-v0: one MultiDiscrete action per snapshot", True),
+    "dqn": AgentEntry("agents.rl:DQNAgent",
+                      "SB3 DQN on CellFreePilotSequential-v0: one user's pilot per step", True),
+    "ppo-hqcnn": AgentEntry("agents.rl:PPOHQCNNAgent",
+                            "SB3 PPO whose features extractor is the HQCNN circuit: FC -> 8-qubit QCNN", True),
 }
 
 

@@ -8,6 +8,10 @@
   :func:`agents.base.canonical_pilots`).
 * Unsupervised (SPEC eq. 8): the negative relaxed sum rate [Mbit/s] of the
   softmax outputs, through the differentiable rate engine.
+* REINFORCE (autoregressive policies, :mod:`agents.gnn`): the exact sum rate of a
+  sampled assignment, with the greedy decode of the same snapshot as baseline
+  (advantage relative to the baseline's rate). For these policies
+  ``supervised`` is teacher-forced imitation of the labels.
 
 Training and validation snapshots come from their own seed streams (see
 :mod:`agents.base`), disjoint from the test snapshots of ``evaluate.py``;
@@ -38,12 +42,12 @@ import torch
 from agents.base import TRAIN_STREAM, VALIDATION_STREAM, canonical_pilots, stream_rng
 from agents.diagnostics import best_constant_assignment, distinct_assignments
 from agents.heuristics import master_ap_pilots
-from agents.nets import PilotModel, build_model, model_options
+from agents.nets import AssignmentModel, PilotModel, build_model, model_options
 from cfenv.channel import Snapshot, draw_snapshots
 from cfenv.config import SystemConfig
 from cfenv.rates import relaxed_sum_rate, sum_rate
 
-LOSSES = ("supervised", "unsupervised")
+LOSSES = ("supervised", "unsupervised", "reinforce")
 LABEL_SOURCES = ("master-ap", "exhaustive", "local-search")
 MBPS = 1e6
 CHECKPOINT = "checkpoint.pt"
@@ -61,7 +65,8 @@ class TrainSettings:
     size: tuple[int, int, int, int] = (10, 2, 6, 3)
     """(M, L, K, tau_p)"""
     loss: str = "unsupervised"
-    """supervised (cross-entropy against labels) or unsupervised (negative relaxed sum rate)"""
+    """supervised (cross-entropy against labels), unsupervised (negative relaxed sum rate) or
+    reinforce (autoregressive policies: exact sum rate, greedy-rollout baseline)"""
     labels: str = "master-ap"
     """label source for supervised training"""
     train_snapshots: int = 2048
@@ -199,40 +204,65 @@ def supervised_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
 
 
-def predict(model: PilotModel, beta: np.ndarray, device: str | torch.device = "cpu",
+def batch_loss(model: AssignmentModel, loss: str, x: torch.Tensor, beta: torch.Tensor, beta_np: np.ndarray,
+               labels: torch.Tensor | None, config: SystemConfig, generator: torch.Generator) -> torch.Tensor:
+    """The training loss of one batch, for the model kind and loss name."""
+    if isinstance(model, PilotModel):
+        if loss == "unsupervised":
+            return unsupervised_loss(model(x), beta, config)
+        if loss == "supervised":
+            return supervised_loss(model(x), labels)
+        raise ValueError(f"{type(model).__name__} trains with 'supervised' or 'unsupervised', not {loss!r}")
+    if loss == "supervised":
+        _, log_prob, _ = model.decode(x, config.tau_p, "teacher", actions=labels)
+        return -log_prob.mean() / config.K
+    if loss == "reinforce":
+        sampled, log_prob, _ = model.decode(x, config.tau_p, "sample", generator=generator)
+        with torch.no_grad():
+            baseline, _, _ = model.decode(x, config.tau_p, "greedy")
+        reward = sum_rate(beta_np, sampled.cpu().numpy(), config)
+        base = sum_rate(beta_np, baseline.cpu().numpy(), config)
+        advantage = torch.as_tensor((reward - base) / base, dtype=log_prob.dtype, device=log_prob.device)
+        return -(advantage * log_prob).mean()
+    raise ValueError(f"{type(model).__name__} trains with 'reinforce' or 'supervised', not {loss!r}")
+
+
+def predict(model: AssignmentModel, beta: np.ndarray, tau_p: int, device: str | torch.device = "cpu",
             batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Argmax pilots ``(B, K)`` and softmax probabilities ``(B, K, tau_p)`` of a model."""
+    """Deterministic pilots ``(B, K)`` and per-snapshot mean decision entropy ``(B,)`` of a model."""
     model.eval()
-    pilots, probs = [], []
+    pilots, entropy = [], []
     with torch.no_grad():
         for lo in range(0, beta.shape[0], batch_size):
-            logits = model(beta_db_tensor(beta[lo:lo + batch_size], device))
-            probs.append(torch.softmax(logits.double(), -1).cpu().numpy())
-            pilots.append(logits.argmax(-1).cpu().numpy())
-    return np.concatenate(pilots).astype(np.int64), np.concatenate(probs)
+            p, h = model.greedy(beta_db_tensor(beta[lo:lo + batch_size], device), tau_p)
+            pilots.append(p.cpu().numpy())
+            entropy.append(h.double().cpu().numpy())
+    return np.concatenate(pilots).astype(np.int64), np.concatenate(entropy)
 
 
-def validation_metrics(model: PilotModel, val: Dataset, config: SystemConfig, master_rate: float,
+def validation_metrics(model: AssignmentModel, val: Dataset, config: SystemConfig, master_rate: float,
                        constant_rate: float, device: str | torch.device) -> dict[str, float]:
     """Hard (argmax) sum rate, its ratio to master-AP and to the best constant assignment,
     distinct assignments (partitions) and mean output entropy [nats]."""
-    pilots, probs = predict(model, val.snapshots.beta, device)
+    pilots, entropy_per_snapshot = predict(model, val.snapshots.beta, config.tau_p, device)
     rate = float((sum_rate(val.snapshots.beta, pilots, config) / MBPS).mean())
-    entropy = float(-(probs * np.log(np.clip(probs, 1e-300, None))).sum(-1).mean())
+    entropy = float(entropy_per_snapshot.mean())
     return {"val/sum_rate_mbps": rate, "val/ratio_to_master_ap": rate / master_rate,
             "val/ratio_to_best_constant": rate / constant_rate,
             "val/distinct_assignments": float(distinct_assignments(pilots)), "val/entropy": entropy}
 
 
 # ---------------------------------------------------------------- checkpoints
-def save_model(directory: Path, model: PilotModel, agent: str, config: SystemConfig,
+def save_model(directory: Path, model: AssignmentModel, agent: str, config: SystemConfig,
                extra: dict[str, Any] | None = None) -> Path:
     """``config.json`` (agent, system, model options, normalisation) + ``weights.pt`` (state_dict)."""
     from cfenv import __version__
 
     directory = Path(directory)
+    normalisation = ({"mean": float(model.input_mean), "std": float(model.input_std)}
+                     if isinstance(model, PilotModel) else None)
     meta = {"agent": agent, "system": dataclasses.asdict(config), "model": model_options(model),
-            "normalisation": {"mean": float(model.input_mean), "std": float(model.input_std)},
+            "normalisation": normalisation,
             "parameters": model.parameter_counts(), "cfpilot_version": __version__, **(extra or {})}
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     atomic_write_bytes(directory / WEIGHTS, lambda f: torch.save(state, f))
@@ -241,14 +271,15 @@ def save_model(directory: Path, model: PilotModel, agent: str, config: SystemCon
 
 
 def load_model(directory: Path, device: str | torch.device = "cpu",
-               expected: SystemConfig | None = None) -> tuple[PilotModel, dict[str, Any]]:
+               expected: SystemConfig | None = None) -> tuple[AssignmentModel, dict[str, Any]]:
     """Rebuild a model saved by :func:`save_model`; ``ValueError`` if it was trained for another size."""
     directory = Path(directory)
     if not (directory / CONFIG_JSON).exists():
         raise FileNotFoundError(f"no {CONFIG_JSON} in {directory}")
     meta = json.loads((directory / CONFIG_JSON).read_text())
     config = SystemConfig(**meta["system"])
-    if expected is not None and expected.size != config.size:
+    generalisable = meta["agent"] in ("gnn", "hqcnn-ar")
+    if expected is not None and expected.size != config.size and not generalisable:
         raise ValueError(f"checkpoint {directory} was trained for (M, L, K, tau_p) = {config.size}, "
                          f"not {expected.size}")
     model = build_model(meta["agent"], config, **meta["model"])
@@ -278,8 +309,9 @@ def train(settings: TrainSettings) -> dict[str, Any]:
 
     torch.manual_seed(settings.seed)
     model = build_model(settings.agent, config, **settings.model)
-    train_db = 10.0 * np.log10(train_set.snapshots.beta)
-    model.set_normalisation(float(train_db.mean()), float(train_db.std()))
+    if isinstance(model, PilotModel):
+        train_db = 10.0 * np.log10(train_set.snapshots.beta)
+        model.set_normalisation(float(train_db.mean()), float(train_db.std()))
     model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.lr)
     history: list[dict[str, float]] = []
@@ -295,7 +327,8 @@ def train(settings: TrainSettings) -> dict[str, Any]:
         start_epoch, history, initial_loss = state["epoch"], list(state["history"]), state["initial_loss"]
 
     x_all = beta_db_tensor(train_set.snapshots.beta, device)
-    beta_all = torch.as_tensor(train_set.snapshots.beta, dtype=torch.float64, device=device)
+    beta_np = train_set.snapshots.beta
+    beta_all = torch.as_tensor(beta_np, dtype=torch.float64, device=device)
     y_all = None if train_set.labels is None else torch.as_tensor(train_set.labels, device=device)
     n = len(train_set)
     counts = model.parameter_counts()
@@ -312,15 +345,14 @@ def train(settings: TrainSettings) -> dict[str, Any]:
     try:
         for epoch in epochs:
             model.train()
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(settings.seed * 100_003 + epoch))
+            epoch_rng = torch.Generator().manual_seed(settings.seed * 100_003 + epoch)
+            order = torch.randperm(n, generator=epoch_rng)
             losses, t0 = [], time.perf_counter()
             for lo in range(0, n, settings.batch_size):
-                idx = order[lo:lo + settings.batch_size].to(device)
-                logits = model(x_all[idx])
-                if settings.loss == "unsupervised":
-                    loss = unsupervised_loss(logits, beta_all[idx], config)
-                else:
-                    loss = supervised_loss(logits, y_all[idx])
+                idx = order[lo:lo + settings.batch_size]
+                loss = batch_loss(model, settings.loss, x_all[idx.to(device)], beta_all[idx.to(device)],
+                                  beta_np[idx.numpy()], None if y_all is None else y_all[idx.to(device)],
+                                  config, epoch_rng)
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()

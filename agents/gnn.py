@@ -1,0 +1,225 @@
+"""Symmetry-aware autoregressive pilot assignment: a graph policy over users.
+
+Why: the sum rate is invariant to relabelling pilots and equivariant to
+reordering users, so a network that emits per-user pilot *labels* from a fixed
+input layout must learn a one-to-many map and tends to collapse to one constant
+assignment (see the collapse diagnostics). This policy has both symmetries by
+construction:
+
+* **Users are a set.** Each user is a token with label-free, size-free features
+  (its total, strongest and second-strongest gain in dB); attention between
+  users is driven by how strongly they would contaminate each other (cosine of
+  their fading columns and the log contamination ratio
+  ``sum_m beta[m,j] beta[m,k] / sum_m beta[m,k]^2``). Nothing depends on M, K or
+  tau_p, so one trained model runs at any size.
+* **Pilots are represented by their holders, not their labels.** Users are
+  decoded one at a time in a canonical order (descending total gain); each
+  decision chooses among the pilot groups opened so far, each represented by
+  its current members (mean embedding, summed and largest affinity to the
+  user, contamination in both directions, size), and "open a new pilot" while
+  fewer than tau_p are open. The output is a restricted-growth string in the
+  decoding order, i.e. a pilot partition; pilot indices follow opening order.
+
+Training (see :mod:`agents.training`): REINFORCE on the exact sum rate with a
+greedy-rollout baseline (``loss="reinforce"``, Kool et al. 2019), optionally
+warm-started by imitation of teacher assignments (``loss="supervised"``:
+teacher-forced log-likelihood of the canonicalised labels).
+
+The per-decision scorer is an MLP (``gnn``) or the HQCNN circuit
+(``hqcnn-ar``: FC -> QCNN -> FC), so the quantum layer can be judged inside a
+design that can learn.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from agents.nets import AssignmentModel
+
+FEATURE_DB_CENTER = -120.0
+"""dB value mapped to 0 in the user features"""
+FEATURE_DB_SCALE = 20.0
+"""dB per unit in the user features"""
+LOG_RATIO_CLIP = (-6.0, 2.0)
+"""clip of log10 contamination ratios"""
+NODE_FEATURES = 3
+EDGE_FEATURES = 2
+OPTION_FEATURES = 6
+
+
+def user_graph(beta_db: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Node features ``(B, K, 3)``, edge features ``(B, K, K, 2)`` and the log contamination
+    ratio ``(B, K, K)`` (entry [k, j]: log10 of how much j would contaminate k) of a batch."""
+    beta = torch.pow(10.0, beta_db.to(torch.float64) / 10.0)  # (B, M, K)
+    total_db = 10.0 * torch.log10(beta.sum(-2))
+    top = torch.topk(beta_db.to(torch.float64), k=min(2, beta_db.shape[-2]), dim=-2).values  # (B, 2|1, K)
+    second = top[:, -1]
+    nodes = torch.stack([total_db, top[:, 0], second], dim=-1)
+    nodes = ((nodes - FEATURE_DB_CENTER) / FEATURE_DB_SCALE).float()
+    cross = beta.transpose(-1, -2) @ beta  # (B, K, K): sum_m beta[m,k] beta[m,j]
+    own = torch.diagonal(cross, dim1=-2, dim2=-1)  # (B, K)
+    norm = own.sqrt()
+    cosine = cross / (norm[:, :, None] * norm[:, None, :])
+    log_ratio = torch.log10(cross / own[:, :, None]).clamp(*LOG_RATIO_CLIP)  # [k, j]: j's power at k's APs
+    edges = torch.stack([cosine, log_ratio / 4.0], dim=-1).float()
+    return nodes, edges, log_ratio.float()
+
+
+class EncoderLayer(nn.Module):
+    """Residual attention over users, with attention logits from the edge features."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.edge = nn.Sequential(nn.Linear(EDGE_FEATURES, width), nn.ReLU(), nn.Linear(width, 1))
+        self.value = nn.Linear(width, width)
+        self.update = nn.Sequential(nn.Linear(2 * width, width), nn.ReLU(), nn.Linear(width, width))
+        self.norm = nn.LayerNorm(width)
+
+    def forward(self, h: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+        K = h.shape[1]
+        logits = self.edge(edges).squeeze(-1)  # (B, K, K)
+        if K > 1:
+            logits = logits.masked_fill(torch.eye(K, dtype=torch.bool, device=h.device), float("-inf"))
+            message = torch.softmax(logits, dim=-1) @ self.value(h)
+        else:
+            message = torch.zeros_like(h)
+        return self.norm(h + self.update(torch.cat([h, message], dim=-1)))
+
+
+class QuantumScorer(nn.Module):
+    """FC -> QCNN -> FC scorer for one decision option (the HQCNN as a per-decision scorer)."""
+
+    def __init__(self, in_features: int, n_qubits: int = 8, share: str = "level", readout: str = "all",
+                 backend: str | None = None) -> None:
+        super().__init__()
+        from agents import quantum
+
+        kwargs: dict[str, Any] = {"n_qubits": n_qubits, "share": share, "readout": readout}
+        if backend is not None:
+            kwargs["backend"] = backend
+        self.pre = nn.Linear(in_features, n_qubits)
+        self.quantum = quantum.QCNNLayer(**kwargs)
+        self.post = nn.Linear(quantum.output_width(n_qubits, readout), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape[:-1]
+        angles = self.pre(x.reshape(-1, x.shape[-1]))
+        z = self.quantum(angles.to(torch.float64)).to(angles.dtype)
+        return self.post(z).reshape(*shape, 1)
+
+
+class GNNPolicy(AssignmentModel):
+    """Permutation-equivariant, pilot-relabelling-invariant autoregressive policy.
+
+    Args:
+        width: embedding width.
+        layers: encoder layers.
+        scorer: ``"mlp"`` or ``"quantum"`` (then ``quantum`` holds the QCNN options).
+    """
+
+    size_generalisable = True
+
+    def __init__(self, width: int = 64, layers: int = 2, scorer: str = "mlp",
+                 quantum: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        if scorer not in ("mlp", "quantum"):
+            raise ValueError(f"scorer must be 'mlp' or 'quantum', got {scorer!r}")
+        self.width, self.layers, self.scorer_kind = width, layers, scorer
+        self.quantum_options = dict(quantum or {})
+        self.embed = nn.Linear(NODE_FEATURES, width)
+        self.encoder = nn.ModuleList(EncoderLayer(width) for _ in range(layers))
+        self.empty_group = nn.Parameter(torch.zeros(width))
+        in_features = 2 * width + OPTION_FEATURES
+        if scorer == "mlp":
+            self.scorer: nn.Module = nn.Sequential(nn.Linear(in_features, width), nn.ReLU(), nn.Linear(width, 1))
+        else:
+            self.scorer = QuantumScorer(in_features, **self.quantum_options)
+
+    def encode(self, beta_db: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        nodes, edges, log_ratio = user_graph(beta_db)
+        h = self.embed(nodes)
+        for layer in self.encoder:
+            h = layer(h, edges)
+        cosine = edges[..., 0]
+        return h, cosine, log_ratio, nodes[..., 0]
+
+    def decode(self, beta_db: torch.Tensor, tau_p: int, mode: str = "greedy",
+               actions: torch.Tensor | None = None, generator: torch.Generator | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Assign every user of a ``(B, M, K)`` dB batch.
+
+        Args:
+            mode: ``"greedy"`` (argmax), ``"sample"`` or ``"teacher"`` (follow ``actions``).
+            actions: ``(B, K)`` pilots to follow in teacher mode (any labelling).
+
+        Returns:
+            pilots ``(B, K)`` int64 (labels in opening order along the decoding order),
+            summed log-probability of the decisions ``(B,)`` and mean decision entropy ``(B,)``.
+        """
+        if tau_p < 1:
+            raise ValueError(f"tau_p must be >= 1, got {tau_p}")
+        h, cosine, log_ratio, total = self.encode(beta_db)
+        B, K, d = h.shape
+        batch = torch.arange(B, device=h.device)
+        order = torch.argsort(total, dim=1, descending=True, stable=True)
+        member = torch.zeros(B, tau_p, K, device=h.device)  # member[b, t, j] = 1 if user j holds group t
+        n_open = torch.zeros(B, dtype=torch.long, device=h.device)
+        pilots = torch.zeros(B, K, dtype=torch.long, device=h.device)
+        log_prob = torch.zeros(B, device=h.device)
+        entropy = torch.zeros(B, device=h.device)
+        teacher_map = torch.full((B, int(actions.max()) + 1 if actions is not None else 1), -1,
+                                 dtype=torch.long, device=h.device)
+        groups = torch.arange(tau_p, device=h.device)
+        for step in range(K):
+            user = order[:, step]
+            h_u = h[batch, user]  # (B, d)
+            size = member.sum(-1)  # (B, tau_p)
+            mean_member = (member @ h) / size.clamp(min=1)[..., None]
+            is_new = (groups[None, :] == n_open[:, None])
+            group_emb = torch.where(is_new[..., None], self.empty_group.expand(B, tau_p, d), mean_member)
+            cos_u = cosine[batch, user]  # (B, K): cos(u, j)
+            into_u = log_ratio[batch, user]  # (B, K): log contamination of j on u
+            from_u = log_ratio[batch, :, user]  # (B, K): log contamination of u on j
+            weight = member  # (B, tau, K)
+            option = torch.stack([
+                (weight * cos_u[:, None]).sum(-1),
+                (weight * cos_u[:, None] - (1 - weight)).amax(-1).clamp(min=0),
+                torch.log10((weight * torch.pow(10.0, into_u)[:, None]).sum(-1) + 1e-6) / 4.0,
+                torch.log10((weight * torch.pow(10.0, from_u)[:, None]).sum(-1) + 1e-6) / 4.0,
+                size / K,
+                is_new.float(),
+            ], dim=-1)
+            features = torch.cat([h_u[:, None].expand(B, tau_p, d), group_emb, option], dim=-1)
+            logits = self.scorer(features).squeeze(-1)
+            valid = groups[None, :] <= n_open[:, None]
+            logits = logits.masked_fill(~valid, float("-inf"))
+            logp = torch.log_softmax(logits, dim=-1)
+            probs = logp.exp()
+            entropy = entropy + -(probs * logp.masked_fill(~valid, 0.0)).sum(-1) / K
+            if mode == "greedy":
+                choice = logits.argmax(-1)
+            elif mode == "sample":
+                choice = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+            elif mode == "teacher":
+                if actions is None:
+                    raise ValueError("teacher mode needs actions")
+                label = actions[batch, user]
+                mapped = teacher_map[batch, label]
+                choice = torch.where(mapped >= 0, mapped, n_open.clamp(max=tau_p - 1))
+                teacher_map[batch, label] = choice
+            else:
+                raise ValueError(f"mode must be greedy, sample or teacher, got {mode!r}")
+            log_prob = log_prob + logp[batch, choice]
+            pilots[batch, user] = choice
+            joined = torch.zeros_like(member)
+            joined[batch, choice, user] = 1.0
+            member = member + joined  # out of place: earlier steps' graphs still read the old tensor
+            n_open = torch.maximum(n_open, choice + 1)
+        return pilots, log_prob, entropy
+
+    def greedy(self, beta_db: torch.Tensor, tau_p: int) -> tuple[torch.Tensor, torch.Tensor]:
+        pilots, _, entropy = self.decode(beta_db, tau_p, "greedy")
+        return pilots, entropy

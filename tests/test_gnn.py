@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+import torch
+
+import agents
+from agents.gnn import GNNPolicy
+from agents.training import TrainSettings, beta_db_tensor, train
+from cfenv import SystemConfig, draw_snapshots, sum_rate
+
+
+def policy(**kw):
+    torch.manual_seed(0)
+    return GNNPolicy(width=32, **kw).eval()
+
+
+def db(cfg, n=6, seed=0):
+    return beta_db_tensor(draw_snapshots(cfg, np.random.default_rng(seed), (n,)).beta)
+
+
+def test_relabelling_users_permutes_the_output():
+    cfg = SystemConfig(M=10, K=9, tau_p=3)
+    x = db(cfg)
+    perm = torch.randperm(9, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        a, _ = policy().greedy(x, 3)
+        b, _ = policy().greedy(x[..., perm], 3)
+    torch.testing.assert_close(b, a[:, perm])
+
+
+def test_pilot_labels_do_not_matter_to_the_policy():
+    cfg = SystemConfig(M=10, K=7, tau_p=3)
+    x = db(cfg)
+    actions = torch.randint(0, 3, (6, 7), generator=torch.Generator().manual_seed(2))
+    relabel = torch.tensor([2, 0, 1])
+    model = policy()
+    with torch.no_grad():
+        p1, lp1, _ = model.decode(x, 3, "teacher", actions=actions)
+        p2, lp2, _ = model.decode(x, 3, "teacher", actions=relabel[actions])
+    torch.testing.assert_close(lp1, lp2)
+    torch.testing.assert_close(p1, p2)  # the same partition, in canonical (opening-order) labels
+
+
+def test_teacher_forcing_reproduces_the_teacher_partition():
+    from agents.base import canonical_pilots
+
+    cfg = SystemConfig(M=10, K=7, tau_p=3)
+    x = db(cfg)
+    actions = torch.randint(0, 3, (6, 7), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        pilots, _, _ = policy().decode(x, 3, "teacher", actions=actions)
+    for p, a in zip(pilots.numpy(), actions.numpy()):
+        # same partition: equal co-pilot relations
+        np.testing.assert_array_equal(p[:, None] == p[None, :], a[:, None] == a[None, :])
+    assert canonical_pilots(pilots.numpy()).shape == (6, 7)
+
+
+@pytest.mark.parametrize("size", [(10, 2, 6, 3), (30, 2, 20, 10), (5, 1, 2, 4), (4, 1, 1, 1)], ids=str)
+def test_one_model_runs_at_any_size(size):
+    cfg = SystemConfig.from_size(size)
+    with torch.no_grad():
+        pilots, entropy = policy().greedy(db(cfg), cfg.tau_p)
+    assert pilots.shape == (6, cfg.K) and pilots.min() >= 0 and pilots.max() < cfg.tau_p
+    assert torch.isfinite(entropy).all()
+
+
+def test_quantum_scorer_variant_builds_and_decodes():
+    cfg = SystemConfig(M=6, K=5, tau_p=2)
+    with torch.no_grad():
+        pilots, _ = policy(scorer="quantum", quantum={"n_qubits": 4}).greedy(db(cfg), 2)
+    assert pilots.shape == (6, 5)
+
+
+def test_short_reinforce_run_improves_validation_sum_rate(tmp_path):
+    settings = TrainSettings(agent="gnn", size=(10, 2, 6, 3), loss="reinforce", train_snapshots=256,
+                             val_snapshots=128, epochs=4, batch_size=32, lr=3e-3, model={"width": 32},
+                             runs_dir=tmp_path / "runs", cache_dir=tmp_path / "cache", progress=False)
+    cfg = settings.config
+    from agents.training import VALIDATION_STREAM, make_dataset
+
+    val = make_dataset(cfg, 128, 0, VALIDATION_STREAM)
+    torch.manual_seed(0)
+    initial = GNNPolicy(width=32).eval()
+    with torch.no_grad():
+        before = sum_rate(val.snapshots.beta, initial.greedy(beta_db_tensor(val.snapshots.beta), 3)[0].numpy(),
+                          cfg).mean() / 1e6
+    summary = train(settings)
+    assert summary["final"]["val/sum_rate_mbps"] > before
+
+
+def test_gnn_agent_trained_at_one_size_assigns_at_another(tmp_path):
+    cfg = SystemConfig.from_size((10, 2, 6, 3))
+    agent = agents.make("gnn", config=cfg, width=16)
+    agent.fit(cfg, train_snapshots=32, val_snapshots=16, epochs=1, batch_size=16,
+              runs_dir=tmp_path / "runs", cache_dir=tmp_path / "cache", progress=False)
+    assert agent.meta and "reinforce-seed0" in str(agent.run_dir(tmp_path / "runs", cfg, 0, "reinforce"))
+    other = SystemConfig.from_size((20, 2, 12, 4))
+    pilots = agent.assign(draw_snapshots(other, np.random.default_rng(0), (3,)), other)
+    assert pilots.shape == (3, 12) and pilots.max() < 4
