@@ -18,7 +18,9 @@ from torch import nn
 
 from cfenv.config import SystemConfig
 
-MODEL_NAMES = ("mlp", "light-cnn", "heavy-cnn", "hqcnn", "hqcnn-hur", "gnn", "hqcnn-ar")
+LABEL_MODELS = ("mlp", "light-cnn", "heavy-cnn", "hqcnn", "hqcnn-hur")
+"""models that emit K x tau_p pilot logits"""
+MODEL_NAMES = (*LABEL_MODELS, "gnn", "hqcnn-ar")
 LIGHT_CNN_CHANNELS = (8, 16)
 HEAVY_CNN_CHANNELS = (32, 64)
 CNN_KERNEL = 3

@@ -79,6 +79,8 @@ class TrainSettings:
     """snapshots per optimiser step"""
     lr: float = 5e-3
     """Adam learning rate"""
+    samples: int = 8
+    """REINFORCE: assignments sampled per snapshot (each against the greedy-rollout baseline)"""
     seed: int = 0
     """seed of data, initialisation and shuffling"""
     device: str = "cpu"
@@ -101,7 +103,7 @@ class TrainSettings:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.labels not in LABEL_SOURCES:
             raise ValueError(f"labels must be one of {LABEL_SOURCES}, got {self.labels!r}")
-        for name in ("train_snapshots", "val_snapshots", "epochs", "batch_size"):
+        for name in ("train_snapshots", "val_snapshots", "epochs", "batch_size", "samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -205,7 +207,8 @@ def supervised_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def batch_loss(model: AssignmentModel, loss: str, x: torch.Tensor, beta: torch.Tensor, beta_np: np.ndarray,
-               labels: torch.Tensor | None, config: SystemConfig, generator: torch.Generator) -> torch.Tensor:
+               labels: torch.Tensor | None, config: SystemConfig, generator: torch.Generator,
+               samples: int = 1) -> torch.Tensor:
     """The training loss of one batch, for the model kind and loss name."""
     if isinstance(model, PilotModel):
         if loss == "unsupervised":
@@ -217,11 +220,12 @@ def batch_loss(model: AssignmentModel, loss: str, x: torch.Tensor, beta: torch.T
         _, log_prob, _ = model.decode(x, config.tau_p, "teacher", actions=labels)
         return -log_prob.mean() / config.K
     if loss == "reinforce":
-        sampled, log_prob, _ = model.decode(x, config.tau_p, "sample", generator=generator)
         with torch.no_grad():
             baseline, _, _ = model.decode(x, config.tau_p, "greedy")
-        reward = sum_rate(beta_np, sampled.cpu().numpy(), config)
-        base = sum_rate(beta_np, baseline.cpu().numpy(), config)
+        base = np.repeat(sum_rate(beta_np, baseline.cpu().numpy(), config), samples)
+        sampled, log_prob, _ = model.decode(x.repeat_interleave(samples, 0), config.tau_p, "sample",
+                                            generator=generator)
+        reward = sum_rate(np.repeat(beta_np, samples, axis=0), sampled.cpu().numpy(), config)
         advantage = torch.as_tensor((reward - base) / base, dtype=log_prob.dtype, device=log_prob.device)
         return -(advantage * log_prob).mean()
     raise ValueError(f"{type(model).__name__} trains with 'reinforce' or 'supervised', not {loss!r}")
@@ -352,7 +356,7 @@ def train(settings: TrainSettings) -> dict[str, Any]:
                 idx = order[lo:lo + settings.batch_size]
                 loss = batch_loss(model, settings.loss, x_all[idx.to(device)], beta_all[idx.to(device)],
                                   beta_np[idx.numpy()], None if y_all is None else y_all[idx.to(device)],
-                                  config, epoch_rng)
+                                  config, epoch_rng, settings.samples)
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()

@@ -72,7 +72,7 @@ def test_quantum_scorer_variant_builds_and_decodes():
 
 def test_short_reinforce_run_improves_validation_sum_rate(tmp_path):
     settings = TrainSettings(agent="gnn", size=(10, 2, 6, 3), loss="reinforce", train_snapshots=256,
-                             val_snapshots=128, epochs=4, batch_size=32, lr=3e-3, model={"width": 32},
+                             val_snapshots=128, epochs=4, batch_size=32, lr=3e-3, samples=2, model={"width": 32},
                              runs_dir=tmp_path / "runs", cache_dir=tmp_path / "cache", progress=False)
     cfg = settings.config
     from agents.training import VALIDATION_STREAM, make_dataset

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.nets import MODEL_NAMES, build_model, hqcnn_parameter_count
+from agents.nets import LABEL_MODELS as MODEL_NAMES, build_model, hqcnn_parameter_count
 from agents.training import beta_db_tensor, supervised_loss, unsupervised_loss
 from cfenv import SystemConfig, draw_snapshots
 
