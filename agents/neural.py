@@ -23,7 +23,9 @@ class NeuralAgent(LearnableAgent):
         **model: model options (see :func:`agents.nets.build_model`).
     """
 
-    model_name: ClassVar[str] = ""
+    default_budget: ClassVar[dict[str, Any]] = {"train_snapshots": 1024, "val_snapshots": 128, "epochs": 10}
+    """training budget of :meth:`fit` when not overridden: what ``evaluate.py`` trains a
+    missing agent with (``train.py`` has its own, larger defaults)"""
 
     def __init__(self, config: SystemConfig | None = None, seed: int = 0, device: str = "cpu",
                  loss: str = "unsupervised", **model: Any) -> None:
@@ -68,6 +70,7 @@ class NeuralAgent(LearnableAgent):
         from agents.training import TrainSettings, train
 
         cfg = self._resolve_config(config)
+        settings = {**self.default_budget, **settings}
         settings.setdefault("loss", self.loss)
         settings.setdefault("seed", self.seed)
         settings.setdefault("device", self.device)
@@ -106,12 +109,43 @@ class NeuralAgent(LearnableAgent):
 
 
 class GNNAgent(NeuralAgent):
+    """The symmetry-aware policy of :mod:`agents.gnn`.
+
+    Args:
+        decode_samples: at inference, also sample this many assignments per snapshot and
+            keep the best of them and the greedy one by exact sum rate (0: greedy only).
+            Sampling is seeded by the agent's generator.
+    """
+
     name = "gnn"
     losses = ("reinforce", "supervised")
+    default_budget = {"train_snapshots": 512, "val_snapshots": 128, "epochs": 6, "samples": 4,
+                      "batch_size": 64, "lr": 1e-3}
 
     def __init__(self, config: SystemConfig | None = None, seed: int = 0, device: str = "cpu",
-                 loss: str = "reinforce", **model: Any) -> None:
+                 loss: str = "reinforce", decode_samples: int = 0, **model: Any) -> None:
         super().__init__(config, seed, device, loss if loss in self.losses else "reinforce", **model)
+        if decode_samples < 0:
+            raise ValueError(f"decode_samples must be >= 0, got {decode_samples}")
+        self.decode_samples = int(decode_samples)
+
+    def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
+        greedy = super()._assign(snapshots, config, rng)
+        if self.decode_samples == 0:
+            return greedy
+        import torch
+
+        from agents.training import beta_db_tensor
+        from cfenv.rates import sum_rate
+
+        B, S = greedy.shape[0], self.decode_samples
+        generator = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
+        x = beta_db_tensor(snapshots.beta, self.device).repeat_interleave(S, 0)
+        with torch.no_grad():
+            sampled = self.model.decode(x, config.tau_p, "sample", generator=generator)[0].cpu().numpy()
+        candidates = np.concatenate([greedy[:, None], sampled.reshape(B, S, -1)], axis=1)  # (B, 1 + S, K)
+        rates = sum_rate(snapshots.beta[:, None], candidates, config)
+        return candidates[np.arange(B), rates.argmax(axis=1)]
 
 
 class HQCNNARAgent(GNNAgent):

@@ -96,3 +96,15 @@ def test_gnn_agent_trained_at_one_size_assigns_at_another(tmp_path):
     other = SystemConfig.from_size((20, 2, 12, 4))
     pilots = agent.assign(draw_snapshots(other, np.random.default_rng(0), (3,)), other)
     assert pilots.shape == (3, 12) and pilots.max() < 4
+
+
+def test_sampled_decoding_never_below_greedy(tmp_path):
+    cfg = SystemConfig.from_size((10, 2, 6, 3))
+    agent = agents.make("gnn", config=cfg, width=16).initialise(cfg)
+    snaps = draw_snapshots(cfg, np.random.default_rng(4), (20,))
+    greedy = sum_rate(snaps.beta, agent.assign(snaps), cfg)
+    agent.decode_samples = 8
+    sampled = agent.assign(snaps)
+    assert np.all(sum_rate(snaps.beta, sampled, cfg) >= greedy * (1 - 1e-12))
+    np.testing.assert_array_equal(sampled, agents.make("gnn", config=cfg, width=16, decode_samples=8)
+                                  .initialise(cfg).assign(snaps))
