@@ -1,7 +1,8 @@
 """cfenv: the cell-free massive MIMO pilot-assignment environment and its physics.
 
-``import cfenv`` registers ``CellFreePilot-v0`` with Gymnasium; it loads numpy
-and gymnasium only (no torch, PennyLane or Stable-Baselines3).
+``import cfenv`` registers ``CellFreePilot-v0`` and ``CellFreePilotSequential-v0``
+(one user per step) with Gymnasium; it loads numpy and gymnasium only (no torch,
+PennyLane or Stable-Baselines3).
 """
 
 from gymnasium.envs.registration import register, registry
@@ -10,6 +11,7 @@ from cfenv.channel import Snapshot, draw_snapshots
 from cfenv.config import PRESETS, TABLE2_SIZES, SystemConfig, parse_size
 from cfenv.env import CellFreePilotEnv, CellFreePilotVectorEnv
 from cfenv.rates import relaxed_sum_rate, relaxed_user_rates, sum_rate, user_rates
+from cfenv.sequential import CellFreePilotSequentialEnv
 from cfenv.wrappers import FlattenFadingObservation
 
 __version__ = "0.1.0"
@@ -23,11 +25,18 @@ if ENV_ID not in registry:
         vector_entry_point="cfenv.env:CellFreePilotVectorEnv",
     )
 
+SEQUENTIAL_ENV_ID = "CellFreePilotSequential-v0"
+
+if SEQUENTIAL_ENV_ID not in registry:
+    register(id=SEQUENTIAL_ENV_ID, entry_point="cfenv.sequential:CellFreePilotSequentialEnv")
+
 __all__ = [
     "ENV_ID",
     "PRESETS",
+    "SEQUENTIAL_ENV_ID",
     "TABLE2_SIZES",
     "CellFreePilotEnv",
+    "CellFreePilotSequentialEnv",
     "CellFreePilotVectorEnv",
     "FlattenFadingObservation",
     "Snapshot",

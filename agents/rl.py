@@ -1,0 +1,703 @@
+"""Reinforcement-learning agents: Stable-Baselines3 on ``CellFreePilot-v0`` and its sequential view.
+
+The only module of cfpilot that imports ``stable_baselines3`` (reached through
+:mod:`agents.registry`, so ``import agents`` stays light).
+
+Agents (all :class:`agents.base.LearnableAgent` s, deterministic actions at evaluation):
+
+* ``ppo`` / ``a2c``: SB3 PPO / A2C on the one-step ``CellFreePilot-v0`` (one snapshot, one
+  ``MultiDiscrete([tau_p] * K)`` action per episode), ``MlpPolicy`` on the flat, normalised
+  fading of :class:`cfenv.wrappers.FlattenFadingObservation`.
+* ``ppo-hqcnn``: PPO whose features extractor is the HQCNN's quantum circuit
+  (:class:`HQCNNExtractor`: FC ``M K -> n`` angles, :class:`agents.quantum.QCNNLayer`, its
+  ``n`` Pauli-Z expectation values as features); the action head is one linear layer from
+  those features to the ``K tau_p`` logits, so the policy is FC -> QCNN -> FC like ``hqcnn``.
+* ``dqn``: SB3 DQN on ``CellFreePilotSequential-v0`` (one user per step,
+  :class:`cfenv.sequential.CellFreePilotSequentialEnv`); assigning a batch steps the K users
+  over the whole batch at once.
+
+Training environments. SB3 2.9 does not accept a Gymnasium ``VectorEnv``: ``PPO(...,
+gym.make_vec("CellFreePilot-v0", num_envs=N))`` raises ``ValueError`` ("not a Gymnasium
+environment"). :class:`BatchedPilotVecEnv` is a thin SB3 ``VecEnv`` over
+:class:`cfenv.env.CellFreePilotVectorEnv` that draws and scores all N snapshots with one
+batched call per step; ``fit(vec_env="dummy"|"subproc")`` uses SB3's ``DummyVecEnv`` /
+``SubprocVecEnv`` of N single environments instead. Environment steps per second with
+random actions on a shared 2-core CPU (one numba thread, as in :meth:`RLAgent.fit`):
+
+| size            | batched, N = 64 | DummyVecEnv, N = 64 | SubprocVecEnv, N = 16 |
+|-----------------|-----------------|---------------------|-----------------------|
+| (10, 2, 6, 3)   | ~140,000        | ~6,500              | ~90                   |
+| (45, 2, 20, 10) | ~13,000         | ~4,000              | ~90                   |
+
+so ``"batched"`` is the default for the one-step agents (PPO's 20,000 steps at
+(10, 2, 6, 3): 8.8 s batched, 12.4 s DummyVecEnv, updates included). The sequential DQN
+agent uses ``DummyVecEnv``.
+
+Reward scaling (``fit(reward_scaling=...)``):
+
+* ``"mbps"``: the raw sum rate in Mbit/s (what the environments return);
+* ``"master-ap"``: the sum rate divided by master-AP's (:func:`agents.heuristics.master_ap_pilots`)
+  on the same snapshot, a dimensionless ratio near 1. Raw rates vary by tens of Mbit/s
+  from snapshot to snapshot, more than any assignment changes them; the ratio removes
+  most of that variance (for the sequential env every step's reward is divided by the
+  episode's master-AP sum rate, so the increments add up to the ratio).
+
+Episode statistics logged by SB3 (``rollout/ep_rew_mean``) are always in Mbit/s.
+
+Seeds: the policy initialisation comes from ``set_random_seed(seed)``; training
+snapshots from :func:`agents.base.stream_rng` ``(seed, TRAIN_STREAM, M, L, K, tau_p[, env index])``;
+the validation sum rate logged during training is measured on 256 fixed snapshots from
+``(seed, VALIDATION_STREAM, M, L, K, tau_p)``, the neural trainer's validation set.
+
+Run folders: ``runs/<agent>/<M>-<L>-<K>-<tau_p>/rl-seed<seed>/`` with ``model.zip`` (SB3's
+``save``), ``config.json`` (agent, system, options, training settings, metrics: plain
+JSON) and the TensorBoard events of SB3's ``tensorboard_log`` under ``<agent>_<n>/``
+(SB3's ``rollout/``, ``train/``, ``time/`` scalars plus ``val/sum_rate_mbps``,
+``val/ratio_to_master_ap``, ``val/distinct_assignments``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+try:
+    from stable_baselines3 import A2C, DQN, PPO
+    from stable_baselines3.common.base_class import BaseAlgorithm
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.logger import TensorBoardOutputFormat
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+    from stable_baselines3.common.utils import set_random_seed
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+except ImportError as err:  # pragma: no cover
+    raise ImportError("the RL agents need Stable-Baselines3: pip install 'stable-baselines3>=2.3'") from err
+
+from agents.base import TRAIN_STREAM, VALIDATION_STREAM, LearnableAgent, canonical_pilots, stream_rng
+from agents.heuristics import master_ap_pilots
+from cfenv.channel import Snapshot, draw_snapshots
+from cfenv.config import SystemConfig
+from cfenv.env import MBPS, CellFreePilotEnv, CellFreePilotVectorEnv, fading_observation
+from cfenv.rates import sum_rate
+from cfenv.sequential import CellFreePilotSequentialEnv, sequential_observation
+from cfenv.wrappers import NORMALISED_DB_CENTER, NORMALISED_DB_SCALE, FlattenFadingObservation
+
+REWARD_SCALINGS = ("mbps", "master-ap")
+VEC_ENVS = ("batched", "dummy", "subproc")
+VALIDATION_SNAPSHOTS = 256
+"""fixed validation snapshots behind ``val/sum_rate_mbps``"""
+MODEL_ZIP = "model.zip"
+CONFIG_JSON = "config.json"
+HQCNN_OPTIONS = ("n_qubits", "share", "readout", "backend")
+"""``ppo-hqcnn`` options that configure :class:`HQCNNExtractor` rather than PPO"""
+
+_ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"PPO": PPO, "A2C": A2C, "DQN": DQN}
+
+
+# ------------------------------------------------------------------ observations and rewards
+def flat_observation(beta: np.ndarray) -> np.ndarray:
+    """``(B, M, K)`` linear beta -> ``(B, M K)`` float32, the observation of
+    :class:`cfenv.wrappers.FlattenFadingObservation` over ``CellFreePilot-v0``, batched."""
+    return _flatten_db(fading_observation(beta))
+
+
+def _flatten_db(db: np.ndarray) -> np.ndarray:
+    """``(B, M, K)`` dB observations -> ``(B, M K)`` float32, normalised as by FlattenFadingObservation."""
+    return ((db.reshape(db.shape[0], -1) - NORMALISED_DB_CENTER) / NORMALISED_DB_SCALE).astype(np.float32)
+
+
+def master_ap_sum_rate_mbps(beta: np.ndarray, config: SystemConfig) -> np.ndarray:
+    """``(B, M, K)`` beta -> ``(B,)`` sum rate [Mbit/s] of the master-AP assignment."""
+    return sum_rate(beta, master_ap_pilots(beta, config.tau_p), config) / MBPS
+
+
+def _check_reward_scaling(reward_scaling: str) -> None:
+    if reward_scaling not in REWARD_SCALINGS:
+        raise ValueError(f"reward_scaling must be one of {REWARD_SCALINGS}, got {reward_scaling!r}")
+
+
+class RelativeReward(gym.Wrapper):
+    """Divide every reward by master-AP's sum rate [Mbit/s] on the episode's snapshot
+    (``info["beta"]`` of ``reset``); works for both cfpilot environments."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self._reference = 1.0
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        config = self.env.unwrapped.config
+        self._reference = float(master_ap_sum_rate_mbps(np.asarray(info["beta"])[None], config)[0])
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, float(reward) / self._reference, terminated, truncated, info
+
+
+class BatchedPilotVecEnv(VecEnv):
+    """An SB3 ``VecEnv`` over :class:`cfenv.env.CellFreePilotVectorEnv`: N one-step episodes
+    drawn and scored as arrays, observations flattened and normalised as by
+    :class:`cfenv.wrappers.FlattenFadingObservation`.
+
+    Every step ends every episode: ``dones`` is all True, ``infos[i]`` holds
+    ``terminal_observation`` (the scored snapshot's observation), ``episode``
+    (``{"r": sum rate in Mbit/s, "l": 1, "t": seconds}``, as SB3's ``Monitor`` writes it)
+    and ``sum_rate`` [Mbit/s]; the returned observations are the next snapshots.
+
+    Args:
+        num_envs: episodes per step N.
+        config: the system.
+        seed: snapshots come from ``stream_rng(seed, TRAIN_STREAM, M, L, K, tau_p)``.
+        reward_scaling: ``"mbps"`` or ``"master-ap"`` (see the module docstring).
+    """
+
+    def __init__(self, num_envs: int, config: SystemConfig, seed: int = 0,
+                 reward_scaling: str = "mbps") -> None:
+        _check_reward_scaling(reward_scaling)
+        self.config = config
+        self.reward_scaling = reward_scaling
+        self.venv = CellFreePilotVectorEnv(num_envs, config=config)
+        self.venv.np_random = stream_rng(seed, TRAIN_STREAM, *config.size)
+        observation_space = FlattenFadingObservation(CellFreePilotEnv(config=config)).observation_space
+        super().__init__(int(num_envs), observation_space, self.venv.single_action_space)
+        self._actions: np.ndarray | None = None
+        self._started = time.perf_counter()
+
+    def reset(self) -> np.ndarray:
+        obs, _ = self.venv.reset()
+        self.reset_infos = [{} for _ in range(self.num_envs)]
+        return _flatten_db(obs)
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.asarray(actions)
+
+    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
+        obs, raw, terminated, truncated, infos = self.venv.step(self._actions)
+        final = infos["final_info"]
+        rewards = raw
+        if self.reward_scaling == "master-ap":
+            rewards = raw / master_ap_sum_rate_mbps(final["beta"], self.config)
+        terminal = _flatten_db(infos["final_obs"])
+        elapsed = round(time.perf_counter() - self._started, 6)
+        info_list = [{"episode": {"r": float(r), "l": 1, "t": elapsed}, "sum_rate": float(r),
+                      "terminal_observation": terminal[i], "TimeLimit.truncated": False}
+                     for i, r in enumerate(raw)]
+        return _flatten_db(obs), rewards.astype(np.float32), terminated | truncated, info_list
+
+    def seed(self, seed: int | None = None) -> list[int | None]:
+        """Restart the snapshot stream at ``stream_rng(seed, TRAIN_STREAM, *size)``."""
+        if seed is not None:
+            self.venv.np_random = stream_rng(seed, TRAIN_STREAM, *self.config.size)
+        return [seed] * self.num_envs
+
+    def close(self) -> None:
+        self.venv.close()
+
+    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
+        return [getattr(self.venv, attr_name)] * len(list(self._get_indices(indices)))
+
+    def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
+        setattr(self.venv, attr_name, value)
+
+    def env_method(self, method_name: str, *method_args: Any, indices: Any = None,
+                   **method_kwargs: Any) -> list[Any]:
+        result = getattr(self.venv, method_name)(*method_args, **method_kwargs)
+        return [result] * len(list(self._get_indices(indices)))
+
+    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: Any = None) -> list[bool]:
+        return [False] * len(list(self._get_indices(indices)))
+
+
+def _env_factory(config: SystemConfig, seed: int, index: int, sequential: bool, reward_scaling: str,
+                 reward_mode: str) -> Any:
+    """A thunk for SB3's ``DummyVecEnv`` / ``SubprocVecEnv`` (which cloudpickles it): environment
+    ``index`` with its own snapshot stream ``(seed, TRAIN_STREAM, *size, index)``."""
+
+    def make() -> gym.Env:
+        if sequential:
+            env: gym.Env = CellFreePilotSequentialEnv(config=config, reward_mode=reward_mode)
+        else:
+            env = FlattenFadingObservation(CellFreePilotEnv(config=config))
+        env.unwrapped.np_random = stream_rng(seed, TRAIN_STREAM, *config.size, index)
+        env = Monitor(env)  # inside the scaling: episode returns are logged in Mbit/s
+        return RelativeReward(env) if reward_scaling == "master-ap" else env
+
+    return make
+
+
+def make_vec_env(config: SystemConfig, n_envs: int, *, seed: int = 0, kind: str = "batched",
+                 sequential: bool = False, reward_scaling: str = "mbps",
+                 reward_mode: str = "final") -> VecEnv:
+    """The SB3 training environment of an RL agent.
+
+    Args:
+        config: the system.
+        n_envs: parallel environments N.
+        seed: training-stream seed.
+        kind: ``"batched"`` (:class:`BatchedPilotVecEnv`, one-step env only), ``"dummy"`` or
+            ``"subproc"`` (SB3's ``DummyVecEnv`` / ``SubprocVecEnv`` of N environments).
+        sequential: ``CellFreePilotSequential-v0`` instead of ``CellFreePilot-v0``.
+        reward_scaling: ``"mbps"`` or ``"master-ap"``.
+        reward_mode: the sequential env's ``"final"`` or ``"increments"``.
+    """
+    _check_reward_scaling(reward_scaling)
+    if kind not in VEC_ENVS:
+        raise ValueError(f"vec_env must be one of {VEC_ENVS}, got {kind!r}")
+    if int(n_envs) < 1:
+        raise ValueError(f"n_envs must be >= 1, got {n_envs}")
+    if kind == "batched":
+        if sequential:
+            raise ValueError("vec_env='batched' exists for CellFreePilot-v0 only; "
+                             "use 'dummy' for the sequential env")
+        return BatchedPilotVecEnv(n_envs, config, seed, reward_scaling)
+    fns = [_env_factory(config, seed, i, sequential, reward_scaling, reward_mode) for i in range(int(n_envs))]
+    return DummyVecEnv(fns) if kind == "dummy" else SubprocVecEnv(fns)
+
+
+# ------------------------------------------------------------------ the HQCNN features extractor
+class HQCNNExtractor(BaseFeaturesExtractor):
+    """The HQCNN's hybrid front end as an SB3 features extractor.
+
+    ``(B, M K)`` flat observation -> FC -> ``(B, n_qubits)`` angles -> QCNN
+    (:class:`agents.quantum.QCNNLayer`, float64) -> ``(B, output_width)`` Pauli-Z
+    expectation values in [-1, 1], returned as float32 features.
+
+    Args:
+        observation_space: the flat ``Box`` of the policy.
+        n_qubits, share, readout, backend: :class:`agents.quantum.QCNNLayer` options
+            (``backend=None``: the quantum module's default).
+    """
+
+    def __init__(self, observation_space: gym.spaces.Box, n_qubits: int = 8, share: str = "level",
+                 readout: str = "all", backend: str | None = None) -> None:
+        from agents import quantum
+
+        super().__init__(observation_space, features_dim=quantum.output_width(n_qubits, readout))
+        kwargs: dict[str, Any] = {"n_qubits": n_qubits, "share": share, "readout": readout}
+        if backend is not None:
+            kwargs["backend"] = backend
+        self.pre = torch.nn.Linear(int(np.prod(observation_space.shape)), n_qubits)
+        self.quantum = quantum.QCNNLayer(**kwargs)
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        angles = self.pre(observations.flatten(1))
+        return self.quantum(angles.to(torch.float64)).to(angles.dtype)
+
+
+# ------------------------------------------------------------------ callbacks
+class _Progress(BaseCallback):
+    """A tqdm bar over environment steps (SB3's own bar needs ``rich``)."""
+
+    def __init__(self, total: int, desc: str) -> None:
+        super().__init__()
+        self.total, self.desc = total, desc
+        self.bar: Any = None
+
+    def _on_training_start(self) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=self.total, desc=self.desc, unit="step")
+
+    def _on_step(self) -> bool:
+        self.bar.update(min(self.num_timesteps, self.total) - self.bar.n)  # SB3 rounds up to N steps
+        return True
+
+    def _on_training_end(self) -> None:
+        self._on_step()
+        self.bar.close()
+
+
+class _Validation(BaseCallback):
+    """Deterministic validation sum rate on fixed snapshots: at the start, every ``every``
+    steps and at the end; recorded as ``val/*`` in SB3's logger (TensorBoard) and kept in
+    :attr:`history`. Also writes the training settings as a text table at the start."""
+
+    def __init__(self, agent: "RLAgent", snapshots: Snapshot, every: int, settings: dict[str, Any],
+                 progress: _Progress | None = None) -> None:
+        super().__init__()
+        self.agent, self.snapshots, self.every, self.settings = agent, snapshots, max(int(every), 1), settings
+        self.progress = progress
+        self.master = float(master_ap_sum_rate_mbps(snapshots.beta, agent._trained_config()).mean())
+        self.history: list[dict[str, float]] = []
+        self._next = self.every
+
+    def evaluate(self) -> dict[str, float]:
+        cfg = self.agent._trained_config()
+        pilots = self.agent._predict(self.snapshots.beta, cfg)
+        rate = float((sum_rate(self.snapshots.beta, pilots, cfg) / MBPS).mean())
+        metrics = {"val/sum_rate_mbps": rate, "val/ratio_to_master_ap": rate / self.master,
+                   "val/distinct_assignments": float(len({tuple(p) for p in canonical_pilots(pilots)}))}
+        for key, value in metrics.items():
+            self.logger.record(key, value)
+        self.history.append({"timesteps": int(self.num_timesteps), **metrics})
+        if self.progress is not None and self.progress.bar is not None:
+            self.progress.bar.set_postfix(val=f"{rate:.2f}")
+        return metrics
+
+    def _on_training_start(self) -> None:
+        for fmt in self.logger.output_formats:
+            if isinstance(fmt, TensorBoardOutputFormat):
+                table = "\n".join(f"|{k}|{v}|" for k, v in self.settings.items())
+                fmt.writer.add_text("hyperparameters", "|parameter|value|\n|-|-|\n" + table)
+        self.evaluate()
+        self.logger.dump(self.num_timesteps)
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self._next:
+            self._next += self.every
+            self.evaluate()
+        return True
+
+    def _on_training_end(self) -> None:
+        # a validation at the last step ran before the last update: replace it
+        if len(self.history) > 1 and self.history[-1]["timesteps"] == self.num_timesteps:
+            self.history.pop()
+        self.evaluate()
+        self.logger.dump(self.num_timesteps)
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` torch intra-op and numba threads, then restore both (``None``: no change)."""
+    if n is None:
+        yield
+        return
+    import numba
+
+    before = torch.get_num_threads(), numba.get_num_threads()
+    torch.set_num_threads(int(n))
+    numba.set_num_threads(min(int(n), numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before[0])
+        numba.set_num_threads(before[1])
+
+
+# ------------------------------------------------------------------ agents
+class RLAgent(LearnableAgent):
+    """An SB3 algorithm behind the agent interface.
+
+    Args:
+        config: the system size the agent is (or will be) trained for.
+        seed: seed of the policy initialisation, the training snapshots and the validation set.
+        device: torch device of the policy.
+        loss: accepted and ignored (the harness passes the neural agents' loss); RL agents
+            train on the environment's reward.
+        **options: keyword arguments of the SB3 algorithm overriding :attr:`hyperparameters`
+            (``learning_rate``, ``n_steps``, ``batch_size``, ``gamma``, ``ent_coef``, ...;
+            ``net_arch`` goes into ``policy_kwargs``), plus agent options (``reward_mode`` for
+            ``dqn``; ``n_qubits``, ``share``, ``readout``, ``backend`` for ``ppo-hqcnn``).
+            Saved in ``config.json``, so they must be JSON values.
+    """
+
+    name: ClassVar[str] = "rl"
+    algorithm: ClassVar[str] = "PPO"
+    """SB3 algorithm class name"""
+    sequential: ClassVar[bool] = False
+    """train on ``CellFreePilotSequential-v0`` (one user per step) instead of ``CellFreePilot-v0``"""
+    hyperparameters: ClassVar[dict[str, Any]] = {}
+    """default SB3 keyword arguments (``net_arch`` -> ``policy_kwargs``)"""
+    default_budget: ClassVar[dict[str, Any]] = {"total_timesteps": 20_000, "n_envs": 64,
+                                                "reward_scaling": "master-ap", "vec_env": "batched"}
+    """:meth:`fit`'s defaults (what ``evaluate.py`` trains a missing agent with): environment
+    steps, parallel environments, reward scaling (``"mbps"`` or ``"master-ap"``) and training
+    VecEnv (``"batched"``, ``"dummy"`` or ``"subproc"``)"""
+    agent_options: ClassVar[tuple[str, ...]] = ()
+    """option names that configure the agent rather than the SB3 algorithm"""
+
+    def __init__(self, config: SystemConfig | None = None, seed: int = 0, device: str = "cpu",
+                 loss: str = "rl", **options: Any) -> None:
+        super().__init__(config, seed)
+        self.device = device
+        self.options = dict(options)
+        self.model: BaseAlgorithm | None = None
+        self.meta: dict[str, Any] = {}
+
+    # ------------------------------------------------------------ protocol
+    @classmethod
+    def run_dir(cls, runs_dir: str | Path, config: SystemConfig, seed: int,
+                loss: str = "unsupervised") -> Path:
+        """``runs_dir/<agent>/<M>-<L>-<K>-<tau_p>/rl-seed<seed>`` (``loss`` is ignored)."""
+        return Path(runs_dir) / cls.name / "-".join(map(str, config.size)) / f"rl-seed{seed}"
+
+    @property
+    def trained(self) -> bool:
+        return self.model is not None
+
+    def _trained_config(self) -> SystemConfig:
+        if self.model is None or self.config is None:
+            raise ValueError(f"{self.name} is not trained: call fit() or load() first")
+        return self.config
+
+    def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
+        trained = self._trained_config()
+        if trained.size != config.size:
+            raise ValueError(f"{self.name} was trained for (M, L, K, tau_p) = {trained.size}, "
+                             f"not {config.size}")
+        return self._predict(snapshots.beta, config)
+
+    def _predict(self, beta: np.ndarray, config: SystemConfig) -> np.ndarray:
+        """Deterministic ``(B, K)`` pilots for ``(B, M, K)`` beta: one ``model.predict`` on the batch."""
+        assert self.model is not None
+        actions, _ = self.model.predict(flat_observation(beta), deterministic=True)
+        return np.asarray(actions, dtype=np.int64).reshape(beta.shape[0], config.K)
+
+    def parameter_count(self) -> int:
+        """Trainable parameters of the policy (each shared tensor once)."""
+        if self.model is None:
+            raise ValueError(f"{self.name} has no model yet")
+        return sum(p.numel() for p in self._parameters() if p.requires_grad)
+
+    def _parameters(self) -> Any:
+        return self.model.policy.parameters()  # type: ignore[union-attr]
+
+    # ------------------------------------------------------------ building
+    def algorithm_options(self) -> dict[str, Any]:
+        """The SB3 keyword arguments as JSON data: :attr:`hyperparameters` updated by the options."""
+        chosen = {k: v for k, v in self.options.items() if k not in self.agent_options}
+        return {**self.hyperparameters, **chosen}
+
+    def _algorithm_kwargs(self) -> dict[str, Any]:
+        kwargs = self.algorithm_options()
+        policy_kwargs = dict(kwargs.pop("policy_kwargs", {}) or {})
+        if "net_arch" in kwargs:
+            policy_kwargs["net_arch"] = kwargs.pop("net_arch")
+        policy_kwargs.update(self._policy_kwargs())
+        if policy_kwargs:
+            kwargs["policy_kwargs"] = policy_kwargs
+        return kwargs
+
+    def _policy_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    def initialise(self, config: SystemConfig | None = None, *, n_envs: int | None = None,
+                   reward_scaling: str | None = None, vec_env: str | None = None,
+                   tensorboard_log: str | Path | None = None) -> "RLAgent":
+        """Give the agent a freshly initialised (untrained) SB3 model on its training
+        environment; the initial policy depends only on the seed and the options."""
+        cfg = self._resolve_config(config)
+        budget = self.default_budget
+        n_envs = budget["n_envs"] if n_envs is None else int(n_envs)
+        reward_scaling = budget["reward_scaling"] if reward_scaling is None else reward_scaling
+        vec_env = budget["vec_env"] if vec_env is None else vec_env
+        env = make_vec_env(cfg, n_envs, seed=self.seed, kind=vec_env, sequential=self.sequential,
+                           reward_scaling=reward_scaling,
+                           reward_mode=self.options.get("reward_mode", "final"))
+        set_random_seed(self.seed)
+        self.model = _ALGORITHMS[self.algorithm]("MlpPolicy", env, device=self.device, verbose=0,
+                                                 tensorboard_log=None if tensorboard_log is None
+                                                 else str(tensorboard_log), **self._algorithm_kwargs())
+        self.model.action_space.seed(self.seed)
+        self.config = cfg
+        return self
+
+    # ------------------------------------------------------------ training
+    def fit(self, config: SystemConfig | None = None, *, total_timesteps: int | None = None,
+            runs_dir: str | Path = "runs", progress: bool = True, n_envs: int | None = None,
+            reward_scaling: str | None = None, vec_env: str | None = None,
+            val_snapshots: int = VALIDATION_SNAPSHOTS, val_every: int | None = None,
+            save: bool = True, threads: int | None = 1) -> dict[str, Any]:
+        """Train from scratch with SB3's ``learn``; save into :meth:`run_dir` at the end.
+
+        Args:
+            config: the system (defaults to the agent's).
+            total_timesteps: environment steps (default from :attr:`default_budget`; for the
+                sequential agent a step is one user, an episode K steps).
+            runs_dir: root of run folders / TensorBoard logs.
+            progress: tqdm bar with the latest validation sum rate.
+            n_envs: parallel environments (default from :attr:`default_budget`).
+            reward_scaling: ``"mbps"`` or ``"master-ap"`` (default from :attr:`default_budget`).
+            vec_env: ``"batched"``, ``"dummy"`` or ``"subproc"`` (default from :attr:`default_budget`).
+            val_snapshots: fixed validation snapshots.
+            val_every: steps between validations (default: a tenth of the budget).
+            save: write the model into the run folder at the end.
+            threads: torch intra-op threads and numba threads (the rate kernel) while
+                training, restored afterwards; ``None`` leaves both as they are. The policies
+                are small (batches of ~100 x 60) and the kernel calls short, so one thread is
+                fastest: on a 2-core machine, numba's OpenMP pool spinning between torch calls
+                made env step + update 4.5x slower with 2 threads, and a busy second core made
+                torch ops 40x slower (1.8 ms vs 40 us per linear + softmax).
+
+        Returns:
+            ``run_dir``, ``train_time_s``, ``total_timesteps``, ``n_envs``, ``reward_scaling``,
+            ``vec_env``, ``initial_val_sum_rate_mbps`` (untrained policy),
+            ``val_sum_rate_mbps`` and ``val_ratio_to_master_ap`` (trained), ``val_history``
+            and ``parameters``.
+        """
+        cfg = self._resolve_config(config)
+        budget = self.default_budget
+        total = budget["total_timesteps"] if total_timesteps is None else int(total_timesteps)
+        if total < 1:
+            raise ValueError(f"total_timesteps must be >= 1, got {total}")
+        n_envs = budget["n_envs"] if n_envs is None else int(n_envs)
+        reward_scaling = budget["reward_scaling"] if reward_scaling is None else reward_scaling
+        vec_env = budget["vec_env"] if vec_env is None else vec_env
+        run_dir = self.run_dir(runs_dir, cfg, self.seed)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with _threads(threads):
+            return self._fit(cfg, total, run_dir, progress, n_envs, reward_scaling, vec_env, val_snapshots,
+                             val_every, save)
+
+    def _fit(self, cfg: SystemConfig, total: int, run_dir: Path, progress: bool, n_envs: int,
+             reward_scaling: str, vec_env: str, val_snapshots: int, val_every: int | None,
+             save: bool) -> dict[str, Any]:
+        started = time.perf_counter()
+        self.initialise(cfg, n_envs=n_envs, reward_scaling=reward_scaling, vec_env=vec_env,
+                        tensorboard_log=run_dir)
+        assert self.model is not None
+        settings = {"agent": self.name, "algorithm": self.algorithm, "size": list(cfg.size),
+                    "seed": self.seed,
+                    "total_timesteps": total, "n_envs": n_envs, "reward_scaling": reward_scaling,
+                    "vec_env": vec_env, "val_snapshots": int(val_snapshots),
+                    "hyperparameters": self.algorithm_options(), "options": dict(self.options)}
+        val = draw_snapshots(cfg, stream_rng(self.seed, VALIDATION_STREAM, *cfg.size), (int(val_snapshots),))
+        bar = _Progress(total, f"{self.name} {'-'.join(map(str, cfg.size))}") if progress else None
+        validation = _Validation(self, val, val_every or max(total // 10, 1),
+                                 {k: json.dumps(v) for k, v in settings.items()}, bar)
+        callbacks = [validation] if bar is None else [bar, validation]
+        try:
+            self.model.learn(total_timesteps=total, callback=callbacks, tb_log_name=self.name,
+                             progress_bar=False)
+        finally:
+            self.model.get_env().close()
+        train_time = time.perf_counter() - started
+        final = validation.history[-1]
+        self.meta = {"train_time_s": train_time, "train": settings,
+                     "final_metrics": {k: v for k, v in final.items() if k != "timesteps"},
+                     "initial_val_sum_rate_mbps": validation.history[0]["val/sum_rate_mbps"],
+                     "val_master_ap_sum_rate_mbps": validation.master}
+        if save:
+            self.save(run_dir)
+        return {"run_dir": str(run_dir), "train_time_s": train_time, "total_timesteps": total,
+                "n_envs": n_envs,
+                "reward_scaling": reward_scaling, "vec_env": vec_env,
+                "initial_val_sum_rate_mbps": validation.history[0]["val/sum_rate_mbps"],
+                "val_sum_rate_mbps": final["val/sum_rate_mbps"],
+                "val_ratio_to_master_ap": final["val/ratio_to_master_ap"],
+                "val_master_ap_sum_rate_mbps": validation.master,
+                "val_history": validation.history, "parameters": self.parameter_count()}
+
+    # ------------------------------------------------------------ checkpoints
+    def save(self, directory: str | Path) -> Path:
+        """``model.zip`` (SB3's ``save``) + ``config.json`` (agent, system, options, seed,
+        training summary, versions: plain JSON) into ``directory``; returns it."""
+        import stable_baselines3
+
+        from agents.training import atomic_write_bytes
+        from cfenv import __version__
+
+        if self.model is None or self.config is None:
+            raise ValueError(f"{self.name} has no trained model to save")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.save(directory / MODEL_ZIP)
+        meta = {**self.meta, "agent": self.name, "algorithm": self.algorithm,
+                "system": dataclasses.asdict(self.config), "options": self.options, "seed": self.seed,
+                "train_time_s": self.meta.get("train_time_s"), "parameters": self.parameter_count(),
+                "cfpilot_version": __version__, "stable_baselines3_version": stable_baselines3.__version__}
+        atomic_write_bytes(directory / CONFIG_JSON, lambda f: f.write(json.dumps(meta, indent=1).encode()))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str = "cpu",
+             config: SystemConfig | None = None) -> "RLAgent":
+        """Rebuild an agent saved by :meth:`save`; ``ValueError`` if ``config`` is given and its
+        (M, L, K, tau_p) differs from the saved one, or the folder holds another agent."""
+        from agents.registry import agent_class
+
+        directory = Path(directory)
+        if not (directory / CONFIG_JSON).exists():
+            raise FileNotFoundError(f"no {CONFIG_JSON} in {directory}")
+        meta = json.loads((directory / CONFIG_JSON).read_text())
+        saved = SystemConfig(**meta["system"])
+        if config is not None and config.size != saved.size:
+            raise ValueError(f"checkpoint {directory} was trained for (M, L, K, tau_p) = {saved.size}, "
+                             f"not {config.size}")
+        if cls is not RLAgent and meta.get("agent") != cls.name:
+            raise ValueError(f"{directory} holds a {meta.get('agent')!r} model, not {cls.name!r}")
+        agent_cls = agent_class(meta["agent"])
+        if not issubclass(agent_cls, RLAgent):
+            raise ValueError(f"{directory} holds a {meta['agent']!r} model, not an RL agent")
+        agent = agent_cls(config=saved, seed=meta["seed"], device=device, **meta["options"])
+        agent.model = _ALGORITHMS[agent_cls.algorithm].load(directory / MODEL_ZIP, device=device)
+        agent.meta = meta
+        return agent
+
+
+class PPOAgent(RLAgent):
+    """SB3 PPO on ``CellFreePilot-v0`` (one-step episodes), ``MlpPolicy`` on the flat fading."""
+
+    name = "ppo"
+    algorithm = "PPO"
+    hyperparameters = {"n_steps": 8, "batch_size": 128, "n_epochs": 5, "learning_rate": 1e-3,
+                       "gamma": 0.0, "gae_lambda": 1.0, "ent_coef": 0.0, "net_arch": [64, 64]}
+    default_budget = {**RLAgent.default_budget, "total_timesteps": 60_000}
+
+
+class A2CAgent(RLAgent):
+    """SB3 A2C on ``CellFreePilot-v0`` (one-step episodes), ``MlpPolicy`` on the flat fading."""
+
+    name = "a2c"
+    algorithm = "A2C"
+    hyperparameters = {"n_steps": 1, "learning_rate": 1e-3, "gamma": 0.0, "gae_lambda": 1.0,
+                       "ent_coef": 0.0, "normalize_advantage": True, "net_arch": [64, 64]}
+    default_budget = {**RLAgent.default_budget, "total_timesteps": 40_000}
+
+
+class PPOHQCNNAgent(RLAgent):
+    """PPO whose features extractor is the HQCNN circuit (:class:`HQCNNExtractor`)."""
+
+    name = "ppo-hqcnn"
+    algorithm = "PPO"
+    hyperparameters = {"n_steps": 8, "batch_size": 128, "n_epochs": 5, "learning_rate": 1e-2,
+                       "gamma": 0.0, "gae_lambda": 1.0, "ent_coef": 0.0,
+                       "net_arch": {"pi": [], "vf": [64]}}
+    default_budget = {**RLAgent.default_budget, "total_timesteps": 20_000}
+    agent_options = HQCNN_OPTIONS
+
+    def _policy_kwargs(self) -> dict[str, Any]:
+        extractor = {k: self.options[k] for k in HQCNN_OPTIONS if k in self.options}
+        return {"features_extractor_class": HQCNNExtractor, "features_extractor_kwargs": extractor}
+
+
+class DQNAgent(RLAgent):
+    """SB3 DQN on ``CellFreePilotSequential-v0``: one user per step, K steps per snapshot."""
+
+    name = "dqn"
+    algorithm = "DQN"
+    sequential = True
+    hyperparameters = {"learning_rate": 5e-4, "buffer_size": 50_000, "learning_starts": 1_000,
+                       "batch_size": 128,
+                       "gamma": 1.0, "train_freq": 4, "gradient_steps": 1, "target_update_interval": 500,
+                       "exploration_fraction": 0.5, "exploration_final_eps": 0.05, "net_arch": [64, 64]}
+    default_budget = {**RLAgent.default_budget, "total_timesteps": 40_000, "n_envs": 4, "vec_env": "dummy"}
+    agent_options = ("reward_mode",)
+
+    def __init__(self, config: SystemConfig | None = None, seed: int = 0, device: str = "cpu",
+                 loss: str = "rl", **options: Any) -> None:
+        options.setdefault("reward_mode", "increments")
+        super().__init__(config, seed, device, loss, **options)
+
+    def _predict(self, beta: np.ndarray, config: SystemConfig) -> np.ndarray:
+        """Step the K users over the whole batch: one ``model.predict`` per user."""
+        assert self.model is not None
+        pilots = np.full((beta.shape[0], config.K), -1, dtype=np.int64)
+        for user in range(config.K):
+            obs = sequential_observation(beta, pilots, user, config)
+            actions, _ = self.model.predict(obs, deterministic=True)
+            pilots[:, user] = np.asarray(actions).reshape(-1)
+        return pilots
+
+    def _parameters(self) -> Any:
+        return self.model.q_net.parameters()  # type: ignore[union-attr]
