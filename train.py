@@ -1,8 +1,10 @@
-"""Train a neural pilot-assignment agent (supervised or unsupervised), logged to TensorBoard.
+"""Train a learning pilot-assignment agent, logged to TensorBoard.
 
     python train.py --agent hqcnn --loss unsupervised --sizes 10,2,6,3
     python train.py --agent mlp --loss supervised --labels exhaustive --sizes small --epochs 50
+    python train.py --agent gnn --loss reinforce --sizes 10,2,6,3
     python train.py --agent hqcnn --sizes 10,2,6,3 --resume        # continue an interrupted run
+    python train.py --agent ppo --sizes 10,2,6,3 --total-timesteps 60000   # Stable-Baselines3
     tensorboard --logdir runs
 """
 
@@ -15,6 +17,11 @@ from pathlib import Path
 
 from agents.evaluation import parse_sizes
 from agents.nets import MODEL_NAMES
+from agents.registry import make
+from cfenv.config import SystemConfig
+
+RL_AGENTS = ("ppo", "a2c", "dqn", "ppo-hqcnn")
+"""Stable-Baselines3 agents: trained by their own ``fit`` (SB3's ``learn``)"""
 from agents.training import LABEL_SOURCES, LOSSES, TrainSettings, train
 
 DEFAULTS = TrainSettings()
@@ -22,7 +29,7 @@ DEFAULTS = TrainSettings()
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--agent", default=DEFAULTS.agent, help=f"one of {', '.join(MODEL_NAMES)}")
+    p.add_argument("--agent", default=DEFAULTS.agent, help=f"one of {', '.join(MODEL_NAMES + RL_AGENTS)}")
     p.add_argument("--loss", default=DEFAULTS.loss, help=f"one of {', '.join(LOSSES)}")
     p.add_argument("--labels", default=DEFAULTS.labels, help=f"supervised label source: {', '.join(LABEL_SOURCES)}")
     p.add_argument("--sizes", nargs="+", default=["10,2,6,3"], help="size groups or M,L,K,tau_p quadruples")
@@ -38,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--readout", default=None, help="HQCNN readout: all or final")
     p.add_argument("--backend", default=None, help="HQCNN simulator: torch or pennylane")
     p.add_argument("--hidden", default=None, help="MLP hidden widths, comma-separated")
+    p.add_argument("--total-timesteps", type=int, default=None,
+                   help="RL agents: environment steps (default: the agent's budget)")
+    p.add_argument("--reward-scaling", default=None, help="RL agents: mbps or master-ap")
     p.add_argument("--out", type=Path, default=DEFAULTS.runs_dir, help="runs folder (TensorBoard logdir)")
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     p.add_argument("--no-progress", action="store_true")
@@ -56,9 +66,11 @@ def model_options(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.agent in RL_AGENTS:
+        return train_rl(args)
     try:
         if args.agent not in MODEL_NAMES:
-            raise ValueError(f"unknown agent {args.agent!r}; valid: {', '.join(MODEL_NAMES)}")
+            raise ValueError(f"unknown agent {args.agent!r}; valid: {', '.join(MODEL_NAMES + RL_AGENTS)}")
         runs = [TrainSettings(agent=args.agent, size=size, loss=args.loss, labels=args.labels,
                               train_snapshots=args.train_snapshots, val_snapshots=args.val_snapshots,
                               epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
@@ -73,6 +85,26 @@ def main(argv: list[str] | None = None) -> int:
         final = {k: round(v, 4) for k, v in summary["final"].items() if k.startswith("val/")}
         print(json.dumps({"run_dir": summary["run_dir"], "train_time_s": round(summary["train_time_s"], 2),
                           "parameters": summary["parameters"], **final}))
+    return 0
+
+
+def train_rl(args: argparse.Namespace) -> int:
+    """Train an SB3 agent per size with the agent's ``fit`` (same runs/ tree and TensorBoard)."""
+    try:
+        sizes = parse_sizes(args.sizes)
+        if args.total_timesteps is not None and args.total_timesteps < 1:
+            raise ValueError(f"total-timesteps must be >= 1, got {args.total_timesteps}")
+    except ValueError as err:
+        print(f"train.py: error: {err}", file=sys.stderr)
+        return 2
+    for size in sizes:
+        config = SystemConfig.from_size(size)
+        agent = make(args.agent, config=config, seed=args.seed, device=args.device, **model_options(args))
+        summary = agent.fit(config, total_timesteps=args.total_timesteps, runs_dir=args.out,
+                            progress=not args.no_progress, reward_scaling=args.reward_scaling)
+        print(json.dumps({k: summary[k] for k in ("run_dir", "train_time_s", "val_sum_rate_mbps",
+                                                  "val_ratio_to_master_ap", "parameters") if k in summary},
+                         default=str))
     return 0
 
 

@@ -118,27 +118,35 @@ def sum_rate_one(beta_t, bu, pilots, tau_p, tau_rho_p, rho_d, n_antennas, bandwi
     return total
 
 
-@njit(cache=True, parallel=True, fastmath=FASTMATH)
-def _evaluate(beta_t, bu, snap_index, pilots, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth,
-              per_user, out):
-    n = pilots.shape[0]
+@njit(cache=True, fastmath=FASTMATH)
+def _evaluate_range(beta_t, bu, snap_index, pilots, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth,
+                    per_user, out, lo, hi):
+    """Rates of assignments ``lo..hi-1`` into ``out`` (one thread, its own scratch)."""
     K = beta_t.shape[1]
     M = beta_t.shape[2]
+    gsum, gsq, inv, sqrt_eta, members, start, fill, y_diag, pc, rates = new_scratch(K, M, tau_p)
+    for i in range(lo, hi):
+        s = snap_index[i]
+        rates_one(beta_t[s], bu[s], pilots[i], tau_p, tau_rho_p, rho_d, n_antennas, bandwidth,
+                  gsum, gsq, inv, sqrt_eta, members, start, fill, y_diag, pc, rates)
+        if per_user:
+            for k in range(K):
+                out[i, k] = rates[k]
+        else:
+            total = 0.0
+            for k in range(K):
+                total += rates[k]
+            out[i, 0] = total
+
+
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
+def _evaluate_parallel(beta_t, bu, snap_index, pilots, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth,
+                       per_user, out):
+    n = pilots.shape[0]
     n_chunks = (n + CHUNK - 1) // CHUNK
     for c in prange(n_chunks):
-        gsum, gsq, inv, sqrt_eta, members, start, fill, y_diag, pc, rates = new_scratch(K, M, tau_p)
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            s = snap_index[i]
-            rates_one(beta_t[s], bu[s], pilots[i], tau_p, tau_rho_p, rho_d, n_antennas, bandwidth,
-                      gsum, gsq, inv, sqrt_eta, members, start, fill, y_diag, pc, rates)
-            if per_user:
-                for k in range(K):
-                    out[i, k] = rates[k]
-            else:
-                total = 0.0
-                for k in range(K):
-                    total += rates[k]
-                out[i, 0] = total
+        _evaluate_range(beta_t, bu, snap_index, pilots, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth,
+                        per_user, out, c * CHUNK, min(n, (c + 1) * CHUNK))
 
 
 def rate_params(config: SystemConfig) -> tuple[int, float, float, float, float]:
@@ -161,6 +169,10 @@ def evaluate(beta_t: np.ndarray, bu: np.ndarray, snap_index: np.ndarray, pilots:
     """
     n = pilots.shape[0]
     out = np.empty((n, config.K if per_user else 1))
-    _evaluate(beta_t, bu, np.ascontiguousarray(snap_index, dtype=np.int64),
-              np.ascontiguousarray(pilots, dtype=np.int64), *rate_params(config), per_user, out)
+    args = (beta_t, bu, np.ascontiguousarray(snap_index, dtype=np.int64),
+            np.ascontiguousarray(pilots, dtype=np.int64), *rate_params(config), per_user, out)
+    if n > CHUNK:
+        _evaluate_parallel(*args)
+    else:  # one chunk: waking numba's thread pool costs more than it saves, and fights torch's
+        _evaluate_range(*args, 0, n)
     return out if per_user else out[:, 0]

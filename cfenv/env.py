@@ -62,7 +62,31 @@ def _config_from_kwargs(config: SystemConfig | None, fields: dict[str, Any]) -> 
     return (config or DEFAULT_CONFIG).replace(**fields)
 
 
-class CellFreePilotEnv(gym.Env[np.ndarray, np.ndarray]):
+class SnapshotEpisodes:
+    """What every cfpilot environment shares: one network snapshot per episode, drawn from
+    ``self.np_random`` or given through ``reset(options={"snapshot": ...})``."""
+
+    config: SystemConfig
+    np_random: np.random.Generator
+    _snapshot: Snapshot | None = None
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The current episode's snapshot; ``RuntimeError`` before ``reset``."""
+        if self._snapshot is None:
+            raise RuntimeError("call reset() before using the environment")
+        return self._snapshot
+
+    def _new_snapshot(self, options: dict[str, Any] | None) -> Snapshot:
+        """Load ``options["snapshot"]`` if given, else draw one; call after ``super().reset``."""
+        if options and "snapshot" in options:
+            self._snapshot = snapshot_from_options(options, self.config)
+        else:
+            self._snapshot = draw_snapshots(self.config, self.np_random)
+        return self._snapshot
+
+
+class CellFreePilotEnv(SnapshotEpisodes, gym.Env[np.ndarray, np.ndarray]):
     """
     ## Description
 
@@ -160,24 +184,14 @@ class CellFreePilotEnv(gym.Env[np.ndarray, np.ndarray]):
         cfg = self.config
         self.observation_space = spaces.Box(OBS_DB_LOW, OBS_DB_HIGH, (cfg.M, cfg.K), np.float32)
         self.action_space = spaces.MultiDiscrete(np.full(cfg.K, cfg.tau_p, dtype=np.int64))
-        self._snapshot: Snapshot | None = None
+        self._snapshot = None
         self._pilots: np.ndarray | None = None
         self._rates_mbps: np.ndarray | None = None
-
-    @property
-    def snapshot(self) -> Snapshot:
-        """The current episode's snapshot; ``RuntimeError`` before ``reset``."""
-        if self._snapshot is None:
-            raise RuntimeError("call reset() before using the environment")
-        return self._snapshot
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        if options and "snapshot" in options:
-            self._snapshot = snapshot_from_options(options, self.config)
-        else:
-            self._snapshot = draw_snapshots(self.config, self.np_random)
+        self._new_snapshot(options)
         self._pilots = None
         self._rates_mbps = None
         return fading_observation(self._snapshot.beta), self._info()

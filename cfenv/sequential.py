@@ -12,10 +12,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from cfenv.channel import Snapshot, draw_snapshots
 from cfenv.config import SystemConfig
-from cfenv.env import (MBPS, OBS_DB_HIGH, OBS_DB_LOW, _config_from_kwargs, fading_observation,
-                       snapshot_from_options)
+from cfenv.env import MBPS, OBS_DB_HIGH, OBS_DB_LOW, SnapshotEpisodes, _config_from_kwargs, fading_observation
 from cfenv.rates import user_rates
 from cfenv.wrappers import NORMALISED_DB_CENTER, NORMALISED_DB_SCALE
 
@@ -70,7 +68,7 @@ def partial_sum_rate_mbps(beta: np.ndarray, pilots: np.ndarray, n_assigned: int,
     return float(rates.sum() / MBPS)
 
 
-class CellFreePilotSequentialEnv(gym.Env[np.ndarray, np.int64]):
+class CellFreePilotSequentialEnv(SnapshotEpisodes, gym.Env[np.ndarray, np.int64]):
     """
     ## Description
 
@@ -172,26 +170,16 @@ class CellFreePilotSequentialEnv(gym.Env[np.ndarray, np.int64]):
         low[:n_fading], high[:n_fading] = fading_low, fading_high
         self.observation_space = spaces.Box(low, high, dtype=np.float32)
         self.action_space = spaces.Discrete(cfg.tau_p)
-        self._snapshot: Snapshot | None = None
+        self._snapshot = None
         self._pilots = np.full(cfg.K, UNASSIGNED, dtype=np.int64)
         self._user = 0
         self._partial = 0.0
         self._rates_mbps: np.ndarray | None = None
 
-    @property
-    def snapshot(self) -> Snapshot:
-        """The current episode's snapshot; ``RuntimeError`` before ``reset``."""
-        if self._snapshot is None:
-            raise RuntimeError("call reset() before using the environment")
-        return self._snapshot
-
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        if options and "snapshot" in options:
-            self._snapshot = snapshot_from_options(options, self.config)
-        else:
-            self._snapshot = draw_snapshots(self.config, self.np_random)
+        self._new_snapshot(options)
         self._pilots = np.full(self.config.K, UNASSIGNED, dtype=np.int64)
         self._user = 0
         self._partial = 0.0

@@ -156,3 +156,12 @@ def test_figures_from_logged_runs(tmp_path):
     for name in ("convergence.png", "parameter_efficiency.png"):
         assert (tmp_path / "fig" / name).stat().st_size > 1000
     assert figures.main(["--runs", str(tmp_path / "empty"), "--out", str(tmp_path / "fig2")]) == 1
+
+
+def test_train_cli_trains_an_sb3_agent(tmp_path):
+    out = subprocess.run([sys.executable, "train.py", "--agent", "a2c", "--sizes", "6,2,4,2", "--total-timesteps",
+                          "512", "--out", str(tmp_path), "--no-progress"], cwd=ROOT, capture_output=True, text=True,
+                         env={**__import__("os").environ, "NUMBA_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr
+    run_dir = Path(json.loads(out.stdout.strip().splitlines()[-1])["run_dir"])
+    assert (run_dir / "config.json").exists() and run_dir.name == "rl-seed0"
