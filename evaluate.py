@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agents", default="all", help="'all' or comma-separated names (see --list-agents)")
     parser.add_argument("--sizes", nargs="+", default=None,
-                        help=f"size groups ({', '.join(SIZE_GROUPS)}) or M,L,K,tau_p quadruples; default: small")
+                        help=f"size groups ({', '.join(SIZE_GROUPS)}) or M,L,K,tau_p quadruples; "
+                             f"default: {' '.join(','.join(map(str, s)) for s in SIZE_GROUPS['default'])}")
     parser.add_argument("--snapshots", type=int, default=DEFAULTS.snapshots, help="test snapshots per size")
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of test snapshots and agents")
     parser.add_argument("--out", type=Path, default=DEFAULTS.out, help="output folder")
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = EvaluationSettings(
             agents=parse_agents(args.agents),
-            sizes=parse_sizes(args.sizes or ["small"]),
+            sizes=parse_sizes(args.sizes or ["default"]),
             snapshots=args.snapshots, seed=args.seed, out=args.out,
             max_assignments=args.max_assignments, progress=not args.no_progress,
             checkpoints=args.checkpoints, train=not args.no_train, loss=args.loss, device=args.device,
@@ -71,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         fail(str(err))
     if args.sizes is None:
-        print("sizes: the four small Table II sizes (default); skipped the medium ones "
-              f"{list(SIZE_GROUPS['medium'])}: run with --sizes paper for the full grid")
+        skipped = [s for s in SIZE_GROUPS["paper"] if s not in SIZE_GROUPS["default"]]
+        print(f"sizes: {list(SIZE_GROUPS['default'])} (default); skipped {skipped}: run with "
+              "--sizes small for the four small Table II sizes, --sizes paper for all eight")
     start = time.perf_counter()
     records, snapshots = evaluate(settings)
     meta = provenance(sys.argv if argv is None else ["evaluate.py", *argv])

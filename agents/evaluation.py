@@ -36,7 +36,10 @@ SIZE_GROUPS: dict[str, tuple[Size, ...]] = {
     "paper": TABLE2_SIZES,
     "small": TABLE2_SIZES[:4],
     "medium": TABLE2_SIZES[4:],
+    "default": TABLE2_SIZES[:2],
 }
+"""named size groups for ``--sizes``; ``default`` keeps ``evaluate.py --agents all`` (which trains
+every learning agent it has no checkpoint for) within a few minutes on 2 cores"""
 REFERENCE_AGENT = "exhaustive"
 Z_95 = 1.959963984540054
 """two-sided 95 % normal quantile (confidence intervals use the normal approximation)"""
@@ -52,7 +55,7 @@ class EvaluationSettings:
 
     agents: list[str] = field(default_factory=lambda: list(available()))
     """agent names, in table order"""
-    sizes: list[Size] = field(default_factory=lambda: list(SIZE_GROUPS["small"]))
+    sizes: list[Size] = field(default_factory=lambda: list(SIZE_GROUPS["default"]))
     """(M, L, K, tau_p) system sizes"""
     snapshots: int = 50
     """test snapshots per size"""

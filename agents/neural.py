@@ -150,6 +150,8 @@ class GNNAgent(NeuralAgent):
 
 class HQCNNARAgent(GNNAgent):
     name = "hqcnn-ar"
+    # every decision runs the circuit once per open pilot group: a smaller default budget
+    default_budget = {**GNNAgent.default_budget, "train_snapshots": 256, "epochs": 4, "samples": 2}
 
 
 class MLPAgent(NeuralAgent):
