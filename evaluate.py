@@ -24,6 +24,7 @@ from agents.evaluation import (
     write_results,
 )
 from agents.registry import available
+from cfenv.config import parse_size
 
 DEFAULTS = EvaluationSettings()
 
@@ -44,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="skip learning agents without a checkpoint instead of training them")
     parser.add_argument("--loss", default=DEFAULTS.loss, help="which checkpoints: unsupervised or supervised")
     parser.add_argument("--device", default=DEFAULTS.device, help="torch device of the learning agents")
+    parser.add_argument("--trained-at", default=None,
+                        help="M,L,K,tau_p: size-generalisable agents (gnn, hqcnn-ar) use the model trained there")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--list-agents", action="store_true", help="list agent names and exit")
     return parser
@@ -68,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             snapshots=args.snapshots, seed=args.seed, out=args.out,
             max_assignments=args.max_assignments, progress=not args.no_progress,
             checkpoints=args.checkpoints, train=not args.no_train, loss=args.loss, device=args.device,
+            trained_at=parse_size(args.trained_at) if args.trained_at else None,
         )
     except ValueError as err:
         fail(str(err))

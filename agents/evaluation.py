@@ -75,6 +75,9 @@ class EvaluationSettings:
     """training loss of the learning agents' checkpoints (Table II is unsupervised)"""
     device: str = "cpu"
     """torch device of the learning agents"""
+    trained_at: Size | None = None
+    """size-generalisable agents (gnn, hqcnn-ar) use their checkpoint trained at this size for
+    every size (train once, evaluate across sizes); others keep one checkpoint per size"""
 
     def __post_init__(self) -> None:
         if self.snapshots < 1:
@@ -190,9 +193,13 @@ def _learning_agent(name: str, config: SystemConfig, settings: EvaluationSetting
     """Load the agent's checkpoint for this size, or train and cache it (default budget)."""
     cls = agent_class(name)
     loss = settings.loss if settings.loss in cls.losses else cls.losses[0]
-    run_dir = cls.run_dir(settings.checkpoints, config, settings.seed, loss)
+    train_config = config
+    if settings.trained_at is not None and getattr(cls, "size_generalisable", False):
+        train_config = SystemConfig.from_size(settings.trained_at)
+    run_dir = cls.run_dir(settings.checkpoints, train_config, settings.seed, loss)
     if cls.has_checkpoint(run_dir):
         agent = cls.load(run_dir, device=settings.device, config=config)
+        record["trained_at"] = list(train_config.size)
     elif not settings.train:
         return None, f"no checkpoint in {run_dir} (train it with train.py, or run without --no-train)"
     else:
@@ -200,8 +207,9 @@ def _learning_agent(name: str, config: SystemConfig, settings: EvaluationSetting
 
         tqdm.write(f"no checkpoint for {name} at {config.size}: training it with its default budget, "
                    f"cached in {run_dir}")
-        agent = make(name, config=config, seed=settings.seed, device=settings.device, loss=loss)
-        agent.fit(config, runs_dir=settings.checkpoints, progress=settings.progress)
+        agent = make(name, config=train_config, seed=settings.seed, device=settings.device, loss=loss)
+        agent.fit(train_config, runs_dir=settings.checkpoints, progress=settings.progress)
+        record["trained_at"] = list(train_config.size)
     record["train_time_s"] = agent.meta.get("train_time_s")
     record["parameters"] = agent.parameter_count()
     return agent, None

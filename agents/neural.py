@@ -119,6 +119,7 @@ class GNNAgent(NeuralAgent):
 
     name = "gnn"
     losses = ("reinforce", "supervised")
+    size_generalisable = True
     default_budget = {"train_snapshots": 512, "val_snapshots": 128, "epochs": 6, "samples": 4,
                       "batch_size": 64, "lr": 1e-3}
 

@@ -108,3 +108,21 @@ def test_sampled_decoding_never_below_greedy(tmp_path):
     assert np.all(sum_rate(snaps.beta, sampled, cfg) >= greedy * (1 - 1e-12))
     np.testing.assert_array_equal(sampled, agents.make("gnn", config=cfg, width=16, decode_samples=8)
                                   .initialise(cfg).assign(snaps))
+
+
+def test_harness_evaluates_a_gnn_trained_at_one_size_on_others(tmp_path):
+    import json
+
+    import evaluate
+
+    runs = tmp_path / "runs"
+    cfg = SystemConfig.from_size((6, 2, 4, 2))
+    agents.make("gnn", config=cfg, width=16).fit(cfg, train_snapshots=32, val_snapshots=16, epochs=1,
+                                                   batch_size=16, runs_dir=runs, cache_dir=tmp_path / "c",
+                                                   progress=False)
+    assert evaluate.main(["--agents", "gnn,master-ap", "--sizes", "6,2,4,2", "8,2,6,3", "--snapshots", "3",
+                          "--checkpoints", str(runs), "--trained-at", "6,2,4,2", "--no-train",
+                          "--out", str(tmp_path / "res"), "--no-progress"]) == 0
+    records = [r for r in json.loads((tmp_path / "res" / "results.json").read_text()) if r["agent"] == "gnn"]
+    assert [r["status"] for r in records] == ["ok", "ok"]
+    assert all(r["trained_at"] == [6, 2, 4, 2] for r in records)
