@@ -59,6 +59,69 @@ Example::
     >>> layer = QCNNLayer(n_qubits=8, share="level", readout="all")
     >>> layer(torch.zeros(5, 8)).shape
     torch.Size([5, 8])
+
+Noise, shots, ZNE and parameter shift (:class:`Execution`)
+----------------------------------------------------------
+
+``layer.set_execution(Execution(...))`` -- or :func:`apply_execution` on a whole model --
+runs the same weights noisily, with shots, mitigated, or with parameter-shift gradients; the
+default ``Execution()`` is the exact circuit on the layer's own backend, untouched.
+
+* **A gate** is one elementary operation of the circuit as PennyLane queues it: each
+  embedding ``RY(2 h_i)``, and each operation of :data:`CONV_GATES` (U3, U3, CNOT, RY, RZ,
+  CNOT, RY, CNOT, U3, U3) and :data:`POOL_GATES` (CRZ, PauliX, CRX) -- also when its angle
+  happens to be 0, and also the adjoint gates a folded circuit adds. :func:`gate_counts`:
+  63, 159, 351 gates at n = 4, 8, 16.
+* **Noise**: after every gate, ``qml.DepolarizingChannel(p)`` on each wire it acts on --
+  Kraus operators sqrt(1-p) I, sqrt(p/3) X, sqrt(p/3) Y, sqrt(p/3) Z, so a lone ``<Z>``
+  shrinks by 1 - 4p/3. A two-qubit gate gets two independent single-qubit channels:
+  PennyLane has no two-qubit depolarising channel, and this keeps one channel type and one
+  ``p`` throughout (a two-qubit depolarising channel with 15 Paulis would be another model).
+  84, 212, 468 channels at n = 4, 8, 16.
+* **Backends** (:func:`resolve_backend`, stated by :meth:`QCNNLayer.describe_execution`):
+  ``default.mixed`` (PennyLane density matrix; the channels inserted by ``qml.noise.add_noise``
+  with a ``NoiseModel``) when one density matrix, 16 * 4**n bytes, fits in
+  :data:`MIXED_MAX_STATE_BYTES` (n = 4, 8); beyond (n = 16: 64 GiB) ``"trajectories"``: an
+  unbiased Monte-Carlo simulation of the same channels on the batched torch statevector
+  simulator -- one Pauli per gate wire drawn with the channel's probabilities, averaged over
+  ``Execution.trajectories`` runs per sample (:class:`_Trajectories`). Its cost is that of
+  ``trajectories`` noiseless evaluations: each step's gates and errors are multiplied into one
+  4x4 matrix per row first.
+* **Shots**: ``qml.set_shots`` on the PennyLane backends (devices seeded with
+  ``Execution.seed``); on the torch backends, each wire's estimate is 2 k / shots - 1 with
+  k ~ Binomial(shots, (1 + <Z>) / 2) from the exact (or trajectory-averaged) probabilities
+  (marginals are exact; correlations between wires are not sampled, which no output needs).
+  With ``grad="backprop"`` the gradient of a shot estimate is that of the exact expectation
+  (straight-through); ``grad="parameter-shift"`` differentiates the shot estimates themselves.
+* **ZNE**: global folding U (U^dagger U)^k at scale factor s = 2k + 1 (1, 3, 5 by default:
+  3x and 5x the noisy gates), then Richardson (or least-squares linear) extrapolation to
+  s = 0. On ``default.mixed`` through PennyLane's own ``qml.noise.mitigate_with_zne`` with
+  ``qml.noise.fold_global`` and ``qml.noise.richardson_extrapolate`` / ``poly_extrapolate``;
+  on trajectories the same folding of the gate list and the same extrapolation weights
+  (:func:`zne_weights`), every folded gate followed by its own noise.
+* **Parameter shift** (SPEC eq. 9-11): ``grad="parameter-shift"`` runs on ``default.qubit``
+  (noiseless) or ``default.mixed`` (noisy), ``diff_method="parameter-shift"``. Equal to
+  backprop to ~1e-15 on the noiseless circuit, and 1e4-1e5 times slower than the torch
+  backprop (every angle occurrence is shifted separately: ~180 circuits per sample at n = 4,
+  each a PennyLane tape; benchmarks/bench_noise.py).
+
+PennyLane 0.45 findings behind these choices:
+
+* ``qml.noise.fold_global`` raises on tapes that already hold channels, so noise must be
+  added after folding (``add_noise`` placed after ``mitigate_with_zne`` in the transform
+  program); ``add_noise`` at its default level decomposes ``Adjoint(U3)`` etc. into single
+  gates first, so folded tapes keep one channel set per gate.
+* ``param_shift`` cannot differentiate a tape broadcast in a trainable parameter (the
+  TorchLayer inputs): NotImplementedError, PennyLane #4462. ``qml.transforms.broadcast_expand``
+  splits the batch into one tape per sample; the shifted tapes are then broadcast
+  (``gradient_kwargs={"broadcast": True}``).
+* ``mitigate_with_zne`` with a single observable (readout "final") unstacks its (B,) result
+  along the *batch*, returning B scalars; ``TorchLayer`` stacks a tuple along dim 0, so the
+  noisy backends call their QNode directly and combine outputs themselves.
+* ``qml.RZ(x).eigvals()`` is complex64 for a float64 torch ``x``, and ``default.mixed`` applies
+  diagonal gates (RZ, CRZ) through eigvals: with the torch interface its values and backprop
+  gradients are good to ~1e-8 only (numpy inputs, default.qubit and parameter shift are exact).
+* Shots on the device (``qml.device(..., shots=N)``) are deprecated; ``qml.set_shots``.
 """
 
 from __future__ import annotations
@@ -162,8 +225,7 @@ class Execution:
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
             raise ValueError(f"noise_p must be a probability in [0, 1]; got {p!r}")
         object.__setattr__(self, "noise_p", float(p))
-        if self.shots is not None and (isinstance(self.shots, bool) or not isinstance(self.shots, int)
-                                       or self.shots < 1):
+        if self.shots is not None and (not _is_int(self.shots) or self.shots < 1):
             raise ValueError(f"shots must be None or an integer >= 1; got {self.shots!r}")
         _check_choice("mitigation", self.mitigation, MITIGATIONS)
         _check_choice("extrapolation", self.extrapolation, EXTRAPOLATIONS)
@@ -171,13 +233,13 @@ class Execution:
         _check_choice("noise_backend", self.noise_backend, NOISE_BACKENDS)
         factors = tuple(self.scale_factors) if isinstance(self.scale_factors, Sequence) else None
         if (not factors or len(factors) < 2 or len(set(factors)) != len(factors)
-                or not all(isinstance(f, int) and not isinstance(f, bool) and f >= 1 and f % 2 for f in factors)):
+                or not all(_is_int(f) and f >= 1 and f % 2 for f in factors)):
             raise ValueError("scale_factors must be at least two distinct odd integers >= 1 "
                              f"(global folding); got {self.scale_factors!r}")
         object.__setattr__(self, "scale_factors", factors)
-        if isinstance(self.trajectories, bool) or not isinstance(self.trajectories, int) or self.trajectories < 1:
+        if not _is_int(self.trajectories) or self.trajectories < 1:
             raise ValueError(f"trajectories must be an integer >= 1; got {self.trajectories!r}")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
+        if self.seed is not None and (not _is_int(self.seed) or self.seed < 0):
             raise ValueError(f"seed must be None or an integer >= 0; got {self.seed!r}")
 
     @property
@@ -195,6 +257,10 @@ class Execution:
         d = dataclasses.asdict(self)
         d["scale_factors"] = list(self.scale_factors)
         return d
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def mixed_state_bytes(n_qubits: int) -> int:
@@ -364,7 +430,8 @@ def gate_counts(n_qubits: int) -> dict[str, int]:
     gates = n_qubits + n_conv * len(CONV_GATES) + n_pool * len(POOL_GATES)
     channels = (n_qubits + n_conv * sum(len(g.positions) for g in CONV_GATES)
                 + n_pool * sum(len(g.positions) for g in POOL_GATES))
-    two = n_conv * sum(len(g.positions) == 2 for g in CONV_GATES) + n_pool * sum(len(g.positions) == 2 for g in POOL_GATES)
+    two = (n_conv * sum(len(g.positions) == 2 for g in CONV_GATES)
+           + n_pool * sum(len(g.positions) == 2 for g in POOL_GATES))
     return {"gates": gates, "one_qubit": gates - two, "two_qubit": two, "channels": channels}
 
 
@@ -531,7 +598,8 @@ def elementary_matrices(kind: str, weights: torch.Tensor) -> torch.Tensor:
     for gate in gates:
         args = [cols[i] for i in gate.params]
         if (gate.name, gate.positions) in fixed:
-            m = torch.tensor(fixed[gate.name, gate.positions], dtype=cdt, device=weights.device).expand(S, 4, 4)
+            m = torch.tensor(fixed[gate.name, gate.positions], dtype=cdt, device=weights.device)
+            m = m.expand(S, 4, 4)
         elif gate.name in ("CRZ", "CRX"):
             m = _controlled((_rz if gate.name == "CRZ" else _rx)(*args))
         else:
@@ -611,8 +679,10 @@ def _torch_plan(n_qubits: int, share: str) -> _Plan:
 
 
 @cache
-def _plan_groups(n_qubits: int, share: str) -> tuple[tuple[tuple[_Block, ...], ...], tuple[tuple[int, ...], ...],
-                                                      tuple[tuple[_Permutation | None, _Permutation | None], ...]]:
+def _plan_groups(n_qubits: int, share: str) -> tuple[
+    tuple[tuple[_Block, ...], ...], tuple[tuple[int, ...], ...],
+    tuple[tuple[_Permutation | None, _Permutation | None], ...],
+]:
     """The steps of :func:`_torch_plan`: consecutive blocks on one wire pair grouped, the
     layout during each step (its pair on the first two axes) and the (perm, unperm) into it."""
     groups: list[list[_Block]] = []
@@ -682,7 +752,8 @@ class _PingPong:
         return self.buffers[1] if current.data_ptr() == first.data_ptr() else first
 
 
-def _gate_grad(g: torch.Tensor, v: torch.Tensor, scratch: torch.Tensor, per_row: bool = False) -> torch.Tensor:
+def _gate_grad(g: torch.Tensor, v: torch.Tensor, scratch: torch.Tensor,
+               per_row: bool = False) -> torch.Tensor:
     """d loss / d G for ``out = G v``: sum over the batch of g_n v_n^H; g, v (N, 4, R) -> (4, 4)
     (``per_row``: one gate per row, no sum: (N, 4, 4)).
 
@@ -798,7 +869,7 @@ class _TrajectoryPlan(NamedTuple):
     reverse: tuple[_Step, ...]  # the steps of U^dagger: step K-1-j of U undone, perm/unperm swapped
     slots: torch.Tensor  # (S, G) int64: row of the elementary-gate table per slot (last row: identity)
     acts: torch.Tensor  # (S, G, 2) bool: the slot's gate acts on the first / second axis of the step
-    embed: torch.Tensor  # (S, 2) int64: wire whose embedding gate is absorbed on axis 0 / 1 of step s (n: none)
+    embed: torch.Tensor  # (S, 2) int64: wire whose embedding is absorbed on axis 0 / 1 of step s (n: none)
     n_rows: int  # rows of the unswapped elementary-gate table
 
 
@@ -843,7 +914,8 @@ def _trajectory_plan(n_qubits: int, share: str) -> _TrajectoryPlan:
     return _TrajectoryPlan(forward, reverse, slots_t, acts_t, embed, n_rows)
 
 
-def _sample_paulis(shape: tuple[int, ...], p: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+def _sample_paulis(shape: tuple[int, ...], p: float, generator: torch.Generator,
+                   device: torch.device) -> torch.Tensor:
     """Pauli indices (0 = I, 1 = X, 2 = Y, 3 = Z) drawn from ``DepolarizingChannel(p)``'s Kraus
     weights: I with probability 1 - p, each of X, Y, Z with p / 3. Returns int64 of ``shape``."""
     u = torch.rand(shape, generator=generator, dtype=torch.float64, device=device)
@@ -1250,8 +1322,10 @@ class QCNNLayer(torch.nn.Module):
         backend = resolve_backend(self.n_qubits, execution, self.backend)
         qnodes = None
         if backend in ("default.qubit", "default.mixed") and not execution.exact:
-            make = lambda sampled: make_execution_qnode(  # noqa: E731
-                self.n_qubits, self.share, self.readout, execution, backend, sampled=sampled)
+            def make(sampled: bool) -> Any:
+                return make_execution_qnode(self.n_qubits, self.share, self.readout, execution, backend,
+                                            sampled=sampled)
+
             twin = make(False) if execution.shots is not None and execution.grad == "backprop" else None
             qnodes = (make(True), twin)
         self._execution, self._execution_backend, self._qnodes = execution, backend, qnodes
@@ -1283,7 +1357,8 @@ class QCNNLayer(torch.nn.Module):
         if ex.shots is None:
             shots = "exact expectation values"
         else:
-            shots = f"{ex.shots} shots" + (" (qml.set_shots)" if pennylane else " (binomial sampling, seeded)")
+            how = "qml.set_shots" if pennylane else "binomial sampling, seeded"
+            shots = f"{ex.shots} shots ({how})"
         if zne:
             how = "qml.noise.mitigate_with_zne + fold_global" if pennylane else "global folding"
             mitigation = (f"ZNE ({how}, scale factors {','.join(map(str, ex.scale_factors))}, "
@@ -1357,7 +1432,15 @@ class QCNNLayer(torch.nn.Module):
             return values[0]
         return sum(w * v for w, v in zip(zne_weights(factors, ex.extrapolation), values))
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without the execution QNodes (local functions) and generator: rebuilt on use."""
+        state = dict(self.__dict__)
+        state["_qnodes"] = state["_generator"] = None
+        return state
+
     def _forward_pennylane_execution(self, h: torch.Tensor) -> torch.Tensor:
+        if self._qnodes is None:  # unpickled
+            self.set_execution(self._execution)
         qnode, twin = self._qnodes
         ex, B, width = self._execution, h.shape[0], self.out_features
         need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (h, self.conv, self.pool))
@@ -1365,7 +1448,8 @@ class QCNNLayer(torch.nn.Module):
         counts = gate_counts(self.n_qubits)
         ops = (counts["gates"] + (counts["channels"] if ex.noise_p > 0 else 0)) * (
             sum(ex.scale_factors) if ex.mitigation == "zne" else 1)
-        state = mixed_state_bytes(self.n_qubits) if self._execution_backend == "default.mixed" else 16 * 2**self.n_qubits
+        mixed = self._execution_backend == "default.mixed"
+        state = mixed_state_bytes(self.n_qubits) if mixed else 16 * 2**self.n_qubits
         kept = ops if need_grad and ex.grad == "backprop" else 4
         chunk = max(1, PENNYLANE_CHUNK_BYTES // (state * kept))
         outs = []

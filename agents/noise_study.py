@@ -1,0 +1,368 @@
+"""What is left of the HQCNN on near-term hardware: the paper's limitation study (Fig. 3c).
+
+Noiselessly trained HQCNN checkpoints, one per qubit count, are run on the same test
+snapshots as ``evaluate.py`` (:func:`agents.evaluation.draw_test_snapshots`) under
+depolarising gate noise of probability p, optionally finite shots, with and without
+zero-noise extrapolation (:class:`agents.quantum.Execution`); each record holds the mean sum
+rate, its 95 % confidence interval, the per-snapshot rates, the time per snapshot and the
+backend that ran (``default.mixed`` density matrix up to 8 qubits, Monte-Carlo trajectories
+at 16, with their number).
+
+    # one trained checkpoint per qubit count (train.py ... --qubits N)
+    python -m agents.noise_study --checkpoint-dirs runs/q4/hqcnn/40-2-20-10/unsupervised-seed0 \\
+        runs/q8/hqcnn/40-2-20-10/unsupervised-seed0 --p 0 0.001 0.01 0.1 --snapshots 50 --out results/noise
+    # or train (once; reused afterwards) one noiseless HQCNN per qubit count under ROOT/q<n>/
+    python -m agents.noise_study --train-root runs/noise --qubits 4 8 16 --size 40,2,20,10
+    # redraw the figure from a saved study
+    python -m agents.noise_study --replot results/noise/noise_study.json
+
+Outputs in ``--out``: ``noise_study.json`` (settings, provenance, one record per qubit count,
+p and mitigation, with per-snapshot sum rates), ``noise_study.csv`` (the same without the
+per-snapshot lists) and ``fig3c.png``: (a) sum rate versus p, one colour per qubit count,
+solid unmitigated and dashed with ZNE; (b) sum rate versus qubit count for noiseless, noisy
+and noisy + ZNE at the largest p.
+
+Each noisy cell uses its own noise stream: the execution seed is derived from ``--seed``, the
+qubit count, p and the mitigation. At p = 0 only the noiseless (exact) model is run: ZNE of
+a noiseless circuit returns the noiseless value, so the ZNE curves start from that point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+import time
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cfenv.config import SystemConfig, parse_size
+
+MBPS = 1e6
+Z_95 = 1.959963984540054
+CSV_FIELDS = ["n_qubits", "p", "mitigation", "shots", "backend", "trajectories", "M", "L", "K", "tau_p",
+              "snapshots", "mean_sum_rate_mbps", "ci95_mbps", "s_per_snapshot", "seed", "checkpoint"]
+
+
+@dataclass
+class NoiseStudySettings:
+    """Everything a noise study depends on (``python -m agents.noise_study`` flags)."""
+
+    checkpoint_dirs: tuple[Path, ...] = ()
+    """trained HQCNN checkpoints (config.json + weights.pt), one per qubit count"""
+    train_root: Path | None = None
+    """instead of checkpoint_dirs: train (or reuse) one noiseless HQCNN per qubit count in ROOT/q<n>/"""
+    qubits: tuple[int, ...] = ()
+    """qubit counts: trained under train_root (empty: 4, 8, 16); with checkpoint_dirs, if given,
+    they must be the checkpoints' own"""
+    size: tuple[int, int, int, int] = (40, 2, 20, 10)
+    """(M, L, K, tau_p) of the test snapshots (and of training under train_root)"""
+    p: tuple[float, ...] = (0.0, 0.001, 0.01, 0.1)
+    """depolarising probabilities after every gate"""
+    mitigation: tuple[str, ...] = ("none", "zne")
+    """mitigations run at every p > 0"""
+    shots: int | None = None
+    """measurement shots per circuit (None: exact expectation values)"""
+    trajectories: int = 64
+    """Monte-Carlo trajectories per sample (trajectory backend)"""
+    noise_backend: str = "auto"
+    """auto (default.mixed where the density matrix fits, else trajectories), default.mixed or trajectories"""
+    snapshots: int = 50
+    """test snapshots"""
+    seed: int = 0
+    """seed of the test snapshots (as evaluate.py) and of the noise streams"""
+    out: Path = Path("results/noise")
+    """output folder"""
+    epochs: int = 20
+    """training budget under train_root"""
+    train_snapshots: int = 2048
+    """training snapshots under train_root"""
+    val_snapshots: int = 256
+    """validation snapshots under train_root"""
+    cache_dir: Path = Path(".cache/datasets")
+    """dataset cache for training under train_root"""
+    progress: bool = True
+    """progress bars"""
+
+    def __post_init__(self) -> None:
+        from agents.quantum import MITIGATIONS, SUPPORTED_N_QUBITS, Execution
+
+        self.size = tuple(int(v) for v in self.size)  # type: ignore[assignment]
+        SystemConfig.from_size(self.size)
+        self.checkpoint_dirs = tuple(Path(d) for d in self.checkpoint_dirs)
+        if bool(self.checkpoint_dirs) == (self.train_root is not None):
+            raise ValueError("give either checkpoint_dirs or train_root (exactly one)")
+        self.qubits = tuple(int(n) for n in self.qubits)
+        if self.train_root is not None and not self.qubits:
+            self.qubits = (4, 8, 16)
+        for n in self.qubits:
+            if n not in SUPPORTED_N_QUBITS:
+                raise ValueError(f"qubits must be among {SUPPORTED_N_QUBITS}; got {n}")
+        if not self.p:
+            raise ValueError("p must list at least one probability")
+        self.p = tuple(float(v) for v in self.p)
+        for m in self.mitigation:
+            if m not in MITIGATIONS:
+                raise ValueError(f"mitigation must be among {MITIGATIONS}; got {m!r}")
+        for name in ("snapshots", "epochs", "train_snapshots", "val_snapshots"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for p in self.p:  # validates p, shots, trajectories and noise_backend before any work
+            Execution(noise_p=p, shots=self.shots, trajectories=self.trajectories,
+                      noise_backend=self.noise_backend)
+        self.out = Path(self.out)
+        self.cache_dir = Path(self.cache_dir)
+        if self.train_root is not None:
+            self.train_root = Path(self.train_root)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        for key in ("out", "cache_dir", "train_root"):
+            d[key] = None if d[key] is None else str(d[key])
+        d["checkpoint_dirs"] = [str(c) for c in self.checkpoint_dirs]
+        d["size"] = list(self.size)
+        return d
+
+
+def checkpoints_for(settings: NoiseStudySettings) -> list[Path]:
+    """The checkpoint of every qubit count: ``checkpoint_dirs``, or under ``train_root`` the
+    run folder ``ROOT/q<n>/hqcnn/<M-L-K-tau_p>/unsupervised-seed<seed>``, trained noiselessly
+    with :func:`agents.training.train` unless it already holds a model."""
+    if settings.checkpoint_dirs:
+        return list(settings.checkpoint_dirs)
+    from agents.training import CONFIG_JSON, TrainSettings, train
+
+    dirs = []
+    for n in settings.qubits:
+        train_settings = TrainSettings(agent="hqcnn", size=settings.size, model={"n_qubits": n},
+                                       epochs=settings.epochs, train_snapshots=settings.train_snapshots,
+                                       val_snapshots=settings.val_snapshots, seed=settings.seed,
+                                       runs_dir=settings.train_root / f"q{n}", cache_dir=settings.cache_dir,
+                                       progress=settings.progress)
+        if not (train_settings.run_dir / CONFIG_JSON).exists():
+            train(train_settings)
+        dirs.append(train_settings.run_dir)
+    return dirs
+
+
+def _cell_seed(seed: int, n_qubits: int, p: float, mitigation: str) -> int:
+    """A noise-stream seed per (seed, n, p, mitigation), stable across runs and platforms."""
+    return zlib.crc32(f"noise-study/{seed}/{n_qubits}/{p!r}/{mitigation}".encode())
+
+
+def run_noise_study(settings: NoiseStudySettings) -> list[dict[str, Any]]:
+    """Evaluate every checkpoint at every (p, mitigation); returns one record per cell.
+
+    A record: ``n_qubits``, ``p``, ``mitigation``, ``shots``, ``backend`` (the execution
+    backend that ran), ``trajectories`` (None unless that is the trajectory backend),
+    ``description`` (:meth:`agents.quantum.QCNNLayer.describe_execution`), ``M, L, K, tau_p``,
+    ``snapshots``, ``mean_sum_rate_mbps``, ``ci95_mbps``, ``s_per_snapshot`` (wall time of the
+    model's forward pass and argmax, per snapshot), ``per_snapshot_sum_rate_mbps``, ``seed``
+    (of the noise stream) and ``checkpoint``.
+    """
+    from tqdm.auto import tqdm
+
+    from agents.evaluation import draw_test_snapshots
+    from agents.nets import HQCNN
+    from agents.quantum import Execution, apply_execution
+    from agents.training import load_model, predict
+    from cfenv.rates import sum_rate
+
+    config = SystemConfig.from_size(settings.size)
+    snaps = draw_test_snapshots(config, settings.snapshots, settings.seed)
+    checkpoints = checkpoints_for(settings)
+    models = []
+    for directory in checkpoints:
+        model, _ = load_model(directory, expected=config)
+        if not isinstance(model, HQCNN):
+            raise TypeError(f"checkpoint {directory} is a {type(model).__name__}, not an HQCNN")
+        models.append((directory, model))
+    if settings.checkpoint_dirs and settings.qubits:
+        found = tuple(m.n_qubits for _, m in models)
+        if found != settings.qubits:
+            raise ValueError(f"the checkpoints have {found} qubits, not the requested {settings.qubits}")
+    cells = [(directory, model, p, mitigation) for directory, model in models for p in settings.p
+             for mitigation in (("none",) if p == 0 else settings.mitigation)]
+    records = []
+    bar = tqdm(cells, desc="noise study", unit="cell", disable=not settings.progress)
+    for directory, model, p, mitigation in bar:
+        seed = _cell_seed(settings.seed, model.n_qubits, p, mitigation)
+        execution = Execution(noise_p=p, shots=settings.shots, mitigation=mitigation,
+                              trajectories=settings.trajectories, noise_backend=settings.noise_backend,
+                              seed=seed)
+        description = apply_execution(model, execution)[0]
+        layer = model.quantum
+        bar.set_postfix_str(f"n={model.n_qubits} p={p:g} {mitigation} on {layer.execution_backend}")
+        start = time.perf_counter()
+        pilots, _ = predict(model, snaps.beta, config.tau_p)
+        elapsed = time.perf_counter() - start
+        rates = sum_rate(snaps.beta, pilots, config) / MBPS
+        k = len(rates)
+        on_trajectories = layer.execution_backend == "trajectories" and p > 0
+        records.append({
+            "n_qubits": model.n_qubits, "p": p, "mitigation": mitigation, "shots": settings.shots,
+            "backend": layer.execution_backend,
+            "trajectories": settings.trajectories if on_trajectories else None,
+            "description": description, "M": config.M, "L": config.L, "K": config.K, "tau_p": config.tau_p,
+            "snapshots": k, "mean_sum_rate_mbps": float(np.mean(rates)),
+            "ci95_mbps": Z_95 * float(np.std(rates, ddof=1)) / math.sqrt(k) if k > 1 else float("nan"),
+            "s_per_snapshot": elapsed / k, "per_snapshot_sum_rate_mbps": [float(r) for r in rates],
+            "seed": seed, "checkpoint": str(directory),
+        })
+        apply_execution(model, None)
+    bar.close()
+    return records
+
+
+def plot_noise_study(records: list[dict[str, Any]], path: Path) -> Path:
+    """Fig. 3c from saved records: (a) sum rate vs p per qubit count (solid: no mitigation,
+    dashed: ZNE; p = 0 is the noiseless model for both), (b) sum rate vs qubit count for
+    noiseless, noisy and noisy + ZNE at the largest p. 95 % CIs as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_p, ax_n) = plt.subplots(1, 2, figsize=(11, 4.5))
+    qubits = sorted({r["n_qubits"] for r in records})
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, n in enumerate(qubits):
+        mine = [r for r in records if r["n_qubits"] == n]
+        clean = [r for r in mine if r["p"] == 0]
+        for mitigation, style in (("none", "-"), ("zne", "--")):
+            rows = sorted(clean + [r for r in mine if r["p"] > 0 and r["mitigation"] == mitigation],
+                          key=lambda r: r["p"])
+            if not any(r["p"] > 0 for r in rows):
+                continue
+            ax_p.errorbar([r["p"] for r in rows], [r["mean_sum_rate_mbps"] for r in rows],
+                          yerr=[_ci(r) for r in rows], linestyle=style, marker="o", capsize=3,
+                          color=colours[i % len(colours)],
+                          label=f"{n} qubits" + (" + ZNE" if mitigation == "zne" else ""))
+    noisy_ps = [r["p"] for r in records if r["p"] > 0]
+    if noisy_ps:
+        ax_p.set_xscale("symlog", linthresh=min(noisy_ps))
+    ax_p.set_xlabel("depolarising probability p per gate")
+    ax_p.set_ylabel("average sum rate [Mbit/s]")
+    ax_p.set_title("(a) sum rate vs gate noise")
+    p_max = max([r["p"] for r in records], default=0.0)
+    for label, pick in (("noiseless", lambda r: r["p"] == 0),
+                        (f"p = {p_max:g}", lambda r: r["p"] == p_max > 0 and r["mitigation"] == "none"),
+                        (f"p = {p_max:g} + ZNE", lambda r: r["p"] == p_max > 0 and r["mitigation"] == "zne")):
+        rows = sorted((r for r in records if pick(r)), key=lambda r: r["n_qubits"])
+        if rows:
+            ax_n.errorbar([r["n_qubits"] for r in rows], [r["mean_sum_rate_mbps"] for r in rows],
+                          yerr=[_ci(r) for r in rows], marker="o", capsize=3, label=label,
+                          linestyle="--" if "ZNE" in label else "-")
+    ax_n.set_xticks(qubits)
+    ax_n.set_xlabel("number of qubits")
+    ax_n.set_title("(b) sum rate vs qubits")
+    for ax in (ax_p, ax_n):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if records:
+        r = records[0]
+        fig.suptitle(f"HQCNN under depolarising noise, (M, L, K, tau_p) = ({r['M']}, {r['L']}, {r['K']}, "
+                     f"{r['tau_p']}), {r['snapshots']} test snapshots", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _ci(record: dict[str, Any]) -> float:
+    ci = record["ci95_mbps"]
+    return 0.0 if ci is None or math.isnan(ci) else ci
+
+
+def write_noise_study(records: list[dict[str, Any]], settings: NoiseStudySettings,
+                      meta: dict[str, Any]) -> dict[str, Path]:
+    """``noise_study.json`` (settings, provenance, records), ``noise_study.csv``, ``fig3c.png``."""
+    out = settings.out
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "noise_study.json", "csv": out / "noise_study.csv", "png": out / "fig3c.png"}
+    paths["json"].write_text(json.dumps({"settings": settings.to_json(), "meta": meta, "records": records},
+                                        indent=1))
+    with paths["csv"].open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(records)
+    plot_noise_study(records, paths["png"])
+    return paths
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = NoiseStudySettings
+    parser = argparse.ArgumentParser(prog="python -m agents.noise_study", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint-dirs", "--checkpoint", nargs="+", type=Path, default=[],
+                        help="trained HQCNN checkpoints, one per qubit count")
+    parser.add_argument("--train-root", type=Path, default=None,
+                        help="train (or reuse) one noiseless HQCNN per --qubits count in ROOT/q<n>/")
+    parser.add_argument("--qubits", nargs="+", type=int, default=list(d.qubits),
+                        help="qubit counts (--train-root: default 4 8 16; else a check of the checkpoints)")
+    parser.add_argument("--size", default=",".join(map(str, d.size)), help="M,L,K,tau_p")
+    parser.add_argument("--p", nargs="+", type=float, default=list(d.p), help="depolarising probabilities")
+    parser.add_argument("--mitigation", nargs="+", default=list(d.mitigation), help="none and/or zne")
+    parser.add_argument("--shots", type=int, default=d.shots, help="shots per circuit (default: exact)")
+    parser.add_argument("--trajectories", type=int, default=d.trajectories, help="trajectories per sample")
+    parser.add_argument("--noise-backend", default=d.noise_backend,
+                        help="auto, default.mixed or trajectories")
+    parser.add_argument("--snapshots", type=int, default=d.snapshots, help="test snapshots")
+    parser.add_argument("--seed", type=int, default=d.seed, help="seed of test snapshots and noise")
+    parser.add_argument("--out", type=Path, default=d.out, help="output folder")
+    parser.add_argument("--epochs", type=int, default=d.epochs, help="training epochs (--train-root)")
+    parser.add_argument("--train-snapshots", type=int, default=d.train_snapshots, help="(--train-root)")
+    parser.add_argument("--val-snapshots", type=int, default=d.val_snapshots, help="(--train-root)")
+    parser.add_argument("--cache-dir", type=Path, default=d.cache_dir, help="dataset cache (--train-root)")
+    parser.add_argument("--replot", type=Path, default=None, help="redraw fig3c.png from a noise_study.json")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.replot is not None:
+        records = json.loads(args.replot.read_text())["records"]
+        print(plot_noise_study(records, args.replot.with_name("fig3c.png")))
+        return 0
+    try:
+        settings = NoiseStudySettings(
+            checkpoint_dirs=tuple(args.checkpoint_dirs), train_root=args.train_root,
+            qubits=tuple(args.qubits),
+            size=parse_size(args.size), p=tuple(args.p), mitigation=tuple(args.mitigation), shots=args.shots,
+            trajectories=args.trajectories, noise_backend=args.noise_backend, snapshots=args.snapshots,
+            seed=args.seed, out=args.out, epochs=args.epochs, train_snapshots=args.train_snapshots,
+            val_snapshots=args.val_snapshots, cache_dir=args.cache_dir, progress=not args.no_progress)
+    except ValueError as err:
+        print(f"noise_study: error: {err}", file=sys.stderr)
+        return 2
+    from agents.evaluation import provenance
+
+    start = time.perf_counter()
+    records = run_noise_study(settings)
+    meta = provenance(sys.argv if argv is None else ["-m agents.noise_study", *argv])
+    meta["wall_time_s"] = time.perf_counter() - start
+    paths = write_noise_study(records, settings, meta)
+    width = max(len(r["backend"]) for r in records)
+    print(f"{'n':>3} {'p':>7} {'mitigation':<10} {'backend':<{width}} {'sum rate [Mbit/s]':>20} "
+          f"{'s/snapshot':>11}")
+    for r in records:
+        print(f"{r['n_qubits']:>3} {r['p']:>7g} {r['mitigation']:<10} {r['backend']:<{width}} "
+              f"{r['mean_sum_rate_mbps']:>11.2f} ± {_ci(r):<6.2f} {r['s_per_snapshot']:>11.4f}")
+    described = set()
+    for r in records:  # the backend of each qubit count, in words
+        if r["p"] > 0 and r["n_qubits"] not in described:
+            described.add(r["n_qubits"])
+            print(f"p={r['p']:g} {r['mitigation']}: {r['description']}")
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
