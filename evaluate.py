@@ -47,9 +47,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default=DEFAULTS.device, help="torch device of the learning agents")
     parser.add_argument("--trained-at", default=None,
                         help="M,L,K,tau_p: size-generalisable agents (gnn, hqcnn-ar) use the model trained there")
+    noise = parser.add_argument_group("quantum execution of the learning agents' circuits (trained noiselessly)")
+    noise.add_argument("--noise-p", type=float, default=None, help="depolarising probability after every gate")
+    noise.add_argument("--shots", type=int, default=None, help="measurement shots (default: exact expectations)")
+    noise.add_argument("--mitigation", default=None, help="none or zne (global folding 1, 3, 5 + Richardson)")
+    noise.add_argument("--grad", default=None, help="backprop or parameter-shift")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--list-agents", action="store_true", help="list agent names and exit")
     return parser
+
+
+def execution_options(args: argparse.Namespace) -> dict | None:
+    """The ``--noise-p/--shots/--mitigation/--grad`` flags as Execution fields (validated there)."""
+    options = {key: getattr(args, key) for key in ("noise_p", "shots", "mitigation", "grad")
+               if getattr(args, key) is not None}
+    if options:
+        from agents.quantum import Execution
+
+        Execution(**options)  # raises ValueError naming a bad field
+    return options or None
 
 
 def fail(message: str) -> "NoReturn":  # noqa: F821
@@ -72,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             max_assignments=args.max_assignments, progress=not args.no_progress,
             checkpoints=args.checkpoints, train=not args.no_train, loss=args.loss, device=args.device,
             trained_at=parse_size(args.trained_at) if args.trained_at else None,
+            execution=execution_options(args),
         )
     except ValueError as err:
         fail(str(err))

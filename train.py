@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--total-timesteps", type=int, default=None,
                    help="RL agents: environment steps (default: the agent's budget)")
     p.add_argument("--reward-scaling", default=None, help="RL agents: mbps or master-ap")
+    p.add_argument("--noise-p", type=float, default=None, help="HQCNN: depolarising probability after every gate")
+    p.add_argument("--shots", type=int, default=None, help="HQCNN: measurement shots")
+    p.add_argument("--mitigation", default=None, help="HQCNN: none or zne")
+    p.add_argument("--grad", default=None, help="HQCNN: backprop or parameter-shift")
     p.add_argument("--out", type=Path, default=DEFAULTS.runs_dir, help="runs folder (TensorBoard logdir)")
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     p.add_argument("--no-progress", action="store_true")
@@ -75,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                               train_snapshots=args.train_snapshots, val_snapshots=args.val_snapshots,
                               epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                               device=args.device, model=model_options(args), runs_dir=args.out,
+                              execution={k: getattr(args, k) for k in ("noise_p", "shots", "mitigation", "grad")
+                                         if getattr(args, k) is not None},
                               resume=args.resume, progress=not args.no_progress)
                 for size in parse_sizes(args.sizes)]
     except ValueError as err:

@@ -75,6 +75,9 @@ class EvaluationSettings:
     """training loss of the learning agents' checkpoints (Table II is unsupervised)"""
     device: str = "cpu"
     """torch device of the learning agents"""
+    execution: dict[str, Any] | None = None
+    """quantum execution of learning agents' circuits (:class:`agents.quantum.Execution` fields:
+    noise_p, shots, mitigation, grad ...); None: exact. Checkpoints are trained noiselessly."""
     trained_at: Size | None = None
     """size-generalisable agents (gnn, hqcnn-ar) use their checkpoint trained at this size for
     every size (train once, evaluate across sizes); others keep one checkpoint per size"""
@@ -212,6 +215,10 @@ def _learning_agent(name: str, config: SystemConfig, settings: EvaluationSetting
         record["trained_at"] = list(train_config.size)
     record["train_time_s"] = agent.meta.get("train_time_s")
     record["parameters"] = agent.parameter_count()
+    if settings.execution:
+        from agents.quantum import Execution, apply_execution
+
+        record["execution"] = apply_execution(agent.model, Execution(**settings.execution)) or ["classical: no circuit"]
     return agent, None
 
 

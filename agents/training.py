@@ -87,6 +87,9 @@ class TrainSettings:
     """torch device (cpu, cuda)"""
     model: dict[str, Any] = field(default_factory=dict)
     """model options (hidden, channels, n_qubits, share, readout, backend)"""
+    execution: dict[str, Any] = field(default_factory=dict)
+    """quantum execution while training (:class:`agents.quantum.Execution` fields, e.g.
+    noise_p, shots, grad="parameter-shift" as hardware would need); empty: exact, backprop"""
     runs_dir: Path = Path("runs")
     """root of run folders and TensorBoard logs"""
     cache_dir: Path = Path(".cache/datasets")
@@ -317,6 +320,11 @@ def train(settings: TrainSettings) -> dict[str, Any]:
         train_db = 10.0 * np.log10(train_set.snapshots.beta)
         model.set_normalisation(float(train_db.mean()), float(train_db.std()))
     model.to(device)
+    if settings.execution:
+        from agents.quantum import Execution, apply_execution
+
+        for line in apply_execution(model, Execution(**settings.execution)) or ["no quantum circuit"]:
+            print(f"execution: {line}")
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.lr)
     history: list[dict[str, float]] = []
     start_epoch = 0

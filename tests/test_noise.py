@@ -504,3 +504,29 @@ def test_noise_study_cli_writes_json_csv_and_figure(tmp_path: Path) -> None:
     assert (out / "fig3c.png").stat().st_size > 1000
     assert noise_study.main(["--replot", str(out / "noise_study.json")]) == 0
     assert noise_study.main(["--checkpoint-dirs", str(settings.run_dir), "--p", "2", "--no-progress"]) == 2
+
+
+def test_cli_noise_flags_reach_the_circuit(tmp_path):
+    """train.py --grad parameter-shift and evaluate.py --noise-p/--mitigation run end to end."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import evaluate
+
+    root = Path(__file__).resolve().parents[1]
+    runs = tmp_path / "runs"
+    out = subprocess.run([sys.executable, "train.py", "--agent", "hqcnn", "--qubits", "4", "--sizes", "4,1,3,2",
+                          "--epochs", "1", "--train-snapshots", "8", "--val-snapshots", "4", "--batch-size", "8",
+                          "--grad", "parameter-shift", "--out", str(runs), "--no-progress"],
+                         cwd=root, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "parameter-shift" in out.stdout
+    assert evaluate.main(["--agents", "hqcnn", "--sizes", "4,1,3,2", "--snapshots", "2", "--checkpoints",
+                          str(runs), "--no-train", "--noise-p", "0.01", "--mitigation", "zne",
+                          "--out", str(tmp_path / "res"), "--no-progress"]) == 0
+    record = json.loads((tmp_path / "res" / "results.json").read_text())[0]
+    assert record["status"] == "ok" and "Depolarizing" in " ".join(record["execution"])
+    with pytest.raises(SystemExit):
+        evaluate.main(["--agents", "hqcnn", "--noise-p", "2"])
