@@ -1043,6 +1043,22 @@ def _import_pennylane() -> Any:
     return pennylane
 
 
+def _circuit_function(qml: Any, n_qubits: int, blocks: Any, measured: Any) -> Any:
+    """The QCNN circuit, written once: ``circuit(inputs, conv, pool)`` (the TorchLayer contract)."""
+
+    def circuit(inputs: torch.Tensor, conv: torch.Tensor, pool: torch.Tensor) -> list:
+        for i in range(n_qubits):
+            qml.RY(2 * inputs[..., i], wires=i)  # cos(h)|0> + sin(h)|1>
+        for block in blocks:
+            if block.kind == "conv":
+                _conv_block(qml, conv[block.index], *block.wires)
+            else:
+                _pool_block(qml, pool[block.index], *block.wires)
+        return [qml.expval(qml.PauliZ(i)) for i in measured]
+
+    return circuit
+
+
 def make_qnode(
     n_qubits: int,
     share: str = "level",
@@ -1063,18 +1079,8 @@ def make_qnode(
     measured = range(n_qubits) if readout == "all" else [final_wire(n_qubits)]
     dev = qml.device(device_name, wires=n_qubits)
 
-    @qml.qnode(dev, interface="torch", diff_method=diff_method)
-    def circuit(inputs: torch.Tensor, conv: torch.Tensor, pool: torch.Tensor) -> list:
-        for i in range(n_qubits):
-            qml.RY(2 * inputs[..., i], wires=i)  # cos(h)|0> + sin(h)|1>
-        for block in blocks:
-            if block.kind == "conv":
-                _conv_block(qml, conv[block.index], *block.wires)
-            else:
-                _pool_block(qml, pool[block.index], *block.wires)
-        return [qml.expval(qml.PauliZ(i)) for i in measured]
-
-    return circuit
+    return qml.qnode(dev, interface="torch", diff_method=diff_method)(
+        _circuit_function(qml, n_qubits, blocks, measured))
 
 
 def make_execution_qnode(
@@ -1123,16 +1129,7 @@ def make_execution_qnode(
     else:  # sampled expectation values are not differentiated (straight-through, see QCNNLayer)
         diff = {"diff_method": "backprop" if shots is None else None}
 
-    def circuit(inputs: torch.Tensor, conv: torch.Tensor, pool: torch.Tensor) -> list:
-        for i in range(n_qubits):
-            qml.RY(2 * inputs[..., i], wires=i)  # cos(h)|0> + sin(h)|1>
-        for block in blocks:
-            if block.kind == "conv":
-                _conv_block(qml, conv[block.index], *block.wires)
-            else:
-                _pool_block(qml, pool[block.index], *block.wires)
-        return [qml.expval(qml.PauliZ(i)) for i in measured]
-
+    circuit = _circuit_function(qml, n_qubits, blocks, measured)
     qnode = qml.QNode(circuit, dev, interface="torch", **diff)
     if execution.mitigation == "zne":
         if execution.extrapolation == "richardson":
