@@ -197,7 +197,7 @@ def _learning_agent(name: str, config: SystemConfig, settings: EvaluationSetting
     cls = agent_class(name)
     loss = settings.loss if settings.loss in cls.losses else cls.losses[0]
     train_config = config
-    if settings.trained_at is not None and getattr(cls, "size_generalisable", False):
+    if settings.trained_at is not None and getattr(cls, "size_generalisable", False):  # RL agents lack it
         train_config = SystemConfig.from_size(settings.trained_at)
     run_dir = cls.run_dir(settings.checkpoints, train_config, settings.seed, loss)
     if cls.has_checkpoint(run_dir):

@@ -23,6 +23,8 @@ class NeuralAgent(LearnableAgent):
         **model: model options (see :func:`agents.nets.build_model`).
     """
 
+    size_generalisable: ClassVar[bool] = False
+    """one trained model runs at any (M, K, tau_p) (the harness's ``--trained-at``)"""
     default_budget: ClassVar[dict[str, Any]] = {"train_snapshots": 1024, "val_snapshots": 128, "epochs": 10}
     """training budget of :meth:`fit` when not overridden: what ``evaluate.py`` trains a
     missing agent with (``train.py`` has its own, larger defaults)"""

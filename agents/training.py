@@ -285,7 +285,9 @@ def load_model(directory: Path, device: str | torch.device = "cpu",
         raise FileNotFoundError(f"no {CONFIG_JSON} in {directory}")
     meta = json.loads((directory / CONFIG_JSON).read_text())
     config = SystemConfig(**meta["system"])
-    generalisable = meta["agent"] in ("gnn", "hqcnn-ar")
+    from agents.registry import agent_class
+
+    generalisable = getattr(agent_class(meta["agent"]), "size_generalisable", False)
     if expected is not None and expected.size != config.size and not generalisable:
         raise ValueError(f"checkpoint {directory} was trained for (M, L, K, tau_p) = {config.size}, "
                          f"not {expected.size}")
