@@ -291,21 +291,25 @@ def plot_records(records: list[dict[str, Any]], path: Path) -> Path:
     sizes = list(dict.fromkeys(_size_of(r) for r in records))
     labels = [f"M={s[0]}\nK={s[2]}\n$\\tau_p$={s[3]}" for s in sizes]
     fig, (ax_rate, ax_ratio) = plt.subplots(1, 2, figsize=(max(9.0, 2.2 * len(sizes) + 4), 4.5))
-    for name in dict.fromkeys(r["agent"] for r in records):
+    names = list(dict.fromkeys(r["agent"] for r in records))
+    colours = plt.get_cmap("tab20")
+    markers = "osD^v<>pPhX*"
+    for j, name in enumerate(names):
         ok = [(sizes.index(_size_of(r)), r) for r in records if r["agent"] == name and r["status"] == "ok"]
         if not ok:
             continue
+        style = {"marker": markers[j % len(markers)], "color": colours(j % 20), "label": name}
         xs = [i for i, _ in ok]
         ci = [0.0 if r["ci95_mbps"] is None or math.isnan(r["ci95_mbps"]) else r["ci95_mbps"] for _, r in ok]
-        ax_rate.errorbar(xs, [r["mean_sum_rate_mbps"] for _, r in ok], yerr=ci, marker="o", capsize=3, label=name)
-        ax_ratio.plot(xs, [r["ratio"] for _, r in ok], marker="o", label=name)
+        ax_rate.errorbar(xs, [r["mean_sum_rate_mbps"] for _, r in ok], yerr=ci, capsize=3, **style)
+        ax_ratio.plot(xs, [r["ratio"] for _, r in ok], **style)
     for ax in (ax_rate, ax_ratio):
         ax.set_xticks(range(len(sizes)), labels)
         ax.set_xlabel("system size")
         ax.grid(alpha=0.3)
     ax_rate.set_ylabel("average sum rate [Mbit/s]")
     ax_ratio.set_ylabel("ratio to EPAS (or to the best agent)")
-    ax_ratio.legend(fontsize=8, ncol=2)
+    ax_ratio.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
