@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from agents.quantum import Execution, QCNNLayer
+from bench_qml import layer_step  # one training step, shared with the QML benchmark (same folder)
 
 SHARE, READOUT = "level", "all"
 
@@ -60,15 +61,6 @@ def forward(layer: QCNNLayer, h: torch.Tensor) -> Callable[[], None]:
     def run() -> None:
         with torch.no_grad():
             layer(h)
-
-    return run
-
-
-def train_step(layer: QCNNLayer, h: torch.Tensor) -> Callable[[], None]:
-    def run() -> None:
-        layer.zero_grad(set_to_none=True)
-        x = h.clone().requires_grad_(True)
-        layer(x).sum().backward()
 
     return run
 
@@ -135,7 +127,7 @@ def main() -> None:
                 t, runs = timed(forward(layer, h), args.repeats, args.slow)
                 row.update(s_per_snapshot=t / b, forward_runs=runs)
             if trains:
-                t, runs = timed(train_step(layer, h), args.repeats, args.slow)
+                t, runs = timed(layer_step(layer, h), args.repeats, args.slow)
                 row.update(s_per_train_sample=t / b, train_runs=runs)
             else:
                 row.update(s_per_train_sample=None, train_runs=0)
