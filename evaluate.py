@@ -3,6 +3,9 @@
     python evaluate.py --agents all                      # small sizes, a few minutes
     python evaluate.py --agents all --sizes paper        # the full Table II grid
     python evaluate.py --agents greedy,master-ap --sizes 10,2,6,3 45,2,20,10 --snapshots 100
+    python evaluate.py --agents all --sizes paper --executor processes   # all local cores
+    python evaluate.py --agents all --sizes paper --executor ray --ray-address auto   # a Ray cluster
+    python evaluate.py --agents all --sizes paper --resume   # finish a stopped run
     python evaluate.py --list-agents
 """
 
@@ -52,6 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
     noise.add_argument("--shots", type=int, default=None, help="measurement shots (default: exact expectations)")
     noise.add_argument("--mitigation", default=None, help="none or zne (global folding 1, 3, 5 + Richardson)")
     noise.add_argument("--grad", default=None, help="backprop or parameter-shift")
+    scale = parser.add_argument_group("scale-out: the grid (size x agent x chunk of snapshots) as independent tasks")
+    scale.add_argument("--executor", default=DEFAULTS.executor,
+                       help="local (this process), processes (a local process pool) or ray "
+                            "(needs pip install 'cfpilot[distributed]'); same numbers on each")
+    scale.add_argument("--workers", type=int, default=None,
+                       help="worker processes / CPUs of a local Ray instance (default: all cores)")
+    scale.add_argument("--ray-address", default=None,
+                       help="address of a running Ray cluster ('auto' or host:port from ray start --head)")
+    scale.add_argument("--chunk-size", type=int, default=DEFAULTS.chunk_size, help="test snapshots per task")
+    scale.add_argument("--retries", type=int, default=DEFAULTS.retries,
+                       help="extra attempts of a failing task before its cell is reported as failed")
+    scale.add_argument("--resume", action="store_true",
+                       help="reuse the finished chunks a stopped run saved in OUT/cells")
+    scale.add_argument("--fail-task", action="append", default=[], help=argparse.SUPPRESS)  # test hook
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--list-agents", action="store_true", help="list agent names and exit")
     return parser
@@ -88,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
             max_assignments=args.max_assignments, progress=not args.no_progress,
             checkpoints=args.checkpoints, train=not args.no_train, loss=args.loss, device=args.device,
             trained_at=parse_size(args.trained_at) if args.trained_at else None,
-            execution=execution_options(args),
+            execution=execution_options(args), executor=args.executor, workers=args.workers,
+            ray_address=args.ray_address, chunk_size=args.chunk_size, retries=args.retries, resume=args.resume,
+            fail_tasks=tuple(args.fail_task),
         )
     except ValueError as err:
         fail(str(err))
@@ -97,16 +116,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sizes: {list(SIZE_GROUPS['default'])} (default); skipped {skipped}: run with "
               "--sizes small for the four small Table II sizes, --sizes paper for all eight")
     start = time.perf_counter()
-    records, snapshots = evaluate(settings)
+    stats: dict = {}
+    records, snapshots = evaluate(settings, stats)
     meta = provenance(sys.argv if argv is None else ["evaluate.py", *argv])
     meta["wall_time_s"] = time.perf_counter() - start
+    meta["tasks"] = stats
     paths = write_results(records, settings, meta, snapshots)
     print(markdown_tables(records))
     for r in records:
         if r["status"] != "ok":
-            print(f"skipped {r['agent']} at ({r['M']},{r['L']},{r['K']},{r['tau_p']}): {r['reason']}")
+            print(f"{r['status']} {r['agent']} at ({r['M']},{r['L']},{r['K']},{r['tau_p']}): {r['reason']}")
+    print(f"tasks: {stats['computed']} computed, {stats['reused']} reused from {settings.out / 'cells'}, "
+          f"{stats['failed']} failed ({settings.executor} executor)")
     print(f"wrote {', '.join(str(p) for p in paths.values())} in {meta['wall_time_s']:.1f} s")
-    return 0
+    return 1 if stats["failed"] else 0
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
     python train.py --agent gnn --loss reinforce --sizes 10,2,6,3
     python train.py --agent hqcnn --sizes 10,2,6,3 --resume        # continue an interrupted run
     python train.py --agent ppo --sizes 10,2,6,3 --total-timesteps 60000   # Stable-Baselines3
+    python train.py --sweep sweeps/hqcnn-small.yaml        # Ray Tune sweep (pip install 'cfpilot[distributed]')
     tensorboard --logdir runs
 """
 
@@ -55,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=DEFAULTS.runs_dir, help="runs folder (TensorBoard logdir)")
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     p.add_argument("--no-progress", action="store_true")
+    sweep = p.add_argument_group("hyperparameter / seed sweeps on Ray Tune (pip install 'cfpilot[distributed]')")
+    sweep.add_argument("--sweep", default=None,
+                       help="a sweep file (YAML or JSON, see agents/sweep.py and sweeps/) or an inline JSON "
+                            "object; the best model per size is exported to OUT/sweeps/<name>/best")
+    sweep.add_argument("--ray-address", default=None, help="a running Ray cluster ('auto' or host:port)")
+    sweep.add_argument("--workers", type=int, default=None, help="CPUs of a local Ray instance (default: all)")
     return p
 
 
@@ -70,6 +77,8 @@ def model_options(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.sweep is not None:
+        return train_sweep(args)
     if args.agent in RL_AGENTS:
         return train_rl(args)
     try:
@@ -91,6 +100,25 @@ def main(argv: list[str] | None = None) -> int:
         final = {k: round(v, 4) for k, v in summary["final"].items() if k.startswith("val/")}
         print(json.dumps({"run_dir": summary["run_dir"], "train_time_s": round(summary["train_time_s"], 2),
                           "parameters": summary["parameters"], **final}))
+    return 0
+
+
+def train_sweep(args: argparse.Namespace) -> int:
+    """``--sweep``: run it on Ray Tune and print where each size's best model went."""
+    from agents.sweep import load_sweep, run_sweep
+
+    try:
+        spec = load_sweep(args.sweep)
+        summaries = run_sweep(spec, runs_dir=args.out, ray_address=args.ray_address, workers=args.workers)
+    except ValueError as err:
+        print(f"train.py: error: {err}", file=sys.stderr)
+        return 2
+    for summary in summaries:
+        best = summary["best"]
+        print(json.dumps({"size": summary["size"], "best_config": best["config"], spec.metric: best["metric"],
+                          "trials": len(summary["trials"]), "exported_to": summary["export"]}, default=str))
+        print(f"use it: python evaluate.py --agents {spec.agent} --sizes {','.join(map(str, summary['size']))} "
+              f"--checkpoints {summary['checkpoints']} --seed {spec.export_seed} --loss {spec.loss} --no-train")
     return 0
 
 

@@ -10,9 +10,12 @@ as a PNG; figures are made from the saved records, so they can be redrawn.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import platform
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -44,6 +47,8 @@ REFERENCE_AGENT = "exhaustive"
 Z_95 = 1.959963984540054
 """two-sided 95 % normal quantile (confidence intervals use the normal approximation)"""
 MBPS = 1e6
+CELLS_DIR = "cells"
+"""sub-folder of the output folder holding each finished chunk (partial results, ``--resume``)"""
 RECORD_FIELDS = ["M", "L", "K", "tau_p", "agent", "status", "mean_sum_rate_mbps", "ci95_mbps", "ratio",
                  "ratio_to", "ms_per_snapshot", "train_time_s", "parameters", "distinct_assignments",
                  "ratio_to_best_constant", "collapsed", "snapshots", "seed", "reason"]
@@ -81,6 +86,22 @@ class EvaluationSettings:
     trained_at: Size | None = None
     """size-generalisable agents (gnn, hqcnn-ar) use their checkpoint trained at this size for
     every size (train once, evaluate across sizes); others keep one checkpoint per size"""
+    executor: str = "local"
+    """where the grid's tasks run: local (this process), processes (a local pool) or ray"""
+    workers: int | None = None
+    """worker processes (processes) or CPUs of a local Ray instance (ray); default: all cores"""
+    ray_address: str | None = None
+    """address of a running Ray cluster (``ray start --head`` prints it); None: a local instance"""
+    chunk_size: int = 50
+    """test snapshots per task; the unit of parallelism, retries and resumption. The numbers
+    depend on it only through randomised agents' streams (one per chunk), never on the executor"""
+    retries: int = 1
+    """extra attempts of a task that raised, before its cell is reported as failed"""
+    resume: bool = False
+    """reuse the chunks a stopped run saved under ``<out>/cells`` (same settings only)"""
+    fail_tasks: tuple[str, ...] = ()
+    """test hook: tasks whose key (:attr:`Task.key`) starts with one of these raise; prefix
+    ``once:`` fails the first attempt only"""
 
     def __post_init__(self) -> None:
         if self.snapshots < 1:
@@ -94,6 +115,21 @@ class EvaluationSettings:
             raise ValueError("no sizes given")
         if self.loss not in ("supervised", "unsupervised"):
             raise ValueError(f"loss must be 'supervised' or 'unsupervised', got {self.loss!r}")
+        from agents.executors import EXECUTORS, RAY_MISSING, ray_available
+
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        if self.executor == "ray" and not ray_available():
+            raise ValueError(RAY_MISSING)
+        if self.ray_address and self.executor != "ray":
+            raise ValueError("ray_address (--ray-address) needs executor 'ray'")
+        for name in ("chunk_size", "workers"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.retries < 0:
+            raise ValueError(f"retries must be >= 0, got {self.retries}")
+        self.fail_tasks = tuple(self.fail_tasks)
         self.out, self.checkpoints = Path(self.out), Path(self.checkpoints)
 
 
@@ -122,35 +158,134 @@ def parse_sizes(tokens: Sequence[str]) -> list[Size]:
     return list(dict.fromkeys(sizes))
 
 
-def draw_test_snapshots(config: SystemConfig, n: int, seed: int) -> Snapshot:
-    """The ``n`` test snapshots of one size, each from its own seeded stream (see module doc)."""
-    drawn = [draw_snapshots(config, stream_rng(seed, TEST_STREAM, *config.size, i)) for i in range(n)]
+def draw_test_snapshots(config: SystemConfig, n: int, seed: int, start: int = 0) -> Snapshot:
+    """Test snapshots ``start .. n-1`` of one size, each from its own seeded stream (see module
+    doc), so any chunk of them can be drawn on its own (a remote task does)."""
+    drawn = [draw_snapshots(config, stream_rng(seed, TEST_STREAM, *config.size, i)) for i in range(start, n)]
     return Snapshot(np.stack([d.beta for d in drawn]), np.stack([d.ap_positions for d in drawn]),
                     np.stack([d.ue_positions for d in drawn]))
 
 
-def evaluate(settings: EvaluationSettings) -> tuple[list[dict[str, Any]], dict[Size, Snapshot]]:
-    """Run every agent on every size; returns one record per (size, agent) and the test
-    snapshots of each size."""
-    from tqdm.auto import tqdm
+# ------------------------------------------------------------------ the grid
+@dataclass(frozen=True)
+class Task:
+    """One independent unit of the grid: train a missing learning agent, or run one agent on
+    test snapshots ``start .. stop-1`` of one size."""
 
-    records: list[dict[str, Any]] = []
-    used: dict[Size, Snapshot] = {}
-    tasks = [(size, name) for size in settings.sizes for name in settings.agents]
-    bar = tqdm(total=len(tasks), desc="evaluate", unit="cell", disable=not settings.progress)
+    kind: str
+    """``"chunk"`` or ``"train"``"""
+    size: Size
+    agent: str
+    start: int = 0
+    stop: int = 0
+
+    @property
+    def key(self) -> str:
+        """``agent@M,L,K,tau_p#start-stop`` (chunks) or ``train:agent@M,L,K,tau_p``: what
+        ``fail_tasks`` patterns and progress messages name."""
+        where = f"{self.agent}@{','.join(map(str, self.size))}"
+        return f"train:{where}" if self.kind == "train" else f"{where}#{self.start}-{self.stop}"
+
+
+def plan_chunks(settings: EvaluationSettings) -> list[Task]:
+    """The chunk tasks in grid order: sizes, then agents, then snapshot chunks."""
+    step = settings.chunk_size
+    return [Task("chunk", size, name, lo, min(lo + step, settings.snapshots))
+            for size in settings.sizes for name in settings.agents for lo in range(0, settings.snapshots, step)]
+
+
+def _training_size(name: str, size: Size, settings: EvaluationSettings) -> SystemConfig:
+    """The size whose checkpoint a learning agent uses at ``size`` (``--trained-at``)."""
+    if settings.trained_at is not None and getattr(agent_class(name), "size_generalisable", False):
+        return SystemConfig.from_size(settings.trained_at)
+    return SystemConfig.from_size(size)
+
+
+def _checkpoint_loss(name: str, settings: EvaluationSettings) -> str:
+    cls = agent_class(name)
+    return settings.loss if settings.loss in cls.losses else cls.losses[0]
+
+
+def plan_training(settings: EvaluationSettings) -> dict[tuple[str, Size], Task]:
+    """Training tasks for the learning agents that have no checkpoint yet (when training is
+    on), keyed by the (agent, size) cells that wait for them; one task per run folder."""
+    if not settings.train:
+        return {}
+    waiting: dict[tuple[str, Size], Task] = {}
+    by_run_dir: dict[Path, Task] = {}
     for size in settings.sizes:
-        config = SystemConfig.from_size(size)
-        snaps = draw_test_snapshots(config, settings.snapshots, settings.seed)
-        used[size] = snaps
-        size_records = []
         for name in settings.agents:
-            bar.set_postfix_str(f"{name} @ {size}")
-            size_records.append(_run_agent(name, config, snaps, settings))
-            bar.update(1)
-        _add_ratios(size_records)
-        records.extend(size_records)
-    bar.close()
-    return records, used
+            if not is_learnable(name):
+                continue
+            cls = agent_class(name)
+            train_config = _training_size(name, size, settings)
+            run_dir = cls.run_dir(settings.checkpoints, train_config, settings.seed, _checkpoint_loss(name, settings))
+            if cls.has_checkpoint(run_dir):
+                continue
+            task = by_run_dir.setdefault(run_dir, Task("train", train_config.size, name))
+            waiting[(name, size)] = task
+    return waiting
+
+
+def run_task(payload: tuple[Task, EvaluationSettings]) -> dict[str, Any]:
+    """Execute one task (this is what runs in a worker process or on a Ray node).
+
+    A chunk returns per-snapshot sum rates [Mbit/s] and assignments, or the reason the agent
+    was skipped; a training task returns its run folder and training time."""
+    task, settings = payload
+    _inject_failure(task, settings)
+    progress = settings.progress and settings.executor == "local"
+    if task.kind == "train":
+        config = SystemConfig.from_size(task.size)
+        loss = _checkpoint_loss(task.agent, settings)
+        agent = make(task.agent, config=config, seed=settings.seed, device=settings.device, loss=loss)
+        if progress:
+            from tqdm.auto import tqdm
+
+            tqdm.write(f"no checkpoint for {task.agent} at {task.size}: training it with its default budget")
+        agent.fit(config, runs_dir=settings.checkpoints, progress=progress)
+        return {"run_dir": str(agent.run_dir(settings.checkpoints, config, settings.seed, loss)),
+                "train_time_s": agent.meta.get("train_time_s")}
+    config = SystemConfig.from_size(task.size)
+    result: dict[str, Any] = {"status": "ok", "reason": "", "train_time_s": None, "parameters": None}
+    if is_learnable(task.agent):
+        agent, reason = _load_learning_agent(task.agent, config, settings, result)
+    else:
+        kwargs = _agent_kwargs(task.agent, settings)
+        if "progress" in kwargs:
+            kwargs["progress"] = progress
+        agent = make(task.agent, config=config, seed=settings.seed, **kwargs)
+        reason = agent.unsupported_reason(config)
+    if reason is not None:
+        result.update(status="skipped", reason=reason)
+        return result
+    snaps = draw_test_snapshots(config, task.stop, settings.seed, task.start)
+    rng = stream_rng(settings.seed, AGENT_STREAM, task.agent, *config.size,
+                     *([task.start] if task.start else []))
+    start = time.perf_counter()
+    pilots = agent.assign(snaps, config, rng)
+    elapsed = time.perf_counter() - start
+    rates = sum_rate(snaps.beta, pilots, config) / MBPS
+    result.update(elapsed_s=elapsed, rates=[float(r) for r in rates], pilots=np.asarray(pilots).tolist())
+    return result
+
+
+def _inject_failure(task: Task, settings: EvaluationSettings) -> None:
+    """Test hook: raise in tasks whose key starts with one of ``settings.fail_tasks``;
+    a pattern prefixed ``once:`` fails only the first attempt (a marker file in the
+    output folder remembers it across processes and machines sharing the folder)."""
+    for pattern in settings.fail_tasks:
+        once = pattern.startswith("once:")
+        prefix = pattern.removeprefix("once:")
+        if not task.key.startswith(prefix):
+            continue
+        if once:
+            marker = Path(settings.out) / CELLS_DIR / ".failed-once" / re.sub(r"[^\w.@,#-]", "_", task.key)
+            if marker.exists():
+                continue
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        raise RuntimeError(f"injected failure in task {task.key} (fail_tasks test hook)")
 
 
 def _agent_kwargs(name: str, settings: EvaluationSettings) -> dict[str, Any]:
@@ -162,64 +297,175 @@ def _agent_kwargs(name: str, settings: EvaluationSettings) -> dict[str, Any]:
     return kwargs
 
 
-def _run_agent(name: str, config: SystemConfig, snaps: Snapshot, settings: EvaluationSettings) -> dict[str, Any]:
-    M, L, K, tau_p = config.size
-    record: dict[str, Any] = {"M": M, "L": L, "K": K, "tau_p": tau_p, "agent": name,
-                              "snapshots": settings.snapshots, "seed": settings.seed, "train_time_s": None,
-                              "parameters": None}
-    if is_learnable(name):
-        agent, reason = _learning_agent(name, config, settings, record)
-    else:
-        agent = make(name, config=config, seed=settings.seed, **_agent_kwargs(name, settings))
-        reason = agent.unsupported_reason(config)
-    if reason is not None:
-        record.update(status="skipped", reason=reason, mean_sum_rate_mbps=None, ci95_mbps=None,
-                      ms_per_snapshot=None, per_snapshot_sum_rate_mbps=[], per_snapshot_assignments=[],
-                      distinct_assignments=None, ratio_to_best_constant=None, collapsed=None)
-        return record
-    rng = stream_rng(settings.seed, AGENT_STREAM, name, *config.size)
-    start = time.perf_counter()
-    pilots = agent.assign(snaps, config, rng)
-    elapsed = time.perf_counter() - start
-    rates = sum_rate(snaps.beta, pilots, config) / MBPS
-    n = len(rates)
-    ci = Z_95 * float(np.std(rates, ddof=1)) / math.sqrt(n) if n > 1 else float("nan")
-    record.update(status="ok", reason="", mean_sum_rate_mbps=float(np.mean(rates)), ci95_mbps=ci,
-                  ms_per_snapshot=1e3 * elapsed / n, per_snapshot_sum_rate_mbps=[float(r) for r in rates],
-                  per_snapshot_assignments=pilots.tolist())
-    record.update(collapse_report(pilots, snaps.beta, config, float(np.mean(rates)) * MBPS))
-    return record
-
-
-def _learning_agent(name: str, config: SystemConfig, settings: EvaluationSettings,
-                    record: dict[str, Any]) -> tuple[Any, str | None]:
-    """Load the agent's checkpoint for this size, or train and cache it (default budget)."""
+def _load_learning_agent(name: str, config: SystemConfig, settings: EvaluationSettings,
+                         result: dict[str, Any]) -> tuple[Any, str | None]:
+    """Load the agent's checkpoint for this size (trained by a training task if it was missing)."""
     cls = agent_class(name)
-    loss = settings.loss if settings.loss in cls.losses else cls.losses[0]
-    train_config = config
-    if settings.trained_at is not None and getattr(cls, "size_generalisable", False):  # RL agents lack it
-        train_config = SystemConfig.from_size(settings.trained_at)
-    run_dir = cls.run_dir(settings.checkpoints, train_config, settings.seed, loss)
-    if cls.has_checkpoint(run_dir):
-        agent = cls.load(run_dir, device=settings.device, config=config)
-        record["trained_at"] = list(train_config.size)
-    elif not settings.train:
+    train_config = _training_size(name, config.size, settings)
+    run_dir = cls.run_dir(settings.checkpoints, train_config, settings.seed, _checkpoint_loss(name, settings))
+    if not cls.has_checkpoint(run_dir):
         return None, f"no checkpoint in {run_dir} (train it with train.py, or run without --no-train)"
-    else:
-        from tqdm.auto import tqdm
-
-        tqdm.write(f"no checkpoint for {name} at {config.size}: training it with its default budget, "
-                   f"cached in {run_dir}")
-        agent = make(name, config=train_config, seed=settings.seed, device=settings.device, loss=loss)
-        agent.fit(train_config, runs_dir=settings.checkpoints, progress=settings.progress)
-        record["trained_at"] = list(train_config.size)
-    record["train_time_s"] = agent.meta.get("train_time_s")
-    record["parameters"] = agent.parameter_count()
+    agent = cls.load(run_dir, device=settings.device, config=config)
+    result["trained_at"] = list(train_config.size)
+    result["train_time_s"] = agent.meta.get("train_time_s")
+    result["parameters"] = agent.parameter_count()
     if settings.execution:
         from agents.quantum import Execution, apply_execution
 
-        record["execution"] = apply_execution(agent.model, Execution(**settings.execution)) or ["classical: no circuit"]
+        result["execution"] = apply_execution(agent.model, Execution(**settings.execution)) or ["classical: no circuit"]
     return agent, None
+
+
+# ------------------------------------------------------- partial results
+def _fingerprint(settings: EvaluationSettings) -> str:
+    """What a finished chunk depends on besides its (size, agent, start, stop): a resumed run
+    reuses only chunks computed with the same settings."""
+    from cfenv import __version__
+
+    keys = {"seed": settings.seed, "max_assignments": settings.max_assignments, "loss": settings.loss,
+            "device": settings.device, "execution": settings.execution,
+            "trained_at": list(settings.trained_at) if settings.trained_at else None,
+            "checkpoints": str(Path(settings.checkpoints).resolve()), "cfpilot": __version__}
+    return hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _cell_path(settings: EvaluationSettings, task: Task) -> Path:
+    return (Path(settings.out) / CELLS_DIR / "-".join(map(str, task.size)) / task.agent
+            / f"{task.start}-{task.stop}.json")
+
+
+def _save_cell(settings: EvaluationSettings, task: Task, result: dict[str, Any], fingerprint: str) -> None:
+    from agents.training import atomic_write_bytes
+
+    text = json.dumps({"fingerprint": fingerprint, "task": task.key, "result": result})
+    atomic_write_bytes(_cell_path(settings, task), lambda f: f.write(text.encode()))
+
+
+def _load_cell(settings: EvaluationSettings, task: Task, fingerprint: str) -> dict[str, Any] | None:
+    path = _cell_path(settings, task)
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    ok = saved.get("fingerprint") == fingerprint and saved.get("result", {}).get("status") in ("ok", "skipped")
+    return saved["result"] if ok else None
+
+
+# ------------------------------------------------------------------ evaluate
+def evaluate(settings: EvaluationSettings,
+             stats: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], dict[Size, Snapshot]]:
+    """Run every agent on every size; returns one record per (size, agent) and the test
+    snapshots of each size.
+
+    The grid runs as independent tasks on ``settings.executor``: first the training of
+    learning agents without a checkpoint (alongside the chunks that need none), then the
+    chunks waiting for them. Each finished chunk is saved under ``<out>/cells/``; with
+    ``settings.resume`` those are reused instead of recomputed. A task that still fails after
+    its retries makes its cell "failed" (reported with the error); the other cells finish.
+    ``stats`` (if given) receives task counts and timings."""
+    from tqdm.auto import tqdm
+
+    from agents.executors import make_executor
+
+    used = {size: draw_test_snapshots(SystemConfig.from_size(size), settings.snapshots, settings.seed)
+            for size in settings.sizes}
+    chunks = plan_chunks(settings)
+    waiting = plan_training(settings)
+    fingerprint = _fingerprint(settings)
+    cells = Path(settings.out) / CELLS_DIR
+    if not settings.resume and cells.exists():
+        shutil.rmtree(cells)
+    results: dict[Task, dict[str, Any]] = {}
+    if settings.resume:
+        for task in chunks:
+            saved = _load_cell(settings, task, fingerprint)
+            if saved is not None:
+                results[task] = saved
+    reused = len(results)
+    todo = [t for t in chunks if t not in results]
+    first = [t for t in todo if (t.agent, t.size) not in waiting]
+    later = [t for t in todo if (t.agent, t.size) in waiting]
+    trainings = list(dict.fromkeys(waiting[(t.agent, t.size)] for t in later))
+    errors: dict[tuple[str, Size], str] = {}
+    counts = {"tasks": len(chunks) + len(trainings), "chunks": len(chunks), "training_tasks": len(trainings),
+              "reused": reused, "computed": 0, "failed": 0, "retried": 0}
+    bar = tqdm(total=len(todo) + len(trainings), desc=f"evaluate ({settings.executor})", unit="task",
+               disable=not settings.progress)
+    started = time.perf_counter()
+
+    def run_phase(executor: Any, tasks: list[Task]) -> None:
+        for i, outcome in executor.map_unordered(run_task, [(t, settings) for t in tasks]):
+            task = tasks[i]
+            bar.update(1)
+            bar.set_postfix_str(task.key)
+            counts["retried"] += 1 if (outcome.attempts or 1) > 1 else 0
+            if not outcome.ok:
+                counts["failed"] += 1
+                tqdm.write(f"task {task.key} failed: {outcome.error}")
+                cells_of = ([c for c, t in waiting.items() if t == task] if task.kind == "train"
+                            else [(task.agent, task.size)])
+                for cell in cells_of:
+                    errors.setdefault(cell, f"{'training' if task.kind == 'train' else 'task'} failed: "
+                                            f"{outcome.error}")
+                continue
+            counts["computed"] += 1
+            if task.kind == "chunk":
+                results[task] = outcome.value
+                _save_cell(settings, task, outcome.value, fingerprint)
+
+    try:
+        with make_executor(settings.executor, settings.workers, settings.retries, settings.ray_address) as executor:
+            run_phase(executor, trainings + first)
+            run_phase(executor, [t for t in later if (t.agent, t.size) not in errors])
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"\ninterrupted: {len(results)} of {len(chunks)} chunks are saved in {cells}; "
+              "run the same command with --resume to finish without recomputing them")
+        raise
+    bar.close()
+    records: list[dict[str, Any]] = []
+    for size in settings.sizes:
+        size_records = []
+        for name in settings.agents:
+            parts = [results.get(t) for t in chunks if t.size == size and t.agent == name]
+            size_records.append(_cell_record(name, size, parts, errors.get((name, size)), used[size], settings))
+        _add_ratios(size_records)
+        records.extend(size_records)
+    if stats is not None:
+        stats.update(counts, executor=settings.executor, wall_time_s=time.perf_counter() - started)
+    return records, used
+
+
+def _cell_record(name: str, size: Size, parts: list[dict[str, Any] | None], error: str | None,
+                 snaps: Snapshot, settings: EvaluationSettings) -> dict[str, Any]:
+    """One Table II cell from its chunks (in snapshot order)."""
+    M, L, K, tau_p = size
+    record: dict[str, Any] = {"M": M, "L": L, "K": K, "tau_p": tau_p, "agent": name,
+                              "snapshots": settings.snapshots, "seed": settings.seed, "train_time_s": None,
+                              "parameters": None}
+    empty = dict(mean_sum_rate_mbps=None, ci95_mbps=None, ms_per_snapshot=None, per_snapshot_sum_rate_mbps=[],
+                 per_snapshot_assignments=[], distinct_assignments=None, ratio_to_best_constant=None,
+                 collapsed=None)
+    if error is not None or any(p is None for p in parts):
+        record.update(status="failed", reason=error or "task failed", **empty)
+        return record
+    for key in ("trained_at", "execution"):
+        if key in parts[0]:
+            record[key] = parts[0][key]
+    record.update(train_time_s=parts[0]["train_time_s"], parameters=parts[0]["parameters"])
+    skipped = next((p for p in parts if p["status"] == "skipped"), None)
+    if skipped is not None:
+        record.update(status="skipped", reason=skipped["reason"], **empty)
+        return record
+    rates = np.array([r for p in parts for r in p["rates"]])
+    pilots = np.array([a for p in parts for a in p["pilots"]], dtype=np.int64)
+    n = len(rates)
+    ci = Z_95 * float(np.std(rates, ddof=1)) / math.sqrt(n) if n > 1 else float("nan")
+    record.update(status="ok", reason="", mean_sum_rate_mbps=float(np.mean(rates)), ci95_mbps=ci,
+                  ms_per_snapshot=1e3 * sum(p["elapsed_s"] for p in parts) / n,
+                  per_snapshot_sum_rate_mbps=rates.tolist(), per_snapshot_assignments=pilots.tolist())
+    record.update(collapse_report(pilots, snaps.beta, SystemConfig.from_size(size), float(np.mean(rates)) * MBPS))
+    return record
 
 
 def _add_ratios(size_records: list[dict[str, Any]]) -> None:

@@ -34,7 +34,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -298,8 +298,12 @@ def load_model(directory: Path, device: str | torch.device = "cpu",
 
 
 # --------------------------------------------------------------------- train
-def train(settings: TrainSettings) -> dict[str, Any]:
-    """Train one model; returns a summary (final metrics, timings, run folder)."""
+def train(settings: TrainSettings,
+          on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
+    """Train one model; returns a summary (final metrics, timings, run folder).
+
+    ``on_epoch(epoch, metrics)`` is called after each epoch's checkpoint is written (a Ray
+    Tune trial reports through it, and may stop the run there)."""
     from torch.utils.tensorboard import SummaryWriter
     from tqdm.auto import tqdm
 
@@ -386,6 +390,8 @@ def train(settings: TrainSettings) -> dict[str, Any]:
                      "history": history, "initial_loss": initial_loss, "settings": settings.to_json()}
             atomic_write_bytes(checkpoint_path, lambda f: torch.save(state, f))
             atomic_write_bytes(run_dir / HISTORY_JSON, lambda f: f.write(json.dumps(history, indent=1).encode()))
+            if on_epoch is not None:
+                on_epoch(epoch + 1, metrics)
     except KeyboardInterrupt:
         print(f"\ninterrupted: the last completed epoch is in {checkpoint_path}; continue with --resume")
         writer.close()

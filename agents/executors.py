@@ -1,0 +1,205 @@
+"""Where independent tasks run: in this process, in a local process pool, or on Ray.
+
+The evaluation harness (:mod:`agents.evaluation`) cuts its grid into independent
+tasks (size x agent x chunk of snapshots) and hands them to one of these
+executors. Every executor takes a picklable function and a list of payloads and
+yields ``(index, Outcome)`` pairs as tasks finish, in completion order; the caller
+puts the results back in grid order, so the output does not depend on the
+executor. A task that raises is retried ``retries`` times (Ray's own
+``retry_exceptions`` on Ray) and then reported as a failed :class:`Outcome`
+with its error, while the other tasks go on.
+
+Ray is optional (``pip install 'cfpilot[distributed]'``): only
+:class:`RayExecutor` and :mod:`agents.sweep` import it, and only when used.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
+
+EXECUTORS = ("local", "processes", "ray")
+RAY_MISSING = ("Ray is not installed: pip install 'cfpilot[distributed]' (or pip install 'ray[tune]'), "
+               "or use --executor local|processes")
+
+
+def ray_available() -> bool:
+    """Whether ``import ray`` would work (without importing it)."""
+    return importlib.util.find_spec("ray") is not None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one task: its value, or the error of its last attempt."""
+
+    ok: bool
+    value: Any = None
+    error: str = ""
+    attempts: int | None = None
+    """attempts made (None where Ray retried on its own and does not say)"""
+
+
+def one_line(err: BaseException) -> str:
+    """``Type: message`` on one line (first line of the message)."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def call_with_retries(fn: Callable[[Any], Any], payload: Any, retries: int) -> Outcome:
+    """Run ``fn(payload)`` up to ``1 + retries`` times; never raises an ``Exception``
+    (KeyboardInterrupt still stops the run)."""
+    last: Exception | None = None
+    for attempt in range(1, retries + 2):
+        try:
+            return Outcome(True, fn(payload), attempts=attempt)
+        except Exception as err:  # noqa: BLE001 - reported, not swallowed
+            last = err
+    assert last is not None
+    return Outcome(False, error=one_line(last), attempts=retries + 1)
+
+
+def limit_worker_threads() -> None:
+    """One thread per worker for torch and numba: parallelism comes from the workers, and
+    nested thread pools oversubscribe the cores (called at the start of every remote task)."""
+    import torch
+
+    torch.set_num_threads(1)
+    try:
+        import numba
+
+        numba.set_num_threads(1)
+    except (ImportError, ValueError):
+        pass
+
+
+class LocalExecutor:
+    """Every task in this process, one after the other (the reference)."""
+
+    name = "local"
+
+    def __init__(self, retries: int = 1, **_: Any) -> None:
+        self.retries = retries
+
+    def __enter__(self) -> "LocalExecutor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def map_unordered(self, fn: Callable[[Any], Any], payloads: Sequence[Any]) -> Iterator[tuple[int, Outcome]]:
+        for i, payload in enumerate(payloads):
+            yield i, call_with_retries(fn, payload, self.retries)
+
+
+class ProcessExecutor:
+    """A pool of local worker processes (``spawn``: no forked torch or numba thread state)."""
+
+    name = "processes"
+
+    def __init__(self, workers: int | None = None, retries: int = 1, **_: Any) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        self.retries = retries
+        self.pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> "ProcessExecutor":
+        import multiprocessing
+
+        self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=limit_worker_threads)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+    def map_unordered(self, fn: Callable[[Any], Any], payloads: Sequence[Any]) -> Iterator[tuple[int, Outcome]]:
+        assert self.pool is not None, "use the executor as a context manager"
+        pending: dict[Future, int] = {self.pool.submit(call_with_retries, fn, p, self.retries): i
+                                      for i, p in enumerate(payloads)}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                i = pending.pop(future)
+                try:
+                    yield i, future.result()
+                except Exception as err:  # noqa: BLE001 - a worker died (BrokenProcessPool) or unpickling failed
+                    yield i, Outcome(False, error=f"worker process failed: {one_line(err)}")
+
+
+class RayExecutor:
+    """Tasks on a Ray cluster (``address``) or on a local Ray instance with ``workers`` CPUs.
+
+    Ray's scheduler places the tasks; a task that raises (or whose worker dies) is retried
+    by Ray ``retries`` times. A Ray instance started here is shut down on exit; one that
+    was already initialised (``ray.init`` by the caller) is left running.
+    """
+
+    name = "ray"
+
+    def __init__(self, workers: int | None = None, retries: int = 1, address: str | None = None, **_: Any) -> None:
+        if not ray_available():
+            raise ValueError(RAY_MISSING)
+        self.workers, self.retries, self.address = workers, retries, address
+        self.started_here = False
+
+    def __enter__(self) -> "RayExecutor":
+        import logging
+
+        import ray
+
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
+                                      "configure_logging": True}
+            if self.address:
+                ray.init(address=self.address, **kwargs)
+            else:
+                ray.init(num_cpus=self.workers or os.cpu_count() or 1, **kwargs)
+            self.started_here = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.started_here:
+            import ray
+
+            ray.shutdown()
+            self.started_here = False
+
+    def map_unordered(self, fn: Callable[[Any], Any], payloads: Sequence[Any]) -> Iterator[tuple[int, Outcome]]:
+        import ray
+        from ray.exceptions import RayError, RayTaskError
+
+        remote = ray.remote(_ray_task).options(num_cpus=1, max_retries=self.retries, retry_exceptions=True)
+        pending = {remote.remote(fn, p): i for i, p in enumerate(payloads)}
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    i = pending.pop(ref)
+                    try:
+                        yield i, Outcome(True, ray.get(ref))
+                    except RayTaskError as err:
+                        cause = err.as_instanceof_cause()
+                        yield i, Outcome(False, error=one_line(getattr(err, "cause", None) or cause))
+                    except RayError as err:
+                        yield i, Outcome(False, error=f"Ray: {one_line(err)}")
+        finally:
+            for ref in pending:
+                ray.cancel(ref)
+
+
+def _ray_task(fn: Callable[[Any], Any], payload: Any) -> Any:
+    limit_worker_threads()
+    return fn(payload)
+
+
+def make_executor(name: str, workers: int | None = None, retries: int = 1,
+                  address: str | None = None) -> LocalExecutor | ProcessExecutor | RayExecutor:
+    """The executor called ``name`` (one of :data:`EXECUTORS`)."""
+    kinds = {"local": LocalExecutor, "processes": ProcessExecutor, "ray": RayExecutor}
+    if name not in kinds:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {name!r}")
+    return kinds[name](workers=workers, retries=retries, address=address)

@@ -1,0 +1,304 @@
+"""Hyperparameter and seed sweeps of the learning agents on Ray Tune (``train.py --sweep``).
+
+A sweep is a small YAML/JSON file (or a dict)::
+
+    agent: hqcnn
+    sizes: [10,2,6,3]            # one sweep (and one exported best model) per size
+    loss: unsupervised
+    fixed: {train_snapshots: 512, val_snapshots: 128, epochs: 6}
+    search:                      # a list: grid search; {loguniform|uniform: [lo, hi]}, {choice: [...]}: sampled
+      lr: {loguniform: [0.001, 0.03]}
+      batch_size: [64, 128]
+      share: [level, block]
+      seed: [0, 1]
+    num_samples: 1               # repetitions of the grid (more for sampled keys)
+    metric: val/sum_rate_mbps    # any val/ metric the trainer logs
+    mode: max
+    scheduler: {type: asha, grace_period: 1, reduction_factor: 2}   # or {type: fifo}
+
+Keys of ``fixed``/``search`` are :class:`agents.training.TrainSettings` fields (lr,
+batch_size, seed, epochs, train_snapshots, val_snapshots, samples, labels) or model options
+(n_qubits, share, readout, backend, hidden, channels ...). Every trial is an ordinary
+:func:`agents.training.train` run: its TensorBoard events, history and atomic checkpoints
+live under ``<runs>/sweeps/<name>/trials/<trial>/`` (the same TensorBoard tree as
+``train.py``), and it reports each epoch's validation metrics to Tune, whose ASHA
+scheduler stops poor trials early. The best trial that completed is exported as a
+checkpoint tree, ``<runs>/sweeps/<name>/best/<agent>/<M-L-K-tau_p>/<loss>-seed<export_seed>``,
+which ``evaluate.py --checkpoints <runs>/sweeps/<name>/best`` uses.
+
+Ray is imported only when a sweep runs (``pip install 'cfpilot[distributed]'``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agents.executors import RAY_MISSING, ray_available
+from agents.training import TrainSettings, run_dir_for, train
+
+Size = tuple[int, int, int, int]
+TRAIN_KEYS = ("lr", "batch_size", "seed", "epochs", "train_snapshots", "val_snapshots", "samples", "labels")
+"""sweepable :class:`TrainSettings` fields; every other key is a model option"""
+SAMPLERS = ("loguniform", "uniform", "choice", "randint")
+SPEC_KEYS = ("agent", "sizes", "size", "loss", "name", "fixed", "search", "num_samples", "metric", "mode",
+             "scheduler", "export_seed", "max_concurrent", "cpus_per_trial")
+
+
+@dataclass
+class SweepSpec:
+    """One sweep: an agent, its sizes, fixed settings, the search space and the scheduler."""
+
+    agent: str
+    sizes: list[Size]
+    loss: str = "unsupervised"
+    name: str | None = None
+    """experiment name (default ``<agent>-<loss>``); the sweep folder is ``<runs>/sweeps/<name>[-<size>]``"""
+    fixed: dict[str, Any] = field(default_factory=dict)
+    search: dict[str, Any] = field(default_factory=dict)
+    num_samples: int = 1
+    metric: str = "val/sum_rate_mbps"
+    mode: str = "max"
+    scheduler: dict[str, Any] = field(default_factory=lambda: {"type": "asha"})
+    export_seed: int = 0
+    """seed folder the best model is exported under (``evaluate.py --seed``)"""
+    max_concurrent: int | None = None
+    cpus_per_trial: float = 1.0
+
+    def __post_init__(self) -> None:
+        from agents.nets import MODEL_NAMES
+        from agents.training import LOSSES
+        from cfenv.config import SystemConfig
+
+        if self.agent not in MODEL_NAMES:
+            raise ValueError(f"sweep agent must be one of {', '.join(MODEL_NAMES)}, got {self.agent!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"sweep loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if not self.sizes:
+            raise ValueError("sweep needs at least one size")
+        self.sizes = [SystemConfig.from_size(tuple(s)).size for s in self.sizes]
+        if self.mode not in ("max", "min"):
+            raise ValueError(f"sweep mode must be 'max' or 'min', got {self.mode!r}")
+        if not self.metric.startswith(("val/", "train/")):
+            raise ValueError(f"sweep metric must be a val/ or train/ metric of the trainer, got {self.metric!r}")
+        if self.num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
+        if self.scheduler.get("type", "asha") not in ("asha", "fifo"):
+            raise ValueError(f"scheduler type must be 'asha' or 'fifo', got {self.scheduler.get('type')!r}")
+        for key, value in self.search.items():
+            if isinstance(value, dict) and (len(value) != 1 or next(iter(value)) not in SAMPLERS):
+                raise ValueError(f"search.{key}: a list (grid) or one of {{{', '.join(SAMPLERS)}: ...}}, got {value}")
+        overlap = set(self.fixed) & set(self.search)
+        if overlap:
+            raise ValueError(f"{sorted(overlap)} are both fixed and searched")
+        for size in self.sizes:  # fail before Ray starts: build one trial's settings and model
+            self.trial_settings(size, _first_values(self.search), Path("runs"), Path(".cache"))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SweepSpec":
+        unknown = sorted(set(d) - set(SPEC_KEYS))
+        if unknown:
+            raise ValueError(f"unknown sweep key(s) {unknown}; valid: {', '.join(SPEC_KEYS)}")
+        d = dict(d)
+        sizes = d.pop("sizes", None) or ([d.pop("size")] if "size" in d else None)
+        d.pop("size", None)
+        if sizes is None or "agent" not in d:
+            raise ValueError("a sweep needs 'agent' and 'sizes' (or 'size')")
+        from cfenv.config import parse_size
+
+        parsed = [parse_size(s) if isinstance(s, str) else tuple(int(v) for v in s) for s in
+                  (sizes if isinstance(sizes, list) and not isinstance(sizes[0], int) else [sizes])]
+        return cls(sizes=parsed, **d)
+
+    def experiment(self, size: Size) -> str:
+        base = self.name or f"{self.agent}-{self.loss}"
+        return base if len(self.sizes) == 1 else f"{base}-{'-'.join(map(str, size))}"
+
+    def trial_settings(self, size: Size, values: dict[str, Any], runs_dir: Path, cache_dir: Path) -> TrainSettings:
+        """The :class:`TrainSettings` of one trial (fixed settings, then the trial's values)."""
+        from agents.nets import build_model
+
+        merged = {**self.fixed, **values}
+        train_kwargs = {k: v for k, v in merged.items() if k in TRAIN_KEYS}
+        model = {k: v for k, v in merged.items() if k not in TRAIN_KEYS}
+        settings = TrainSettings(agent=self.agent, size=size, loss=self.loss, model=model, runs_dir=runs_dir,
+                                 cache_dir=cache_dir, resume=True, progress=False, **train_kwargs)
+        try:
+            build_model(self.agent, settings.config, **model)
+        except TypeError as err:
+            raise ValueError(f"sweep key not a TrainSettings field ({', '.join(TRAIN_KEYS)}) nor an option of "
+                             f"{self.agent}: {err}") from None
+        return settings
+
+
+def _max_epochs(spec: SweepSpec) -> int:
+    """The longest trial's epochs (ASHA's ``max_t``)."""
+    value = spec.search.get("epochs", spec.fixed.get("epochs", TrainSettings.epochs))
+    if isinstance(value, list):
+        return max(value)
+    if isinstance(value, dict):
+        kind, arg = next(iter(value.items()))
+        return int(max(arg))
+    return int(value)
+
+
+def _first_values(search: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in search.items():
+        if isinstance(value, list):
+            out[key] = value[0]
+        else:
+            kind, arg = next(iter(value.items()))
+            out[key] = arg[0]
+    return out
+
+
+def load_sweep(source: str | Path | dict[str, Any]) -> SweepSpec:
+    """A sweep from a dict, a YAML/JSON file, or an inline JSON object (``--sweep '{...}'``)."""
+    if isinstance(source, dict):
+        return SweepSpec.from_dict(source)
+    text = str(source)
+    if text.lstrip().startswith("{"):
+        try:
+            return SweepSpec.from_dict(json.loads(text))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"inline sweep is not valid JSON: {err}") from None
+    path = Path(text)
+    if not path.exists():
+        raise ValueError(f"sweep file {path} does not exist")
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise ValueError(f"reading {path} needs pyyaml: pip install 'cfpilot[distributed]'") from None
+        data = yaml.safe_load(path.read_text())
+    else:
+        data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"sweep file {path} must hold a mapping, got {type(data).__name__}")
+    return SweepSpec.from_dict(data)
+
+
+def _param_space(search: dict[str, Any]) -> dict[str, Any]:
+    from ray import tune
+
+    space = {}
+    for key, value in search.items():
+        if isinstance(value, list):
+            space[key] = tune.grid_search(value)
+        else:
+            kind, arg = next(iter(value.items()))
+            space[key] = getattr(tune, kind)(arg) if kind == "choice" else getattr(tune, kind)(*arg)
+    return space
+
+
+def tune_key(metric: str) -> str:
+    """Trainer metric name -> the flat key reported to Tune (``val/sum_rate_mbps`` -> ``val_sum_rate_mbps``)."""
+    return metric.replace("/", "_")
+
+
+def _trial(config: dict[str, Any], spec: dict[str, Any], size: list[int], trials_dir: str, cache_dir: str) -> None:
+    """One Tune trial: an ordinary training run that reports every epoch."""
+    from ray import tune
+
+    sweep = SweepSpec(**spec)
+    root = Path(trials_dir) / tune.get_context().get_trial_name()
+    settings = sweep.trial_settings(tuple(size), config, root, Path(cache_dir))
+
+    def report(epoch: int, metrics: dict[str, float]) -> None:
+        tune.report({**{tune_key(k): v for k, v in metrics.items()}, "epoch": epoch,
+                     "run_dir": str(settings.run_dir)})
+
+    # the last epoch is reported only after train() has saved the final model: Tune ends a
+    # trial as soon as it reports its last iteration
+    summary = train(settings, on_epoch=lambda epoch, m: report(epoch, m) if epoch < settings.epochs else None)
+    report(settings.epochs, summary["final"])
+
+
+def run_sweep(spec: SweepSpec, runs_dir: Path = Path("runs"), cache_dir: Path = Path(".cache/datasets"),
+              ray_address: str | None = None, workers: int | None = None, verbose: int = 1) -> list[dict[str, Any]]:
+    """Run the sweep on Ray Tune (a running cluster at ``ray_address``, else a local instance with
+    ``workers`` CPUs; an already initialised Ray is used as it is) and export each size's best
+    completed trial. Returns one summary per size (best trial, its metrics, the export folder)."""
+    if not ray_available():
+        raise ValueError(RAY_MISSING)
+    import logging
+
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    runs_dir, cache_dir = Path(runs_dir).resolve(), Path(cache_dir).resolve()  # trials run in other folders
+    started_here = not ray.is_initialized()
+    if started_here:
+        kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
+        ray.init(**({"address": ray_address} if ray_address else {"num_cpus": workers or os.cpu_count() or 1}),
+                 **kwargs)
+    summaries = []
+    try:
+        for size in spec.sizes:
+            summaries.append(_sweep_one_size(spec, size, runs_dir, cache_dir, verbose, tune, ASHAScheduler,
+                                             FIFOScheduler))
+    finally:
+        if started_here:
+            ray.shutdown()
+    return summaries
+
+
+def _sweep_one_size(spec: SweepSpec, size: Size, runs_dir: Path, cache_dir: Path, verbose: int, tune: Any,
+                    asha: Any, fifo: Any) -> dict[str, Any]:
+    name = spec.experiment(size)
+    sweep_dir = runs_dir / "sweeps" / name
+    epochs = _max_epochs(spec)
+    options = {k: v for k, v in spec.scheduler.items() if k != "type"}
+    if spec.scheduler.get("type", "asha") == "asha":
+        scheduler = asha(time_attr="training_iteration", max_t=epochs, grace_period=options.pop("grace_period", 1),
+                         reduction_factor=options.pop("reduction_factor", 2), **options)
+    else:
+        scheduler = fifo()
+    trainable = tune.with_resources(
+        tune.with_parameters(_trial, spec=dataclasses.asdict(spec), size=list(size),
+                             trials_dir=str(sweep_dir / "trials"), cache_dir=str(cache_dir)),
+        {"cpu": spec.cpus_per_trial})
+    tuner = tune.Tuner(
+        trainable, param_space=_param_space(spec.search),
+        tune_config=tune.TuneConfig(metric=tune_key(spec.metric), mode=spec.mode, scheduler=scheduler,
+                                    num_samples=spec.num_samples, max_concurrent_trials=spec.max_concurrent),
+        run_config=tune.RunConfig(name="tune", storage_path=str(sweep_dir), verbose=verbose,
+                                  failure_config=tune.FailureConfig(max_failures=1)))
+    grid = tuner.fit()
+    trials = []
+    for result in grid:
+        metrics = result.metrics or {}
+        trials.append({"config": result.config, "epochs_run": metrics.get("training_iteration"),
+                       "run_dir": metrics.get("run_dir"), "metric": metrics.get(tune_key(spec.metric)),
+                       "error": None if result.error is None else str(result.error).splitlines()[0]})
+    return _export_best(spec, size, sweep_dir, trials)
+
+
+def _export_best(spec: SweepSpec, size: Size, sweep_dir: Path, trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """Copy the best completed trial's run folder to the checkpoint tree ``sweep_dir/best``."""
+    from agents.registry import agent_class
+
+    cls = agent_class(spec.agent)
+    completed = [t for t in trials if t["run_dir"] and t["metric"] is not None and cls.has_checkpoint(Path(t["run_dir"]))]
+    summary: dict[str, Any] = {"agent": spec.agent, "size": list(size), "loss": spec.loss, "metric": spec.metric,
+                               "mode": spec.mode, "trials": trials, "sweep_dir": str(sweep_dir)}
+    if not completed:
+        summary.update(best=None, export=None)
+        (sweep_dir / "sweep.json").write_text(json.dumps(summary, indent=1, default=str))
+        raise RuntimeError(f"no trial of sweep {sweep_dir} completed; see {sweep_dir / 'sweep.json'}")
+    pick = max if spec.mode == "max" else min
+    best = pick(completed, key=lambda t: t["metric"])
+    export = run_dir_for(sweep_dir / "best", spec.agent, size, spec.loss, spec.export_seed)
+    if export.exists():
+        shutil.rmtree(export)
+    shutil.copytree(best["run_dir"], export)
+    summary.update(best=best, export=str(export), checkpoints=str(sweep_dir / "best"))
+    (sweep_dir / "sweep.json").write_text(json.dumps(summary, indent=1, default=str))
+    return summary
