@@ -158,10 +158,24 @@ def hqcnn_parameter_count(config: SystemConfig, n_qubits: int = 8, share: str = 
     return (n_in + 1) * n_qubits + quantum.count_quantum_parameters(n_qubits, share) + (width + 1) * n_out
 
 
+_QUANTUM_OPTIONS = ("n_qubits", "share", "readout", "backend")
+MODEL_OPTIONS: dict[str, tuple[str, ...]] = {
+    "mlp": ("hidden",), "light-cnn": ("channels",), "heavy-cnn": ("channels",),
+    "hqcnn": _QUANTUM_OPTIONS, "hqcnn-hur": _QUANTUM_OPTIONS,
+    "gnn": ("width", "layers"), "hqcnn-ar": ("width", "layers", *_QUANTUM_OPTIONS, "quantum"),
+}
+"""the options :func:`build_model` accepts for each model"""
+
+
 def build_model(name: str, config: SystemConfig, **options: Any) -> AssignmentModel:
     """The model registered as ``name`` for ``config``; options are the model's constructor
     arguments (``hidden`` for ``mlp``; ``n_qubits``, ``share``, ``readout``, ``backend`` for
-    the quantum ones). ``mlp`` without ``hidden`` is sized to match ``hqcnn``'s parameter count."""
+    the quantum ones; see :data:`MODEL_OPTIONS`). ``mlp`` without ``hidden`` is sized to match
+    ``hqcnn``'s parameter count. An option the model does not have is a ``ValueError``."""
+    given = {k for k, v in options.items() if v is not None and not (isinstance(v, (dict, list, tuple)) and not v)}
+    unknown = sorted(given - set(MODEL_OPTIONS.get(name, ())))
+    if unknown and name in MODEL_OPTIONS:
+        raise ValueError(f"{name} has no option {', '.join(unknown)}; valid: {', '.join(MODEL_OPTIONS[name])}")
     if name == "mlp":
         if "hidden" not in options:
             options = {**options, "hidden": (mlp_width_matching(config, hqcnn_parameter_count(config)),)}
@@ -198,5 +212,6 @@ def model_options(model: AssignmentModel) -> dict[str, Any]:
     from agents.gnn import GNNPolicy
 
     if isinstance(model, GNNPolicy):
-        return {"width": model.width, "layers": model.layers, "quantum": model.quantum_options}
+        options = {"width": model.width, "layers": model.layers}
+        return {**options, "quantum": model.quantum_options} if model.quantum_options else options
     raise TypeError(f"unknown model type {type(model).__name__}")

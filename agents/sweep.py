@@ -130,7 +130,7 @@ class SweepSpec:
                                  cache_dir=cache_dir, resume=True, progress=False, **train_kwargs)
         try:
             build_model(self.agent, settings.config, **model)
-        except TypeError as err:
+        except ValueError as err:
             raise ValueError(f"sweep key not a TrainSettings field ({', '.join(TRAIN_KEYS)}) nor an option of "
                              f"{self.agent}: {err}") from None
         return settings
