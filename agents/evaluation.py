@@ -227,12 +227,17 @@ def plan_training(settings: EvaluationSettings) -> dict[tuple[str, Size], Task]:
     return waiting
 
 
-def run_task(payload: tuple[Task, EvaluationSettings]) -> dict[str, Any]:
+Payload = tuple[Task, "EvaluationSettings", "dict[str, bytes] | None"]
+
+
+def run_task(payload: Payload) -> dict[str, Any]:
     """Execute one task (this is what runs in a worker process or on a Ray node).
 
     A chunk returns per-snapshot sum rates [Mbit/s] and assignments, or the reason the agent
-    was skipped; a training task returns its run folder and training time."""
-    task, settings = payload
+    was skipped; a training task returns its run folder, training time and (on Ray) the
+    model files. The payload's third item carries a learning agent's model files on Ray, so
+    nodes need no shared filesystem."""
+    task, settings, model_files = payload
     _inject_failure(task, settings)
     progress = settings.progress and settings.executor == "local"
     if task.kind == "train":
@@ -244,12 +249,13 @@ def run_task(payload: tuple[Task, EvaluationSettings]) -> dict[str, Any]:
 
             tqdm.write(f"no checkpoint for {task.agent} at {task.size}: training it with its default budget")
         agent.fit(config, runs_dir=settings.checkpoints, progress=progress)
-        return {"run_dir": str(agent.run_dir(settings.checkpoints, config, settings.seed, loss)),
-                "train_time_s": agent.meta.get("train_time_s")}
+        run_dir = agent.run_dir(settings.checkpoints, config, settings.seed, loss)
+        return {"run_dir": str(run_dir), "train_time_s": agent.meta.get("train_time_s"),
+                "files": model_files_of(run_dir) if settings.executor == "ray" else None}
     config = SystemConfig.from_size(task.size)
     result: dict[str, Any] = {"status": "ok", "reason": "", "train_time_s": None, "parameters": None}
     if is_learnable(task.agent):
-        agent, reason = _load_learning_agent(task.agent, config, settings, result)
+        agent, reason = _load_learning_agent(task.agent, config, settings, result, model_files)
     else:
         kwargs = _agent_kwargs(task.agent, settings)
         if "progress" in kwargs:
@@ -297,15 +303,37 @@ def _agent_kwargs(name: str, settings: EvaluationSettings) -> dict[str, Any]:
     return kwargs
 
 
-def _load_learning_agent(name: str, config: SystemConfig, settings: EvaluationSettings,
-                         result: dict[str, Any]) -> tuple[Any, str | None]:
-    """Load the agent's checkpoint for this size (trained by a training task if it was missing)."""
+def model_files_of(run_dir: Path) -> dict[str, bytes]:
+    """A trained model's files (``config.json``, weights, history; not the TensorBoard events
+    nor the training-state checkpoint): what a remote node needs to load it."""
+    return {p.name: p.read_bytes() for p in sorted(Path(run_dir).iterdir())
+            if p.is_file() and not p.name.startswith(("events.out.", "checkpoint", "."))}
+
+
+def _write_model_files(files: dict[str, bytes], directory: Path) -> None:
+    from agents.training import atomic_write_bytes
+
+    for name, data in files.items():
+        atomic_write_bytes(Path(directory) / name, lambda f, data=data: f.write(data))
+
+
+def _load_learning_agent(name: str, config: SystemConfig, settings: EvaluationSettings, result: dict[str, Any],
+                         model_files: dict[str, bytes] | None = None) -> tuple[Any, str | None]:
+    """Load the agent's checkpoint for this size (trained by a training task if it was missing),
+    from the shared checkpoints folder or, on a node without it, from the shipped files."""
+    import tempfile
+
     cls = agent_class(name)
     train_config = _training_size(name, config.size, settings)
     run_dir = cls.run_dir(settings.checkpoints, train_config, settings.seed, _checkpoint_loss(name, settings))
-    if not cls.has_checkpoint(run_dir):
+    if not cls.has_checkpoint(run_dir) and not model_files:
         return None, f"no checkpoint in {run_dir} (train it with train.py, or run without --no-train)"
-    agent = cls.load(run_dir, device=settings.device, config=config)
+    if cls.has_checkpoint(run_dir):
+        agent = cls.load(run_dir, device=settings.device, config=config)
+    else:
+        with tempfile.TemporaryDirectory(prefix="cfpilot-model-") as tmp:
+            _write_model_files(model_files, Path(tmp))
+            agent = cls.load(tmp, device=settings.device, config=config)
     result["trained_at"] = list(train_config.size)
     result["train_time_s"] = agent.meta.get("train_time_s")
     result["parameters"] = agent.parameter_count()
@@ -393,8 +421,16 @@ def evaluate(settings: EvaluationSettings,
                disable=not settings.progress)
     started = time.perf_counter()
 
+    def payload(task: Task) -> Payload:
+        if settings.executor != "ray" or task.kind != "chunk" or not is_learnable(task.agent):
+            return task, settings, None
+        cls = agent_class(task.agent)
+        run_dir = cls.run_dir(settings.checkpoints, _training_size(task.agent, task.size, settings), settings.seed,
+                              _checkpoint_loss(task.agent, settings))
+        return task, settings, model_files_of(run_dir) if cls.has_checkpoint(run_dir) else None
+
     def run_phase(executor: Any, tasks: list[Task]) -> None:
-        for i, outcome in executor.map_unordered(run_task, [(t, settings) for t in tasks]):
+        for i, outcome in executor.map_unordered(run_task, [payload(t) for t in tasks]):
             task = tasks[i]
             bar.update(1)
             bar.set_postfix_str(task.key)
@@ -409,6 +445,10 @@ def evaluate(settings: EvaluationSettings,
                                             f"{outcome.error}")
                 continue
             counts["computed"] += 1
+            if task.kind == "train" and outcome.value.get("files"):  # trained on another node
+                run_dir = Path(outcome.value["run_dir"])
+                if not agent_class(task.agent).has_checkpoint(run_dir):
+                    _write_model_files(outcome.value["files"], run_dir)
             if task.kind == "chunk":
                 results[task] = outcome.value
                 _save_cell(settings, task, outcome.value, fingerprint)

@@ -95,7 +95,7 @@ def main() -> None:
             settings = EvaluationSettings(agents=["random"], sizes=[(4, 1, 3, 2)], snapshots=args.overhead_tasks,
                                           chunk_size=1, out=Path(tmp) / f"overhead-{executor}", executor=executor,
                                           workers=args.workers, progress=False, train=False)
-            payloads = [(task, settings) for task in plan_chunks(settings)]
+            payloads = [(task, settings, None) for task in plan_chunks(settings)]
             start = time.perf_counter()
             with make_executor(executor, args.workers) as ex:
                 list(ex.map_unordered(run_task, payloads[:4 * args.workers]))  # start and warm the workers

@@ -275,3 +275,29 @@ def test_a_training_task_runs_before_the_chunks_that_need_it(tmp_path):
     assert (tmp_path / "runs" / "mlp" / "6-1-4-2" / "unsupervised-seed0" / "weights.pt").exists()
     assert os.environ.get("OMP_NUM_THREADS") == env_threads
     assert Task("train", (6, 1, 4, 2), "mlp").key == "train:mlp@6,1,4,2"
+
+
+def test_a_node_without_the_checkpoints_folder_loads_the_shipped_model(tmp_path):
+    """On Ray the driver ships a learning agent's model files with its chunks: a node that
+    cannot see the checkpoints folder gives the same assignments as one that can."""
+    import agents
+    from agents.evaluation import model_files_of, run_task
+    from cfenv import SystemConfig
+
+    cfg = SystemConfig.from_size((6, 1, 4, 2))
+    runs = tmp_path / "runs"
+    agent = agents.make("mlp", config=cfg, seed=0)
+    agent.fit(cfg, train_snapshots=32, val_snapshots=16, epochs=1, batch_size=16, runs_dir=runs,
+              cache_dir=tmp_path / "cache", progress=False)
+    files = model_files_of(agent.run_dir(runs, cfg, 0))
+    assert "config.json" in files and "weights.pt" in files and not any(n.startswith("events") for n in files)
+    task = Task("chunk", cfg.size, "mlp", 0, 4)
+    here = EvaluationSettings(agents=["mlp"], sizes=[cfg.size], snapshots=4, checkpoints=runs, progress=False)
+    elsewhere = EvaluationSettings(agents=["mlp"], sizes=[cfg.size], snapshots=4, checkpoints=tmp_path / "absent",
+                                   progress=False)
+    local = run_task((task, here, None))
+    shipped = run_task((task, elsewhere, files))
+    assert local["status"] == shipped["status"] == "ok"
+    assert local["pilots"] == shipped["pilots"] and local["rates"] == shipped["rates"]
+    assert run_task((task, elsewhere, None))["status"] == "skipped"
+    assert not (tmp_path / "absent").exists()
