@@ -47,6 +47,8 @@ REFERENCE_AGENT = "exhaustive"
 Z_95 = 1.959963984540054
 """two-sided 95 % normal quantile (confidence intervals use the normal approximation)"""
 MBPS = 1e6
+MAX_FAILURE_LINES = 10
+"""failed tasks reported one line each while the grid runs (the table has them all)"""
 CELLS_DIR = "cells"
 """sub-folder of the output folder holding each finished chunk (partial results, ``--resume``)"""
 RECORD_FIELDS = ["M", "L", "K", "tau_p", "agent", "status", "mean_sum_rate_mbps", "ci95_mbps", "ratio",
@@ -437,7 +439,10 @@ def evaluate(settings: EvaluationSettings,
             counts["retried"] += 1 if (outcome.attempts or 1) > 1 else 0
             if not outcome.ok:
                 counts["failed"] += 1
-                tqdm.write(f"task {task.key} failed: {outcome.error}")
+                if counts["failed"] <= MAX_FAILURE_LINES:
+                    tqdm.write(f"task {task.key} failed: {outcome.error}")
+                elif counts["failed"] == MAX_FAILURE_LINES + 1:
+                    tqdm.write("further task failures are not printed: the table lists every failed cell")
                 cells_of = ([c for c, t in waiting.items() if t == task] if task.kind == "train"
                             else [(task.agent, task.size)])
                 for cell in cells_of:

@@ -18,7 +18,7 @@ A sweep is a small YAML/JSON file (or a dict)::
 
 Keys of ``fixed``/``search`` are :class:`agents.training.TrainSettings` fields (lr,
 batch_size, seed, epochs, train_snapshots, val_snapshots, samples, labels) or model options
-(n_qubits, share, readout, backend, hidden, channels ...). Every trial is an ordinary
+(n_qubits or qubits, share, readout, backend, hidden, channels ...). Every trial is an ordinary
 :func:`agents.training.train` run: its TensorBoard events, history and atomic checkpoints
 live under ``<runs>/sweeps/<name>/trials/<trial>/`` (the same TensorBoard tree as
 ``train.py``), and it reports each epoch's validation metrics to Tune, whose ASHA
@@ -45,6 +45,8 @@ from agents.training import TrainSettings, run_dir_for, train
 Size = tuple[int, int, int, int]
 TRAIN_KEYS = ("lr", "batch_size", "seed", "epochs", "train_snapshots", "val_snapshots", "samples", "labels")
 """sweepable :class:`TrainSettings` fields; every other key is a model option"""
+MODEL_ALIASES = {"qubits": "n_qubits"}
+"""``train.py`` flag names accepted for model options"""
 SAMPLERS = ("loguniform", "uniform", "choice", "randint")
 SPEC_KEYS = ("agent", "sizes", "size", "loss", "name", "fixed", "search", "num_samples", "metric", "mode",
              "scheduler", "export_seed", "max_concurrent", "cpus_per_trial")
@@ -123,7 +125,7 @@ class SweepSpec:
         """The :class:`TrainSettings` of one trial (fixed settings, then the trial's values)."""
         from agents.nets import build_model
 
-        merged = {**self.fixed, **values}
+        merged = {MODEL_ALIASES.get(k, k): v for k, v in {**self.fixed, **values}.items()}
         train_kwargs = {k: v for k, v in merged.items() if k in TRAIN_KEYS}
         model = {k: v for k, v in merged.items() if k not in TRAIN_KEYS}
         settings = TrainSettings(agent=self.agent, size=size, loss=self.loss, model=model, runs_dir=runs_dir,

@@ -235,11 +235,14 @@ def test_sweep_files_load_and_bad_sweeps_are_clear_errors(tmp_path):
         if HAS_RAY:  # pyyaml comes with the distributed extra
             assert load_sweep(path).agent
     spec = load_sweep(json.dumps(SWEEP))
+    quantum = load_sweep({**SWEEP, "agent": "hqcnn", "search": {"qubits": [4, 8], "share": ["all"]}})
+    trial = quantum.trial_settings((6, 1, 4, 2), {"qubits": 4, "share": "all"}, tmp_path, tmp_path)
+    assert trial.model == {"n_qubits": 4, "share": "all"} and trial.batch_size == 32
     assert spec.sizes == [(6, 1, 4, 2)] and spec.search == {"lr": [0.02, 0.002]}
     bad = [({**SWEEP, "learning_rate": 1}, "unknown sweep key"),
            ({**SWEEP, "agent": "ppo"}, "sweep agent must be one of"),
            ({**SWEEP, "search": {"lr": {"normal": [0, 1]}}}, "search.lr"),
-           ({**SWEEP, "search": {"qubits": [4]}}, "nor an option of mlp"),
+           ({**SWEEP, "search": {"qubits": [4]}}, "mlp has no option n_qubits"),
            ({**SWEEP, "fixed": {"lr": 0.1}}, "both fixed and searched"),
            ({**SWEEP, "metric": "loss"}, "val/ or train/"),
            ({k: v for k, v in SWEEP.items() if k != "sizes"}, "needs 'agent' and 'sizes'")]
