@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
     p.add_argument("--lr", type=float, default=DEFAULTS.lr)
     p.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    p.add_argument("--data-seed", type=int, default=None,
+                   help="seed of the training/validation snapshots (default: --seed)")
     p.add_argument("--device", default=DEFAULTS.device, help="torch device: cpu or cuda")
     p.add_argument("--qubits", type=int, default=None, help="HQCNN qubits: 4, 8 or 16")
     p.add_argument("--share", default=None, help="HQCNN parameter sharing: level, all or block")
@@ -87,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = [TrainSettings(agent=args.agent, size=size, loss=args.loss, labels=args.labels,
                               train_snapshots=args.train_snapshots, val_snapshots=args.val_snapshots,
                               epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                              data_seed=args.data_seed,
                               device=args.device, model=model_options(args), runs_dir=args.out,
                               execution={k: getattr(args, k) for k in ("noise_p", "shots", "mitigation", "grad")
                                          if getattr(args, k) is not None},

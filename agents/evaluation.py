@@ -13,6 +13,7 @@ import csv
 import hashlib
 import json
 import math
+import os
 import platform
 import re
 import shutil
@@ -103,7 +104,7 @@ class EvaluationSettings:
     """reuse the chunks a stopped run saved under ``<out>/cells`` (same settings only)"""
     fail_tasks: tuple[str, ...] = ()
     """test hook: tasks whose key (:attr:`Task.key`) starts with one of these raise; prefix
-    ``once:`` fails the first attempt only"""
+    ``once:`` fails the first attempt only, ``crash:`` kills the worker process"""
 
     def __post_init__(self) -> None:
         if self.snapshots < 1:
@@ -279,15 +280,20 @@ def run_task(payload: Payload) -> dict[str, Any]:
 
 
 def _inject_failure(task: Task, settings: EvaluationSettings) -> None:
-    """Test hook: raise in tasks whose key starts with one of ``settings.fail_tasks``;
-    a pattern prefixed ``once:`` fails only the first attempt (a marker file in the
-    output folder remembers it across processes and machines sharing the folder)."""
+    """Test hook: tasks whose key starts with one of ``settings.fail_tasks`` raise; a pattern
+    prefixed ``once:`` fails only the first attempt (a marker file in the output folder
+    remembers it across processes and machines sharing the folder), one prefixed ``crash:``
+    kills its worker process outright (``os._exit``, as an out-of-memory kill would) -- only
+    where the task runs in a worker, never in the driver."""
     for pattern in settings.fail_tasks:
-        once = pattern.startswith("once:")
-        prefix = pattern.removeprefix("once:")
+        kind, _, prefix = pattern.partition(":") if pattern.startswith(("once:", "crash:")) else ("", "", pattern)
         if not task.key.startswith(prefix):
             continue
-        if once:
+        if kind == "crash":
+            if settings.executor != "local":
+                os._exit(13)
+            continue
+        if kind == "once":
             marker = Path(settings.out) / CELLS_DIR / ".failed-once" / re.sub(r"[^\w.@,#-]", "_", task.key)
             if marker.exists():
                 continue

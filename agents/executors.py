@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
@@ -95,7 +96,12 @@ class LocalExecutor:
 
 
 class ProcessExecutor:
-    """A pool of local worker processes (``spawn``: no forked torch or numba thread state)."""
+    """A pool of local worker processes (``spawn``: no forked torch or numba thread state).
+
+    A task that raises is retried in its worker. A worker that dies outright (killed, out of
+    memory) breaks the whole pool: the unfinished tasks are then reported failed, the
+    finished ones are kept, and ``--resume`` completes the run. (Ray, by contrast, restarts
+    the worker and retries only the task that was on it.)"""
 
     name = "processes"
 
@@ -126,7 +132,10 @@ class ProcessExecutor:
                 i = pending.pop(future)
                 try:
                     yield i, future.result()
-                except Exception as err:  # noqa: BLE001 - a worker died (BrokenProcessPool) or unpickling failed
+                except BrokenProcessPool:
+                    yield i, Outcome(False, error="a worker process died (killed, or out of memory?) and took the "
+                                                  "pool down; rerun with --resume to finish the unfinished tasks")
+                except Exception as err:  # noqa: BLE001 - e.g. a result that cannot be unpickled
                     yield i, Outcome(False, error=f"worker process failed: {one_line(err)}")
 
 

@@ -17,13 +17,15 @@ A sweep is a small YAML/JSON file (or a dict)::
     scheduler: {type: asha, grace_period: 1, reduction_factor: 2}   # or {type: fifo}
 
 Keys of ``fixed``/``search`` are :class:`agents.training.TrainSettings` fields (lr,
-batch_size, seed, epochs, train_snapshots, val_snapshots, samples, labels) or model options
+batch_size, seed, data_seed, epochs, train_snapshots, val_snapshots, samples, labels) or model options
 (n_qubits or qubits, share, readout, backend, hidden, channels ...). Every trial is an ordinary
 :func:`agents.training.train` run: its TensorBoard events, history and atomic checkpoints
 live under ``<runs>/sweeps/<name>/trials/<trial>/`` (the same TensorBoard tree as
 ``train.py``), and it reports each epoch's validation metrics to Tune, whose ASHA
-scheduler stops poor trials early. The best trial that completed is exported as a
-checkpoint tree, ``<runs>/sweeps/<name>/best/<agent>/<M-L-K-tau_p>/<loss>-seed<export_seed>``,
+scheduler stops poor trials early. All trials train and validate on the snapshots of one
+``data_seed`` (0 unless fixed or searched), so they are ranked on the same validation set
+and a searched ``seed`` varies only the initialisation and the shuffling. The best trial
+that completed is exported as a checkpoint tree, ``<runs>/sweeps/<name>/best/<agent>/<M-L-K-tau_p>/<loss>-seed<export_seed>``,
 which ``evaluate.py --checkpoints <runs>/sweeps/<name>/best`` uses.
 
 Ray is imported only when a sweep runs (``pip install 'cfpilot[distributed]'``).
@@ -43,7 +45,8 @@ from agents.executors import RAY_MISSING, ray_available
 from agents.training import TrainSettings, run_dir_for, train
 
 Size = tuple[int, int, int, int]
-TRAIN_KEYS = ("lr", "batch_size", "seed", "epochs", "train_snapshots", "val_snapshots", "samples", "labels")
+TRAIN_KEYS = ("lr", "batch_size", "seed", "data_seed", "epochs", "train_snapshots", "val_snapshots", "samples",
+              "labels")
 """sweepable :class:`TrainSettings` fields; every other key is a model option"""
 MODEL_ALIASES = {"qubits": "n_qubits"}
 """``train.py`` flag names accepted for model options"""
@@ -125,7 +128,9 @@ class SweepSpec:
         """The :class:`TrainSettings` of one trial (fixed settings, then the trial's values)."""
         from agents.nets import build_model
 
-        merged = {MODEL_ALIASES.get(k, k): v for k, v in {**self.fixed, **values}.items()}
+        # one data seed for every trial unless searched: trials are ranked on the same validation
+        # snapshots, and a searched ``seed`` varies only initialisation and shuffling
+        merged = {"data_seed": 0, **{MODEL_ALIASES.get(k, k): v for k, v in {**self.fixed, **values}.items()}}
         train_kwargs = {k: v for k, v in merged.items() if k in TRAIN_KEYS}
         model = {k: v for k, v in merged.items() if k not in TRAIN_KEYS}
         settings = TrainSettings(agent=self.agent, size=size, loss=self.loss, model=model, runs_dir=runs_dir,

@@ -83,6 +83,9 @@ class TrainSettings:
     """REINFORCE: assignments sampled per snapshot (each against the greedy-rollout baseline)"""
     seed: int = 0
     """seed of data, initialisation and shuffling"""
+    data_seed: int | None = None
+    """seed of the training and validation snapshots when it should differ from ``seed``
+    (sweeps fix it, so trials of different seeds are compared on the same validation set)"""
     device: str = "cpu"
     """torch device (cpu, cuda)"""
     model: dict[str, Any] = field(default_factory=dict)
@@ -312,9 +315,10 @@ def train(settings: TrainSettings,
     run_dir = settings.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     labels = settings.labels if settings.loss == "supervised" else None
-    train_set = make_dataset(config, settings.train_snapshots, settings.seed, TRAIN_STREAM, labels,
+    data_seed = settings.seed if settings.data_seed is None else settings.data_seed
+    train_set = make_dataset(config, settings.train_snapshots, data_seed, TRAIN_STREAM, labels,
                              settings.cache_dir, settings.progress)
-    val_set = make_dataset(config, settings.val_snapshots, settings.seed, VALIDATION_STREAM, None,
+    val_set = make_dataset(config, settings.val_snapshots, data_seed, VALIDATION_STREAM, None,
                            settings.cache_dir)
     val_beta = val_set.snapshots.beta
     master_rate = float(sum_rate(val_beta, master_ap_pilots(val_beta, config.tau_p), config).mean()) / MBPS

@@ -238,6 +238,7 @@ def test_sweep_files_load_and_bad_sweeps_are_clear_errors(tmp_path):
     quantum = load_sweep({**SWEEP, "agent": "hqcnn", "search": {"qubits": [4, 8], "share": ["all"]}})
     trial = quantum.trial_settings((6, 1, 4, 2), {"qubits": 4, "share": "all"}, tmp_path, tmp_path)
     assert trial.model == {"n_qubits": 4, "share": "all"} and trial.batch_size == 32
+    assert trial.data_seed == 0 and quantum.trial_settings((6, 1, 4, 2), {"seed": 3}, tmp_path, tmp_path).seed == 3
     assert spec.sizes == [(6, 1, 4, 2)] and spec.search == {"lr": [0.02, 0.002]}
     bad = [({**SWEEP, "learning_rate": 1}, "unknown sweep key"),
            ({**SWEEP, "agent": "ppo"}, "sweep agent must be one of"),
@@ -304,3 +305,31 @@ def test_a_node_without_the_checkpoints_folder_loads_the_shipped_model(tmp_path)
     assert local["pilots"] == shipped["pilots"] and local["rates"] == shipped["rates"]
     assert run_task((task, elsewhere, None))["status"] == "skipped"
     assert not (tmp_path / "absent").exists()
+
+
+def test_a_dead_worker_process_loses_no_finished_chunk_and_resume_completes(local_reference, tmp_path):
+    _, reference = local_reference
+    records = run_grid(tmp_path, "--executor", "processes", "--workers", "2", "--fail-task",
+                       "crash:exhaustive@6,1,4,2#0", expect=1)
+    failed = [r for r in records if r["status"] == "failed"]
+    assert failed and all("worker process died" in r["reason"] for r in failed)
+    unrelated = {"ratio", "ratio_to"}  # without EPAS at a size, ratios refer to the best agent there
+    assert [{k: v for k, v in r.items() if k not in unrelated} for r in without_timing(records) if r["status"] == "ok"] \
+        == [{k: v for k, v in ref.items() if k not in unrelated}
+            for r, ref in zip(records, without_timing(reference)) if r["status"] == "ok"]
+    saved = len(list((tmp_path / CELLS_DIR).rglob("*.json")))
+    assert without_timing(run_grid(tmp_path, "--executor", "processes", "--workers", "2", "--resume")) == \
+        without_timing(reference)
+    stats = json.loads((tmp_path / "run.json").read_text())["tasks"]
+    assert stats["reused"] == saved and stats["computed"] == 24 - saved
+
+
+@needs_ray
+def test_ray_retries_a_task_whose_worker_died_and_keeps_the_others(local_reference, ray_instance, tmp_path):
+    _, reference = local_reference
+    records = run_grid(tmp_path, "--executor", "ray", "--fail-task", "crash:master-ap@10,2,6,3#5", expect=1)
+    failed = [r for r in records if r["status"] != "ok"]
+    assert [(r["agent"], r["K"]) for r in failed] == [("master-ap", 6)]
+    assert "Ray" in failed[0]["reason"] or "died" in failed[0]["reason"].lower()
+    others = [(r, ref) for r, ref in zip(records, reference) if r["status"] == "ok"]
+    assert len(others) == 7 and without_timing([r for r, _ in others]) == without_timing([x for _, x in others])
