@@ -325,6 +325,17 @@ def _write_model_files(files: dict[str, bytes], directory: Path) -> None:
         atomic_write_bytes(Path(directory) / name, lambda f, data=data: f.write(data))
 
 
+def store_trained_model(name: str, trained: dict[str, Any]) -> bool:
+    """Write a model trained on another node (a training task's result with its ``files``)
+    into the driver's checkpoints folder, unless a model is already there (same machine or
+    shared filesystem). Returns whether it wrote."""
+    run_dir = Path(trained["run_dir"])
+    if not trained.get("files") or agent_class(name).has_checkpoint(run_dir):
+        return False
+    _write_model_files(trained["files"], run_dir)
+    return True
+
+
 def _load_learning_agent(name: str, config: SystemConfig, settings: EvaluationSettings, result: dict[str, Any],
                          model_files: dict[str, bytes] | None = None) -> tuple[Any, str | None]:
     """Load the agent's checkpoint for this size (trained by a training task if it was missing),
@@ -456,10 +467,8 @@ def evaluate(settings: EvaluationSettings,
                                             f"{outcome.error}")
                 continue
             counts["computed"] += 1
-            if task.kind == "train" and outcome.value.get("files"):  # trained on another node
-                run_dir = Path(outcome.value["run_dir"])
-                if not agent_class(task.agent).has_checkpoint(run_dir):
-                    _write_model_files(outcome.value["files"], run_dir)
+            if task.kind == "train":
+                store_trained_model(task.agent, outcome.value)
             if task.kind == "chunk":
                 results[task] = outcome.value
                 _save_cell(settings, task, outcome.value, fingerprint)

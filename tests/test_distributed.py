@@ -305,6 +305,13 @@ def test_a_node_without_the_checkpoints_folder_loads_the_shipped_model(tmp_path)
     assert local["pilots"] == shipped["pilots"] and local["rates"] == shipped["rates"]
     assert run_task((task, elsewhere, None))["status"] == "skipped"
     assert not (tmp_path / "absent").exists()
+    # a model trained on a worker node comes back into the driver's checkpoints folder
+    from agents.evaluation import store_trained_model
+
+    driver_dir = agent.run_dir(tmp_path / "absent", cfg, 0)
+    assert store_trained_model("mlp", {"run_dir": str(driver_dir), "files": files})
+    assert not store_trained_model("mlp", {"run_dir": str(driver_dir), "files": files})  # already there
+    assert run_task((task, elsewhere, None))["pilots"] == local["pilots"]
 
 
 def test_a_dead_worker_process_loses_no_finished_chunk_and_resume_completes(local_reference, tmp_path):
