@@ -37,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-snapshots", type=int, default=DEFAULTS.train_snapshots)
     p.add_argument("--val-snapshots", type=int, default=DEFAULTS.val_snapshots)
     p.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
+    p.add_argument("--imitation-epochs", type=int, default=DEFAULTS.imitation_epochs,
+                   help="first epochs imitate the --labels teacher before --loss takes over (warm start)")
+    p.add_argument("--samples", type=int, default=DEFAULTS.samples,
+                   help="REINFORCE: sampled assignments per snapshot")
     p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
     p.add_argument("--lr", type=float, default=DEFAULTS.lr)
     p.add_argument("--seed", type=int, default=DEFAULTS.seed)
@@ -89,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         runs = [TrainSettings(agent=args.agent, size=size, loss=args.loss, labels=args.labels,
                               train_snapshots=args.train_snapshots, val_snapshots=args.val_snapshots,
                               epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                              data_seed=args.data_seed,
+                              data_seed=args.data_seed, imitation_epochs=args.imitation_epochs,
+                              samples=args.samples,
                               device=args.device, model=model_options(args), runs_dir=args.out,
                               execution={k: getattr(args, k) for k in ("noise_p", "shots", "mitigation", "grad")
                                          if getattr(args, k) is not None},

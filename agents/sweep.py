@@ -45,8 +45,8 @@ from agents.executors import RAY_MISSING, ray_available
 from agents.training import TrainSettings, run_dir_for, train
 
 Size = tuple[int, int, int, int]
-TRAIN_KEYS = ("lr", "batch_size", "seed", "data_seed", "epochs", "train_snapshots", "val_snapshots", "samples",
-              "labels")
+TRAIN_KEYS = ("lr", "batch_size", "seed", "data_seed", "epochs", "imitation_epochs", "train_snapshots",
+              "val_snapshots", "samples", "labels")
 """sweepable :class:`TrainSettings` fields; every other key is a model option"""
 MODEL_ALIASES = {"qubits": "n_qubits"}
 """``train.py`` flag names accepted for model options"""

@@ -81,6 +81,9 @@ class TrainSettings:
     """Adam learning rate"""
     samples: int = 8
     """REINFORCE: assignments sampled per snapshot (each against the greedy-rollout baseline)"""
+    imitation_epochs: int = 0
+    """the first epochs (of ``epochs``) imitate the ``labels`` teacher (supervised loss) before
+    the main ``loss`` takes over: a warm start for REINFORCE"""
     seed: int = 0
     """seed of data, initialisation and shuffling"""
     data_seed: int | None = None
@@ -112,6 +115,8 @@ class TrainSettings:
         for name in ("train_snapshots", "val_snapshots", "epochs", "batch_size", "samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.imitation_epochs <= self.epochs:
+            raise ValueError(f"imitation_epochs must be in [0, epochs={self.epochs}], got {self.imitation_epochs}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number, got {self.lr}")
         self.runs_dir, self.cache_dir = Path(self.runs_dir), Path(self.cache_dir)
@@ -314,7 +319,7 @@ def train(settings: TrainSettings,
     device = torch.device(settings.device)
     run_dir = settings.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    labels = settings.labels if settings.loss == "supervised" else None
+    labels = settings.labels if settings.loss == "supervised" or settings.imitation_epochs else None
     data_seed = settings.seed if settings.data_seed is None else settings.data_seed
     train_set = make_dataset(config, settings.train_snapshots, data_seed, TRAIN_STREAM, labels,
                              settings.cache_dir, settings.progress)
@@ -367,12 +372,15 @@ def train(settings: TrainSettings,
     try:
         for epoch in epochs:
             model.train()
+            epoch_loss = "supervised" if epoch < settings.imitation_epochs else settings.loss
+            if epoch == settings.imitation_epochs and epoch > 0:
+                initial_loss = None  # the main loss starts: relative losses refer to its first batch
             epoch_rng = torch.Generator().manual_seed(settings.seed * 100_003 + epoch)
             order = torch.randperm(n, generator=epoch_rng)
             losses, t0 = [], time.perf_counter()
             for lo in range(0, n, settings.batch_size):
                 idx = order[lo:lo + settings.batch_size]
-                loss = batch_loss(model, settings.loss, x_all[idx.to(device)], beta_all[idx.to(device)],
+                loss = batch_loss(model, epoch_loss, x_all[idx.to(device)], beta_all[idx.to(device)],
                                   beta_np[idx.numpy()], None if y_all is None else y_all[idx.to(device)],
                                   config, epoch_rng, settings.samples)
                 optimiser.zero_grad()
@@ -382,7 +390,7 @@ def train(settings: TrainSettings,
                 if initial_loss is None:
                     initial_loss = losses[0]
             elapsed = time.perf_counter() - t0
-            metrics = {"train/loss": float(np.mean(losses)),
+            metrics = {"train/loss": float(np.mean(losses)), "train/imitation": float(epoch_loss != settings.loss),
                        "train/loss_relative_to_initial": float(np.mean(losses)) / initial_loss,
                        "perf/samples_per_s": n / elapsed, "train/lr": optimiser.param_groups[0]["lr"]}
             metrics.update(validation_metrics(model, val_set, config, master_rate, constant_rate, device))
