@@ -76,7 +76,7 @@ class NeuralAgent(LearnableAgent):
         if "epochs" in settings and "imitation_epochs" not in settings and budget.get("imitation_epochs"):
             # other epochs than the budget's: keep its share of imitation epochs
             share = budget["imitation_epochs"] / budget["epochs"]
-            budget["imitation_epochs"] = min(settings["epochs"], round(settings["epochs"] * share))
+            budget["imitation_epochs"] = min(settings["epochs"], int(settings["epochs"] * share))
         settings = {**budget, **settings}
         settings.setdefault("loss", self.loss)
         settings.setdefault("seed", self.seed)

@@ -46,8 +46,12 @@ from cfenv.config import SystemConfig, parse_size
 
 MBPS = 1e6
 Z_95 = 1.959963984540054
-CSV_FIELDS = ["n_qubits", "p", "mitigation", "shots", "backend", "trajectories", "M", "L", "K", "tau_p",
-              "snapshots", "mean_sum_rate_mbps", "ci95_mbps", "s_per_snapshot", "seed", "checkpoint"]
+NOISE_AGENTS = ("hqcnn", "hqcnn-ar")
+"""models whose circuits the study runs noisily: the paper's HQCNN, and the HQCNN circuit as
+the per-decision scorer of the symmetry-aware decoder (which does not collapse)"""
+CSV_FIELDS = ["agent", "n_qubits", "p", "mitigation", "shots", "backend", "trajectories", "M", "L", "K", "tau_p",
+              "snapshots", "mean_sum_rate_mbps", "ci95_mbps", "distinct_assignments", "master_ap_mbps", "s_per_snapshot",
+              "seed", "checkpoint"]
 
 
 @dataclass
@@ -58,6 +62,9 @@ class NoiseStudySettings:
     """trained HQCNN checkpoints (config.json + weights.pt), one per qubit count"""
     train_root: Path | None = None
     """instead of checkpoint_dirs: train (or reuse) one noiseless HQCNN per qubit count in ROOT/q<n>/"""
+    agent: str = "hqcnn"
+    """model trained under train_root: hqcnn (the paper's) or hqcnn-ar (its circuit as the scorer
+    of the gnn decoder, trained with that agent's default recipe: imitation, then REINFORCE)"""
     qubits: tuple[int, ...] = ()
     """qubit counts: trained under train_root (empty: 4, 8, 16); with checkpoint_dirs, if given,
     they must be the checkpoints' own"""
@@ -96,6 +103,8 @@ class NoiseStudySettings:
         self.size = tuple(int(v) for v in self.size)  # type: ignore[assignment]
         SystemConfig.from_size(self.size)
         self.checkpoint_dirs = tuple(Path(d) for d in self.checkpoint_dirs)
+        if self.agent not in NOISE_AGENTS:
+            raise ValueError(f"agent must be one of {', '.join(NOISE_AGENTS)}, got {self.agent!r}")
         if bool(self.checkpoint_dirs) == (self.train_root is not None):
             raise ValueError("give either checkpoint_dirs or train_root (exactly one)")
         self.qubits = tuple(int(n) for n in self.qubits)
@@ -138,13 +147,21 @@ def checkpoints_for(settings: NoiseStudySettings) -> list[Path]:
         return list(settings.checkpoint_dirs)
     from agents.training import CONFIG_JSON, TrainSettings, train
 
+    from agents.registry import agent_class
+
+    recipe: dict[str, Any] = {}
+    if settings.agent == "hqcnn-ar":  # the agent's own recipe, at the study's epochs and snapshots
+        budget = agent_class("hqcnn-ar").default_budget
+        recipe = {k: budget[k] for k in ("labels", "samples", "batch_size", "lr")}
+        recipe.update(loss="reinforce",
+                      imitation_epochs=int(settings.epochs * budget["imitation_epochs"] / budget["epochs"]))
     dirs = []
     for n in settings.qubits:
-        train_settings = TrainSettings(agent="hqcnn", size=settings.size, model={"n_qubits": n},
+        train_settings = TrainSettings(agent=settings.agent, size=settings.size, model={"n_qubits": n},
                                        epochs=settings.epochs, train_snapshots=settings.train_snapshots,
                                        val_snapshots=settings.val_snapshots, seed=settings.seed,
                                        runs_dir=settings.train_root / f"q{n}", cache_dir=settings.cache_dir,
-                                       progress=settings.progress)
+                                       progress=settings.progress, **recipe)
         if not (train_settings.run_dir / CONFIG_JSON).exists():
             train(train_settings)
         dirs.append(train_settings.run_dir)
@@ -168,37 +185,42 @@ def run_noise_study(settings: NoiseStudySettings) -> list[dict[str, Any]]:
     """
     from tqdm.auto import tqdm
 
+    from agents.diagnostics import distinct_assignments
     from agents.evaluation import draw_test_snapshots
-    from agents.nets import HQCNN
-    from agents.quantum import Execution, apply_execution
+    from agents.heuristics import master_ap_pilots
+    from agents.quantum import Execution, QCNNLayer, apply_execution
     from agents.training import load_model, predict
     from cfenv.rates import sum_rate
 
     config = SystemConfig.from_size(settings.size)
     snaps = draw_test_snapshots(config, settings.snapshots, settings.seed)
+    master_ap = float(np.mean(sum_rate(snaps.beta, master_ap_pilots(snaps.beta, config.tau_p), config))) / MBPS
     checkpoints = checkpoints_for(settings)
     models = []
     for directory in checkpoints:
-        model, _ = load_model(directory, expected=config)
-        if not isinstance(model, HQCNN):
-            raise TypeError(f"checkpoint {directory} is a {type(model).__name__}, not an HQCNN")
-        models.append((directory, model))
+        model, meta = load_model(directory, expected=config)
+        layers = [m for m in model.modules() if isinstance(m, QCNNLayer)]
+        if len(layers) != 1:
+            raise TypeError(f"checkpoint {directory} holds a {meta['agent']} model without a (single) QCNN circuit")
+        models.append((directory, model, layers[0], meta["agent"]))
     if settings.checkpoint_dirs and settings.qubits:
-        found = tuple(m.n_qubits for _, m in models)
+        found = tuple(layer.n_qubits for _, _, layer, _ in models)
         if found != settings.qubits:
             raise ValueError(f"the checkpoints have {found} qubits, not the requested {settings.qubits}")
-    cells = [(directory, model, p, mitigation) for directory, model in models for p in settings.p
-             for mitigation in (("none",) if p == 0 else settings.mitigation)]
+    cells = [(directory, model, layer, agent, p, mitigation) for directory, model, layer, agent in models
+             for p in settings.p for mitigation in (("none",) if p == 0 else settings.mitigation)]
     records = []
     bar = tqdm(cells, desc="noise study", unit="cell", disable=not settings.progress)
-    for directory, model, p, mitigation in bar:
-        seed = _cell_seed(settings.seed, model.n_qubits, p, mitigation)
+    for directory, model, layer, agent, p, mitigation in bar:
+        n_qubits = layer.n_qubits
+        seed = _cell_seed(settings.seed, n_qubits, p, mitigation)
+        if agent != "hqcnn":  # keep the HQCNN's noise streams as they were
+            seed = _cell_seed(settings.seed, n_qubits, p, f"{agent}/{mitigation}")
         execution = Execution(noise_p=p, shots=settings.shots, mitigation=mitigation,
                               trajectories=settings.trajectories, noise_backend=settings.noise_backend,
                               seed=seed)
         description = apply_execution(model, execution)[0]
-        layer = model.quantum
-        bar.set_postfix_str(f"n={model.n_qubits} p={p:g} {mitigation} on {layer.execution_backend}")
+        bar.set_postfix_str(f"{agent} n={n_qubits} p={p:g} {mitigation} on {layer.execution_backend}")
         start = time.perf_counter()
         pilots, _ = predict(model, snaps.beta, config.tau_p)
         elapsed = time.perf_counter() - start
@@ -206,12 +228,13 @@ def run_noise_study(settings: NoiseStudySettings) -> list[dict[str, Any]]:
         k = len(rates)
         on_trajectories = layer.execution_backend == "trajectories" and p > 0
         records.append({
-            "n_qubits": model.n_qubits, "p": p, "mitigation": mitigation, "shots": settings.shots,
+            "agent": agent, "n_qubits": n_qubits, "p": p, "mitigation": mitigation, "shots": settings.shots,
             "backend": layer.execution_backend,
             "trajectories": settings.trajectories if on_trajectories else None,
             "description": description, "M": config.M, "L": config.L, "K": config.K, "tau_p": config.tau_p,
             "snapshots": k, "mean_sum_rate_mbps": float(np.mean(rates)),
             "ci95_mbps": Z_95 * float(np.std(rates, ddof=1)) / math.sqrt(k) if k > 1 else float("nan"),
+            "distinct_assignments": distinct_assignments(pilots), "master_ap_mbps": master_ap,
             "s_per_snapshot": elapsed / k, "per_snapshot_sum_rate_mbps": [float(r) for r in rates],
             "seed": seed, "checkpoint": str(directory),
         })
@@ -221,29 +244,33 @@ def run_noise_study(settings: NoiseStudySettings) -> list[dict[str, Any]]:
 
 
 def plot_noise_study(records: list[dict[str, Any]], path: Path) -> Path:
-    """Fig. 3c from saved records: (a) sum rate vs p per qubit count (solid: no mitigation,
-    dashed: ZNE; p = 0 is the noiseless model for both), (b) sum rate vs qubit count for
-    noiseless, noisy and noisy + ZNE at the largest p. 95 % CIs as error bars."""
+    """Fig. 3c from saved records: (a) sum rate vs p per model and qubit count (solid: no
+    mitigation, dashed: ZNE; p = 0 is the noiseless model for both), (b) sum rate vs qubit
+    count for noiseless, noisy and noisy + ZNE at the largest p. 95 % CIs as error bars; the
+    grey line is master-AP on the same snapshots."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (ax_p, ax_n) = plt.subplots(1, 2, figsize=(11, 4.5))
-    qubits = sorted({r["n_qubits"] for r in records})
+    agent_of = lambda r: r.get("agent", "hqcnn")  # noqa: E731 - records from before the agent field
+    models = sorted({(agent_of(r), r["n_qubits"]) for r in records})
+    several = len({a for a, _ in models}) > 1
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, n in enumerate(qubits):
-        mine = [r for r in records if r["n_qubits"] == n]
+    for i, (agent, n) in enumerate(models):
+        mine = [r for r in records if (agent_of(r), r["n_qubits"]) == (agent, n)]
         clean = [r for r in mine if r["p"] == 0]
         for mitigation, style in (("none", "-"), ("zne", "--")):
             rows = sorted(clean + [r for r in mine if r["p"] > 0 and r["mitigation"] == mitigation],
                           key=lambda r: r["p"])
             if not any(r["p"] > 0 for r in rows):
                 continue
+            name = f"{agent} " if several else ""
             ax_p.errorbar([r["p"] for r in rows], [r["mean_sum_rate_mbps"] for r in rows],
                           yerr=[_ci(r) for r in rows], linestyle=style, marker="o", capsize=3,
                           color=colours[i % len(colours)],
-                          label=f"{n} qubits" + (" + ZNE" if mitigation == "zne" else ""))
+                          label=f"{name}{n} qubits" + (" + ZNE" if mitigation == "zne" else ""))
     noisy_ps = [r["p"] for r in records if r["p"] > 0]
     if noisy_ps:
         ax_p.set_xscale("symlog", linthresh=min(noisy_ps))
@@ -251,23 +278,29 @@ def plot_noise_study(records: list[dict[str, Any]], path: Path) -> Path:
     ax_p.set_ylabel("average sum rate [Mbit/s]")
     ax_p.set_title("(a) sum rate vs gate noise")
     p_max = max([r["p"] for r in records], default=0.0)
-    for label, pick in (("noiseless", lambda r: r["p"] == 0),
-                        (f"p = {p_max:g}", lambda r: r["p"] == p_max > 0 and r["mitigation"] == "none"),
-                        (f"p = {p_max:g} + ZNE", lambda r: r["p"] == p_max > 0 and r["mitigation"] == "zne")):
-        rows = sorted((r for r in records if pick(r)), key=lambda r: r["n_qubits"])
-        if rows:
-            ax_n.errorbar([r["n_qubits"] for r in rows], [r["mean_sum_rate_mbps"] for r in rows],
-                          yerr=[_ci(r) for r in rows], marker="o", capsize=3, label=label,
-                          linestyle="--" if "ZNE" in label else "-")
-    ax_n.set_xticks(qubits)
+    for agent in sorted({a for a, _ in models}):
+        for label, pick in (("noiseless", lambda r: r["p"] == 0),
+                            (f"p = {p_max:g}", lambda r: r["p"] == p_max > 0 and r["mitigation"] == "none"),
+                            (f"p = {p_max:g} + ZNE", lambda r: r["p"] == p_max > 0 and r["mitigation"] == "zne")):
+            rows = sorted((r for r in records if agent_of(r) == agent and pick(r)), key=lambda r: r["n_qubits"])
+            if rows:
+                ax_n.errorbar([r["n_qubits"] for r in rows], [r["mean_sum_rate_mbps"] for r in rows],
+                              yerr=[_ci(r) for r in rows], marker="o", capsize=3,
+                              label=f"{agent} {label}" if several else label,
+                              linestyle="--" if "ZNE" in label else "-")
+    master = [r["master_ap_mbps"] for r in records if r.get("master_ap_mbps") is not None]
+    for ax in (ax_p, ax_n):
+        if master:
+            ax.axhline(master[0], color="grey", linestyle=":", label="master-AP")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    ax_n.set_xticks(sorted({n for _, n in models}))
     ax_n.set_xlabel("number of qubits")
     ax_n.set_title("(b) sum rate vs qubits")
-    for ax in (ax_p, ax_n):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
     if records:
         r = records[0]
-        fig.suptitle(f"HQCNN under depolarising noise, (M, L, K, tau_p) = ({r['M']}, {r['L']}, {r['K']}, "
+        names = ", ".join(sorted({a for a, _ in models}))
+        fig.suptitle(f"{names} under depolarising noise, (M, L, K, tau_p) = ({r['M']}, {r['L']}, {r['K']}, "
                      f"{r['tau_p']}), {r['snapshots']} test snapshots", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -304,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="trained HQCNN checkpoints, one per qubit count")
     parser.add_argument("--train-root", type=Path, default=None,
                         help="train (or reuse) one noiseless HQCNN per --qubits count in ROOT/q<n>/")
+    parser.add_argument("--agent", default=d.agent, help=f"model trained under --train-root: {', '.join(NOISE_AGENTS)}")
     parser.add_argument("--qubits", nargs="+", type=int, default=list(d.qubits),
                         help="qubit counts (--train-root: default 4 8 16; else a check of the checkpoints)")
     parser.add_argument("--size", default=",".join(map(str, d.size)), help="M,L,K,tau_p")
@@ -333,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         settings = NoiseStudySettings(
-            checkpoint_dirs=tuple(args.checkpoint_dirs), train_root=args.train_root,
+            checkpoint_dirs=tuple(args.checkpoint_dirs), train_root=args.train_root, agent=args.agent,
             qubits=tuple(args.qubits),
             size=parse_size(args.size), p=tuple(args.p), mitigation=tuple(args.mitigation), shots=args.shots,
             trajectories=args.trajectories, noise_backend=args.noise_backend, snapshots=args.snapshots,
@@ -350,11 +384,13 @@ def main(argv: list[str] | None = None) -> int:
     meta["wall_time_s"] = time.perf_counter() - start
     paths = write_noise_study(records, settings, meta)
     width = max(len(r["backend"]) for r in records)
-    print(f"{'n':>3} {'p':>7} {'mitigation':<10} {'backend':<{width}} {'sum rate [Mbit/s]':>20} "
-          f"{'s/snapshot':>11}")
+    print(f"master-AP on the same snapshots: {records[0]['master_ap_mbps']:.2f} Mbit/s")
+    print(f"{'agent':<9} {'n':>3} {'p':>7} {'mitigation':<10} {'backend':<{width}} {'sum rate [Mbit/s]':>20} "
+          f"{'distinct':>8} {'s/snapshot':>11}")
     for r in records:
-        print(f"{r['n_qubits']:>3} {r['p']:>7g} {r['mitigation']:<10} {r['backend']:<{width}} "
-              f"{r['mean_sum_rate_mbps']:>11.2f} ± {_ci(r):<6.2f} {r['s_per_snapshot']:>11.4f}")
+        print(f"{r['agent']:<9} {r['n_qubits']:>3} {r['p']:>7g} {r['mitigation']:<10} {r['backend']:<{width}} "
+              f"{r['mean_sum_rate_mbps']:>11.2f} ± {_ci(r):<6.2f} {r['distinct_assignments']:>8d} "
+              f"{r['s_per_snapshot']:>11.4f}")
     described = set()
     for r in records:  # the backend of each qubit count, in words
         if r["p"] > 0 and r["n_qubits"] not in described:

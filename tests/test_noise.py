@@ -506,6 +506,30 @@ def test_noise_study_cli_writes_json_csv_and_figure(tmp_path: Path) -> None:
     assert noise_study.main(["--checkpoint-dirs", str(settings.run_dir), "--p", "2", "--no-progress"]) == 2
 
 
+def test_noise_study_runs_the_quantum_scorer_of_the_decoder(tmp_path: Path) -> None:
+    """--agent hqcnn-ar: trains the circuit-scored decoder with its own recipe under the
+    train root and runs its circuit noisily; records name the agent, count distinct
+    assignments and carry the master-AP reference."""
+    from agents import noise_study
+
+    out = tmp_path / "noise"
+    code = noise_study.main(["--train-root", str(tmp_path / "runs"), "--agent", "hqcnn-ar", "--qubits", "4",
+                             "--size", "6,1,4,2", "--p", "0", "0.05", "--mitigation", "none", "--snapshots", "3",
+                             "--epochs", "2", "--train-snapshots", "16", "--val-snapshots", "8",
+                             "--noise-backend", "trajectories", "--trajectories", "4", "--cache-dir",
+                             str(tmp_path / "cache"), "--out", str(out), "--no-progress"])
+    assert code == 0
+    run = tmp_path / "runs" / "q4" / "hqcnn-ar" / "6-1-4-2" / "reinforce-seed0"
+    history = json.loads((run / "history.json").read_text())
+    assert [h["train/imitation"] for h in history] == [1.0, 0.0]
+    records = json.loads((out / "noise_study.json").read_text())["records"]
+    assert [(r["agent"], r["p"], r["backend"]) for r in records] == [("hqcnn-ar", 0.0, "trajectories"),
+                                                                      ("hqcnn-ar", 0.05, "trajectories")]
+    assert all(1 <= r["distinct_assignments"] <= 3 and r["master_ap_mbps"] > 0 for r in records)
+    assert (out / "fig3c.png").stat().st_size > 1000
+    assert noise_study.main(["--train-root", str(tmp_path), "--agent", "mlp", "--no-progress"]) == 2
+
+
 def test_cli_noise_flags_reach_the_circuit(tmp_path):
     """train.py --grad parameter-shift and evaluate.py --noise-p/--mitigation run end to end."""
     import json
