@@ -288,10 +288,13 @@ def plot_noise_study(records: list[dict[str, Any]], path: Path) -> Path:
                               yerr=[_ci(r) for r in rows], marker="o", capsize=3,
                               label=f"{agent} {label}" if several else label,
                               linestyle="--" if "ZNE" in label else "-")
-    master = [r["master_ap_mbps"] for r in records if r.get("master_ap_mbps") is not None]
+    # master-AP on each study's own snapshots (one line when they are the same snapshots)
+    master = {(r["snapshots"], round(r["master_ap_mbps"], 6)): agent_of(r) for r in records
+              if r.get("master_ap_mbps") is not None}
     for ax in (ax_p, ax_n):
-        if master:
-            ax.axhline(master[0], color="grey", linestyle=":", label="master-AP")
+        for j, ((n_snaps, value), agent) in enumerate(sorted(master.items())):
+            label = "master-AP" if len(master) == 1 else f"master-AP ({agent}'s {n_snaps} snapshots)"
+            ax.axhline(value, color="grey", linestyle=(0, (1, 1 + 2 * j)), label=label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     ax_n.set_xticks(sorted({n for _, n in models}))
@@ -299,9 +302,11 @@ def plot_noise_study(records: list[dict[str, Any]], path: Path) -> Path:
     ax_n.set_title("(b) sum rate vs qubits")
     if records:
         r = records[0]
-        names = ", ".join(sorted({a for a, _ in models}))
-        fig.suptitle(f"{names} under depolarising noise, (M, L, K, tau_p) = ({r['M']}, {r['L']}, {r['K']}, "
-                     f"{r['tau_p']}), {r['snapshots']} test snapshots", fontsize=10)
+        snaps = {agent: rec["snapshots"] for rec in records for agent in [agent_of(rec)]}
+        counts = (f"{r['snapshots']} test snapshots" if len(set(snaps.values())) == 1
+                  else ", ".join(f"{a}: {n} test snapshots" for a, n in sorted(snaps.items())))
+        fig.suptitle(f"{', '.join(sorted(snaps))} under depolarising noise, (M, L, K, tau_p) = "
+                     f"({r['M']}, {r['L']}, {r['K']}, {r['tau_p']}), {counts}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
