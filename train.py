@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mitigation", default=None, help="HQCNN: none or zne")
     p.add_argument("--grad", default=None, help="HQCNN: backprop or parameter-shift")
     p.add_argument("--out", type=Path, default=DEFAULTS.runs_dir, help="runs folder (TensorBoard logdir)")
-    p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the run's checkpoint (with --sweep: continue the sweep's unfinished trials)")
     p.add_argument("--no-progress", action="store_true")
     sweep = p.add_argument_group("hyperparameter / seed sweeps on Ray Tune (pip install 'cfpilot[distributed]')")
     sweep.add_argument("--sweep", default=None,
@@ -113,14 +114,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def train_sweep(args: argparse.Namespace) -> int:
     """``--sweep``: run it on Ray Tune and print where each size's best model went."""
-    from agents.sweep import load_sweep, run_sweep
+    from agents.sweep import SweepIncomplete, load_sweep, run_sweep
 
     try:
         spec = load_sweep(args.sweep)
-        summaries = run_sweep(spec, runs_dir=args.out, ray_address=args.ray_address, workers=args.workers)
+        summaries = run_sweep(spec, runs_dir=args.out, ray_address=args.ray_address, workers=args.workers,
+                              resume=args.resume)
     except ValueError as err:
         print(f"train.py: error: {err}", file=sys.stderr)
         return 2
+    except SweepIncomplete as err:
+        print(f"train.py: {err}", file=sys.stderr)
+        return 1
     for summary in summaries:
         best = summary["best"]
         print(json.dumps({"size": summary["size"], "best_config": best["config"], spec.metric: best["metric"],

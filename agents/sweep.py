@@ -52,7 +52,7 @@ MODEL_ALIASES = {"qubits": "n_qubits"}
 """``train.py`` flag names accepted for model options"""
 SAMPLERS = ("loguniform", "uniform", "choice", "randint")
 SPEC_KEYS = ("agent", "sizes", "size", "loss", "name", "fixed", "search", "num_samples", "metric", "mode",
-             "scheduler", "export_seed", "max_concurrent", "cpus_per_trial")
+             "scheduler", "export_seed", "max_concurrent", "cpus_per_trial", "search_seed")
 
 
 @dataclass
@@ -74,6 +74,8 @@ class SweepSpec:
     """seed folder the best model is exported under (``evaluate.py --seed``)"""
     max_concurrent: int | None = None
     cpus_per_trial: float = 1.0
+    search_seed: int = 0
+    """seed of the sampled search keys (loguniform, choice ...): a sweep file names one set of trials"""
 
     def __post_init__(self) -> None:
         from agents.nets import MODEL_NAMES
@@ -141,6 +143,10 @@ class SweepSpec:
             raise ValueError(f"sweep key not a TrainSettings field ({', '.join(TRAIN_KEYS)}) nor an option of "
                              f"{self.agent}: {err}") from None
         return settings
+
+
+class SweepIncomplete(RuntimeError):
+    """No trial of a sweep ran to its last epoch (the sweep was interrupted or every trial failed)."""
 
 
 def _max_epochs(spec: SweepSpec) -> int:
@@ -228,12 +234,22 @@ def _trial(config: dict[str, Any], spec: dict[str, Any], size: list[int], trials
 
 
 def run_sweep(spec: SweepSpec, runs_dir: Path = Path("runs"), cache_dir: Path = Path(".cache/datasets"),
-              ray_address: str | None = None, workers: int | None = None, verbose: int = 1) -> list[dict[str, Any]]:
+              ray_address: str | None = None, workers: int | None = None, verbose: int = 1,
+              resume: bool = False) -> list[dict[str, Any]]:
     """Run the sweep on Ray Tune (a running cluster at ``ray_address``, else a local instance with
     ``workers`` CPUs; an already initialised Ray is used as it is) and export each size's best
-    completed trial. Returns one summary per size (best trial, its metrics, the export folder)."""
+    completed trial. Returns one summary per size (best trial, its metrics, the export folder).
+
+    A sweep folder that already exists is an error unless ``resume``: then Tune restores the
+    experiment, finished trials are kept and unfinished or errored ones continue from their
+    trainer checkpoints."""
     if not ray_available():
         raise ValueError(RAY_MISSING)
+    for size in spec.sizes:
+        sweep_dir = Path(runs_dir) / "sweeps" / spec.experiment(size)
+        if sweep_dir.exists() and not resume:
+            raise ValueError(f"sweep folder {sweep_dir} exists: continue it with --resume, or give the sweep "
+                             "another name (or remove the folder)")
     import logging
 
     import ray
@@ -250,7 +266,7 @@ def run_sweep(spec: SweepSpec, runs_dir: Path = Path("runs"), cache_dir: Path = 
     try:
         for size in spec.sizes:
             summaries.append(_sweep_one_size(spec, size, runs_dir, cache_dir, verbose, tune, ASHAScheduler,
-                                             FIFOScheduler))
+                                             FIFOScheduler, resume))
     finally:
         if started_here:
             ray.shutdown()
@@ -258,13 +274,16 @@ def run_sweep(spec: SweepSpec, runs_dir: Path = Path("runs"), cache_dir: Path = 
 
 
 def _sweep_one_size(spec: SweepSpec, size: Size, runs_dir: Path, cache_dir: Path, verbose: int, tune: Any,
-                    asha: Any, fifo: Any) -> dict[str, Any]:
+                    asha: Any, fifo: Any, resume: bool = False) -> dict[str, Any]:
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
     name = spec.experiment(size)
     sweep_dir = runs_dir / "sweeps" / name
     epochs = _max_epochs(spec)
     options = {k: v for k, v in spec.scheduler.items() if k != "type"}
     if spec.scheduler.get("type", "asha") == "asha":
-        scheduler = asha(time_attr="training_iteration", max_t=epochs, grace_period=options.pop("grace_period", 1),
+        # time in epochs as the trainer counts them (a resumed trial restarts Tune's iteration count)
+        scheduler = asha(time_attr="epoch", max_t=epochs, grace_period=options.pop("grace_period", 1),
                          reduction_factor=options.pop("reduction_factor", 2), **options)
     else:
         scheduler = fifo()
@@ -272,17 +291,27 @@ def _sweep_one_size(spec: SweepSpec, size: Size, runs_dir: Path, cache_dir: Path
         tune.with_parameters(_trial, spec=dataclasses.asdict(spec), size=list(size),
                              trials_dir=str(sweep_dir / "trials"), cache_dir=str(cache_dir)),
         {"cpu": spec.cpus_per_trial})
+    experiment = sweep_dir / "tune"
+    if resume and tune.Tuner.can_restore(str(experiment)):
+        tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True,
+                                   resume_errored=True)
+        return _collect(spec, size, sweep_dir, tuner.fit())
     tuner = tune.Tuner(
         trainable, param_space=_param_space(spec.search),
         tune_config=tune.TuneConfig(metric=tune_key(spec.metric), mode=spec.mode, scheduler=scheduler,
+                                    search_alg=BasicVariantGenerator(random_state=spec.search_seed),
                                     num_samples=spec.num_samples, max_concurrent_trials=spec.max_concurrent),
         run_config=tune.RunConfig(name="tune", storage_path=str(sweep_dir), verbose=verbose,
                                   failure_config=tune.FailureConfig(max_failures=1)))
-    grid = tuner.fit()
+    return _collect(spec, size, sweep_dir, tuner.fit())
+
+
+def _collect(spec: SweepSpec, size: Size, sweep_dir: Path, grid: Any) -> dict[str, Any]:
+    """Every trial's configuration, epochs run and final metric; then the export."""
     trials = []
     for result in grid:
         metrics = result.metrics or {}
-        trials.append({"config": result.config, "epochs_run": metrics.get("training_iteration"),
+        trials.append({"config": result.config, "epochs_run": metrics.get("epoch"),
                        "run_dir": metrics.get("run_dir"), "metric": metrics.get(tune_key(spec.metric)),
                        "error": None if result.error is None else str(result.error).splitlines()[0]})
     return _export_best(spec, size, sweep_dir, trials)
@@ -299,7 +328,8 @@ def _export_best(spec: SweepSpec, size: Size, sweep_dir: Path, trials: list[dict
     if not completed:
         summary.update(best=None, export=None)
         (sweep_dir / "sweep.json").write_text(json.dumps(summary, indent=1, default=str))
-        raise RuntimeError(f"no trial of sweep {sweep_dir} completed; see {sweep_dir / 'sweep.json'}")
+        raise SweepIncomplete(f"no trial of sweep {sweep_dir} completed (interrupted?): continue it with "
+                              f"--resume; trials in {sweep_dir / 'sweep.json'}")
     pick = max if spec.mode == "max" else min
     best = pick(completed, key=lambda t: t["metric"])
     export = run_dir_for(sweep_dir / "best", spec.agent, size, spec.loss, spec.export_seed)

@@ -221,6 +221,11 @@ def test_sweep_exports_its_best_checkpoint_and_evaluate_uses_it(ray_instance, tm
     assert list(trial_dir.glob("events.out.tfevents.*")) and (trial_dir / "checkpoint.pt").exists()
     history = json.loads((export / "history.json").read_text())
     assert len(history) == 2 and history[-1]["val/sum_rate_mbps"] == pytest.approx(best["metric"])
+    # a sweep folder is never overwritten; --resume restores the Tune experiment (all finished here)
+    assert train.main(["--sweep", json.dumps(SWEEP), "--out", str(runs)]) == 2
+    assert train.main(["--sweep", json.dumps(SWEEP), "--out", str(runs), "--resume"]) == 0
+    again = json.loads((runs / "sweeps" / "tiny" / "sweep.json").read_text())
+    assert sorted(t["run_dir"] for t in again["trials"]) == sorted(t["run_dir"] for t in summary["trials"])
     out = tmp_path / "eval"
     assert evaluate.main(["--agents", "mlp", "--sizes", "6,1,4,2", "--snapshots", "8", "--no-progress",
                           "--checkpoints", str(runs / "sweeps" / "tiny" / "best"), "--no-train",
@@ -340,3 +345,15 @@ def test_ray_retries_a_task_whose_worker_died_and_keeps_the_others(local_referen
     assert "Ray" in failed[0]["reason"] or "died" in failed[0]["reason"].lower()
     others = [(r, ref) for r, ref in zip(records, reference) if r["status"] == "ok"]
     assert len(others) == 7 and without_timing([r for r, _ in others]) == without_timing([x for _, x in others])
+
+
+@needs_ray
+def test_a_sampled_fifo_sweep_repeats_exactly(ray_instance, tmp_path):
+    sampled = {**SWEEP, "fixed": {"train_snapshots": 32, "val_snapshots": 16, "epochs": 1, "batch_size": 16},
+               "search": {"lr": {"loguniform": [0.001, 0.1]}}, "num_samples": 2, "scheduler": {"type": "fifo"}}
+    results = []
+    for name in ("first", "second"):
+        assert train.main(["--sweep", json.dumps({**sampled, "name": name}), "--out", str(tmp_path)]) == 0
+        trials = json.loads((tmp_path / "sweeps" / name / "sweep.json").read_text())["trials"]
+        results.append(sorted((t["config"]["lr"], t["metric"]) for t in trials))
+    assert results[0] == results[1] and len({lr for lr, _ in results[0]}) == 2
