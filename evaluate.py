@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from agents.evaluation import (
+    CELLS_DIR,
     SIZE_GROUPS,
     EvaluationSettings,
     evaluate,
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in records:
         if r["status"] != "ok":
             print(f"{r['status']} {r['agent']} at ({r['M']},{r['L']},{r['K']},{r['tau_p']}): {r['reason']}")
-    print(f"tasks: {stats['computed']} computed, {stats['reused']} reused from {settings.out / 'cells'}, "
+    print(f"tasks: {stats['computed']} computed, {stats['reused']} reused from {settings.out / CELLS_DIR}, "
           f"{stats['failed']} failed ({settings.executor} executor)")
     print(f"wrote {', '.join(str(p) for p in paths.values())} in {meta['wall_time_s']:.1f} s")
     return 1 if stats["failed"] else 0

@@ -197,16 +197,19 @@ def plan_chunks(settings: EvaluationSettings) -> list[Task]:
             for size in settings.sizes for name in settings.agents for lo in range(0, settings.snapshots, step)]
 
 
-def _training_size(name: str, size: Size, settings: EvaluationSettings) -> SystemConfig:
-    """The size whose checkpoint a learning agent uses at ``size`` (``--trained-at``)."""
-    if settings.trained_at is not None and getattr(agent_class(name), "size_generalisable", False):
-        return SystemConfig.from_size(settings.trained_at)
-    return SystemConfig.from_size(size)
-
-
 def _checkpoint_loss(name: str, settings: EvaluationSettings) -> str:
     cls = agent_class(name)
     return settings.loss if settings.loss in cls.losses else cls.losses[0]
+
+
+def _checkpoint(name: str, size: Size, settings: EvaluationSettings) -> tuple[SystemConfig, Path]:
+    """The size a learning agent's model for ``size`` is trained at (``--trained-at`` for
+    size-generalisable agents), and its run folder."""
+    generalisable = getattr(agent_class(name), "size_generalisable", False)
+    train_config = SystemConfig.from_size(settings.trained_at if settings.trained_at and generalisable else size)
+    run_dir = agent_class(name).run_dir(settings.checkpoints, train_config, settings.seed,
+                                        _checkpoint_loss(name, settings))
+    return train_config, run_dir
 
 
 def plan_training(settings: EvaluationSettings) -> dict[tuple[str, Size], Task]:
@@ -220,10 +223,8 @@ def plan_training(settings: EvaluationSettings) -> dict[tuple[str, Size], Task]:
         for name in settings.agents:
             if not is_learnable(name):
                 continue
-            cls = agent_class(name)
-            train_config = _training_size(name, size, settings)
-            run_dir = cls.run_dir(settings.checkpoints, train_config, settings.seed, _checkpoint_loss(name, settings))
-            if cls.has_checkpoint(run_dir):
+            train_config, run_dir = _checkpoint(name, size, settings)
+            if agent_class(name).has_checkpoint(run_dir):
                 continue
             task = by_run_dir.setdefault(run_dir, Task("train", train_config.size, name))
             waiting[(name, size)] = task
@@ -260,10 +261,7 @@ def run_task(payload: Payload) -> dict[str, Any]:
     if is_learnable(task.agent):
         agent, reason = _load_learning_agent(task.agent, config, settings, result, model_files)
     else:
-        kwargs = _agent_kwargs(task.agent, settings)
-        if "progress" in kwargs:
-            kwargs["progress"] = progress
-        agent = make(task.agent, config=config, seed=settings.seed, **kwargs)
+        agent = make(task.agent, config=config, seed=settings.seed, **_agent_kwargs(task.agent, settings, progress))
         reason = agent.unsupported_reason(config)
     if reason is not None:
         result.update(status="skipped", reason=reason)
@@ -302,10 +300,10 @@ def _inject_failure(task: Task, settings: EvaluationSettings) -> None:
         raise RuntimeError(f"injected failure in task {task.key} (fail_tasks test hook)")
 
 
-def _agent_kwargs(name: str, settings: EvaluationSettings) -> dict[str, Any]:
+def _agent_kwargs(name: str, settings: EvaluationSettings, progress: bool) -> dict[str, Any]:
     kwargs: dict[str, Any] = {}
     if name == "exhaustive":
-        kwargs["progress"] = settings.progress
+        kwargs["progress"] = progress
         if settings.max_assignments is not None:
             kwargs["max_assignments"] = settings.max_assignments
     return kwargs
@@ -343,8 +341,7 @@ def _load_learning_agent(name: str, config: SystemConfig, settings: EvaluationSe
     import tempfile
 
     cls = agent_class(name)
-    train_config = _training_size(name, config.size, settings)
-    run_dir = cls.run_dir(settings.checkpoints, train_config, settings.seed, _checkpoint_loss(name, settings))
+    train_config, run_dir = _checkpoint(name, config.size, settings)
     if not cls.has_checkpoint(run_dir) and not model_files:
         return None, f"no checkpoint in {run_dir} (train it with train.py, or run without --no-train)"
     if cls.has_checkpoint(run_dir):
@@ -440,13 +437,15 @@ def evaluate(settings: EvaluationSettings,
                disable=not settings.progress)
     started = time.perf_counter()
 
+    shipped: dict[Path, dict[str, bytes] | None] = {}  # model files per run folder, read once
+
     def payload(task: Task) -> Payload:
         if settings.executor != "ray" or task.kind != "chunk" or not is_learnable(task.agent):
             return task, settings, None
-        cls = agent_class(task.agent)
-        run_dir = cls.run_dir(settings.checkpoints, _training_size(task.agent, task.size, settings), settings.seed,
-                              _checkpoint_loss(task.agent, settings))
-        return task, settings, model_files_of(run_dir) if cls.has_checkpoint(run_dir) else None
+        _, run_dir = _checkpoint(task.agent, task.size, settings)
+        if run_dir not in shipped:
+            shipped[run_dir] = model_files_of(run_dir) if agent_class(task.agent).has_checkpoint(run_dir) else None
+        return task, settings, shipped[run_dir]
 
     def run_phase(executor: Any, tasks: list[Task]) -> None:
         for i, outcome in executor.map_unordered(run_task, [payload(t) for t in tasks]):
@@ -469,7 +468,7 @@ def evaluate(settings: EvaluationSettings,
             counts["computed"] += 1
             if task.kind == "train":
                 store_trained_model(task.agent, outcome.value)
-            if task.kind == "chunk":
+            else:
                 results[task] = outcome.value
                 _save_cell(settings, task, outcome.value, fingerprint)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -139,12 +140,35 @@ class ProcessExecutor:
                     yield i, Outcome(False, error=f"worker process failed: {one_line(err)}")
 
 
+@contextmanager
+def ray_session(address: str | None = None, workers: int | None = None) -> Iterator[None]:
+    """Ray for the duration of the block: the cluster at ``address``, else a local instance with
+    ``workers`` CPUs (default: all cores). A Ray already initialised by the caller is used as it
+    is and left running; one started here is shut down on exit. (The executor and
+    :func:`agents.sweep.run_sweep` both use it.)"""
+    if not ray_available():
+        raise ValueError(RAY_MISSING)
+    import logging
+
+    import ray
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        where = {"address": address} if address else {"num_cpus": workers or os.cpu_count() or 1}
+        ray.init(**where, include_dashboard=False, logging_level=logging.WARNING)
+    try:
+        yield
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
 class RayExecutor:
-    """Tasks on a Ray cluster (``address``) or on a local Ray instance with ``workers`` CPUs.
+    """Tasks on a Ray cluster (``address``) or on a local Ray instance with ``workers`` CPUs
+    (see :func:`ray_session`).
 
     Ray's scheduler places the tasks; a task that raises (or whose worker dies) is retried
-    by Ray ``retries`` times. A Ray instance started here is shut down on exit; one that
-    was already initialised (``ray.init`` by the caller) is left running.
+    by Ray ``retries`` times.
     """
 
     name = "ray"
@@ -152,30 +176,15 @@ class RayExecutor:
     def __init__(self, workers: int | None = None, retries: int = 1, address: str | None = None, **_: Any) -> None:
         if not ray_available():
             raise ValueError(RAY_MISSING)
-        self.workers, self.retries, self.address = workers, retries, address
-        self.started_here = False
+        self.retries = retries
+        self.session = ray_session(address, workers)
 
     def __enter__(self) -> "RayExecutor":
-        import logging
-
-        import ray
-
-        if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
-                                      "configure_logging": True}
-            if self.address:
-                ray.init(address=self.address, **kwargs)
-            else:
-                ray.init(num_cpus=self.workers or os.cpu_count() or 1, **kwargs)
-            self.started_here = True
+        self.session.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        if self.started_here:
-            import ray
-
-            ray.shutdown()
-            self.started_here = False
+    def __exit__(self, *exc: Any) -> None:
+        self.session.__exit__(*exc)
 
     def map_unordered(self, fn: Callable[[Any], Any], payloads: Sequence[Any]) -> Iterator[tuple[int, Outcome]]:
         import ray

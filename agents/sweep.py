@@ -35,13 +35,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.executors import RAY_MISSING, ray_available
+from agents.executors import RAY_MISSING, ray_available, ray_session
 from agents.training import TrainSettings, run_dir_for, train
 
 Size = tuple[int, int, int, int]
@@ -250,31 +249,15 @@ def run_sweep(spec: SweepSpec, runs_dir: Path = Path("runs"), cache_dir: Path = 
         if sweep_dir.exists() and not resume:
             raise ValueError(f"sweep folder {sweep_dir} exists: continue it with --resume, or give the sweep "
                              "another name (or remove the folder)")
-    import logging
+    runs_dir, cache_dir = Path(runs_dir).resolve(), Path(cache_dir).resolve()  # trials run in other folders
+    with ray_session(ray_address, workers):
+        return [_sweep_one_size(spec, size, runs_dir, cache_dir, verbose, resume) for size in spec.sizes]
 
-    import ray
+
+def _sweep_one_size(spec: SweepSpec, size: Size, runs_dir: Path, cache_dir: Path, verbose: int,
+                    resume: bool = False) -> dict[str, Any]:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-
-    runs_dir, cache_dir = Path(runs_dir).resolve(), Path(cache_dir).resolve()  # trials run in other folders
-    started_here = not ray.is_initialized()
-    if started_here:
-        kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
-        ray.init(**({"address": ray_address} if ray_address else {"num_cpus": workers or os.cpu_count() or 1}),
-                 **kwargs)
-    summaries = []
-    try:
-        for size in spec.sizes:
-            summaries.append(_sweep_one_size(spec, size, runs_dir, cache_dir, verbose, tune, ASHAScheduler,
-                                             FIFOScheduler, resume))
-    finally:
-        if started_here:
-            ray.shutdown()
-    return summaries
-
-
-def _sweep_one_size(spec: SweepSpec, size: Size, runs_dir: Path, cache_dir: Path, verbose: int, tune: Any,
-                    asha: Any, fifo: Any, resume: bool = False) -> dict[str, Any]:
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     name = spec.experiment(size)
@@ -283,10 +266,10 @@ def _sweep_one_size(spec: SweepSpec, size: Size, runs_dir: Path, cache_dir: Path
     options = {k: v for k, v in spec.scheduler.items() if k != "type"}
     if spec.scheduler.get("type", "asha") == "asha":
         # time in epochs as the trainer counts them (a resumed trial restarts Tune's iteration count)
-        scheduler = asha(time_attr="epoch", max_t=epochs, grace_period=options.pop("grace_period", 1),
-                         reduction_factor=options.pop("reduction_factor", 2), **options)
+        scheduler = ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=options.pop("grace_period", 1),
+                                  reduction_factor=options.pop("reduction_factor", 2), **options)
     else:
-        scheduler = fifo()
+        scheduler = FIFOScheduler()
     trainable = tune.with_resources(
         tune.with_parameters(_trial, spec=dataclasses.asdict(spec), size=list(size),
                              trials_dir=str(sweep_dir / "trials"), cache_dir=str(cache_dir)),
