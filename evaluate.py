@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from agents.evaluation import (
+from agents.lab.evaluation import (
     CELLS_DIR,
     SIZE_GROUPS,
     EvaluationSettings,
@@ -80,7 +80,7 @@ def execution_options(args: argparse.Namespace) -> dict | None:
     options = {key: getattr(args, key) for key in ("noise_p", "shots", "mitigation", "grad")
                if getattr(args, key) is not None}
     if options:
-        from agents.quantum import Execution
+        from agents.models.quantum import Execution
 
         Execution(**options)  # raises ValueError naming a bad field
     return options or None

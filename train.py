@@ -16,14 +16,14 @@ import json
 import sys
 from pathlib import Path
 
-from agents.evaluation import parse_sizes
-from agents.nets import MODEL_NAMES
+from agents.lab.evaluation import parse_sizes
+from agents.models import MODEL_NAMES
 from agents.registry import make
 from cfenv.config import SystemConfig
 
 RL_AGENTS = ("ppo", "a2c", "dqn", "ppo-hqcnn")
 """Stable-Baselines3 agents: trained by their own ``fit`` (SB3's ``learn``)"""
-from agents.training import LABEL_SOURCES, LOSSES, TrainSettings, train
+from agents.learning.trainer import LABEL_SOURCES, LOSSES, TrainSettings, train
 
 DEFAULTS = TrainSettings()
 
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     sweep = p.add_argument_group("hyperparameter / seed sweeps on Ray Tune (pip install 'cfpilot[distributed]')")
     sweep.add_argument("--sweep", default=None,
-                       help="a sweep file (YAML or JSON, see agents/sweep.py and sweeps/) or an inline JSON "
+                       help="a sweep file (YAML or JSON, see agents/lab/sweep.py and sweeps/) or an inline JSON "
                             "object; the best model per size is exported to OUT/sweeps/<name>/best")
     sweep.add_argument("--ray-address", default=None, help="a running Ray cluster ('auto' or host:port)")
     sweep.add_argument("--workers", type=int, default=None, help="CPUs of a local Ray instance (default: all)")
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def train_sweep(args: argparse.Namespace) -> int:
     """``--sweep``: run it on Ray Tune and print where each size's best model went."""
-    from agents.sweep import SweepIncomplete, load_sweep, run_sweep
+    from agents.lab.sweep import SweepIncomplete, load_sweep, run_sweep
 
     try:
         spec = load_sweep(args.sweep)

@@ -1,4 +1,4 @@
-"""Learnable agents wrapping the models of :mod:`agents.nets` behind the agent interface."""
+"""Learnable agents wrapping the models of :mod:`agents.models` behind the agent interface."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ class NeuralAgent(LearnableAgent):
         seed: training seed.
         device: torch device.
         loss: default training loss for :meth:`fit` (``"unsupervised"`` or ``"supervised"``).
-        **model: model options (see :func:`agents.nets.build_model`).
+        **model: model options (see :func:`agents.models.build_model`).
     """
 
     size_generalisable: ClassVar[bool] = False
@@ -43,7 +43,7 @@ class NeuralAgent(LearnableAgent):
         return self.model is not None
 
     def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
-        from agents.training import predict
+        from agents.learning.trainer import predict
 
         if self.model is None:
             raise ValueError(f"{self.name} is not trained: call fit() or load() first")
@@ -58,7 +58,7 @@ class NeuralAgent(LearnableAgent):
         """Give the agent a freshly initialised (untrained) model, seeded by the agent's seed."""
         import torch
 
-        from agents.nets import build_model
+        from agents.models import build_model
 
         cfg = self._resolve_config(config)
         torch.manual_seed(self.seed)
@@ -67,9 +67,9 @@ class NeuralAgent(LearnableAgent):
         return self
 
     def fit(self, config: SystemConfig | None = None, **settings: Any) -> dict[str, Any]:
-        """Train with :func:`agents.training.train`; keyword arguments override
-        :class:`agents.training.TrainSettings` fields."""
-        from agents.training import TrainSettings, train
+        """Train with :func:`agents.learning.trainer.train`; keyword arguments override
+        :class:`agents.learning.trainer.TrainSettings` fields."""
+        from agents.learning.trainer import TrainSettings, train
 
         cfg = self._resolve_config(config)
         budget = dict(self.default_budget)
@@ -94,7 +94,7 @@ class NeuralAgent(LearnableAgent):
         return int(self.model.parameter_counts()["total"])
 
     def save(self, directory: str | Path) -> Path:
-        from agents.training import save_model
+        from agents.learning.trainer import save_model
 
         if self.model is None or self.config is None:
             raise ValueError(f"{self.name} has no trained model to save")
@@ -103,7 +103,7 @@ class NeuralAgent(LearnableAgent):
     @classmethod
     def load(cls, directory: str | Path, device: str = "cpu", config: SystemConfig | None = None) -> "NeuralAgent":
         """Load a saved model; ``config`` (if given) must match the size it was trained for."""
-        from agents.training import load_model
+        from agents.learning.trainer import load_model
 
         model, meta = load_model(Path(directory), device, expected=config)
         if meta["agent"] != cls.name and cls is not NeuralAgent:
@@ -116,7 +116,7 @@ class NeuralAgent(LearnableAgent):
 
 
 class GNNAgent(NeuralAgent):
-    """The symmetry-aware policy of :mod:`agents.gnn`.
+    """The symmetry-aware policy of :mod:`agents.models.gnn`.
 
     Args:
         decode_samples: at inference, also sample this many assignments per snapshot and
@@ -145,7 +145,7 @@ class GNNAgent(NeuralAgent):
             return greedy
         import torch
 
-        from agents.training import beta_db_tensor
+        from agents.learning.trainer import beta_db_tensor
         from cfenv.rates import sum_rate
 
         B, S = greedy.shape[0], self.decode_samples

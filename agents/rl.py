@@ -9,7 +9,7 @@ Agents (all :class:`agents.base.LearnableAgent` s, deterministic actions at eval
   ``MultiDiscrete([tau_p] * K)`` action per episode), ``MlpPolicy`` on the flat, normalised
   fading of :class:`cfenv.wrappers.FlattenFadingObservation`.
 * ``ppo-hqcnn``: PPO whose features extractor is the HQCNN's quantum circuit
-  (:class:`HQCNNExtractor`: FC ``M K -> n`` angles, :class:`agents.quantum.QCNNLayer`, its
+  (:class:`HQCNNExtractor`: FC ``M K -> n`` angles, :class:`agents.models.quantum.QCNNLayer`, its
   ``n`` Pauli-Z expectation values as features); the action head is one linear layer from
   those features to the ``K tau_p`` logits, so the policy is FC -> QCNN -> FC like ``hqcnn``.
 * ``dqn``: SB3 DQN on ``CellFreePilotSequential-v0`` (one user per step,
@@ -269,18 +269,18 @@ class HQCNNExtractor(BaseFeaturesExtractor):
     """The HQCNN's hybrid front end as an SB3 features extractor.
 
     ``(B, M K)`` flat observation -> FC -> ``(B, n_qubits)`` angles -> QCNN
-    (:class:`agents.quantum.QCNNLayer`, float64) -> ``(B, output_width)`` Pauli-Z
+    (:class:`agents.models.quantum.QCNNLayer`, float64) -> ``(B, output_width)`` Pauli-Z
     expectation values in [-1, 1], returned as float32 features.
 
     Args:
         observation_space: the flat ``Box`` of the policy.
-        n_qubits, share, readout, backend: :class:`agents.quantum.QCNNLayer` options
+        n_qubits, share, readout, backend: :class:`agents.models.quantum.QCNNLayer` options
             (``backend=None``: the quantum module's default).
     """
 
     def __init__(self, observation_space: gym.spaces.Box, n_qubits: int = 8, share: str = "level",
                  readout: str = "all", backend: str | None = None) -> None:
-        from agents import quantum
+        from agents.models import quantum
 
         super().__init__(observation_space, features_dim=quantum.output_width(n_qubits, readout))
         kwargs: dict[str, Any] = {"n_qubits": n_qubits, "share": share, "readout": readout}
@@ -594,7 +594,7 @@ class RLAgent(LearnableAgent):
         training summary, versions: plain JSON) into ``directory``; returns it."""
         import stable_baselines3
 
-        from agents.training import atomic_write_bytes
+        from agents.learning.trainer import atomic_write_bytes
         from cfenv import __version__
 
         if self.model is None or self.config is None:

@@ -28,8 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from agents.evaluation import CELLS_DIR, SIZE_GROUPS, EvaluationSettings, evaluate, plan_chunks, run_task
-from agents.executors import make_executor, ray_available
+from agents.lab.evaluation import CELLS_DIR, SIZE_GROUPS, EvaluationSettings, evaluate, plan_chunks, run_task
+from agents.lab.executors import make_executor, ray_available
 
 AGENTS = "random,greedy,master-ap,location,local-search,exhaustive"
 TIMING = {"ms_per_snapshot", "train_time_s"}

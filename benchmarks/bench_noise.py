@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.quantum import Execution, QCNNLayer
+from agents.models.quantum import Execution, QCNNLayer
 from bench_qml import layer_step  # one training step, shared with the QML benchmark (same folder)
 
 SHARE, READOUT = "level", "all"

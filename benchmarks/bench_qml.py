@@ -9,7 +9,7 @@ n = 16 qubits, for:
                scaled;
   (b) pl-bcast the "pennylane" backend: one broadcast default.qubit call through
                qml.qnn.TorchLayer;
-  (c) torch    the "torch" backend: the batched statevector simulator of agents.quantum;
+  (c) torch    the "torch" backend: the batched statevector simulator of agents.models.quantum;
   (d) lightning lightning.qubit with diff_method="adjoint" through the same TorchLayer
                (PennyLane splits the broadcast batch into one tape per sample); skipped
                if pennylane_lightning is missing.
@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.quantum import QCNNLayer, make_qnode
+from agents.models.quantum import QCNNLayer, make_qnode
 
 SHARE, READOUT, DTYPE = "level", "all", torch.float64
 

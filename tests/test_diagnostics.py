@@ -1,6 +1,6 @@
 import numpy as np
 
-from agents.diagnostics import best_constant_assignment, collapse_report, distinct_assignments
+from agents.learning.diagnostics import best_constant_assignment, collapse_report, distinct_assignments
 from agents.heuristics import master_ap_pilots
 from cfenv import SystemConfig, draw_snapshots, sum_rate
 

@@ -14,8 +14,8 @@ import pytest
 import evaluate
 import train
 from agents import executors
-from agents.evaluation import CELLS_DIR, EvaluationSettings, Task, plan_chunks
-from agents.sweep import SweepSpec, load_sweep
+from agents.lab.evaluation import CELLS_DIR, EvaluationSettings, Task, plan_chunks
+from agents.lab.sweep import SweepSpec, load_sweep
 
 GRID = ["--agents", "random,master-ap,local-search,exhaustive", "--sizes", "10,2,6,3", "6,1,4,2",
         "--snapshots", "12", "--chunk-size", "5", "--no-progress"]
@@ -159,7 +159,7 @@ def test_nothing_but_the_scale_out_modules_imports_ray():
     imports_ray = re.compile(r"^\s*(import ray\b|from ray[. ])", re.M)
     files = [*root.glob("*.py"), *(root / "agents").glob("*.py"), *(root / "cfenv").glob("*.py")]
     importers = sorted(str(p.relative_to(root)) for p in files if imports_ray.search(p.read_text()))
-    assert importers == ["agents/executors.py", "agents/sweep.py"]
+    assert importers == ["agents/lab/executors.py", "agents/lab/sweep.py"]
 
 
 def test_call_with_retries_reports_the_last_error():
@@ -260,8 +260,8 @@ def test_sweep_files_load_and_bad_sweeps_are_clear_errors(tmp_path):
 
 
 def test_train_on_epoch_hook_sees_every_epoch(tmp_path):
-    from agents.training import TrainSettings
-    from agents.training import train as run_training
+    from agents.learning.trainer import TrainSettings
+    from agents.learning.trainer import train as run_training
 
     seen = []
     run_training(TrainSettings(agent="mlp", size=(6, 1, 4, 2), train_snapshots=32, val_snapshots=16, epochs=3,
@@ -290,7 +290,7 @@ def test_a_node_without_the_checkpoints_folder_loads_the_shipped_model(tmp_path)
     """On Ray the driver ships a learning agent's model files with its chunks: a node that
     cannot see the checkpoints folder gives the same assignments as one that can."""
     import agents
-    from agents.evaluation import model_files_of, run_task
+    from agents.lab.evaluation import model_files_of, run_task
     from cfenv import SystemConfig
 
     cfg = SystemConfig.from_size((6, 1, 4, 2))
@@ -311,7 +311,7 @@ def test_a_node_without_the_checkpoints_folder_loads_the_shipped_model(tmp_path)
     assert run_task((task, elsewhere, None))["status"] == "skipped"
     assert not (tmp_path / "absent").exists()
     # a model trained on a worker node comes back into the driver's checkpoints folder
-    from agents.evaluation import store_trained_model
+    from agents.lab.evaluation import store_trained_model
 
     driver_dir = agent.run_dir(tmp_path / "absent", cfg, 0)
     assert store_trained_model("mlp", {"run_dir": str(driver_dir), "files": files})

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import evaluate
-from agents.evaluation import RECORD_FIELDS, parse_sizes, draw_test_snapshots
+from agents.lab.evaluation import RECORD_FIELDS, parse_sizes, draw_test_snapshots
 from cfenv import SystemConfig, sum_rate
 
 ROOT = Path(__file__).resolve().parents[1]

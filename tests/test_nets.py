@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents.nets import LABEL_MODELS as MODEL_NAMES, build_model, hqcnn_parameter_count
-from agents.training import beta_db_tensor, supervised_loss, unsupervised_loss
+from agents.models import LABEL_MODELS as MODEL_NAMES, build_model, hqcnn_parameter_count
+from agents.learning.trainer import beta_db_tensor, supervised_loss, unsupervised_loss
 from cfenv import SystemConfig, draw_snapshots
 
 CFG = SystemConfig(M=10, K=6, tau_p=3)
@@ -52,7 +52,7 @@ def test_mlp_parameter_count_formula_and_matching_hqcnn():
 
 @pytest.mark.parametrize("name,share", [("hqcnn", "level"), ("hqcnn-hur", "block")])
 def test_hqcnn_parameter_counts(name, share):
-    from agents.quantum import count_quantum_parameters
+    from agents.models.quantum import count_quantum_parameters
 
     counts = model(name).parameter_counts()
     assert counts["quantum"] == count_quantum_parameters(8, share)

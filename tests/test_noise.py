@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from agents import quantum
-from agents.quantum import (
+from agents.models import quantum
+from agents.models.quantum import (
     CONV_GATES,
     POOL_GATES,
     Execution,
@@ -120,7 +120,7 @@ def test_apply_execution_sets_every_qcnn_layer_and_says_which_backend_runs() -> 
 
 
 def test_hqcnn_model_runs_noisy_through_apply_execution() -> None:
-    from agents.nets import build_model
+    from agents.models import build_model
     from cfenv.config import SystemConfig
 
     torch.manual_seed(0)
@@ -481,7 +481,7 @@ def test_parameter_shift_gradients_equal_backprop_on_the_noiseless_circuit(reado
 
 def test_noise_study_cli_writes_json_csv_and_figure(tmp_path: Path) -> None:
     from agents import noise_study
-    from agents.training import TrainSettings, train
+    from agents.learning.trainer import TrainSettings, train
 
     size = (10, 2, 6, 3)
     settings = TrainSettings(agent="hqcnn", size=size, model={"n_qubits": 4}, epochs=1, train_snapshots=32,

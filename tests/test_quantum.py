@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import agents.quantum as quantum
-from agents.quantum import (
+import agents.models.quantum as quantum
+from agents.models.quantum import (
     QCNNLayer,
     count_quantum_parameters,
     embed_states,
@@ -295,7 +295,7 @@ def test_bad_helper_arguments_raise_value_error() -> None:
 
 
 def test_import_and_torch_backend_do_not_load_pennylane() -> None:
-    code = ("import sys, torch; from agents.quantum import QCNNLayer; "
+    code = ("import sys, torch; from agents.models.quantum import QCNNLayer; "
             "QCNNLayer(8)(torch.zeros(2, 8)).sum().backward(); "
             "assert 'pennylane' not in sys.modules, 'pennylane was imported'")
     root = Path(__file__).resolve().parents[1]

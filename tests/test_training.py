@@ -11,7 +11,7 @@ import agents
 import evaluate
 from agents import training
 from agents.neural import NeuralAgent
-from agents.training import TrainSettings, make_dataset, train
+from agents.learning.trainer import TrainSettings, make_dataset, train
 from cfenv import SystemConfig, draw_snapshots, sum_rate
 
 ROOT = Path(__file__).resolve().parents[1]

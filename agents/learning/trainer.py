@@ -8,7 +8,7 @@
   :func:`agents.base.canonical_pilots`).
 * Unsupervised (SPEC eq. 8): the negative relaxed sum rate [Mbit/s] of the
   softmax outputs, through the differentiable rate engine.
-* REINFORCE (autoregressive policies, :mod:`agents.gnn`): the exact sum rate of a
+* REINFORCE (autoregressive policies, :mod:`agents.models.gnn`): the exact sum rate of a
   sampled assignment, with the greedy decode of the same snapshot as baseline
   (advantage relative to the baseline's rate). For these policies
   ``supervised`` is teacher-forced imitation of the labels.
@@ -40,9 +40,9 @@ import numpy as np
 import torch
 
 from agents.base import TRAIN_STREAM, VALIDATION_STREAM, canonical_pilots, stream_rng
-from agents.diagnostics import best_constant_assignment, distinct_assignments
+from agents.learning.diagnostics import best_constant_assignment, distinct_assignments
 from agents.heuristics import master_ap_pilots
-from agents.nets import AssignmentModel, PilotModel, build_model, model_options
+from agents.models import AssignmentModel, PilotModel, build_model, model_options
 from cfenv.channel import Snapshot, draw_snapshots
 from cfenv.config import SystemConfig
 from cfenv.rates import relaxed_sum_rate, sum_rate
@@ -94,7 +94,7 @@ class TrainSettings:
     model: dict[str, Any] = field(default_factory=dict)
     """model options (hidden, channels, n_qubits, share, readout, backend)"""
     execution: dict[str, Any] = field(default_factory=dict)
-    """quantum execution while training (:class:`agents.quantum.Execution` fields, e.g.
+    """quantum execution while training (:class:`agents.models.quantum.Execution` fields, e.g.
     noise_p, shots, grad="parameter-shift" as hardware would need); empty: exact, backprop"""
     runs_dir: Path = Path("runs")
     """root of run folders and TensorBoard logs"""
@@ -336,7 +336,7 @@ def train(settings: TrainSettings,
         model.set_normalisation(float(train_db.mean()), float(train_db.std()))
     model.to(device)
     if settings.execution:
-        from agents.quantum import Execution, apply_execution
+        from agents.models.quantum import Execution, apply_execution
 
         for line in apply_execution(model, Execution(**settings.execution)) or ["no quantum circuit"]:
             print(f"execution: {line}")

@@ -16,10 +16,10 @@ A sweep is a small YAML/JSON file (or a dict)::
     mode: max
     scheduler: {type: asha, grace_period: 1, reduction_factor: 2}   # or {type: fifo}
 
-Keys of ``fixed``/``search`` are :class:`agents.training.TrainSettings` fields (lr,
+Keys of ``fixed``/``search`` are :class:`agents.learning.trainer.TrainSettings` fields (lr,
 batch_size, seed, data_seed, epochs, train_snapshots, val_snapshots, samples, labels) or model options
 (n_qubits or qubits, share, readout, backend, hidden, channels ...). Every trial is an ordinary
-:func:`agents.training.train` run: its TensorBoard events, history and atomic checkpoints
+:func:`agents.learning.trainer.train` run: its TensorBoard events, history and atomic checkpoints
 live under ``<runs>/sweeps/<name>/trials/<trial>/`` (the same TensorBoard tree as
 ``train.py``), and it reports each epoch's validation metrics to Tune, whose ASHA
 scheduler stops poor trials early. All trials train and validate on the snapshots of one
@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.executors import RAY_MISSING, ray_available, ray_session
-from agents.training import TrainSettings, run_dir_for, train
+from agents.lab.executors import RAY_MISSING, ray_available, ray_session
+from agents.learning.trainer import TrainSettings, run_dir_for, train
 
 Size = tuple[int, int, int, int]
 TRAIN_KEYS = ("lr", "batch_size", "seed", "data_seed", "epochs", "imitation_epochs", "train_snapshots",
@@ -77,8 +77,8 @@ class SweepSpec:
     """seed of the sampled search keys (loguniform, choice ...): a sweep file names one set of trials"""
 
     def __post_init__(self) -> None:
-        from agents.nets import MODEL_NAMES
-        from agents.training import LOSSES
+        from agents.models import MODEL_NAMES
+        from agents.learning.trainer import LOSSES
         from cfenv.config import SystemConfig
 
         if self.agent not in MODEL_NAMES:
@@ -127,7 +127,7 @@ class SweepSpec:
 
     def trial_settings(self, size: Size, values: dict[str, Any], runs_dir: Path, cache_dir: Path) -> TrainSettings:
         """The :class:`TrainSettings` of one trial (fixed settings, then the trial's values)."""
-        from agents.nets import build_model
+        from agents.models import build_model
 
         # one data seed for every trial unless searched: trials are ranked on the same validation
         # snapshots, and a searched ``seed`` varies only initialisation and shuffling

@@ -118,7 +118,7 @@ class CNN(PilotModel):
 
 
 class HQCNN(PilotModel):
-    """Hybrid quantum CNN: FC (M K -> n angles) -> QCNN (:mod:`agents.quantum`) -> FC (-> K tau_p).
+    """Hybrid quantum CNN: FC (M K -> n angles) -> QCNN (:mod:`agents.models.quantum`) -> FC (-> K tau_p).
 
     Args:
         n_qubits: 4, 8 or 16.
@@ -131,7 +131,7 @@ class HQCNN(PilotModel):
     def __init__(self, config: SystemConfig, n_qubits: int = 8, share: str = "level", readout: str = "all",
                  backend: str | None = None) -> None:
         super().__init__(config)
-        from agents import quantum
+        from agents.models import quantum
 
         kwargs: dict[str, Any] = {"n_qubits": n_qubits, "share": share, "readout": readout}
         if backend is not None:
@@ -151,7 +151,7 @@ class HQCNN(PilotModel):
 def hqcnn_parameter_count(config: SystemConfig, n_qubits: int = 8, share: str = "level",
                           readout: str = "all") -> int:
     """Trainable parameters of :class:`HQCNN` (Table I): FC in, quantum, FC out."""
-    from agents import quantum
+    from agents.models import quantum
 
     width = quantum.output_width(n_qubits, readout)
     n_in, n_out = config.M * config.K, config.K * config.tau_p
@@ -191,7 +191,7 @@ def build_model(name: str, config: SystemConfig, **options: Any) -> AssignmentMo
         return HQCNN(config, n_qubits=options.get("n_qubits", 8), share=share,
                      readout=options.get("readout", "all"), backend=options.get("backend"))
     if name in ("gnn", "hqcnn-ar"):
-        from agents.gnn import GNNPolicy
+        from agents.models.gnn import GNNPolicy
 
         quantum = {k: options[k] for k in ("n_qubits", "share", "readout", "backend") if options.get(k) is not None}
         return GNNPolicy(width=options.get("width", 64), layers=options.get("layers", 2),
@@ -209,7 +209,7 @@ def model_options(model: AssignmentModel) -> dict[str, Any]:
     if isinstance(model, HQCNN):
         return {"n_qubits": model.n_qubits, "share": model.share, "readout": model.readout,
                 "backend": model.backend}
-    from agents.gnn import GNNPolicy
+    from agents.models.gnn import GNNPolicy
 
     if isinstance(model, GNNPolicy):
         options = {"width": model.width, "layers": model.layers}

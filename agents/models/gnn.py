@@ -20,7 +20,7 @@ construction:
   fewer than tau_p are open. The output is a restricted-growth string in the
   decoding order, i.e. a pilot partition; pilot indices follow opening order.
 
-Training (see :mod:`agents.training`): REINFORCE on the exact sum rate with a
+Training (see :mod:`agents.learning.trainer`): REINFORCE on the exact sum rate with a
 greedy-rollout baseline (``loss="reinforce"``, Kool et al. 2019), optionally
 warm-started by imitation of teacher assignments (``loss="supervised"``:
 teacher-forced log-likelihood of the canonicalised labels).
@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from agents.nets import AssignmentModel
+from agents.models import AssignmentModel
 
 FEATURE_DB_CENTER = -120.0
 """dB value mapped to 0 in the user features"""
@@ -95,7 +95,7 @@ class QuantumScorer(nn.Module):
     def __init__(self, in_features: int, n_qubits: int = 8, share: str = "level", readout: str = "all",
                  backend: str | None = None) -> None:
         super().__init__()
-        from agents import quantum
+        from agents.models import quantum
 
         kwargs: dict[str, Any] = {"n_qubits": n_qubits, "share": share, "readout": readout}
         if backend is not None:

@@ -1,6 +1,6 @@
 """Figures drawn from logged training runs (the paper's Fig. 3a and 3b).
 
-    python -m agents.figures --runs runs --out figures
+    python -m agents.lab.figures --runs runs --out figures
 
 * ``convergence.png``: training loss relative to its initial value versus epoch,
   one line per model, for the supervised runs (Fig. 3a), one panel per size.
@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from agents.training import CONFIG_JSON, HISTORY_JSON
+from agents.learning.trainer import CONFIG_JSON, HISTORY_JSON
 
 
 def collect_runs(runs_dir: Path) -> list[dict[str, Any]]:

@@ -1,20 +1,20 @@
 """What is left of the HQCNN on near-term hardware: the paper's limitation study (Fig. 3c).
 
 Noiselessly trained HQCNN checkpoints, one per qubit count, are run on the same test
-snapshots as ``evaluate.py`` (:func:`agents.evaluation.draw_test_snapshots`) under
+snapshots as ``evaluate.py`` (:func:`agents.lab.evaluation.draw_test_snapshots`) under
 depolarising gate noise of probability p, optionally finite shots, with and without
-zero-noise extrapolation (:class:`agents.quantum.Execution`); each record holds the mean sum
+zero-noise extrapolation (:class:`agents.models.quantum.Execution`); each record holds the mean sum
 rate, its 95 % confidence interval, the per-snapshot rates, the time per snapshot and the
 backend that ran (``default.mixed`` density matrix up to 8 qubits, Monte-Carlo trajectories
 at 16, with their number).
 
     # one trained checkpoint per qubit count (train.py ... --qubits N)
-    python -m agents.noise_study --checkpoint-dirs runs/q4/hqcnn/40-2-20-10/unsupervised-seed0 \\
+    python -m agents.lab.noise_study --checkpoint-dirs runs/q4/hqcnn/40-2-20-10/unsupervised-seed0 \\
         runs/q8/hqcnn/40-2-20-10/unsupervised-seed0 --p 0 0.001 0.01 0.1 --snapshots 50 --out results/noise
     # or train (once; reused afterwards) one noiseless HQCNN per qubit count under ROOT/q<n>/
-    python -m agents.noise_study --train-root runs/noise --qubits 4 8 16 --size 40,2,20,10
+    python -m agents.lab.noise_study --train-root runs/noise --qubits 4 8 16 --size 40,2,20,10
     # redraw the figure from a saved study
-    python -m agents.noise_study --replot results/noise/noise_study.json
+    python -m agents.lab.noise_study --replot results/noise/noise_study.json
 
 Outputs in ``--out``: ``noise_study.json`` (settings, provenance, one record per qubit count,
 p and mitigation, with per-snapshot sum rates), ``noise_study.csv`` (the same without the
@@ -56,7 +56,7 @@ CSV_FIELDS = ["agent", "n_qubits", "p", "mitigation", "shots", "backend", "traje
 
 @dataclass
 class NoiseStudySettings:
-    """Everything a noise study depends on (``python -m agents.noise_study`` flags)."""
+    """Everything a noise study depends on (``python -m agents.lab.noise_study`` flags)."""
 
     checkpoint_dirs: tuple[Path, ...] = ()
     """trained HQCNN checkpoints (config.json + weights.pt), one per qubit count"""
@@ -98,7 +98,7 @@ class NoiseStudySettings:
     """progress bars"""
 
     def __post_init__(self) -> None:
-        from agents.quantum import MITIGATIONS, SUPPORTED_N_QUBITS, Execution
+        from agents.models.quantum import MITIGATIONS, SUPPORTED_N_QUBITS, Execution
 
         self.size = tuple(int(v) for v in self.size)  # type: ignore[assignment]
         SystemConfig.from_size(self.size)
@@ -142,10 +142,10 @@ class NoiseStudySettings:
 def checkpoints_for(settings: NoiseStudySettings) -> list[Path]:
     """The checkpoint of every qubit count: ``checkpoint_dirs``, or under ``train_root`` the
     run folder ``ROOT/q<n>/hqcnn/<M-L-K-tau_p>/unsupervised-seed<seed>``, trained noiselessly
-    with :func:`agents.training.train` unless it already holds a model."""
+    with :func:`agents.learning.trainer.train` unless it already holds a model."""
     if settings.checkpoint_dirs:
         return list(settings.checkpoint_dirs)
-    from agents.training import CONFIG_JSON, TrainSettings, train
+    from agents.learning.trainer import CONFIG_JSON, TrainSettings, train
 
     from agents.registry import agent_class
 
@@ -178,18 +178,18 @@ def run_noise_study(settings: NoiseStudySettings) -> list[dict[str, Any]]:
 
     A record: ``n_qubits``, ``p``, ``mitigation``, ``shots``, ``backend`` (the execution
     backend that ran), ``trajectories`` (None unless that is the trajectory backend),
-    ``description`` (:meth:`agents.quantum.QCNNLayer.describe_execution`), ``M, L, K, tau_p``,
+    ``description`` (:meth:`agents.models.quantum.QCNNLayer.describe_execution`), ``M, L, K, tau_p``,
     ``snapshots``, ``mean_sum_rate_mbps``, ``ci95_mbps``, ``s_per_snapshot`` (wall time of the
     model's forward pass and argmax, per snapshot), ``per_snapshot_sum_rate_mbps``, ``seed``
     (of the noise stream) and ``checkpoint``.
     """
     from tqdm.auto import tqdm
 
-    from agents.diagnostics import distinct_assignments
-    from agents.evaluation import draw_test_snapshots
+    from agents.learning.diagnostics import distinct_assignments
+    from agents.lab.evaluation import draw_test_snapshots
     from agents.heuristics import master_ap_pilots
-    from agents.quantum import Execution, QCNNLayer, apply_execution
-    from agents.training import load_model, predict
+    from agents.models.quantum import Execution, QCNNLayer, apply_execution
+    from agents.learning.trainer import load_model, predict
     from cfenv.rates import sum_rate
 
     config = SystemConfig.from_size(settings.size)
@@ -336,7 +336,7 @@ def write_noise_study(records: list[dict[str, Any]], settings: NoiseStudySetting
 
 def build_parser() -> argparse.ArgumentParser:
     d = NoiseStudySettings
-    parser = argparse.ArgumentParser(prog="python -m agents.noise_study", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m agents.lab.noise_study", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint-dirs", "--checkpoint", nargs="+", type=Path, default=[],
                         help="trained HQCNN checkpoints, one per qubit count")
@@ -381,11 +381,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"noise_study: error: {err}", file=sys.stderr)
         return 2
-    from agents.evaluation import provenance
+    from agents.lab.evaluation import provenance
 
     start = time.perf_counter()
     records = run_noise_study(settings)
-    meta = provenance(sys.argv if argv is None else ["-m agents.noise_study", *argv])
+    meta = provenance(sys.argv if argv is None else ["-m agents.lab.noise_study", *argv])
     meta["wall_time_s"] = time.perf_counter() - start
     paths = write_noise_study(records, settings, meta)
     width = max(len(r["backend"]) for r in records)

@@ -1,6 +1,6 @@
 """Where independent tasks run: in this process, in a local process pool, or on Ray.
 
-The evaluation harness (:mod:`agents.evaluation`) cuts its grid into independent
+The evaluation harness (:mod:`agents.lab.evaluation`) cuts its grid into independent
 tasks (size x agent x chunk of snapshots) and hands them to one of these
 executors. Every executor takes a picklable function and a list of payloads and
 yields ``(index, Outcome)`` pairs as tasks finish, in completion order; the caller
@@ -10,7 +10,7 @@ executor. A task that raises is retried ``retries`` times (Ray's own
 with its error, while the other tasks go on.
 
 Ray is optional (``pip install 'cfpilot[distributed]'``): only
-:class:`RayExecutor` and :mod:`agents.sweep` import it, and only when used.
+:class:`RayExecutor` and :mod:`agents.lab.sweep` import it, and only when used.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def ray_session(address: str | None = None, workers: int | None = None) -> Itera
     """Ray for the duration of the block: the cluster at ``address``, else a local instance with
     ``workers`` CPUs (default: all cores). A Ray already initialised by the caller is used as it
     is and left running; one started here is shut down on exit. (The executor and
-    :func:`agents.sweep.run_sweep` both use it.)"""
+    :func:`agents.lab.sweep.run_sweep` both use it.)"""
     if not ray_available():
         raise ValueError(RAY_MISSING)
     import logging

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from agents.base import AGENT_STREAM, TEST_STREAM, stream_rng
-from agents.diagnostics import collapse_report
+from agents.learning.diagnostics import collapse_report
 from agents.registry import agent_class, available, is_learnable, make
 from cfenv.channel import Snapshot, draw_snapshots
 from cfenv.config import TABLE2_SIZES, SystemConfig, parse_size
@@ -84,7 +84,7 @@ class EvaluationSettings:
     device: str = "cpu"
     """torch device of the learning agents"""
     execution: dict[str, Any] | None = None
-    """quantum execution of learning agents' circuits (:class:`agents.quantum.Execution` fields:
+    """quantum execution of learning agents' circuits (:class:`agents.models.quantum.Execution` fields:
     noise_p, shots, mitigation, grad ...); None: exact. Checkpoints are trained noiselessly."""
     trained_at: Size | None = None
     """size-generalisable agents (gnn, hqcnn-ar) use their checkpoint trained at this size for
@@ -118,7 +118,7 @@ class EvaluationSettings:
             raise ValueError("no sizes given")
         if self.loss not in ("supervised", "unsupervised"):
             raise ValueError(f"loss must be 'supervised' or 'unsupervised', got {self.loss!r}")
-        from agents.executors import EXECUTORS, RAY_MISSING, ray_available
+        from agents.lab.executors import EXECUTORS, RAY_MISSING, ray_available
 
         if self.executor not in EXECUTORS:
             raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
@@ -317,7 +317,7 @@ def model_files_of(run_dir: Path) -> dict[str, bytes]:
 
 
 def _write_model_files(files: dict[str, bytes], directory: Path) -> None:
-    from agents.training import atomic_write_bytes
+    from agents.learning.trainer import atomic_write_bytes
 
     for name, data in files.items():
         atomic_write_bytes(Path(directory) / name, lambda f, data=data: f.write(data))
@@ -354,7 +354,7 @@ def _load_learning_agent(name: str, config: SystemConfig, settings: EvaluationSe
     result["train_time_s"] = agent.meta.get("train_time_s")
     result["parameters"] = agent.parameter_count()
     if settings.execution:
-        from agents.quantum import Execution, apply_execution
+        from agents.models.quantum import Execution, apply_execution
 
         result["execution"] = apply_execution(agent.model, Execution(**settings.execution)) or ["classical: no circuit"]
     return agent, None
@@ -379,7 +379,7 @@ def _cell_path(settings: EvaluationSettings, task: Task) -> Path:
 
 
 def _save_cell(settings: EvaluationSettings, task: Task, result: dict[str, Any], fingerprint: str) -> None:
-    from agents.training import atomic_write_bytes
+    from agents.learning.trainer import atomic_write_bytes
 
     text = json.dumps({"fingerprint": fingerprint, "task": task.key, "result": result})
     atomic_write_bytes(_cell_path(settings, task), lambda f: f.write(text.encode()))
@@ -409,7 +409,7 @@ def evaluate(settings: EvaluationSettings,
     ``stats`` (if given) receives task counts and timings."""
     from tqdm.auto import tqdm
 
-    from agents.executors import make_executor
+    from agents.lab.executors import make_executor
 
     used = {size: draw_test_snapshots(SystemConfig.from_size(size), settings.snapshots, settings.seed)
             for size in settings.sizes}

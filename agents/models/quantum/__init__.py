@@ -1,7 +1,7 @@
 """Quantum convolutional neural network (QCNN) layer of Hur et al. (2022), as used by the HQCNN.
 
 The only module of cfpilot that imports PennyLane, and it does so lazily (inside the
-functions that build a QNode), so ``import agents.quantum`` and the ``"torch"`` backend
+functions that build a QNode), so ``import agents.models.quantum`` and the ``"torch"`` backend
 work without loading it.
 
 The circuit on ``n`` qubits (``n`` in {4, 8, 16}; wire 0 is the most significant bit,
@@ -54,7 +54,7 @@ Two backends compute the same function, and hold the same two parameters ``conv`
 Example::
 
     >>> import torch
-    >>> from agents.quantum import QCNNLayer
+    >>> from agents.models.quantum import QCNNLayer
     >>> _ = torch.manual_seed(0)
     >>> layer = QCNNLayer(n_qubits=8, share="level", readout="all")
     >>> layer(torch.zeros(5, 8)).shape
@@ -1524,7 +1524,7 @@ def apply_execution(module: torch.nn.Module, execution: Execution | None = None)
 
     Example (how ``train.py`` / ``evaluate.py`` flags reach a model)::
 
-        from agents.quantum import Execution, apply_execution
+        from agents.models.quantum import Execution, apply_execution
         for line in apply_execution(model, Execution(noise_p=args.noise_p, shots=args.shots,
                                                      mitigation=args.mitigation, grad=args.grad)):
             print(line)
