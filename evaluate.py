@@ -28,7 +28,7 @@ from agents.lab.evaluation import (
     write_results,
 )
 from agents.registry import available
-from cfenv.config import parse_size
+from cfenv.units import parse_size, size_label
 
 DEFAULTS = EvaluationSettings()
 
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--agents", default="all", help="'all' or comma-separated names (see --list-agents)")
     parser.add_argument("--sizes", nargs="+", default=None,
                         help=f"size groups ({', '.join(SIZE_GROUPS)}) or M,L,K,tau_p quadruples; "
-                             f"default: {' '.join(','.join(map(str, s)) for s in SIZE_GROUPS['default'])}")
+                             f"default: {' '.join(size_label(s) for s in SIZE_GROUPS['default'])}")
     parser.add_argument("--snapshots", type=int, default=DEFAULTS.snapshots, help="test snapshots per size")
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of test snapshots and agents")
     parser.add_argument("--out", type=Path, default=DEFAULTS.out, help="output folder")

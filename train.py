@@ -20,6 +20,7 @@ from agents.lab.evaluation import parse_sizes
 from agents.models import MODEL_NAMES
 from agents.registry import make
 from cfenv.config import SystemConfig
+from cfenv.units import size_label
 
 RL_AGENTS = ("ppo", "a2c", "dqn", "ppo-hqcnn")
 """Stable-Baselines3 agents: trained by their own ``fit`` (SB3's ``learn``)"""
@@ -130,7 +131,7 @@ def train_sweep(args: argparse.Namespace) -> int:
         best = summary["best"]
         print(json.dumps({"size": summary["size"], "best_config": best["config"], spec.metric: best["metric"],
                           "trials": len(summary["trials"]), "exported_to": summary["export"]}, default=str))
-        print(f"use it: python evaluate.py --agents {spec.agent} --sizes {','.join(map(str, summary['size']))} "
+        print(f"use it: python evaluate.py --agents {spec.agent} --sizes {size_label(summary['size'])} "
               f"--checkpoints {summary['checkpoints']} --seed {spec.export_seed} --loss {spec.loss} --no-train")
     return 0
 

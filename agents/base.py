@@ -18,6 +18,7 @@ import numpy as np
 
 from cfenv.channel import Snapshot
 from cfenv.config import SystemConfig
+from cfenv.units import size_slug
 
 # Disjoint random streams: the first entropy word after the user's seed names the stream,
 # so training, validation and test snapshots can never coincide, whatever the seeds.
@@ -148,7 +149,7 @@ class LearnableAgent(Agent):
     @classmethod
     def run_dir(cls, runs_dir: str | Path, config: SystemConfig, seed: int, loss: str = "unsupervised") -> Path:
         """The run folder of this agent for a size, seed and (for neural agents) loss."""
-        return Path(runs_dir) / cls.name / "-".join(map(str, config.size)) / f"{loss}-seed{seed}"
+        return Path(runs_dir) / cls.name / size_slug(config.size) / f"{loss}-seed{seed}"
 
     @classmethod
     def has_checkpoint(cls, directory: str | Path) -> bool:

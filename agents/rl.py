@@ -76,7 +76,6 @@ try:
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.logger import TensorBoardOutputFormat
     from stable_baselines3.common.monitor import Monitor
-    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
     from stable_baselines3.common.utils import set_random_seed
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 except ImportError as err:  # pragma: no cover
@@ -84,12 +83,14 @@ except ImportError as err:  # pragma: no cover
 
 from agents.base import TRAIN_STREAM, VALIDATION_STREAM, LearnableAgent, canonical_pilots, stream_rng
 from agents.heuristics import master_ap_pilots
+from agents.models.sb3 import HQCNNExtractor
 from cfenv.channel import Snapshot, draw_snapshots
 from cfenv.config import SystemConfig
-from cfenv.env import MBPS, CellFreePilotEnv, CellFreePilotVectorEnv, fading_observation
+from cfenv.env import CellFreePilotEnv, CellFreePilotVectorEnv, fading_observation
 from cfenv.rates import sum_rate
 from cfenv.sequential import CellFreePilotSequentialEnv, sequential_observation
-from cfenv.wrappers import NORMALISED_DB_CENTER, NORMALISED_DB_SCALE, FlattenFadingObservation
+from cfenv.units import MBPS, normalise_db, size_slug
+from cfenv.wrappers import FlattenFadingObservation
 
 REWARD_SCALINGS = ("mbps", "master-ap")
 VEC_ENVS = ("batched", "dummy", "subproc")
@@ -112,7 +113,7 @@ def flat_observation(beta: np.ndarray) -> np.ndarray:
 
 def _flatten_db(db: np.ndarray) -> np.ndarray:
     """``(B, M, K)`` dB observations -> ``(B, M K)`` float32, normalised as by FlattenFadingObservation."""
-    return ((db.reshape(db.shape[0], -1) - NORMALISED_DB_CENTER) / NORMALISED_DB_SCALE).astype(np.float32)
+    return normalise_db(db.reshape(db.shape[0], -1)).astype(np.float32)
 
 
 def master_ap_sum_rate_mbps(beta: np.ndarray, config: SystemConfig) -> np.ndarray:
@@ -264,36 +265,6 @@ def make_vec_env(config: SystemConfig, n_envs: int, *, seed: int = 0, kind: str 
     return DummyVecEnv(fns) if kind == "dummy" else SubprocVecEnv(fns)
 
 
-# ------------------------------------------------------------------ the HQCNN features extractor
-class HQCNNExtractor(BaseFeaturesExtractor):
-    """The HQCNN's hybrid front end as an SB3 features extractor.
-
-    ``(B, M K)`` flat observation -> FC -> ``(B, n_qubits)`` angles -> QCNN
-    (:class:`agents.models.quantum.QCNNLayer`, float64) -> ``(B, output_width)`` Pauli-Z
-    expectation values in [-1, 1], returned as float32 features.
-
-    Args:
-        observation_space: the flat ``Box`` of the policy.
-        n_qubits, share, readout, backend: :class:`agents.models.quantum.QCNNLayer` options
-            (``backend=None``: the quantum module's default).
-    """
-
-    def __init__(self, observation_space: gym.spaces.Box, n_qubits: int = 8, share: str = "level",
-                 readout: str = "all", backend: str | None = None) -> None:
-        from agents.models import quantum
-
-        super().__init__(observation_space, features_dim=quantum.output_width(n_qubits, readout))
-        kwargs: dict[str, Any] = {"n_qubits": n_qubits, "share": share, "readout": readout}
-        if backend is not None:
-            kwargs["backend"] = backend
-        self.pre = torch.nn.Linear(int(np.prod(observation_space.shape)), n_qubits)
-        self.quantum = quantum.QCNNLayer(**kwargs)
-
-    def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        angles = self.pre(observations.flatten(1))
-        return self.quantum(angles.to(torch.float64)).to(angles.dtype)
-
-
 # ------------------------------------------------------------------ callbacks
 class _Progress(BaseCallback):
     """A tqdm bar over environment steps (SB3's own bar needs ``rich``)."""
@@ -429,7 +400,7 @@ class RLAgent(LearnableAgent):
     def run_dir(cls, runs_dir: str | Path, config: SystemConfig, seed: int,
                 loss: str = "unsupervised") -> Path:
         """``runs_dir/<agent>/<M>-<L>-<K>-<tau_p>/rl-seed<seed>`` (``loss`` is ignored)."""
-        return Path(runs_dir) / cls.name / "-".join(map(str, config.size)) / f"rl-seed{seed}"
+        return Path(runs_dir) / cls.name / size_slug(config.size) / f"rl-seed{seed}"
 
     @property
     def trained(self) -> bool:
@@ -562,7 +533,7 @@ class RLAgent(LearnableAgent):
                     "vec_env": vec_env, "val_snapshots": int(val_snapshots),
                     "hyperparameters": self.algorithm_options(), "options": dict(self.options)}
         val = draw_snapshots(cfg, stream_rng(self.seed, VALIDATION_STREAM, *cfg.size), (int(val_snapshots),))
-        bar = _Progress(total, f"{self.name} {'-'.join(map(str, cfg.size))}") if progress else None
+        bar = _Progress(total, f"{self.name} {size_slug(cfg.size)}") if progress else None
         validation = _Validation(self, val, val_every or max(total // 10, 1),
                                  {k: json.dumps(v) for k, v in settings.items()}, bar)
         callbacks = [validation] if bar is None else [bar, validation]

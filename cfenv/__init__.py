@@ -8,10 +8,11 @@ PennyLane or Stable-Baselines3).
 from gymnasium.envs.registration import register, registry
 
 from cfenv.channel import Snapshot, draw_snapshots
-from cfenv.config import PRESETS, TABLE2_SIZES, SystemConfig, parse_size
+from cfenv.config import PRESETS, TABLE2_SIZES, SystemConfig
 from cfenv.env import CellFreePilotEnv, CellFreePilotVectorEnv
 from cfenv.rates import relaxed_sum_rate, relaxed_user_rates, sum_rate, user_rates
 from cfenv.sequential import CellFreePilotSequentialEnv
+from cfenv.units import MBPS, Size, parse_size, size_label, size_slug
 from cfenv.wrappers import FlattenFadingObservation
 
 __version__ = "0.1.0"
@@ -32,8 +33,10 @@ if SEQUENTIAL_ENV_ID not in registry:
 
 __all__ = [
     "ENV_ID",
+    "MBPS",
     "PRESETS",
     "SEQUENTIAL_ENV_ID",
+    "Size",
     "TABLE2_SIZES",
     "CellFreePilotEnv",
     "CellFreePilotSequentialEnv",
@@ -45,6 +48,8 @@ __all__ = [
     "parse_size",
     "relaxed_sum_rate",
     "relaxed_user_rates",
+    "size_label",
+    "size_slug",
     "sum_rate",
     "user_rates",
 ]

@@ -13,6 +13,8 @@ import math
 import numbers
 from dataclasses import dataclass
 
+from cfenv.units import SIZE_FIELDS, parse_size, size_label
+
 #: The eight (M, L, K, tau_p) sizes of the paper's Table II (SPEC section 3).
 TABLE2_SIZES: tuple[tuple[int, int, int, int], ...] = (
     (10, 2, 6, 3),
@@ -25,7 +27,7 @@ TABLE2_SIZES: tuple[tuple[int, int, int, int], ...] = (
     (45, 2, 20, 10),
 )
 
-_INT_FIELDS = ("M", "L", "K", "tau_p")
+_INT_FIELDS = SIZE_FIELDS
 _POSITIVE_FIELDS = (
     "area_side_m",
     "carrier_freq_mhz",
@@ -151,10 +153,8 @@ class SystemConfig:
 
     @classmethod
     def from_size(cls, size: tuple[int, int, int, int] | str, **changes: object) -> "SystemConfig":
-        """Config for an (M, L, K, tau_p) tuple, a ``"M,L,K,tau_p"`` string or a preset name."""
+        """Config for an (M, L, K, tau_p) tuple or a ``"M,L,K,tau_p"`` string."""
         if isinstance(size, str):
-            if size in PRESETS:
-                return PRESETS[size].replace(**changes)
             size = parse_size(size)
         if len(size) != 4:
             raise ValueError(f"size must be (M, L, K, tau_p), got {size!r}")
@@ -162,29 +162,9 @@ class SystemConfig:
         return cls(M=M, L=L, K=K, tau_p=tau_p, **changes)  # type: ignore[arg-type]
 
 
-def parse_size(text: str) -> tuple[int, int, int, int]:
-    """Parse ``"M,L,K,tau_p"`` (e.g. ``"10,2,6,3"``) into a tuple; ``ValueError`` if malformed."""
-    parts = text.replace(" ", "").split(",")
-    if len(parts) != 4:
-        raise ValueError(f"a size is four integers M,L,K,tau_p such as 10,2,6,3; got {text!r}")
-    try:
-        values = tuple(int(p) for p in parts)
-    except ValueError:
-        raise ValueError(f"a size is four integers M,L,K,tau_p such as 10,2,6,3; got {text!r}") from None
-    for name, v in zip(_INT_FIELDS, values):
-        if v < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {v} in size {text!r}")
-    return values  # type: ignore[return-value]
-
-
-def _preset_name(size: tuple[int, int, int, int]) -> str:
-    M, L, K, tau_p = size
-    return f"M{M}-L{L}-K{K}-tau{tau_p}"
-
-
-#: Named presets for the paper's Table II sizes, e.g. ``PRESETS["M10-L2-K6-tau3"]``.
+#: The paper's Table II sizes by their label, e.g. ``PRESETS["10,2,6,3"]``.
 PRESETS: dict[str, SystemConfig] = {
-    _preset_name(s): SystemConfig(M=s[0], L=s[1], K=s[2], tau_p=s[3]) for s in TABLE2_SIZES
+    size_label(s): SystemConfig(M=s[0], L=s[1], K=s[2], tau_p=s[3]) for s in TABLE2_SIZES
 }
 
 DEFAULT_CONFIG = SystemConfig()

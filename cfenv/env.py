@@ -13,18 +13,17 @@ from gymnasium.vector.utils import batch_space
 from cfenv.channel import Snapshot, draw_snapshots
 from cfenv.config import DEFAULT_CONFIG, SystemConfig
 from cfenv.rates import as_pilot_indices, user_rates
+from cfenv.units import MBPS, fading_db
 
 OBS_DB_LOW = -300.0
 """lower observation bound [dB]; a -300 dB gain needs shadowing beyond -20 sigma"""
 OBS_DB_HIGH = 0.0
 """upper observation bound [dB]: a passive channel never gains power"""
-MBPS = 1e6
-"""bit/s per Mbit/s"""
 
 
 def fading_observation(beta: np.ndarray) -> np.ndarray:
     """``(..., M, K)`` linear beta -> float32 dB, clipped to [OBS_DB_LOW, OBS_DB_HIGH]."""
-    return np.clip(10.0 * np.log10(beta), OBS_DB_LOW, OBS_DB_HIGH).astype(np.float32)
+    return np.clip(fading_db(beta), OBS_DB_LOW, OBS_DB_HIGH).astype(np.float32)
 
 
 def snapshot_from_options(options: dict[str, Any], config: SystemConfig) -> Snapshot:

@@ -13,9 +13,9 @@ import numpy as np
 from gymnasium import spaces
 
 from cfenv.config import SystemConfig
-from cfenv.env import MBPS, OBS_DB_HIGH, OBS_DB_LOW, SnapshotEpisodes, _config_from_kwargs, fading_observation
+from cfenv.env import OBS_DB_HIGH, OBS_DB_LOW, SnapshotEpisodes, _config_from_kwargs, fading_observation
 from cfenv.rates import user_rates
-from cfenv.wrappers import NORMALISED_DB_CENTER, NORMALISED_DB_SCALE
+from cfenv.units import MBPS, normalise_db
 
 REWARD_MODES = ("final", "increments")
 UNASSIGNED = -1
@@ -44,7 +44,7 @@ def sequential_observation(beta: np.ndarray, pilots: np.ndarray, user: int,
     cfg = config
     db = fading_observation(beta)
     batch = db.shape[:-2]
-    fading = (db.reshape(*batch, cfg.M * cfg.K) - NORMALISED_DB_CENTER) / NORMALISED_DB_SCALE
+    fading = normalise_db(db.reshape(*batch, cfg.M * cfg.K))
     pilots = np.asarray(pilots)
     one_hot = (pilots[..., None] == np.arange(cfg.tau_p)).astype(np.float32)
     one_hot = one_hot.reshape(*batch, cfg.K * cfg.tau_p)
@@ -162,8 +162,7 @@ class CellFreePilotSequentialEnv(SnapshotEpisodes, gym.Env[np.ndarray, np.int64]
         self.reward_mode = reward_mode
         self.render_mode = render_mode
         cfg = self.config
-        fading_low = (OBS_DB_LOW - NORMALISED_DB_CENTER) / NORMALISED_DB_SCALE
-        fading_high = (OBS_DB_HIGH - NORMALISED_DB_CENTER) / NORMALISED_DB_SCALE
+        fading_low, fading_high = normalise_db(OBS_DB_LOW), normalise_db(OBS_DB_HIGH)
         n_fading = cfg.M * cfg.K
         low = np.zeros(observation_size(cfg), dtype=np.float32)
         high = np.ones(observation_size(cfg), dtype=np.float32)

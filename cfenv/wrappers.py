@@ -7,16 +7,13 @@ import numpy as np
 from gymnasium import spaces
 
 from cfenv.env import OBS_DB_HIGH, OBS_DB_LOW
+from cfenv.units import normalise_db
 
-NORMALISED_DB_CENTER = -120.0
-"""dB value mapped to 0 by :class:`FlattenFadingObservation` (typical fading lies in -160..-80 dB)"""
-NORMALISED_DB_SCALE = 20.0
-"""dB per unit after normalisation"""
 
 
 class FlattenFadingObservation(gym.ObservationWrapper):
     """Flatten the ``(M, K)`` dB observation to ``(M * K,)`` and bring it near unit scale:
-    ``(beta_db - NORMALISED_DB_CENTER) / NORMALISED_DB_SCALE`` (float32), for MLP policies
+    (:func:`cfenv.units.normalise_db`, float32), for MLP policies
     such as Stable-Baselines3's ``MlpPolicy``."""
 
     def __init__(self, env: gym.Env) -> None:
@@ -24,10 +21,8 @@ class FlattenFadingObservation(gym.ObservationWrapper):
         shape = env.observation_space.shape
         assert shape is not None
         size = int(np.prod(shape))
-        low = (OBS_DB_LOW - NORMALISED_DB_CENTER) / NORMALISED_DB_SCALE
-        high = (OBS_DB_HIGH - NORMALISED_DB_CENTER) / NORMALISED_DB_SCALE
+        low, high = normalise_db(OBS_DB_LOW), normalise_db(OBS_DB_HIGH)
         self.observation_space = spaces.Box(low, high, (size,), np.float32)
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
-        flat = (observation.reshape(-1) - NORMALISED_DB_CENTER) / NORMALISED_DB_SCALE
-        return flat.astype(np.float32)
+        return normalise_db(observation.reshape(-1)).astype(np.float32)

@@ -19,7 +19,7 @@ def test_noise_power_and_normalised_powers():
 
 def test_presets_cover_table2_sizes():
     assert sorted(p.size for p in PRESETS.values()) == sorted(TABLE2_SIZES)
-    assert SystemConfig.from_size("M45-L2-K20-tau10").size == (45, 2, 20, 10)
+    assert PRESETS["45,2,20,10"].size == (45, 2, 20, 10)
     assert SystemConfig.from_size("10,2,6,3").size == (10, 2, 6, 3)
 
 

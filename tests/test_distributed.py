@@ -13,7 +13,7 @@ import pytest
 
 import evaluate
 import train
-from agents import executors
+from agents.lab import executors
 from agents.lab.evaluation import CELLS_DIR, EvaluationSettings, Task, plan_chunks
 from agents.lab.sweep import SweepSpec, load_sweep
 

@@ -132,7 +132,7 @@ def test_hqcnn_model_runs_noisy_through_apply_execution() -> None:
     noisy = model(x)
     noisy.sum().backward()
     assert noisy.shape == clean.shape and not torch.allclose(noisy, clean)
-    assert model.quantum.conv.grad is not None and model.pre.weight.grad is not None
+    assert model.front.quantum.conv.grad is not None and model.front.pre.weight.grad is not None
 
 
 # --------------------------------------------------------------------------- the noiseless limit
@@ -480,7 +480,7 @@ def test_parameter_shift_gradients_equal_backprop_on_the_noiseless_circuit(reado
 
 
 def test_noise_study_cli_writes_json_csv_and_figure(tmp_path: Path) -> None:
-    from agents import noise_study
+    from agents.lab import noise_study
     from agents.learning.trainer import TrainSettings, train
 
     size = (10, 2, 6, 3)
@@ -510,7 +510,7 @@ def test_noise_study_runs_the_quantum_scorer_of_the_decoder(tmp_path: Path) -> N
     """--agent hqcnn-ar: trains the circuit-scored decoder with its own recipe under the
     train root and runs its circuit noisily; records name the agent, count distinct
     assignments and carry the master-AP reference."""
-    from agents import noise_study
+    from agents.lab import noise_study
 
     out = tmp_path / "noise"
     code = noise_study.main(["--train-root", str(tmp_path / "runs"), "--agent", "hqcnn-ar", "--qubits", "4",

@@ -9,7 +9,7 @@ import torch
 
 import agents
 import evaluate
-from agents import training
+from agents.learning import trainer as training
 from agents.neural import NeuralAgent
 from agents.learning.trainer import TrainSettings, make_dataset, train
 from cfenv import SystemConfig, draw_snapshots, sum_rate
@@ -147,7 +147,7 @@ def test_train_cli_bad_arguments(args, needle):
 
 
 def test_figures_from_logged_runs(tmp_path):
-    from agents import figures
+    from agents.lab import figures
 
     for loss in ("supervised", "unsupervised"):
         for agent in ("mlp", "light-cnn"):

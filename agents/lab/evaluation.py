@@ -31,10 +31,9 @@ from agents.base import AGENT_STREAM, TEST_STREAM, stream_rng
 from agents.learning.diagnostics import collapse_report
 from agents.registry import agent_class, available, is_learnable, make
 from cfenv.channel import Snapshot, draw_snapshots
-from cfenv.config import TABLE2_SIZES, SystemConfig, parse_size
+from cfenv.config import TABLE2_SIZES, SystemConfig
+from cfenv.units import MBPS, Size, parse_size, size_label, size_slug
 from cfenv.rates import sum_rate
-
-Size = tuple[int, int, int, int]
 
 SIZE_GROUPS: dict[str, tuple[Size, ...]] = {
     "paper": TABLE2_SIZES,
@@ -47,7 +46,6 @@ every learning agent it has no checkpoint for) within a few minutes on 2 cores""
 REFERENCE_AGENT = "exhaustive"
 Z_95 = 1.959963984540054
 """two-sided 95 % normal quantile (confidence intervals use the normal approximation)"""
-MBPS = 1e6
 MAX_FAILURE_LINES = 10
 """failed tasks reported one line each while the grid runs (the table has them all)"""
 CELLS_DIR = "cells"
@@ -186,7 +184,7 @@ class Task:
     def key(self) -> str:
         """``agent@M,L,K,tau_p#start-stop`` (chunks) or ``train:agent@M,L,K,tau_p``: what
         ``fail_tasks`` patterns and progress messages name."""
-        where = f"{self.agent}@{','.join(map(str, self.size))}"
+        where = f"{self.agent}@{size_label(self.size)}"
         return f"train:{where}" if self.kind == "train" else f"{where}#{self.start}-{self.stop}"
 
 
@@ -374,7 +372,7 @@ def _fingerprint(settings: EvaluationSettings) -> str:
 
 
 def _cell_path(settings: EvaluationSettings, task: Task) -> Path:
-    return (Path(settings.out) / CELLS_DIR / "-".join(map(str, task.size)) / task.agent
+    return (Path(settings.out) / CELLS_DIR / size_slug(task.size) / task.agent
             / f"{task.start}-{task.stop}.json")
 
 
@@ -657,7 +655,7 @@ def write_results(records: list[dict[str, Any]], settings: EvaluationSettings, m
                                            "results.png", "run.json", "snapshots.npz")}
     arrays = {}
     for size, snaps in snapshots.items():
-        key = "-".join(map(str, size))
+        key = size_slug(size)
         arrays.update({f"{key}/beta": snaps.beta, f"{key}/ap_positions": snaps.ap_positions,
                        f"{key}/ue_positions": snaps.ue_positions,
                        f"{key}/seeds": np.array([[settings.seed, TEST_STREAM, *size, i]

@@ -42,9 +42,9 @@ from typing import Any
 
 import numpy as np
 
-from cfenv.config import SystemConfig, parse_size
+from cfenv.config import SystemConfig
+from cfenv.units import MBPS, parse_size, size_label
 
-MBPS = 1e6
 Z_95 = 1.959963984540054
 NOISE_AGENTS = ("hqcnn", "hqcnn-ar")
 """models whose circuits the study runs noisily: the paper's HQCNN, and the HQCNN circuit as
@@ -345,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--agent", default=d.agent, help=f"model trained under --train-root: {', '.join(NOISE_AGENTS)}")
     parser.add_argument("--qubits", nargs="+", type=int, default=list(d.qubits),
                         help="qubit counts (--train-root: default 4 8 16; else a check of the checkpoints)")
-    parser.add_argument("--size", default=",".join(map(str, d.size)), help="M,L,K,tau_p")
+    parser.add_argument("--size", default=size_label(d.size), help="M,L,K,tau_p")
     parser.add_argument("--p", nargs="+", type=float, default=list(d.p), help="depolarising probabilities")
     parser.add_argument("--mitigation", nargs="+", default=list(d.mitigation), help="none and/or zne")
     parser.add_argument("--shots", type=int, default=d.shots, help="shots per circuit (default: exact)")

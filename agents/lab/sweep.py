@@ -42,8 +42,8 @@ from typing import Any
 
 from agents.lab.executors import RAY_MISSING, ray_available, ray_session
 from agents.learning.trainer import TrainSettings, run_dir_for, train
+from cfenv.units import Size, parse_size, size_slug
 
-Size = tuple[int, int, int, int]
 TRAIN_KEYS = ("lr", "batch_size", "seed", "data_seed", "epochs", "imitation_epochs", "train_snapshots",
               "val_snapshots", "samples", "labels")
 """sweepable :class:`TrainSettings` fields; every other key is a model option"""
@@ -115,7 +115,6 @@ class SweepSpec:
         d.pop("size", None)
         if sizes is None or "agent" not in d:
             raise ValueError("a sweep needs 'agent' and 'sizes' (or 'size')")
-        from cfenv.config import parse_size
 
         parsed = [parse_size(s) if isinstance(s, str) else tuple(int(v) for v in s) for s in
                   (sizes if isinstance(sizes, list) and not isinstance(sizes[0], int) else [sizes])]
@@ -123,7 +122,7 @@ class SweepSpec:
 
     def experiment(self, size: Size) -> str:
         base = self.name or f"{self.agent}-{self.loss}"
-        return base if len(self.sizes) == 1 else f"{base}-{'-'.join(map(str, size))}"
+        return base if len(self.sizes) == 1 else f"{base}-{size_slug(size)}"
 
     def trial_settings(self, size: Size, values: dict[str, Any], runs_dir: Path, cache_dir: Path) -> TrainSettings:
         """The :class:`TrainSettings` of one trial (fixed settings, then the trial's values)."""

@@ -46,10 +46,10 @@ from agents.models import AssignmentModel, PilotModel, build_model, model_option
 from cfenv.channel import Snapshot, draw_snapshots
 from cfenv.config import SystemConfig
 from cfenv.rates import relaxed_sum_rate, sum_rate
+from cfenv.units import MBPS, fading_db, size_slug
 
 LOSSES = ("supervised", "unsupervised", "reinforce")
 LABEL_SOURCES = ("master-ap", "exhaustive", "local-search")
-MBPS = 1e6
 CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "weights.pt"
 CONFIG_JSON = "config.json"
@@ -172,7 +172,7 @@ def make_dataset(config: SystemConfig, n: int, seed: int, stream: int, labels: s
                  cache_dir: Path | None = None, progress: bool = False) -> Dataset:
     """``n`` snapshots from ``stream_rng(seed, stream, *size)`` and, if asked, canonical labels
     from the agent ``labels``; cached under ``cache_dir`` when given."""
-    key = f"{'-'.join(map(str, config.size))}_stream{stream}_n{n}_seed{seed}_{labels or 'nolabels'}.npz"
+    key = f"{size_slug(config.size)}_stream{stream}_n{n}_seed{seed}_{labels or 'nolabels'}.npz"
     path = Path(cache_dir) / key if cache_dir is not None else None
     if path is not None and path.exists():
         with np.load(path) as data:
@@ -202,7 +202,7 @@ def make_dataset(config: SystemConfig, n: int, seed: int, stream: int, labels: s
 
 def beta_db_tensor(beta: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
     """``(..., M, K)`` linear beta -> float32 dB tensor (the models' input)."""
-    return torch.as_tensor(10.0 * np.log10(beta), dtype=torch.float32, device=device)
+    return torch.as_tensor(fading_db(beta), dtype=torch.float32, device=device)
 
 
 # ------------------------------------------------------------------- losses
@@ -332,7 +332,7 @@ def train(settings: TrainSettings,
     torch.manual_seed(settings.seed)
     model = build_model(settings.agent, config, **settings.model)
     if isinstance(model, PilotModel):
-        train_db = 10.0 * np.log10(train_set.snapshots.beta)
+        train_db = fading_db(train_set.snapshots.beta)
         model.set_normalisation(float(train_db.mean()), float(train_db.std()))
     model.to(device)
     if settings.execution:

@@ -37,12 +37,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from agents.models import AssignmentModel
+from agents.models.base import AssignmentModel
+from agents.models.hybrid import HybridFrontEnd
+from cfenv.units import normalise_db
 
-FEATURE_DB_CENTER = -120.0
-"""dB value mapped to 0 in the user features"""
-FEATURE_DB_SCALE = 20.0
-"""dB per unit in the user features"""
 LOG_RATIO_CLIP = (-6.0, 2.0)
 """clip of log10 contamination ratios"""
 NODE_FEATURES = 3
@@ -58,7 +56,7 @@ def user_graph(beta_db: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
     top = torch.topk(beta_db.to(torch.float64), k=min(2, beta_db.shape[-2]), dim=-2).values  # (B, 2|1, K)
     second = top[:, -1]
     nodes = torch.stack([total_db, top[:, 0], second], dim=-1)
-    nodes = ((nodes - FEATURE_DB_CENTER) / FEATURE_DB_SCALE).float()
+    nodes = normalise_db(nodes).float()
     cross = beta.transpose(-1, -2) @ beta  # (B, K, K): sum_m beta[m,k] beta[m,j]
     own = torch.diagonal(cross, dim1=-2, dim2=-1)  # (B, K)
     norm = own.sqrt()
@@ -95,20 +93,13 @@ class QuantumScorer(nn.Module):
     def __init__(self, in_features: int, n_qubits: int = 8, share: str = "level", readout: str = "all",
                  backend: str | None = None) -> None:
         super().__init__()
-        from agents.models import quantum
-
-        kwargs: dict[str, Any] = {"n_qubits": n_qubits, "share": share, "readout": readout}
-        if backend is not None:
-            kwargs["backend"] = backend
-        self.pre = nn.Linear(in_features, n_qubits)
-        self.quantum = quantum.QCNNLayer(**kwargs)
-        self.post = nn.Linear(quantum.output_width(n_qubits, readout), 1)
+        self.front = HybridFrontEnd(in_features, n_qubits, share, readout, backend)
+        self.post = nn.Linear(self.front.out_features, 1)
+        self.register_load_state_dict_pre_hook(HybridFrontEnd.upgrade_state_dict)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape[:-1]
-        angles = self.pre(x.reshape(-1, x.shape[-1]))
-        z = self.quantum(angles.to(torch.float64)).to(angles.dtype)
-        return self.post(z).reshape(*shape, 1)
+        return self.post(self.front(x.reshape(-1, x.shape[-1]))).reshape(*shape, 1)
 
 
 class GNNPolicy(AssignmentModel):
