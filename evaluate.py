@@ -21,12 +21,10 @@ from agents.lab.evaluation import (
     SIZE_GROUPS,
     EvaluationSettings,
     evaluate,
-    markdown_tables,
     parse_agents,
     parse_sizes,
-    provenance,
-    write_results,
 )
+from agents.lab.results import markdown_tables, provenance, write_results
 from agents.registry import available
 from cfenv.units import parse_size, size_label
 
@@ -122,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = provenance(sys.argv if argv is None else ["evaluate.py", *argv])
     meta["wall_time_s"] = time.perf_counter() - start
     meta["tasks"] = stats
-    paths = write_results(records, settings, meta, snapshots)
+    paths = write_results(records, settings.out, settings.seed, settings.to_json(), meta, snapshots)
     print(markdown_tables(records))
     for r in records:
         if r["status"] != "ok":

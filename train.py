@@ -24,7 +24,7 @@ from cfenv.units import size_label
 
 RL_AGENTS = ("ppo", "a2c", "dqn", "ppo-hqcnn")
 """Stable-Baselines3 agents: trained by their own ``fit`` (SB3's ``learn``)"""
-from agents.learning.trainer import LABEL_SOURCES, LOSSES, TrainSettings, train
+from agents.learning import LABEL_SOURCES, LOSSES, TrainSettings, train
 
 DEFAULTS = TrainSettings()
 

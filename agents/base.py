@@ -56,6 +56,11 @@ def canonical_pilots(pilots: np.ndarray) -> np.ndarray:
     return np.take_along_axis(rank, flat, axis=1).reshape(pilots.shape)
 
 
+def run_folder(runs_dir: str | Path, agent: str, size: tuple[int, ...], run: str) -> Path:
+    """Where a learning agent's run lives: ``<runs_dir>/<agent>/<M-L-K-tau_p>/<run>``."""
+    return Path(runs_dir) / agent / size_slug(size) / run
+
+
 class Agent(ABC):
     """Chooses one pilot per user for each network snapshot.
 
@@ -149,7 +154,7 @@ class LearnableAgent(Agent):
     @classmethod
     def run_dir(cls, runs_dir: str | Path, config: SystemConfig, seed: int, loss: str = "unsupervised") -> Path:
         """The run folder of this agent for a size, seed and (for neural agents) loss."""
-        return Path(runs_dir) / cls.name / size_slug(config.size) / f"{loss}-seed{seed}"
+        return run_folder(runs_dir, cls.name, config.size, f"{loss}-seed{seed}")
 
     @classmethod
     def has_checkpoint(cls, directory: str | Path) -> bool:

@@ -6,10 +6,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 
 from agents.base import LearnableAgent
+from agents.learning import TrainSettings, beta_db_tensor, load_model, predict, save_model, train
+from agents.models import build_model
 from cfenv.channel import Snapshot
 from cfenv.config import SystemConfig
+from cfenv.rates import sum_rate
 
 
 class NeuralAgent(LearnableAgent):
@@ -43,8 +47,6 @@ class NeuralAgent(LearnableAgent):
         return self.model is not None
 
     def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
-        from agents.learning.trainer import predict
-
         if self.model is None:
             raise ValueError(f"{self.name} is not trained: call fit() or load() first")
         if not self.model.size_generalisable:
@@ -56,10 +58,6 @@ class NeuralAgent(LearnableAgent):
 
     def initialise(self, config: SystemConfig | None = None) -> "NeuralAgent":
         """Give the agent a freshly initialised (untrained) model, seeded by the agent's seed."""
-        import torch
-
-        from agents.models import build_model
-
         cfg = self._resolve_config(config)
         torch.manual_seed(self.seed)
         self.model = build_model(self.name, cfg, **self.model_options).to(self.device)
@@ -69,8 +67,6 @@ class NeuralAgent(LearnableAgent):
     def fit(self, config: SystemConfig | None = None, **settings: Any) -> dict[str, Any]:
         """Train with :func:`agents.learning.trainer.train`; keyword arguments override
         :class:`agents.learning.trainer.TrainSettings` fields."""
-        from agents.learning.trainer import TrainSettings, train
-
         cfg = self._resolve_config(config)
         budget = dict(self.default_budget)
         if "epochs" in settings and "imitation_epochs" not in settings and budget.get("imitation_epochs"):
@@ -94,8 +90,6 @@ class NeuralAgent(LearnableAgent):
         return int(self.model.parameter_counts()["total"])
 
     def save(self, directory: str | Path) -> Path:
-        from agents.learning.trainer import save_model
-
         if self.model is None or self.config is None:
             raise ValueError(f"{self.name} has no trained model to save")
         return save_model(Path(directory), self.model, self.name, self.config, self.meta)
@@ -103,14 +97,10 @@ class NeuralAgent(LearnableAgent):
     @classmethod
     def load(cls, directory: str | Path, device: str = "cpu", config: SystemConfig | None = None) -> "NeuralAgent":
         """Load a saved model; ``config`` (if given) must match the size it was trained for."""
-        from agents.learning.trainer import load_model
-
         model, meta = load_model(Path(directory), device, expected=config)
         if meta["agent"] != cls.name and cls is not NeuralAgent:
             raise ValueError(f"{directory} holds a {meta['agent']!r} model, not {cls.name!r}")
-        from agents.registry import agent_class
-
-        agent = agent_class(meta["agent"])(config=SystemConfig(**meta["system"]), device=device, **meta["model"])
+        agent = neural_agent_class(meta["agent"])(config=SystemConfig(**meta["system"]), device=device, **meta["model"])
         agent.model, agent.meta = model, meta
         return agent  # type: ignore[return-value]
 
@@ -143,11 +133,6 @@ class GNNAgent(NeuralAgent):
         greedy = super()._assign(snapshots, config, rng)
         if self.decode_samples == 0:
             return greedy
-        import torch
-
-        from agents.learning.trainer import beta_db_tensor
-        from cfenv.rates import sum_rate
-
         B, S = greedy.shape[0], self.decode_samples
         generator = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
         x = beta_db_tensor(snapshots.beta, self.device).repeat_interleave(S, 0)
@@ -182,3 +167,12 @@ class HQCNNAgent(NeuralAgent):
 
 class HQCNNHurAgent(NeuralAgent):
     name = "hqcnn-hur"
+
+
+def neural_agent_class(name: str) -> type[NeuralAgent]:
+    """The :class:`NeuralAgent` subclass whose model is ``name`` (what a checkpoint's config names)."""
+    classes = {cls.name: cls for cls in (MLPAgent, LightCNNAgent, HeavyCNNAgent, HQCNNAgent, HQCNNHurAgent,
+                                         GNNAgent, HQCNNARAgent)}
+    if name not in classes:
+        raise ValueError(f"no neural agent has a model named {name!r}; valid: {', '.join(classes)}")
+    return classes[name]

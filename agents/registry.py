@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 from typing import Any
 
-from agents.base import Agent
+from agents.base import Agent, LearnableAgent
+from cfenv.config import SystemConfig
+from cfenv.units import Size
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,49 @@ REGISTRY: dict[str, AgentEntry] = {
 }
 
 
+@dataclass(frozen=True)
+class AgentSpec:
+    """An agent name resolved once into what the harness needs to plan and run it."""
+
+    name: str
+    cls: type[Agent]
+    description: str
+    learnable: bool
+
+    @property
+    def size_generalisable(self) -> bool:
+        """One trained model runs at any (M, K, tau_p) (``--trained-at``)."""
+        return bool(getattr(self.cls, "size_generalisable", False))
+
+    def checkpoint_loss(self, requested: str) -> str:
+        """The loss of the checkpoint to use: ``requested`` if the agent trains with it, else its default."""
+        losses = getattr(self.cls, "losses", ())
+        return requested if requested in losses else losses[0]
+
+    def train_size(self, size: Size, trained_at: Size | None) -> Size:
+        """The size whose model serves ``size``: ``trained_at`` for size-generalisable agents."""
+        return tuple(trained_at) if trained_at and self.size_generalisable else tuple(size)  # type: ignore[return-value]
+
+    def run_dir(self, runs_dir: str | Path, size: Size, seed: int, loss: str) -> Path:
+        """The run folder of this agent's checkpoint for a size, seed and requested loss."""
+        assert issubclass(self.cls, LearnableAgent), f"{self.name} is not a learning agent"
+        return self.cls.run_dir(runs_dir, SystemConfig.from_size(size), seed, self.checkpoint_loss(loss))
+
+    def has_checkpoint(self, run_dir: str | Path) -> bool:
+        """Whether ``run_dir`` holds this agent's finished model."""
+        return issubclass(self.cls, LearnableAgent) and self.cls.has_checkpoint(run_dir)
+
+
+@cache
+def resolve(name: str) -> AgentSpec:
+    """The :class:`AgentSpec` of a registered name (its module imported once); ``ValueError`` otherwise."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown agent {name!r}; valid: {', '.join(REGISTRY)}")
+    entry = REGISTRY[name]
+    module, cls = entry.target.split(":")
+    return AgentSpec(name, getattr(importlib.import_module(module), cls), entry.description, entry.learnable)
+
+
 def is_learnable(name: str) -> bool:
     """Whether the agent ``name`` must be trained before it can assign."""
     if name not in REGISTRY:
@@ -66,10 +113,7 @@ def available() -> dict[str, str]:
 
 def agent_class(name: str) -> type[Agent]:
     """The class registered under ``name``; ``ValueError`` listing the valid names otherwise."""
-    if name not in REGISTRY:
-        raise ValueError(f"unknown agent {name!r}; valid: {', '.join(REGISTRY)}")
-    module, cls = REGISTRY[name].target.split(":")
-    return getattr(importlib.import_module(module), cls)
+    return resolve(name).cls
 
 
 def make(name: str, **kwargs: Any) -> Agent:

@@ -81,7 +81,14 @@ try:
 except ImportError as err:  # pragma: no cover
     raise ImportError("the RL agents need Stable-Baselines3: pip install 'stable-baselines3>=2.3'") from err
 
-from agents.base import TRAIN_STREAM, VALIDATION_STREAM, LearnableAgent, canonical_pilots, stream_rng
+from agents.base import (
+    TRAIN_STREAM,
+    VALIDATION_STREAM,
+    LearnableAgent,
+    canonical_pilots,
+    run_folder,
+    stream_rng,
+)
 from agents.heuristics import master_ap_pilots
 from agents.models.sb3 import HQCNNExtractor
 from cfenv.channel import Snapshot, draw_snapshots
@@ -400,7 +407,7 @@ class RLAgent(LearnableAgent):
     def run_dir(cls, runs_dir: str | Path, config: SystemConfig, seed: int,
                 loss: str = "unsupervised") -> Path:
         """``runs_dir/<agent>/<M>-<L>-<K>-<tau_p>/rl-seed<seed>`` (``loss`` is ignored)."""
-        return Path(runs_dir) / cls.name / size_slug(config.size) / f"rl-seed{seed}"
+        return run_folder(runs_dir, cls.name, config.size, f"rl-seed{seed}")
 
     @property
     def trained(self) -> bool:
@@ -565,7 +572,7 @@ class RLAgent(LearnableAgent):
         training summary, versions: plain JSON) into ``directory``; returns it."""
         import stable_baselines3
 
-        from agents.learning.trainer import atomic_write_bytes
+        from agents.storage import atomic_write_bytes
         from cfenv import __version__
 
         if self.model is None or self.config is None:

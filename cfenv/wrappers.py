@@ -10,7 +10,6 @@ from cfenv.env import OBS_DB_HIGH, OBS_DB_LOW
 from cfenv.units import normalise_db
 
 
-
 class FlattenFadingObservation(gym.ObservationWrapper):
     """Flatten the ``(M, K)`` dB observation to ``(M * K,)`` and bring it near unit scale:
     (:func:`cfenv.units.normalise_db`, float32), for MLP policies

@@ -157,7 +157,7 @@ def test_nothing_but_the_scale_out_modules_imports_ray():
 
     root = Path(__file__).resolve().parents[1]
     imports_ray = re.compile(r"^\s*(import ray\b|from ray[. ])", re.M)
-    files = [*root.glob("*.py"), *(root / "agents").glob("*.py"), *(root / "cfenv").glob("*.py")]
+    files = [*root.glob("*.py"), *(root / "agents").rglob("*.py"), *(root / "cfenv").rglob("*.py")]
     importers = sorted(str(p.relative_to(root)) for p in files if imports_ray.search(p.read_text()))
     assert importers == ["agents/lab/executors.py", "agents/lab/sweep.py"]
 
@@ -260,8 +260,8 @@ def test_sweep_files_load_and_bad_sweeps_are_clear_errors(tmp_path):
 
 
 def test_train_on_epoch_hook_sees_every_epoch(tmp_path):
-    from agents.learning.trainer import TrainSettings
-    from agents.learning.trainer import train as run_training
+    from agents.learning import TrainSettings
+    from agents.learning import train as run_training
 
     seen = []
     run_training(TrainSettings(agent="mlp", size=(6, 1, 4, 2), train_snapshots=32, val_snapshots=16, epochs=3,
@@ -312,10 +312,11 @@ def test_a_node_without_the_checkpoints_folder_loads_the_shipped_model(tmp_path)
     assert not (tmp_path / "absent").exists()
     # a model trained on a worker node comes back into the driver's checkpoints folder
     from agents.lab.evaluation import store_trained_model
+    from agents.registry import resolve
 
     driver_dir = agent.run_dir(tmp_path / "absent", cfg, 0)
-    assert store_trained_model("mlp", {"run_dir": str(driver_dir), "files": files})
-    assert not store_trained_model("mlp", {"run_dir": str(driver_dir), "files": files})  # already there
+    assert store_trained_model(resolve("mlp"), {"run_dir": str(driver_dir), "files": files})
+    assert not store_trained_model(resolve("mlp"), {"run_dir": str(driver_dir), "files": files})  # already there
     assert run_task((task, elsewhere, None))["pilots"] == local["pilots"]
 
 

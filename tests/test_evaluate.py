@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import evaluate
-from agents.lab.evaluation import RECORD_FIELDS, parse_sizes, draw_test_snapshots
+from agents.lab.evaluation import draw_test_snapshots, parse_sizes
+from agents.lab.results import RECORD_FIELDS
 from cfenv import SystemConfig, sum_rate
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ import torch
 
 import agents
 from agents.models.gnn import GNNPolicy
-from agents.learning.trainer import TrainSettings, beta_db_tensor, train
+from agents.learning import TrainSettings, beta_db_tensor, train
 from cfenv import SystemConfig, draw_snapshots, sum_rate
 
 
@@ -78,7 +78,8 @@ def test_short_reinforce_run_improves_validation_sum_rate(tmp_path):
                              val_snapshots=128, epochs=4, batch_size=32, lr=3e-3, samples=2, model={"width": 32},
                              runs_dir=tmp_path / "runs", cache_dir=tmp_path / "cache", progress=False)
     cfg = settings.config
-    from agents.learning.trainer import VALIDATION_STREAM, make_dataset
+    from agents.base import VALIDATION_STREAM
+    from agents.learning import make_dataset
 
     val = make_dataset(cfg, 128, 0, VALIDATION_STREAM)
     torch.manual_seed(0)
@@ -134,7 +135,7 @@ def test_harness_evaluates_a_gnn_trained_at_one_size_on_others(tmp_path):
 def test_imitation_warm_start_then_reinforce(tmp_path):
     """The first imitation_epochs imitate local-search labels, then REINFORCE takes over; the
     imitation alone brings the policy to about master-AP (measured 1.0 x at 512 x 6)."""
-    from agents.learning.trainer import TrainSettings, train
+    from agents.learning import TrainSettings, train
 
     summary = train(TrainSettings(agent="gnn", size=(10, 2, 6, 3), loss="reinforce", labels="local-search",
                                   imitation_epochs=3, epochs=4, train_snapshots=512, val_snapshots=64, batch_size=64,

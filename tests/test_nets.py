@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from agents.models import LABEL_MODELS as MODEL_NAMES, build_model, hqcnn_parameter_count
-from agents.learning.trainer import beta_db_tensor, supervised_loss, unsupervised_loss
+from agents.learning import beta_db_tensor, supervised_loss, unsupervised_loss
 from cfenv import SystemConfig, draw_snapshots
 
 CFG = SystemConfig(M=10, K=6, tau_p=3)

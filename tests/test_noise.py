@@ -481,7 +481,7 @@ def test_parameter_shift_gradients_equal_backprop_on_the_noiseless_circuit(reado
 
 def test_noise_study_cli_writes_json_csv_and_figure(tmp_path: Path) -> None:
     from agents.lab import noise_study
-    from agents.learning.trainer import TrainSettings, train
+    from agents.learning import TrainSettings, train
 
     size = (10, 2, 6, 3)
     settings = TrainSettings(agent="hqcnn", size=size, model={"n_qubits": 4}, epochs=1, train_snapshots=32,

@@ -9,31 +9,26 @@ as a PNG; figures are made from the saved records, so they can be redrawn.
 
 from __future__ import annotations
 
-import csv
+import dataclasses
 import hashlib
 import json
-import math
 import os
-import platform
 import re
 import shutil
-import subprocess
-import sys
 import time
-from dataclasses import asdict, dataclass, field
-from importlib import metadata
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from agents.base import AGENT_STREAM, TEST_STREAM, stream_rng
-from agents.learning.diagnostics import collapse_report
-from agents.registry import agent_class, available, is_learnable, make
+from agents.lab.results import add_ratios, cell_record
+from agents.registry import AgentSpec, available, resolve
 from cfenv.channel import Snapshot, draw_snapshots
 from cfenv.config import TABLE2_SIZES, SystemConfig
-from cfenv.units import MBPS, Size, parse_size, size_label, size_slug
 from cfenv.rates import sum_rate
+from cfenv.units import MBPS, Size, parse_size, size_label, size_slug
 
 SIZE_GROUPS: dict[str, tuple[Size, ...]] = {
     "paper": TABLE2_SIZES,
@@ -43,17 +38,10 @@ SIZE_GROUPS: dict[str, tuple[Size, ...]] = {
 }
 """named size groups for ``--sizes``; ``default`` keeps ``evaluate.py --agents all`` (which trains
 every learning agent it has no checkpoint for) within a few minutes on 2 cores"""
-REFERENCE_AGENT = "exhaustive"
-Z_95 = 1.959963984540054
-"""two-sided 95 % normal quantile (confidence intervals use the normal approximation)"""
 MAX_FAILURE_LINES = 10
 """failed tasks reported one line each while the grid runs (the table has them all)"""
 CELLS_DIR = "cells"
 """sub-folder of the output folder holding each finished chunk (partial results, ``--resume``)"""
-RECORD_FIELDS = ["M", "L", "K", "tau_p", "agent", "status", "mean_sum_rate_mbps", "ci95_mbps", "ratio",
-                 "ratio_to", "ms_per_snapshot", "train_time_s", "parameters", "distinct_assignments",
-                 "ratio_to_best_constant", "collapsed", "snapshots", "seed", "reason"]
-
 
 @dataclass
 class EvaluationSettings:
@@ -133,6 +121,10 @@ class EvaluationSettings:
         self.fail_tasks = tuple(self.fail_tasks)
         self.out, self.checkpoints = Path(self.out), Path(self.checkpoints)
 
+    def to_json(self) -> dict[str, Any]:
+        """The settings as JSON-ready values (what run.json records)."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+
 
 def parse_agents(text: str) -> list[str]:
     """``"all"`` or a comma-separated list of registered names -> names; ``ValueError`` otherwise."""
@@ -195,19 +187,12 @@ def plan_chunks(settings: EvaluationSettings) -> list[Task]:
             for size in settings.sizes for name in settings.agents for lo in range(0, settings.snapshots, step)]
 
 
-def _checkpoint_loss(name: str, settings: EvaluationSettings) -> str:
-    cls = agent_class(name)
-    return settings.loss if settings.loss in cls.losses else cls.losses[0]
-
-
-def _checkpoint(name: str, size: Size, settings: EvaluationSettings) -> tuple[SystemConfig, Path]:
+def _checkpoint(spec: AgentSpec, size: Size, settings: EvaluationSettings) -> tuple[SystemConfig, Path]:
     """The size a learning agent's model for ``size`` is trained at (``--trained-at`` for
     size-generalisable agents), and its run folder."""
-    generalisable = getattr(agent_class(name), "size_generalisable", False)
-    train_config = SystemConfig.from_size(settings.trained_at if settings.trained_at and generalisable else size)
-    run_dir = agent_class(name).run_dir(settings.checkpoints, train_config, settings.seed,
-                                        _checkpoint_loss(name, settings))
-    return train_config, run_dir
+    train_size = spec.train_size(size, settings.trained_at)
+    return SystemConfig.from_size(train_size), spec.run_dir(settings.checkpoints, train_size, settings.seed,
+                                                            settings.loss)
 
 
 def plan_training(settings: EvaluationSettings) -> dict[tuple[str, Size], Task]:
@@ -219,10 +204,11 @@ def plan_training(settings: EvaluationSettings) -> dict[tuple[str, Size], Task]:
     by_run_dir: dict[Path, Task] = {}
     for size in settings.sizes:
         for name in settings.agents:
-            if not is_learnable(name):
+            spec = resolve(name)
+            if not spec.learnable:
                 continue
-            train_config, run_dir = _checkpoint(name, size, settings)
-            if agent_class(name).has_checkpoint(run_dir):
+            train_config, run_dir = _checkpoint(spec, size, settings)
+            if spec.has_checkpoint(run_dir):
                 continue
             task = by_run_dir.setdefault(run_dir, Task("train", train_config.size, name))
             waiting[(name, size)] = task
@@ -242,10 +228,11 @@ def run_task(payload: Payload) -> dict[str, Any]:
     task, settings, model_files = payload
     _inject_failure(task, settings)
     progress = settings.progress and settings.executor == "local"
+    spec = resolve(task.agent)
     if task.kind == "train":
         config = SystemConfig.from_size(task.size)
-        loss = _checkpoint_loss(task.agent, settings)
-        agent = make(task.agent, config=config, seed=settings.seed, device=settings.device, loss=loss)
+        loss = spec.checkpoint_loss(settings.loss)
+        agent = spec.cls(config=config, seed=settings.seed, device=settings.device, loss=loss)
         if progress:
             from tqdm.auto import tqdm
 
@@ -256,10 +243,10 @@ def run_task(payload: Payload) -> dict[str, Any]:
                 "files": model_files_of(run_dir) if settings.executor == "ray" else None}
     config = SystemConfig.from_size(task.size)
     result: dict[str, Any] = {"status": "ok", "reason": "", "train_time_s": None, "parameters": None}
-    if is_learnable(task.agent):
-        agent, reason = _load_learning_agent(task.agent, config, settings, result, model_files)
+    if spec.learnable:
+        agent, reason = _load_learning_agent(spec, config, settings, result, model_files)
     else:
-        agent = make(task.agent, config=config, seed=settings.seed, **_agent_kwargs(task.agent, settings, progress))
+        agent = spec.cls(config=config, seed=settings.seed, **_agent_kwargs(task.agent, settings, progress))
         reason = agent.unsupported_reason(config)
     if reason is not None:
         result.update(status="skipped", reason=reason)
@@ -315,34 +302,34 @@ def model_files_of(run_dir: Path) -> dict[str, bytes]:
 
 
 def _write_model_files(files: dict[str, bytes], directory: Path) -> None:
-    from agents.learning.trainer import atomic_write_bytes
+    from agents.storage import atomic_write_bytes
 
     for name, data in files.items():
         atomic_write_bytes(Path(directory) / name, lambda f, data=data: f.write(data))
 
 
-def store_trained_model(name: str, trained: dict[str, Any]) -> bool:
+def store_trained_model(spec: AgentSpec, trained: dict[str, Any]) -> bool:
     """Write a model trained on another node (a training task's result with its ``files``)
     into the driver's checkpoints folder, unless a model is already there (same machine or
     shared filesystem). Returns whether it wrote."""
     run_dir = Path(trained["run_dir"])
-    if not trained.get("files") or agent_class(name).has_checkpoint(run_dir):
+    if not trained.get("files") or spec.has_checkpoint(run_dir):
         return False
     _write_model_files(trained["files"], run_dir)
     return True
 
 
-def _load_learning_agent(name: str, config: SystemConfig, settings: EvaluationSettings, result: dict[str, Any],
+def _load_learning_agent(spec: AgentSpec, config: SystemConfig, settings: EvaluationSettings, result: dict[str, Any],
                          model_files: dict[str, bytes] | None = None) -> tuple[Any, str | None]:
     """Load the agent's checkpoint for this size (trained by a training task if it was missing),
     from the shared checkpoints folder or, on a node without it, from the shipped files."""
     import tempfile
 
-    cls = agent_class(name)
-    train_config, run_dir = _checkpoint(name, config.size, settings)
-    if not cls.has_checkpoint(run_dir) and not model_files:
+    cls = spec.cls
+    train_config, run_dir = _checkpoint(spec, config.size, settings)
+    if not spec.has_checkpoint(run_dir) and not model_files:
         return None, f"no checkpoint in {run_dir} (train it with train.py, or run without --no-train)"
-    if cls.has_checkpoint(run_dir):
+    if spec.has_checkpoint(run_dir):
         agent = cls.load(run_dir, device=settings.device, config=config)
     else:
         with tempfile.TemporaryDirectory(prefix="cfpilot-model-") as tmp:
@@ -377,7 +364,7 @@ def _cell_path(settings: EvaluationSettings, task: Task) -> Path:
 
 
 def _save_cell(settings: EvaluationSettings, task: Task, result: dict[str, Any], fingerprint: str) -> None:
-    from agents.learning.trainer import atomic_write_bytes
+    from agents.storage import atomic_write_bytes
 
     text = json.dumps({"fingerprint": fingerprint, "task": task.key, "result": result})
     atomic_write_bytes(_cell_path(settings, task), lambda f: f.write(text.encode()))
@@ -438,11 +425,12 @@ def evaluate(settings: EvaluationSettings,
     shipped: dict[Path, dict[str, bytes] | None] = {}  # model files per run folder, read once
 
     def payload(task: Task) -> Payload:
-        if settings.executor != "ray" or task.kind != "chunk" or not is_learnable(task.agent):
+        spec = resolve(task.agent)
+        if settings.executor != "ray" or task.kind != "chunk" or not spec.learnable:
             return task, settings, None
-        _, run_dir = _checkpoint(task.agent, task.size, settings)
+        _, run_dir = _checkpoint(spec, task.size, settings)
         if run_dir not in shipped:
-            shipped[run_dir] = model_files_of(run_dir) if agent_class(task.agent).has_checkpoint(run_dir) else None
+            shipped[run_dir] = model_files_of(run_dir) if spec.has_checkpoint(run_dir) else None
         return task, settings, shipped[run_dir]
 
     def run_phase(executor: Any, tasks: list[Task]) -> None:
@@ -465,7 +453,7 @@ def evaluate(settings: EvaluationSettings,
                 continue
             counts["computed"] += 1
             if task.kind == "train":
-                store_trained_model(task.agent, outcome.value)
+                store_trained_model(resolve(task.agent), outcome.value)
             else:
                 results[task] = outcome.value
                 _save_cell(settings, task, outcome.value, fingerprint)
@@ -485,199 +473,10 @@ def evaluate(settings: EvaluationSettings,
         size_records = []
         for name in settings.agents:
             parts = [results.get(t) for t in chunks if t.size == size and t.agent == name]
-            size_records.append(_cell_record(name, size, parts, errors.get((name, size)), used[size], settings))
-        _add_ratios(size_records)
+            size_records.append(cell_record(name, size, parts, errors.get((name, size)), used[size],
+                                            settings.snapshots, settings.seed))
+        add_ratios(size_records)
         records.extend(size_records)
     if stats is not None:
         stats.update(counts, executor=settings.executor, wall_time_s=time.perf_counter() - started)
     return records, used
-
-
-def _cell_record(name: str, size: Size, parts: list[dict[str, Any] | None], error: str | None,
-                 snaps: Snapshot, settings: EvaluationSettings) -> dict[str, Any]:
-    """One Table II cell from its chunks (in snapshot order)."""
-    M, L, K, tau_p = size
-    record: dict[str, Any] = {"M": M, "L": L, "K": K, "tau_p": tau_p, "agent": name,
-                              "snapshots": settings.snapshots, "seed": settings.seed, "train_time_s": None,
-                              "parameters": None}
-    empty = dict(mean_sum_rate_mbps=None, ci95_mbps=None, ms_per_snapshot=None, per_snapshot_sum_rate_mbps=[],
-                 per_snapshot_assignments=[], distinct_assignments=None, ratio_to_best_constant=None,
-                 collapsed=None)
-    if error is not None or any(p is None for p in parts):
-        record.update(status="failed", reason=error or "task failed", **empty)
-        return record
-    for key in ("trained_at", "execution"):
-        if key in parts[0]:
-            record[key] = parts[0][key]
-    record.update(train_time_s=parts[0]["train_time_s"], parameters=parts[0]["parameters"])
-    skipped = next((p for p in parts if p["status"] == "skipped"), None)
-    if skipped is not None:
-        record.update(status="skipped", reason=skipped["reason"], **empty)
-        return record
-    rates = np.array([r for p in parts for r in p["rates"]])
-    pilots = np.array([a for p in parts for a in p["pilots"]], dtype=np.int64)
-    n = len(rates)
-    ci = Z_95 * float(np.std(rates, ddof=1)) / math.sqrt(n) if n > 1 else float("nan")
-    record.update(status="ok", reason="", mean_sum_rate_mbps=float(np.mean(rates)), ci95_mbps=ci,
-                  ms_per_snapshot=1e3 * sum(p["elapsed_s"] for p in parts) / n,
-                  per_snapshot_sum_rate_mbps=rates.tolist(), per_snapshot_assignments=pilots.tolist())
-    record.update(collapse_report(pilots, snaps.beta, SystemConfig.from_size(size), float(np.mean(rates)) * MBPS))
-    return record
-
-
-def _add_ratios(size_records: list[dict[str, Any]]) -> None:
-    """Ratio of mean sum rates to EPAS where it ran, else to the best agent at that size."""
-    ran = [r for r in size_records if r["status"] == "ok"]
-    ref = next((r for r in ran if r["agent"] == REFERENCE_AGENT), None)
-    label = REFERENCE_AGENT
-    if ref is None and ran:
-        ref = max(ran, key=lambda r: r["mean_sum_rate_mbps"])
-        label = f"best ({ref['agent']})"
-    for r in size_records:
-        if r["status"] == "ok" and ref is not None:
-            r["ratio"] = r["mean_sum_rate_mbps"] / ref["mean_sum_rate_mbps"]
-            r["ratio_to"] = label
-        else:
-            r["ratio"], r["ratio_to"] = None, None
-
-
-# --------------------------------------------------------------------- output
-def _fmt(value: float | None, spec: str) -> str:
-    return "–" if value is None else format(value, spec)
-
-
-def markdown_tables(records: list[dict[str, Any]]) -> str:
-    """Table II (sizes x agents, mean sum rate and ratio) followed by the detailed rows."""
-    agent_names = list(dict.fromkeys(r["agent"] for r in records))
-    sizes = list(dict.fromkeys(_size_of(r) for r in records))
-    by_key = {(_size_of(r), r["agent"]): r for r in records}
-    lines = ["Average sum rate [Mbit/s] (ratio to the reference in brackets: EPAS where it ran, "
-             "else the best agent, marked *; † = collapsed: (almost) the same assignment for every network)", ""]
-    lines.append("| M, L | K | tau_p | " + " | ".join(agent_names) + " |")
-    lines.append("|---|---|---|" + "---|" * len(agent_names))
-    for size in sizes:
-        cells = []
-        for name in agent_names:
-            r = by_key.get((size, name))
-            if r is None or r["status"] != "ok":
-                cells.append("–")
-                continue
-            star = "" if r["ratio_to"] == REFERENCE_AGENT else "*"
-            dagger = " †" if r.get("collapsed") else ""
-            cells.append(f"{r['mean_sum_rate_mbps']:.2f} ({r['ratio']:.3f}{star}){dagger}")
-        lines.append(f"| {size[0]}, {size[1]} | {size[2]} | {size[3]} | " + " | ".join(cells) + " |")
-    lines += ["", "| size | agent | mean [Mbit/s] | 95 % CI | ratio | ratio to | ms/snapshot | train s | "
-              "distinct | vs best constant | collapsed | note |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in records:
-        size = f"({r['M']},{r['L']},{r['K']},{r['tau_p']})"
-        lines.append(
-            f"| {size} | {r['agent']} | {_fmt(r['mean_sum_rate_mbps'], '.2f')} | "
-            f"{'–' if r['ci95_mbps'] is None else '±' + format(r['ci95_mbps'], '.2f')} | "
-            f"{_fmt(r['ratio'], '.4f')} | {r['ratio_to'] or '–'} | {_fmt(r['ms_per_snapshot'], '.3f')} | "
-            f"{_fmt(r['train_time_s'], '.1f')} | {_fmt(r.get('distinct_assignments'), 'd')} | "
-            f"{_fmt(r.get('ratio_to_best_constant'), '.4f')} | "
-            f"{'–' if r.get('collapsed') is None else ('yes' if r['collapsed'] else 'no')} | {r['reason']} |")
-    lines += ["", "Absolute rates come from cfpilot's simulator (SPEC sections 1-2); they are not the "
-              "paper's Table II numbers, which came from its own simulator."]
-    return "\n".join(lines) + "\n"
-
-
-def plot_records(records: list[dict[str, Any]], path: Path) -> Path:
-    """Two panels: mean sum rate versus system size (95 % CI as error bars) and the ratio to
-    the reference, one line per agent."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    sizes = list(dict.fromkeys(_size_of(r) for r in records))
-    labels = [f"M={s[0]}\nK={s[2]}\n$\\tau_p$={s[3]}" for s in sizes]
-    fig, (ax_rate, ax_ratio) = plt.subplots(1, 2, figsize=(max(9.0, 2.2 * len(sizes) + 4), 4.5))
-    names = list(dict.fromkeys(r["agent"] for r in records))
-    colours = plt.get_cmap("tab20")
-    markers = "osD^v<>pPhX*"
-    for j, name in enumerate(names):
-        ok = [(sizes.index(_size_of(r)), r) for r in records if r["agent"] == name and r["status"] == "ok"]
-        if not ok:
-            continue
-        style = {"marker": markers[j % len(markers)], "color": colours(j % 20), "label": name}
-        xs = [i for i, _ in ok]
-        ci = [0.0 if r["ci95_mbps"] is None or math.isnan(r["ci95_mbps"]) else r["ci95_mbps"] for _, r in ok]
-        ax_rate.errorbar(xs, [r["mean_sum_rate_mbps"] for _, r in ok], yerr=ci, capsize=3, **style)
-        ax_ratio.plot(xs, [r["ratio"] for _, r in ok], **style)
-    for ax in (ax_rate, ax_ratio):
-        ax.set_xticks(range(len(sizes)), labels)
-        ax.set_xlabel("system size")
-        ax.grid(alpha=0.3)
-    ax_rate.set_ylabel("average sum rate [Mbit/s]")
-    ax_ratio.set_ylabel("ratio to EPAS (or to the best agent)")
-    ax_ratio.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def _size_of(record: dict[str, Any]) -> Size:
-    return (record["M"], record["L"], record["K"], record["tau_p"])
-
-
-def provenance(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Command, package versions, git commit and machine of this run."""
-    versions = {}
-    for pkg in ("cfpilot", "numpy", "numba", "gymnasium", "torch", "pennylane", "stable-baselines3"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    root = Path(__file__).resolve().parents[1]
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                timeout=10).stdout.strip() or None
-        dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True,
-                                    timeout=10).stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        commit, dirty = None, None
-    return {"command": " ".join([Path(sys.executable).name, *(argv if argv is not None else sys.argv)]),
-            "python": platform.python_version(), "versions": versions, "git_commit": commit,
-            "git_dirty": dirty, "machine": platform.platform(), "processor": platform.machine()}
-
-
-def write_results(records: list[dict[str, Any]], settings: EvaluationSettings, meta: dict[str, Any],
-                  snapshots: dict[Size, Snapshot]) -> dict[str, Path]:
-    """Write results.json, results.csv, per_snapshot.csv, results.md, results.png, run.json and
-    snapshots.npz (per size ``M-L-K-tau_p/beta``, ``/ap_positions``, ``/ue_positions``, ``/seeds``),
-    from which every per-snapshot sum rate can be re-verified."""
-    out = Path(settings.out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {name: out / name for name in ("results.json", "results.csv", "per_snapshot.csv", "results.md",
-                                           "results.png", "run.json", "snapshots.npz")}
-    arrays = {}
-    for size, snaps in snapshots.items():
-        key = size_slug(size)
-        arrays.update({f"{key}/beta": snaps.beta, f"{key}/ap_positions": snaps.ap_positions,
-                       f"{key}/ue_positions": snaps.ue_positions,
-                       f"{key}/seeds": np.array([[settings.seed, TEST_STREAM, *size, i]
-                                                 for i in range(len(snaps.beta))])})
-    np.savez_compressed(paths["snapshots.npz"], **arrays)
-    paths["results.json"].write_text(json.dumps(records, indent=1))
-    with paths["results.csv"].open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=RECORD_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(records)
-    with paths["per_snapshot.csv"].open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["M", "L", "K", "tau_p", "agent", "snapshot", "snapshot_seed", "sum_rate_mbps", "pilots"])
-        for r in records:
-            for i, (rate, pilots) in enumerate(zip(r["per_snapshot_sum_rate_mbps"], r["per_snapshot_assignments"])):
-                seed = f"{r['seed']}/{TEST_STREAM}/{r['M']},{r['L']},{r['K']},{r['tau_p']}/{i}"
-                writer.writerow([r["M"], r["L"], r["K"], r["tau_p"], r["agent"], i, seed, f"{rate:.6f}",
-                                 " ".join(map(str, pilots))])
-    paths["results.md"].write_text(markdown_tables(records))
-    plot_records(records, paths["results.png"])
-    settings_dict = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()}
-    paths["run.json"].write_text(json.dumps({**meta, "settings": settings_dict,
-                                             "test_snapshot_seeds": f"numpy default_rng([seed, {TEST_STREAM}, M, L, K, tau_p, i])"},
-                                            indent=1))
-    return paths

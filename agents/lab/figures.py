@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from agents.learning.trainer import CONFIG_JSON, HISTORY_JSON
+from agents.learning import CONFIG_JSON, HISTORY_JSON
 
 
 def collect_runs(runs_dir: Path) -> list[dict[str, Any]]:

@@ -42,10 +42,18 @@ from typing import Any
 
 import numpy as np
 
+from agents.heuristics import master_ap_pilots
+from agents.lab.evaluation import draw_test_snapshots
+from agents.lab.results import provenance
+from agents.lab.stats import ci95
+from agents.learning import CONFIG_JSON, TrainSettings, load_model, predict, train
+from agents.learning.diagnostics import distinct_assignments
+from agents.models.quantum import MITIGATIONS, SUPPORTED_N_QUBITS, Execution, QCNNLayer, apply_execution
+from agents.registry import agent_class
 from cfenv.config import SystemConfig
+from cfenv.rates import sum_rate
 from cfenv.units import MBPS, parse_size, size_label
 
-Z_95 = 1.959963984540054
 NOISE_AGENTS = ("hqcnn", "hqcnn-ar")
 """models whose circuits the study runs noisily: the paper's HQCNN, and the HQCNN circuit as
 the per-decision scorer of the symmetry-aware decoder (which does not collapse)"""
@@ -98,7 +106,6 @@ class NoiseStudySettings:
     """progress bars"""
 
     def __post_init__(self) -> None:
-        from agents.models.quantum import MITIGATIONS, SUPPORTED_N_QUBITS, Execution
 
         self.size = tuple(int(v) for v in self.size)  # type: ignore[assignment]
         SystemConfig.from_size(self.size)
@@ -145,9 +152,7 @@ def checkpoints_for(settings: NoiseStudySettings) -> list[Path]:
     with :func:`agents.learning.trainer.train` unless it already holds a model."""
     if settings.checkpoint_dirs:
         return list(settings.checkpoint_dirs)
-    from agents.learning.trainer import CONFIG_JSON, TrainSettings, train
 
-    from agents.registry import agent_class
 
     recipe: dict[str, Any] = {}
     if settings.agent == "hqcnn-ar":  # the agent's own recipe, at the study's epochs and snapshots
@@ -185,12 +190,6 @@ def run_noise_study(settings: NoiseStudySettings) -> list[dict[str, Any]]:
     """
     from tqdm.auto import tqdm
 
-    from agents.learning.diagnostics import distinct_assignments
-    from agents.lab.evaluation import draw_test_snapshots
-    from agents.heuristics import master_ap_pilots
-    from agents.models.quantum import Execution, QCNNLayer, apply_execution
-    from agents.learning.trainer import load_model, predict
-    from cfenv.rates import sum_rate
 
     config = SystemConfig.from_size(settings.size)
     snaps = draw_test_snapshots(config, settings.snapshots, settings.seed)
@@ -233,7 +232,7 @@ def run_noise_study(settings: NoiseStudySettings) -> list[dict[str, Any]]:
             "trajectories": settings.trajectories if on_trajectories else None,
             "description": description, "M": config.M, "L": config.L, "K": config.K, "tau_p": config.tau_p,
             "snapshots": k, "mean_sum_rate_mbps": float(np.mean(rates)),
-            "ci95_mbps": Z_95 * float(np.std(rates, ddof=1)) / math.sqrt(k) if k > 1 else float("nan"),
+            "ci95_mbps": ci95(rates),
             "distinct_assignments": distinct_assignments(pilots), "master_ap_mbps": master_ap,
             "s_per_snapshot": elapsed / k, "per_snapshot_sum_rate_mbps": [float(r) for r in rates],
             "seed": seed, "checkpoint": str(directory),
@@ -381,7 +380,6 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"noise_study: error: {err}", file=sys.stderr)
         return 2
-    from agents.lab.evaluation import provenance
 
     start = time.perf_counter()
     records = run_noise_study(settings)

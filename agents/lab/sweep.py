@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.lab.executors import RAY_MISSING, ray_available, ray_session
-from agents.learning.trainer import TrainSettings, run_dir_for, train
+from agents.learning import TrainSettings, run_dir_for, train
 from cfenv.units import Size, parse_size, size_slug
 
 TRAIN_KEYS = ("lr", "batch_size", "seed", "data_seed", "epochs", "imitation_epochs", "train_snapshots",
@@ -77,8 +77,8 @@ class SweepSpec:
     """seed of the sampled search keys (loguniform, choice ...): a sweep file names one set of trials"""
 
     def __post_init__(self) -> None:
+        from agents.learning import LOSSES
         from agents.models import MODEL_NAMES
-        from agents.learning.trainer import LOSSES
         from cfenv.config import SystemConfig
 
         if self.agent not in MODEL_NAMES:

@@ -26,220 +26,26 @@ weights as an uninterrupted run (per-epoch shuffles are seeded by (seed, epoch))
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
-import os
-import tempfile
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from agents.base import TRAIN_STREAM, VALIDATION_STREAM, canonical_pilots, stream_rng
-from agents.learning.diagnostics import best_constant_assignment, distinct_assignments
+from agents.base import TRAIN_STREAM, VALIDATION_STREAM
 from agents.heuristics import master_ap_pilots
-from agents.models import AssignmentModel, PilotModel, build_model, model_options
-from cfenv.channel import Snapshot, draw_snapshots
+from agents.learning.checkpoints import CHECKPOINT, HISTORY_JSON, save_model
+from agents.learning.datasets import Dataset, beta_db_tensor, make_dataset
+from agents.learning.diagnostics import best_constant_assignment, distinct_assignments
+from agents.learning.losses import batch_loss
+from agents.learning.settings import TrainSettings
+from agents.models import AssignmentModel, PilotModel, build_model
+from agents.models.quantum import Execution, apply_execution
+from agents.storage import atomic_write_bytes
 from cfenv.config import SystemConfig
-from cfenv.rates import relaxed_sum_rate, sum_rate
-from cfenv.units import MBPS, fading_db, size_slug
-
-LOSSES = ("supervised", "unsupervised", "reinforce")
-LABEL_SOURCES = ("master-ap", "exhaustive", "local-search")
-CHECKPOINT = "checkpoint.pt"
-WEIGHTS = "weights.pt"
-CONFIG_JSON = "config.json"
-HISTORY_JSON = "history.json"
-
-
-@dataclass
-class TrainSettings:
-    """Everything a training run depends on (``train.py`` flags)."""
-
-    agent: str = "hqcnn"
-    """model name: mlp, light-cnn, heavy-cnn, hqcnn, hqcnn-hur"""
-    size: tuple[int, int, int, int] = (10, 2, 6, 3)
-    """(M, L, K, tau_p)"""
-    loss: str = "unsupervised"
-    """supervised (cross-entropy against labels), unsupervised (negative relaxed sum rate) or
-    reinforce (autoregressive policies: exact sum rate, greedy-rollout baseline)"""
-    labels: str = "master-ap"
-    """label source for supervised training"""
-    train_snapshots: int = 2048
-    """training snapshots"""
-    val_snapshots: int = 256
-    """validation snapshots"""
-    epochs: int = 20
-    """passes over the training set"""
-    batch_size: int = 128
-    """snapshots per optimiser step"""
-    lr: float = 5e-3
-    """Adam learning rate"""
-    samples: int = 8
-    """REINFORCE: assignments sampled per snapshot (each against the greedy-rollout baseline)"""
-    imitation_epochs: int = 0
-    """the first epochs (of ``epochs``) imitate the ``labels`` teacher (supervised loss) before
-    the main ``loss`` takes over: a warm start for REINFORCE"""
-    seed: int = 0
-    """seed of data, initialisation and shuffling"""
-    data_seed: int | None = None
-    """seed of the training and validation snapshots when it should differ from ``seed``
-    (sweeps fix it, so trials of different seeds are compared on the same validation set)"""
-    device: str = "cpu"
-    """torch device (cpu, cuda)"""
-    model: dict[str, Any] = field(default_factory=dict)
-    """model options (hidden, channels, n_qubits, share, readout, backend)"""
-    execution: dict[str, Any] = field(default_factory=dict)
-    """quantum execution while training (:class:`agents.models.quantum.Execution` fields, e.g.
-    noise_p, shots, grad="parameter-shift" as hardware would need); empty: exact, backprop"""
-    runs_dir: Path = Path("runs")
-    """root of run folders and TensorBoard logs"""
-    cache_dir: Path = Path(".cache/datasets")
-    """dataset cache"""
-    resume: bool = False
-    """continue from the run folder's checkpoint"""
-    progress: bool = True
-    """tqdm progress bars"""
-
-    def __post_init__(self) -> None:
-        self.size = tuple(int(v) for v in self.size)  # type: ignore[assignment]
-        SystemConfig.from_size(self.size)
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.labels not in LABEL_SOURCES:
-            raise ValueError(f"labels must be one of {LABEL_SOURCES}, got {self.labels!r}")
-        for name in ("train_snapshots", "val_snapshots", "epochs", "batch_size", "samples"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0 <= self.imitation_epochs <= self.epochs:
-            raise ValueError(f"imitation_epochs must be in [0, epochs={self.epochs}], got {self.imitation_epochs}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a positive number, got {self.lr}")
-        self.runs_dir, self.cache_dir = Path(self.runs_dir), Path(self.cache_dir)
-
-    @property
-    def config(self) -> SystemConfig:
-        return SystemConfig.from_size(self.size)
-
-    @property
-    def run_dir(self) -> Path:
-        return run_dir_for(self.runs_dir, self.agent, self.size, self.loss, self.seed)
-
-    def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d.update(runs_dir=str(self.runs_dir), cache_dir=str(self.cache_dir), size=list(self.size))
-        return d
-
-
-def run_dir_for(runs_dir: Path, agent: str, size: tuple[int, ...], loss: str, seed: int) -> Path:
-    """``runs/<agent>/<M>-<L>-<K>-<tau_p>/<loss>-seed<seed>`` (see :meth:`LearnableAgent.run_dir`)."""
-    from agents.registry import agent_class
-
-    return agent_class(agent).run_dir(runs_dir, SystemConfig.from_size(tuple(size)), seed, loss)
-
-
-# ------------------------------------------------------------------ datasets
-@dataclass(frozen=True)
-class Dataset:
-    """Snapshots and (optional) canonical label assignments."""
-
-    snapshots: Snapshot
-    labels: np.ndarray | None
-
-    def __len__(self) -> int:
-        return self.snapshots.beta.shape[0]
-
-
-def atomic_write_bytes(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same folder, then rename (never a torn file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def make_dataset(config: SystemConfig, n: int, seed: int, stream: int, labels: str | None = None,
-                 cache_dir: Path | None = None, progress: bool = False) -> Dataset:
-    """``n`` snapshots from ``stream_rng(seed, stream, *size)`` and, if asked, canonical labels
-    from the agent ``labels``; cached under ``cache_dir`` when given."""
-    key = f"{size_slug(config.size)}_stream{stream}_n{n}_seed{seed}_{labels or 'nolabels'}.npz"
-    path = Path(cache_dir) / key if cache_dir is not None else None
-    if path is not None and path.exists():
-        with np.load(path) as data:
-            snaps = Snapshot(data["beta"], data["ap_positions"], data["ue_positions"])
-            return Dataset(snaps, data["labels"] if "labels" in data else None)
-    snaps = draw_snapshots(config, stream_rng(seed, stream, *config.size), (n,))
-    label_array = None
-    if labels is not None:
-        from agents.registry import make
-
-        teacher = make(labels, config=config, seed=seed)
-        if labels == "exhaustive" and progress:
-            from tqdm.auto import tqdm
-
-            label_array = np.concatenate([teacher.assign(snaps[i:i + 1]) for i in
-                                          tqdm(range(n), desc="EPAS labels", leave=False)])
-        else:
-            label_array = teacher.assign(snaps)
-        label_array = canonical_pilots(label_array)
-    if path is not None:
-        arrays = {"beta": snaps.beta, "ap_positions": snaps.ap_positions, "ue_positions": snaps.ue_positions}
-        if label_array is not None:
-            arrays["labels"] = label_array
-        atomic_write_bytes(path, lambda f: np.savez(f, **arrays))
-    return Dataset(snaps, label_array)
-
-
-def beta_db_tensor(beta: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
-    """``(..., M, K)`` linear beta -> float32 dB tensor (the models' input)."""
-    return torch.as_tensor(fading_db(beta), dtype=torch.float32, device=device)
-
-
-# ------------------------------------------------------------------- losses
-def unsupervised_loss(logits: torch.Tensor, beta: torch.Tensor, config: SystemConfig) -> torch.Tensor:
-    """Negative mean relaxed sum rate [Mbit/s] of softmax(logits) (SPEC eq. 8)."""
-    q = torch.softmax(logits.to(torch.float64), dim=-1)
-    return -relaxed_sum_rate(beta, q, config).mean() / MBPS
-
-
-def supervised_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of per-user pilot logits against canonical labels (SPEC eq. 7)."""
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
-
-
-def batch_loss(model: AssignmentModel, loss: str, x: torch.Tensor, beta: torch.Tensor, beta_np: np.ndarray,
-               labels: torch.Tensor | None, config: SystemConfig, generator: torch.Generator,
-               samples: int = 1) -> torch.Tensor:
-    """The training loss of one batch, for the model kind and loss name."""
-    if isinstance(model, PilotModel):
-        if loss == "unsupervised":
-            return unsupervised_loss(model(x), beta, config)
-        if loss == "supervised":
-            return supervised_loss(model(x), labels)
-        raise ValueError(f"{type(model).__name__} trains with 'supervised' or 'unsupervised', not {loss!r}")
-    if loss == "supervised":
-        _, log_prob, _ = model.decode(x, config.tau_p, "teacher", actions=labels)
-        return -log_prob.mean() / config.K
-    if loss == "reinforce":
-        with torch.no_grad():
-            baseline, _, _ = model.decode(x, config.tau_p, "greedy")
-        base = np.repeat(sum_rate(beta_np, baseline.cpu().numpy(), config), samples)
-        sampled, log_prob, _ = model.decode(x.repeat_interleave(samples, 0), config.tau_p, "sample",
-                                            generator=generator)
-        reward = sum_rate(np.repeat(beta_np, samples, axis=0), sampled.cpu().numpy(), config)
-        advantage = torch.as_tensor((reward - base) / base, dtype=log_prob.dtype, device=log_prob.device)
-        return -(advantage * log_prob).mean()
-    raise ValueError(f"{type(model).__name__} trains with 'reinforce' or 'supervised', not {loss!r}")
+from cfenv.rates import sum_rate
+from cfenv.units import MBPS, fading_db
 
 
 def predict(model: AssignmentModel, beta: np.ndarray, tau_p: int, device: str | torch.device = "cpu",
@@ -267,45 +73,6 @@ def validation_metrics(model: AssignmentModel, val: Dataset, config: SystemConfi
             "val/distinct_assignments": float(distinct_assignments(pilots)), "val/entropy": entropy}
 
 
-# ---------------------------------------------------------------- checkpoints
-def save_model(directory: Path, model: AssignmentModel, agent: str, config: SystemConfig,
-               extra: dict[str, Any] | None = None) -> Path:
-    """``config.json`` (agent, system, model options, normalisation) + ``weights.pt`` (state_dict)."""
-    from cfenv import __version__
-
-    directory = Path(directory)
-    normalisation = ({"mean": float(model.input_mean), "std": float(model.input_std)}
-                     if isinstance(model, PilotModel) else None)
-    meta = {"agent": agent, "system": dataclasses.asdict(config), "model": model_options(model),
-            "normalisation": normalisation,
-            "parameters": model.parameter_counts(), "cfpilot_version": __version__, **(extra or {})}
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    atomic_write_bytes(directory / WEIGHTS, lambda f: torch.save(state, f))
-    atomic_write_bytes(directory / CONFIG_JSON, lambda f: f.write(json.dumps(meta, indent=1).encode()))
-    return directory
-
-
-def load_model(directory: Path, device: str | torch.device = "cpu",
-               expected: SystemConfig | None = None) -> tuple[AssignmentModel, dict[str, Any]]:
-    """Rebuild a model saved by :func:`save_model`; ``ValueError`` if it was trained for another size."""
-    directory = Path(directory)
-    if not (directory / CONFIG_JSON).exists():
-        raise FileNotFoundError(f"no {CONFIG_JSON} in {directory}")
-    meta = json.loads((directory / CONFIG_JSON).read_text())
-    config = SystemConfig(**meta["system"])
-    from agents.registry import agent_class
-
-    generalisable = getattr(agent_class(meta["agent"]), "size_generalisable", False)
-    if expected is not None and expected.size != config.size and not generalisable:
-        raise ValueError(f"checkpoint {directory} was trained for (M, L, K, tau_p) = {config.size}, "
-                         f"not {expected.size}")
-    model = build_model(meta["agent"], config, **meta["model"])
-    state = torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
-    return model.to(device), meta
-
-
-# --------------------------------------------------------------------- train
 def train(settings: TrainSettings,
           on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
     """Train one model; returns a summary (final metrics, timings, run folder).
@@ -336,8 +103,6 @@ def train(settings: TrainSettings,
         model.set_normalisation(float(train_db.mean()), float(train_db.std()))
     model.to(device)
     if settings.execution:
-        from agents.models.quantum import Execution, apply_execution
-
         for line in apply_execution(model, Execution(**settings.execution)) or ["no quantum circuit"]:
             print(f"execution: {line}")
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.lr)

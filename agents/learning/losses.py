@@ -1,0 +1,50 @@
+"""Training losses: supervised (docs/model.md eq. (6.6)), unsupervised (eq. (6.7)) and
+REINFORCE with a greedy-rollout baseline (eq. (6.8))."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from agents.models import AssignmentModel, PilotModel
+from cfenv.config import SystemConfig
+from cfenv.rates import relaxed_sum_rate, sum_rate
+from cfenv.units import MBPS
+
+
+def unsupervised_loss(logits: torch.Tensor, beta: torch.Tensor, config: SystemConfig) -> torch.Tensor:
+    """Negative mean relaxed sum rate [Mbit/s] of softmax(logits) (SPEC eq. 8)."""
+    q = torch.softmax(logits.to(torch.float64), dim=-1)
+    return -relaxed_sum_rate(beta, q, config).mean() / MBPS
+
+
+def supervised_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of per-user pilot logits against canonical labels (SPEC eq. 7)."""
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+
+
+def batch_loss(model: AssignmentModel, loss: str, x: torch.Tensor, beta: torch.Tensor, beta_np: np.ndarray,
+               labels: torch.Tensor | None, config: SystemConfig, generator: torch.Generator,
+               samples: int = 1) -> torch.Tensor:
+    """The training loss of one batch, for the model kind and loss name."""
+    if isinstance(model, PilotModel):
+        if loss == "unsupervised":
+            return unsupervised_loss(model(x), beta, config)
+        if loss == "supervised":
+            return supervised_loss(model(x), labels)
+        raise ValueError(f"{type(model).__name__} trains with 'supervised' or 'unsupervised', not {loss!r}")
+    if loss == "supervised":
+        _, log_prob, _ = model.decode(x, config.tau_p, "teacher", actions=labels)
+        return -log_prob.mean() / config.K
+    if loss == "reinforce":
+        with torch.no_grad():
+            baseline, _, _ = model.decode(x, config.tau_p, "greedy")
+        base = np.repeat(sum_rate(beta_np, baseline.cpu().numpy(), config), samples)
+        sampled, log_prob, _ = model.decode(x.repeat_interleave(samples, 0), config.tau_p, "sample",
+                                            generator=generator)
+        reward = sum_rate(np.repeat(beta_np, samples, axis=0), sampled.cpu().numpy(), config)
+        advantage = torch.as_tensor((reward - base) / base, dtype=log_prob.dtype, device=log_prob.device)
+        return -(advantage * log_prob).mean()
+    raise ValueError(f"{type(model).__name__} trains with 'reinforce' or 'supervised', not {loss!r}")
+
+

@@ -1,0 +1,99 @@
+"""What a training run depends on: :class:`TrainSettings`, and where its run folder is."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agents.base import run_folder
+from cfenv.config import SystemConfig
+
+LOSSES = ("supervised", "unsupervised", "reinforce")
+LABEL_SOURCES = ("master-ap", "exhaustive", "local-search")
+
+
+@dataclass
+class TrainSettings:
+    """Everything a training run depends on (``train.py`` flags)."""
+
+    agent: str = "hqcnn"
+    """model name: mlp, light-cnn, heavy-cnn, hqcnn, hqcnn-hur"""
+    size: tuple[int, int, int, int] = (10, 2, 6, 3)
+    """(M, L, K, tau_p)"""
+    loss: str = "unsupervised"
+    """supervised (cross-entropy against labels), unsupervised (negative relaxed sum rate) or
+    reinforce (autoregressive policies: exact sum rate, greedy-rollout baseline)"""
+    labels: str = "master-ap"
+    """label source for supervised training"""
+    train_snapshots: int = 2048
+    """training snapshots"""
+    val_snapshots: int = 256
+    """validation snapshots"""
+    epochs: int = 20
+    """passes over the training set"""
+    batch_size: int = 128
+    """snapshots per optimiser step"""
+    lr: float = 5e-3
+    """Adam learning rate"""
+    samples: int = 8
+    """REINFORCE: assignments sampled per snapshot (each against the greedy-rollout baseline)"""
+    imitation_epochs: int = 0
+    """the first epochs (of ``epochs``) imitate the ``labels`` teacher (supervised loss) before
+    the main ``loss`` takes over: a warm start for REINFORCE"""
+    seed: int = 0
+    """seed of data, initialisation and shuffling"""
+    data_seed: int | None = None
+    """seed of the training and validation snapshots when it should differ from ``seed``
+    (sweeps fix it, so trials of different seeds are compared on the same validation set)"""
+    device: str = "cpu"
+    """torch device (cpu, cuda)"""
+    model: dict[str, Any] = field(default_factory=dict)
+    """model options (hidden, channels, n_qubits, share, readout, backend)"""
+    execution: dict[str, Any] = field(default_factory=dict)
+    """quantum execution while training (:class:`agents.models.quantum.Execution` fields, e.g.
+    noise_p, shots, grad="parameter-shift" as hardware would need); empty: exact, backprop"""
+    runs_dir: Path = Path("runs")
+    """root of run folders and TensorBoard logs"""
+    cache_dir: Path = Path(".cache/datasets")
+    """dataset cache"""
+    resume: bool = False
+    """continue from the run folder's checkpoint"""
+    progress: bool = True
+    """tqdm progress bars"""
+
+    def __post_init__(self) -> None:
+        self.size = tuple(int(v) for v in self.size)  # type: ignore[assignment]
+        SystemConfig.from_size(self.size)
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.labels not in LABEL_SOURCES:
+            raise ValueError(f"labels must be one of {LABEL_SOURCES}, got {self.labels!r}")
+        for name in ("train_snapshots", "val_snapshots", "epochs", "batch_size", "samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.imitation_epochs <= self.epochs:
+            raise ValueError(f"imitation_epochs must be in [0, epochs={self.epochs}], got {self.imitation_epochs}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        self.runs_dir, self.cache_dir = Path(self.runs_dir), Path(self.cache_dir)
+
+    @property
+    def config(self) -> SystemConfig:
+        return SystemConfig.from_size(self.size)
+
+    @property
+    def run_dir(self) -> Path:
+        return run_dir_for(self.runs_dir, self.agent, self.size, self.loss, self.seed)
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.update(runs_dir=str(self.runs_dir), cache_dir=str(self.cache_dir), size=list(self.size))
+        return d
+
+
+def run_dir_for(runs_dir: Path, agent: str, size: tuple[int, ...], loss: str, seed: int) -> Path:
+    """``runs/<agent>/<M-L-K-tau_p>/<loss>-seed<seed>`` (see :meth:`agents.base.LearnableAgent.run_dir`)."""
+    return run_folder(runs_dir, agent, size, f"{loss}-seed{seed}")
