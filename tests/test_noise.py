@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from agents.models import quantum
 from agents.models.quantum import (
     CONV_GATES,
     POOL_GATES,
@@ -24,8 +23,11 @@ from agents.models.quantum import (
     pool_matrices,
     qcnn_wiring,
     resolve_backend,
+    statevector,
+    trajectories,
     zne_weights,
 )
+from agents.models.quantum.trajectories import _sample_paulis
 
 ATOL_FLOAT64 = 1e-12
 """float64 agreement of two exact computations of the same circuit"""
@@ -232,7 +234,7 @@ def test_one_qubit_one_gate_z_shrinks_by_one_minus_four_thirds_p() -> None:
     # the building block: RY(2h)|0> then DepolarizingChannel(p): <Z> = (1 - 4p/3) cos(2h)
     # (a trajectory draws I with 1 - p, X, Y, Z with p/3 each; a default.mixed check follows)
     p, T = 0.3, 200_000
-    paulis = quantum._sample_paulis((T,), p, torch.Generator().manual_seed(0), torch.device("cpu"))
+    paulis = _sample_paulis((T,), p, torch.Generator().manual_seed(0), torch.device("cpu"))
     counts = torch.bincount(paulis, minlength=4).double() / T
     assert torch.allclose(counts, torch.tensor([1 - p, p / 3, p / 3, p / 3], dtype=torch.float64), atol=5e-3)
     flips = (paulis == 1) | (paulis == 2)  # X and Y flip Z; I and Z keep it
@@ -287,7 +289,7 @@ def test_trajectory_errors_sit_where_pennylanes_noise_model_puts_its_channels(
     n = 4
     layer = seeded_layer(n, share="block")
     h = angles(2, n)
-    monkeypatch.setattr(quantum, "_sample_paulis",
+    monkeypatch.setattr(trajectories, "_sample_paulis",
                         lambda shape, p, generator, device: torch.full(shape, 2, dtype=torch.int64,
                                                                        device=device))
     layer.set_execution(Execution(noise_p=0.5, noise_backend="trajectories", trajectories=1))
@@ -338,7 +340,7 @@ def test_trajectory_gradients_match_finite_differences_for_fixed_errors(
 
     assert torch.autograd.gradcheck(estimate, (h, conv, pool))
     assert torch.autograd.gradcheck(folded, (h, conv, pool))
-    monkeypatch.setattr(quantum, "_STORE_LIMIT_BYTES", 0)
+    monkeypatch.setattr(statevector, "_STORE_LIMIT_BYTES", 0)
     assert torch.autograd.gradcheck(folded, (h, conv, pool))
 
 

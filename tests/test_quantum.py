@@ -20,6 +20,7 @@ from agents.models.quantum import (
     final_wire,
     output_width,
     qcnn_wiring,
+    statevector,
     weight_shapes,
 )
 
@@ -195,7 +196,7 @@ def test_torch_backward_by_uncomputing_matches_backward_from_saved_states(
     layer = seeded_layer(n, "block", "all", "torch")
     h = random_angles(3, n)
     saved = outputs_and_grads(layer, h)
-    monkeypatch.setattr(quantum, "_STORE_LIMIT_BYTES", 0)
+    monkeypatch.setattr(statevector, "_STORE_LIMIT_BYTES", 0)
     for a, b in zip(saved, outputs_and_grads(layer, h)):
         assert torch.allclose(a, b, rtol=0, atol=ATOL_BACKENDS)
 
