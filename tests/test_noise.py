@@ -130,7 +130,7 @@ def test_hqcnn_model_runs_noisy_through_apply_execution() -> None:
     x = torch.randn(3, 10, 6)
     clean = model(x).detach()
     (line,) = apply_execution(model, Execution(noise_p=0.05, seed=0))
-    assert line.startswith("quantum: n=4 qubits: PennyLane default.mixed")
+    assert line.startswith("front.quantum: n=4 qubits: PennyLane default.mixed")
     noisy = model(x)
     noisy.sum().backward()
     assert noisy.shape == clean.shape and not torch.allclose(noisy, clean)
