@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
+from agents.lab.cli import EXECUTION_FLAGS, add_fields, fail, field_docs, given
 from agents.lab.evaluation import (
     CELLS_DIR,
     SIZE_GROUPS,
@@ -25,10 +25,12 @@ from agents.lab.evaluation import (
     parse_sizes,
 )
 from agents.lab.results import markdown_tables, provenance, write_results
+from agents.models.quantum import Execution
 from agents.registry import available
 from cfenv.units import parse_size, size_label
 
-DEFAULTS = EvaluationSettings()
+RUN_FLAGS = ("snapshots", "seed", "out", "max_assignments", "checkpoints", "train", "loss", "device")
+SCALE_FLAGS = ("executor", "workers", "ray_address", "chunk_size", "retries", "resume")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,56 +39,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sizes", nargs="+", default=None,
                         help=f"size groups ({', '.join(SIZE_GROUPS)}) or M,L,K,tau_p quadruples; "
                              f"default: {' '.join(size_label(s) for s in SIZE_GROUPS['default'])}")
-    parser.add_argument("--snapshots", type=int, default=DEFAULTS.snapshots, help="test snapshots per size")
-    parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of test snapshots and agents")
-    parser.add_argument("--out", type=Path, default=DEFAULTS.out, help="output folder")
-    parser.add_argument("--max-assignments", type=int, default=None, help="cap on EPAS's search size")
-    parser.add_argument("--checkpoints", type=Path, default=DEFAULTS.checkpoints,
-                        help="runs folder holding trained learning agents (train.py --out)")
-    parser.add_argument("--no-train", action="store_true",
-                        help="skip learning agents without a checkpoint instead of training them")
-    parser.add_argument("--loss", default=DEFAULTS.loss, help="which checkpoints: unsupervised or supervised")
-    parser.add_argument("--device", default=DEFAULTS.device, help="torch device of the learning agents")
+    add_fields(parser, EvaluationSettings, RUN_FLAGS)
     parser.add_argument("--trained-at", default=None,
-                        help="M,L,K,tau_p: size-generalisable agents (gnn, hqcnn-ar) use the model trained there")
+                        help="M,L,K,tau_p: " + field_docs(EvaluationSettings)["trained_at"])
     noise = parser.add_argument_group("quantum execution of the learning agents' circuits (trained noiselessly)")
-    noise.add_argument("--noise-p", type=float, default=None, help="depolarising probability after every gate")
-    noise.add_argument("--shots", type=int, default=None, help="measurement shots (default: exact expectations)")
-    noise.add_argument("--mitigation", default=None, help="none or zne (global folding 1, 3, 5 + Richardson)")
-    noise.add_argument("--grad", default=None, help="backprop or parameter-shift")
+    add_fields(noise, Execution, EXECUTION_FLAGS, unset=True)
     scale = parser.add_argument_group("scale-out: the grid (size x agent x chunk of snapshots) as independent tasks")
-    scale.add_argument("--executor", default=DEFAULTS.executor,
-                       help="local (this process), processes (a local process pool) or ray "
-                            "(needs pip install 'cfpilot[distributed]'); same numbers on each")
-    scale.add_argument("--workers", type=int, default=None,
-                       help="worker processes / CPUs of a local Ray instance (default: all cores)")
-    scale.add_argument("--ray-address", default=None,
-                       help="address of a running Ray cluster ('auto' or host:port from ray start --head)")
-    scale.add_argument("--chunk-size", type=int, default=DEFAULTS.chunk_size, help="test snapshots per task")
-    scale.add_argument("--retries", type=int, default=DEFAULTS.retries,
-                       help="extra attempts of a failing task before its cell is reported as failed")
-    scale.add_argument("--resume", action="store_true",
-                       help="reuse the finished chunks a stopped run saved in OUT/cells")
+    add_fields(scale, EvaluationSettings, SCALE_FLAGS)
     scale.add_argument("--fail-task", action="append", default=[], help=argparse.SUPPRESS)  # test hook
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_fields(parser, EvaluationSettings, ("progress",))
     parser.add_argument("--list-agents", action="store_true", help="list agent names and exit")
     return parser
 
 
 def execution_options(args: argparse.Namespace) -> dict | None:
-    """The ``--noise-p/--shots/--mitigation/--grad`` flags as Execution fields (validated there)."""
-    options = {key: getattr(args, key) for key in ("noise_p", "shots", "mitigation", "grad")
-               if getattr(args, key) is not None}
+    """The execution flags as :class:`Execution` fields, validated there (``ValueError`` naming a bad one)."""
+    options = given(args, EXECUTION_FLAGS)
     if options:
-        from agents.models.quantum import Execution
-
-        Execution(**options)  # raises ValueError naming a bad field
+        Execution(**options)
     return options or None
-
-
-def fail(message: str) -> "NoReturn":  # noqa: F821
-    print(f"evaluate.py: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,18 +69,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         settings = EvaluationSettings(
-            agents=parse_agents(args.agents),
-            sizes=parse_sizes(args.sizes or ["default"]),
-            snapshots=args.snapshots, seed=args.seed, out=args.out,
-            max_assignments=args.max_assignments, progress=not args.no_progress,
-            checkpoints=args.checkpoints, train=not args.no_train, loss=args.loss, device=args.device,
+            agents=parse_agents(args.agents), sizes=parse_sizes(args.sizes or ["default"]),
             trained_at=parse_size(args.trained_at) if args.trained_at else None,
-            execution=execution_options(args), executor=args.executor, workers=args.workers,
-            ray_address=args.ray_address, chunk_size=args.chunk_size, retries=args.retries, resume=args.resume,
-            fail_tasks=tuple(args.fail_task),
+            execution=execution_options(args), fail_tasks=tuple(args.fail_task),
+            **given(args, RUN_FLAGS + SCALE_FLAGS + ("progress",)),
         )
     except ValueError as err:
-        fail(str(err))
+        fail("evaluate.py", str(err))
     if args.sizes is None:
         skipped = [s for s in SIZE_GROUPS["paper"] if s not in SIZE_GROUPS["default"]]
         print(f"sizes: {list(SIZE_GROUPS['default'])} (default); skipped {skipped}: run with "

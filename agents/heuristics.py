@@ -1,4 +1,4 @@
-"""Model-based pilot assignment heuristics of SPEC section 4: RPA, GPA, MPA, LPA.
+"""Model-based pilot assignment heuristics of docs/model.md §4: RPA, GPA, MPA, LPA.
 
 All are batched over snapshots (numpy); the sequential ones loop over users or
 iterations, never over snapshots.

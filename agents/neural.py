@@ -64,9 +64,9 @@ class NeuralAgent(LearnableAgent):
         self.config = cfg
         return self
 
-    def fit(self, config: SystemConfig | None = None, **settings: Any) -> dict[str, Any]:
-        """Train with :func:`agents.learning.trainer.train`; keyword arguments override
-        :class:`agents.learning.trainer.TrainSettings` fields."""
+    def training_settings(self, config: SystemConfig | None = None, **settings: Any) -> TrainSettings:
+        """The :class:`agents.learning.TrainSettings` that :meth:`fit` trains with: the agent's
+        :attr:`default_budget`, overridden by ``settings``; ``ValueError`` naming a bad field."""
         cfg = self._resolve_config(config)
         budget = dict(self.default_budget)
         if "epochs" in settings and "imitation_epochs" not in settings and budget.get("imitation_epochs"):
@@ -78,7 +78,13 @@ class NeuralAgent(LearnableAgent):
         settings.setdefault("seed", self.seed)
         settings.setdefault("device", self.device)
         settings.setdefault("model", dict(self.model_options))
-        summary = train(TrainSettings(agent=self.name, size=cfg.size, **settings))
+        return TrainSettings(agent=self.name, size=cfg.size, **settings)
+
+    def fit(self, config: SystemConfig | None = None, **settings: Any) -> dict[str, Any]:
+        """Train with :func:`agents.learning.train`; keyword arguments override
+        :class:`agents.learning.TrainSettings` fields (see :meth:`training_settings`)."""
+        cfg = self._resolve_config(config)
+        summary = train(self.training_settings(cfg, **settings))
         self.model = summary.pop("model")
         self.config = cfg
         self.meta = {"train_time_s": summary["train_time_s"], "final_metrics": summary["final"]}

@@ -63,6 +63,7 @@ import dataclasses
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -91,6 +92,8 @@ from agents.base import (
 )
 from agents.heuristics import master_ap_pilots
 from agents.models.sb3 import HQCNNExtractor
+from agents.storage import atomic_write_bytes
+from cfenv import __version__
 from cfenv.channel import Snapshot, draw_snapshots
 from cfenv.config import SystemConfig
 from cfenv.env import CellFreePilotEnv, CellFreePilotVectorEnv, fading_observation
@@ -107,6 +110,18 @@ MODEL_ZIP = "model.zip"
 CONFIG_JSON = "config.json"
 HQCNN_OPTIONS = ("n_qubits", "share", "readout", "backend")
 """``ppo-hqcnn`` options that configure :class:`HQCNNExtractor` rather than PPO"""
+
+@dataclass(frozen=True)
+class RLBudget:
+    """The training budget :meth:`RLAgent.fit` takes (``None``: the agent's :attr:`~RLAgent.default_budget`)."""
+
+    total_timesteps: int | None = None
+    """environment steps (for dqn a step is one user, an episode K steps)"""
+    reward_scaling: str | None = None
+    """reward: mbps (the sum rate) or master-ap (divided by master-AP's on the same snapshot)"""
+    n_envs: int | None = None
+    """environments stepped at once"""
+
 
 _ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"PPO": PPO, "A2C": A2C, "DQN": DQN}
 
@@ -564,7 +579,8 @@ class RLAgent(LearnableAgent):
                 "val_sum_rate_mbps": final["val/sum_rate_mbps"],
                 "val_ratio_to_master_ap": final["val/ratio_to_master_ap"],
                 "val_master_ap_sum_rate_mbps": validation.master,
-                "val_history": validation.history, "parameters": self.parameter_count()}
+                "val_history": validation.history, "parameters": self.parameter_count(),
+                "final": {k: v for k, v in final.items() if k.startswith("val/")}}
 
     # ------------------------------------------------------------ checkpoints
     def save(self, directory: str | Path) -> Path:
@@ -572,8 +588,6 @@ class RLAgent(LearnableAgent):
         training summary, versions: plain JSON) into ``directory``; returns it."""
         import stable_baselines3
 
-        from agents.storage import atomic_write_bytes
-        from cfenv import __version__
 
         if self.model is None or self.config is None:
             raise ValueError(f"{self.name} has no trained model to save")
@@ -592,8 +606,6 @@ class RLAgent(LearnableAgent):
              config: SystemConfig | None = None) -> "RLAgent":
         """Rebuild an agent saved by :meth:`save`; ``ValueError`` if ``config`` is given and its
         (M, L, K, tau_p) differs from the saved one, or the folder holds another agent."""
-        from agents.registry import agent_class
-
         directory = Path(directory)
         if not (directory / CONFIG_JSON).exists():
             raise FileNotFoundError(f"no {CONFIG_JSON} in {directory}")
@@ -604,9 +616,9 @@ class RLAgent(LearnableAgent):
                              f"not {config.size}")
         if cls is not RLAgent and meta.get("agent") != cls.name:
             raise ValueError(f"{directory} holds a {meta.get('agent')!r} model, not {cls.name!r}")
-        agent_cls = agent_class(meta["agent"])
-        if not issubclass(agent_cls, RLAgent):
-            raise ValueError(f"{directory} holds a {meta['agent']!r} model, not an RL agent")
+        agent_cls = {c.name: c for c in RL_AGENTS}.get(meta.get("agent"))
+        if agent_cls is None:
+            raise ValueError(f"{directory} holds a {meta.get('agent')!r} model, not an RL agent")
         agent = agent_cls(config=saved, seed=meta["seed"], device=device, **meta["options"])
         agent.model = _ALGORITHMS[agent_cls.algorithm].load(directory / MODEL_ZIP, device=device)
         agent.meta = meta
@@ -679,3 +691,7 @@ class DQNAgent(RLAgent):
 
     def _parameters(self) -> Any:
         return self.model.q_net.parameters()  # type: ignore[union-attr]
+
+
+RL_AGENTS: tuple[type[RLAgent], ...] = (PPOAgent, A2CAgent, PPOHQCNNAgent, DQNAgent)
+"""the Stable-Baselines3 agents of the zoo (what a checkpoint's ``agent`` may name)"""

@@ -4,7 +4,7 @@ For one snapshot and a large batch of random assignments, at (10,2,15,3) and
 (45,2,20,10), float64 and float32, it times: the numba kernel (numpy default),
 the array formula on numpy and on torch, and -- in the same run, as the
 reference every ratio is taken against -- the per-user loop transcription of
-SPEC section 2 (:mod:`cfenv.reference`). Prints a table, writes JSON.
+docs/model.md §2 (:mod:`cfenv.reference`). Prints a table, writes JSON.
 
     python benchmarks/bench_rates.py [--assignments 200000] [--out benchmarks/results/bench_rates.json]
 """

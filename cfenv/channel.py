@@ -1,4 +1,4 @@
-"""Network snapshots: drops, torus distances, three-slope path loss, shadowing (SPEC section 1).
+"""Network snapshots: drops, torus distances, three-slope path loss, shadowing (docs/model.md §1).
 
 All draws come from an explicit ``numpy.random.Generator`` and are batched over
 any leading ``batch_shape``.
@@ -63,7 +63,7 @@ def pairwise_distance_m(
 
 
 def path_loss_db(distance_m: np.ndarray, config: SystemConfig) -> np.ndarray:
-    """Three-slope path loss (a negative gain) [dB] of SPEC section 1, elementwise.
+    """Three-slope path loss (a negative gain) [dB] of docs/model.md §1, elementwise.
 
     ``d > d1``: ``-Lc - 35 log10(d)``; ``d0 < d <= d1``: ``-Lc - 15 log10(d1) - 20 log10(d)``;
     ``d <= d0``: ``-Lc - 15 log10(d1) - 20 log10(d0)``; with d, d0, d1 in km.

@@ -1,4 +1,4 @@
-"""System configuration of a cell-free massive MIMO network (SPEC section 1).
+"""System configuration of a cell-free massive MIMO network (docs/model.md §1).
 
 Every physical constant of the simulator lives here, once, as a field of the
 frozen :class:`SystemConfig`; derived quantities (the path-loss constant, the
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from cfenv.units import SIZE_FIELDS, parse_size, size_label
 
-#: The eight (M, L, K, tau_p) sizes of the paper's Table II (SPEC section 3).
+#: The eight (M, L, K, tau_p) sizes of the paper's Table II (docs/model.md §3).
 TABLE2_SIZES: tuple[tuple[int, int, int, int], ...] = (
     (10, 2, 6, 3),
     (10, 2, 9, 3),

@@ -121,7 +121,7 @@ class CellFreePilotEnv(SnapshotEpisodes, gym.Env[np.ndarray, np.ndarray]):
 
     ## Rewards
 
-    The downlink sum rate sum_k R_k in **Mbit/s** (SPEC section 2) of the
+    The downlink sum rate sum_k R_k in **Mbit/s** (docs/model.md §2) of the
     chosen assignment on the episode's snapshot, a Python ``float``.
 
     ## Starting State

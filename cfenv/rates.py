@@ -1,4 +1,4 @@
-"""Closed-form downlink rate of cell-free massive MIMO (SPEC section 2).
+"""Closed-form downlink rate of cell-free massive MIMO (docs/model.md §2).
 
 The formula is written once, in :func:`_rate_terms`, against the small
 subset of the array API that numpy and torch share (``@``, ``.sum``,
@@ -11,8 +11,8 @@ subset of the array API that numpy and torch share (``@``, ``.sum``,
   pairs, O(M K^2 / tau_p) per assignment; ``backend="reference"`` runs the
   array formula, which the kernel is tested against.
 * :func:`relaxed_user_rates` / :func:`relaxed_sum_rate` — row-stochastic pilot
-  probability matrices Q, torch, differentiable (the unsupervised loss, SPEC
-  eq. (8)): every C[k, j], j != k, becomes q_k . q_j.
+  probability matrices Q, torch, differentiable (the unsupervised loss, docs/model.md
+  eq. (2.9)): every C[k, j], j != k, becomes q_k . q_j.
 
 Derivation used by both paths, with ``c[m,k] = gamma[m,k] / beta[m,k]
 = tau_p rho_p beta[m,k] / (tau_p rho_p sum_j beta[m,j] C[k,j] + 1)``:

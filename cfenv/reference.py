@@ -1,4 +1,4 @@
-"""A literal, loop-by-loop transcription of SPEC section 2 for one snapshot and one assignment.
+"""A literal, loop-by-loop transcription of docs/model.md §2 for one snapshot and one assignment.
 
 It is the independent oracle of the tests and the baseline of
 ``benchmarks/bench_rates.py``; it is slow by design and never used on a hot path.

@@ -116,7 +116,7 @@ def test_parameter_counts_match_closed_formulas(n: int) -> None:
 
 
 def test_block_sharing_at_8_qubits_has_13_conv_and_7_pool_blocks() -> None:
-    # SPEC's T * sum_i 2^i counts 14 conv blocks; the built wiring has 13 (see count_quantum_parameters).
+    # the paper's T * sum_i 2^i (docs/model.md eq. (6.5)) counts 14 conv blocks; the built wiring has 13 (see count_quantum_parameters).
     assert sum(len(lv.conv) for lv in qcnn_wiring(8)) == 13
     assert count_quantum_parameters(8, "block") == 13 * 15 + 7 * 2 == 209
 
@@ -133,7 +133,7 @@ def test_output_width_is_n_for_all_and_one_for_final(n: int) -> None:
 
 
 def test_embedding_is_ry_of_twice_the_angle_so_one_qubit_has_z_equal_cos_2h() -> None:
-    # SPEC: qubit in cos(h)|0> + sin(h)|1>, i.e. RY(2h)|0> in PennyLane's convention.
+    # docs/model.md eq. (6.2): qubit in cos(h)|0> + sin(h)|1>, i.e. RY(2h)|0> in PennyLane's convention.
     h = torch.linspace(-3, 3, 13, dtype=torch.float64)[:, None]
     state = embed_states(h)
     assert torch.allclose(state, torch.stack([torch.cos(h[:, 0]), torch.sin(h[:, 0])], -1).to(state.dtype))

@@ -23,8 +23,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from agents.base import AGENT_STREAM, TEST_STREAM, stream_rng
+from agents.lab.executors import EXECUTORS, RAY_MISSING, make_executor, ray_available
 from agents.lab.results import add_ratios, cell_record
 from agents.registry import AgentSpec, available, resolve
+from agents.storage import atomic_write_bytes
+from cfenv import __version__
 from cfenv.channel import Snapshot, draw_snapshots
 from cfenv.config import TABLE2_SIZES, SystemConfig
 from cfenv.rates import sum_rate
@@ -104,8 +107,6 @@ class EvaluationSettings:
             raise ValueError("no sizes given")
         if self.loss not in ("supervised", "unsupervised"):
             raise ValueError(f"loss must be 'supervised' or 'unsupervised', got {self.loss!r}")
-        from agents.lab.executors import EXECUTORS, RAY_MISSING, ray_available
-
         if self.executor not in EXECUTORS:
             raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
         if self.executor == "ray" and not ray_available():
@@ -302,8 +303,6 @@ def model_files_of(run_dir: Path) -> dict[str, bytes]:
 
 
 def _write_model_files(files: dict[str, bytes], directory: Path) -> None:
-    from agents.storage import atomic_write_bytes
-
     for name, data in files.items():
         atomic_write_bytes(Path(directory) / name, lambda f, data=data: f.write(data))
 
@@ -349,8 +348,6 @@ def _load_learning_agent(spec: AgentSpec, config: SystemConfig, settings: Evalua
 def _fingerprint(settings: EvaluationSettings) -> str:
     """What a finished chunk depends on besides its (size, agent, start, stop): a resumed run
     reuses only chunks computed with the same settings."""
-    from cfenv import __version__
-
     keys = {"seed": settings.seed, "max_assignments": settings.max_assignments, "loss": settings.loss,
             "device": settings.device, "execution": settings.execution,
             "trained_at": list(settings.trained_at) if settings.trained_at else None,
@@ -364,8 +361,6 @@ def _cell_path(settings: EvaluationSettings, task: Task) -> Path:
 
 
 def _save_cell(settings: EvaluationSettings, task: Task, result: dict[str, Any], fingerprint: str) -> None:
-    from agents.storage import atomic_write_bytes
-
     text = json.dumps({"fingerprint": fingerprint, "task": task.key, "result": result})
     atomic_write_bytes(_cell_path(settings, task), lambda f: f.write(text.encode()))
 
@@ -393,8 +388,6 @@ def evaluate(settings: EvaluationSettings,
     its retries makes its cell "failed" (reported with the error); the other cells finish.
     ``stats`` (if given) receives task counts and timings."""
     from tqdm.auto import tqdm
-
-    from agents.lab.executors import make_executor
 
     used = {size: draw_test_snapshots(SystemConfig.from_size(size), settings.snapshots, settings.seed)
             for size in settings.sizes}

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from agents.heuristics import master_ap_pilots
+from agents.lab.cli import add_fields, fail, field_docs, given
 from agents.lab.evaluation import draw_test_snapshots
 from agents.lab.results import provenance
 from agents.lab.stats import ci95
@@ -333,33 +334,20 @@ def write_noise_study(records: list[dict[str, Any]], settings: NoiseStudySetting
     return paths
 
 
+STUDY_FLAGS = ("checkpoint_dirs", "train_root", "agent", "qubits", "p", "mitigation", "shots", "trajectories",
+               "noise_backend", "snapshots", "seed", "out", "epochs", "train_snapshots", "val_snapshots", "cache_dir",
+               "progress")
+"""the :class:`NoiseStudySettings` fields set by flags of the same name (``size`` is ``--size M,L,K,tau_p``)"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    d = NoiseStudySettings
     parser = argparse.ArgumentParser(prog="python -m agents.lab.noise_study", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint-dirs", "--checkpoint", nargs="+", type=Path, default=[],
-                        help="trained HQCNN checkpoints, one per qubit count")
-    parser.add_argument("--train-root", type=Path, default=None,
-                        help="train (or reuse) one noiseless HQCNN per --qubits count in ROOT/q<n>/")
-    parser.add_argument("--agent", default=d.agent, help=f"model trained under --train-root: {', '.join(NOISE_AGENTS)}")
-    parser.add_argument("--qubits", nargs="+", type=int, default=list(d.qubits),
-                        help="qubit counts (--train-root: default 4 8 16; else a check of the checkpoints)")
-    parser.add_argument("--size", default=size_label(d.size), help="M,L,K,tau_p")
-    parser.add_argument("--p", nargs="+", type=float, default=list(d.p), help="depolarising probabilities")
-    parser.add_argument("--mitigation", nargs="+", default=list(d.mitigation), help="none and/or zne")
-    parser.add_argument("--shots", type=int, default=d.shots, help="shots per circuit (default: exact)")
-    parser.add_argument("--trajectories", type=int, default=d.trajectories, help="trajectories per sample")
-    parser.add_argument("--noise-backend", default=d.noise_backend,
-                        help="auto, default.mixed or trajectories")
-    parser.add_argument("--snapshots", type=int, default=d.snapshots, help="test snapshots")
-    parser.add_argument("--seed", type=int, default=d.seed, help="seed of test snapshots and noise")
-    parser.add_argument("--out", type=Path, default=d.out, help="output folder")
-    parser.add_argument("--epochs", type=int, default=d.epochs, help="training epochs (--train-root)")
-    parser.add_argument("--train-snapshots", type=int, default=d.train_snapshots, help="(--train-root)")
-    parser.add_argument("--val-snapshots", type=int, default=d.val_snapshots, help="(--train-root)")
-    parser.add_argument("--cache-dir", type=Path, default=d.cache_dir, help="dataset cache (--train-root)")
+    add_fields(parser, NoiseStudySettings, STUDY_FLAGS,
+               aliases={"checkpoint_dirs": ("--checkpoint-dirs", "--checkpoint")})
+    parser.add_argument("--size", default=size_label(NoiseStudySettings.size),
+                        help=f"M,L,K,tau_p: {field_docs(NoiseStudySettings)['size']}")
     parser.add_argument("--replot", type=Path, default=None, help="redraw fig3c.png from a noise_study.json")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
 
 
@@ -370,16 +358,9 @@ def main(argv: list[str] | None = None) -> int:
         print(plot_noise_study(records, args.replot.with_name("fig3c.png")))
         return 0
     try:
-        settings = NoiseStudySettings(
-            checkpoint_dirs=tuple(args.checkpoint_dirs), train_root=args.train_root, agent=args.agent,
-            qubits=tuple(args.qubits),
-            size=parse_size(args.size), p=tuple(args.p), mitigation=tuple(args.mitigation), shots=args.shots,
-            trajectories=args.trajectories, noise_backend=args.noise_backend, snapshots=args.snapshots,
-            seed=args.seed, out=args.out, epochs=args.epochs, train_snapshots=args.train_snapshots,
-            val_snapshots=args.val_snapshots, cache_dir=args.cache_dir, progress=not args.no_progress)
+        settings = NoiseStudySettings(size=parse_size(args.size), **given(args, STUDY_FLAGS))
     except ValueError as err:
-        print(f"noise_study: error: {err}", file=sys.stderr)
-        return 2
+        fail("noise_study", str(err))
 
     start = time.perf_counter()
     records = run_noise_study(settings)

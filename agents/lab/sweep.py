@@ -41,7 +41,10 @@ from pathlib import Path
 from typing import Any
 
 from agents.lab.executors import RAY_MISSING, ray_available, ray_session
-from agents.learning import TrainSettings, run_dir_for, train
+from agents.learning import LOSSES, TrainSettings, run_dir_for, train
+from agents.models import MODEL_NAMES, build_model
+from agents.registry import resolve
+from cfenv.config import SystemConfig
 from cfenv.units import Size, parse_size, size_slug
 
 TRAIN_KEYS = ("lr", "batch_size", "seed", "data_seed", "epochs", "imitation_epochs", "train_snapshots",
@@ -77,9 +80,6 @@ class SweepSpec:
     """seed of the sampled search keys (loguniform, choice ...): a sweep file names one set of trials"""
 
     def __post_init__(self) -> None:
-        from agents.learning import LOSSES
-        from agents.models import MODEL_NAMES
-        from cfenv.config import SystemConfig
 
         if self.agent not in MODEL_NAMES:
             raise ValueError(f"sweep agent must be one of {', '.join(MODEL_NAMES)}, got {self.agent!r}")
@@ -126,7 +126,6 @@ class SweepSpec:
 
     def trial_settings(self, size: Size, values: dict[str, Any], runs_dir: Path, cache_dir: Path) -> TrainSettings:
         """The :class:`TrainSettings` of one trial (fixed settings, then the trial's values)."""
-        from agents.models import build_model
 
         # one data seed for every trial unless searched: trials are ranked on the same validation
         # snapshots, and a searched ``seed`` varies only initialisation and shuffling
@@ -301,10 +300,8 @@ def _collect(spec: SweepSpec, size: Size, sweep_dir: Path, grid: Any) -> dict[st
 
 def _export_best(spec: SweepSpec, size: Size, sweep_dir: Path, trials: list[dict[str, Any]]) -> dict[str, Any]:
     """Copy the best completed trial's run folder to the checkpoint tree ``sweep_dir/best``."""
-    from agents.registry import agent_class
-
-    cls = agent_class(spec.agent)
-    completed = [t for t in trials if t["run_dir"] and t["metric"] is not None and cls.has_checkpoint(Path(t["run_dir"]))]
+    agent = resolve(spec.agent)
+    completed = [t for t in trials if t["run_dir"] and t["metric"] is not None and agent.has_checkpoint(t["run_dir"])]
     summary: dict[str, Any] = {"agent": spec.agent, "size": list(size), "loss": spec.loss, "metric": spec.metric,
                                "mode": spec.mode, "trials": trials, "sweep_dir": str(sweep_dir)}
     if not completed:

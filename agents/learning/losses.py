@@ -13,13 +13,13 @@ from cfenv.units import MBPS
 
 
 def unsupervised_loss(logits: torch.Tensor, beta: torch.Tensor, config: SystemConfig) -> torch.Tensor:
-    """Negative mean relaxed sum rate [Mbit/s] of softmax(logits) (SPEC eq. 8)."""
+    """Negative mean relaxed sum rate [Mbit/s] of softmax(logits) (docs/model.md eq. (6.7))."""
     q = torch.softmax(logits.to(torch.float64), dim=-1)
     return -relaxed_sum_rate(beta, q, config).mean() / MBPS
 
 
 def supervised_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of per-user pilot logits against canonical labels (SPEC eq. 7)."""
+    """Cross-entropy of per-user pilot logits against canonical labels (docs/model.md eq. (6.6))."""
     return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
 
 

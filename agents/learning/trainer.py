@@ -1,12 +1,12 @@
 """One trainer for every neural pilot-assignment model (supervised and unsupervised).
 
-* Supervised (SPEC eq. 7): cross-entropy against label assignments from a teacher
+* Supervised (docs/model.md eq. (6.6)): cross-entropy against label assignments from a teacher
   agent (``master-ap`` as in the paper, or ``exhaustive`` / ``local-search``).
   Labels are only defined up to a relabelling of pilots, so they are
   canonicalised first (restricted-growth order: the first user is on pilot 0,
   each user that opens a new pilot takes the next index; see
   :func:`agents.base.canonical_pilots`).
-* Unsupervised (SPEC eq. 8): the negative relaxed sum rate [Mbit/s] of the
+* Unsupervised (docs/model.md eq. (6.7)): the negative relaxed sum rate [Mbit/s] of the
   softmax outputs, through the differentiable rate engine.
 * REINFORCE (autoregressive policies, :mod:`agents.models.gnn`): the exact sum rate of a
   sampled assignment, with the greedy decode of the same snapshot as baseline

@@ -13,6 +13,7 @@ is its inverse (what a checkpoint's ``config.json`` stores).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from agents.models.base import AssignmentModel, PilotModel
@@ -24,6 +25,28 @@ from cfenv.config import SystemConfig
 LABEL_MODELS = ("mlp", "light-cnn", "heavy-cnn", "hqcnn", "hqcnn-hur")
 """models that emit K x tau_p pilot logits"""
 MODEL_NAMES = (*LABEL_MODELS, "gnn", "hqcnn-ar")
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Constructor options of the models that a command line sets (``None``: the model's default).
+    :func:`build_model` says which model takes which (:data:`MODEL_OPTIONS`)."""
+
+    n_qubits: int | None = None
+    """HQCNN qubits: 4, 8 or 16 (hqcnn, hqcnn-hur, hqcnn-ar, ppo-hqcnn; default 8)"""
+    share: str | None = None
+    """HQCNN parameter sharing: level (the paper's text), all (its abstract) or block (Hur et al.)"""
+    readout: str | None = None
+    """HQCNN readout: all (Pauli-Z on every wire) or final (the last pooled qubit)"""
+    backend: str | None = None
+    """HQCNN simulator: torch (batched statevector) or pennylane (default.qubit TorchLayer)"""
+    hidden: tuple[int, ...] | None = None
+    """MLP hidden widths (default: one layer sized to hqcnn's parameter count)"""
+
+    def given(self) -> dict[str, Any]:
+        """The options that were set, as :func:`build_model` keywords."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items() if v is not None}
+
 
 _QUANTUM_OPTIONS = ("n_qubits", "share", "readout", "backend")
 MODEL_OPTIONS: dict[str, tuple[str, ...]] = {

@@ -7,7 +7,7 @@ work without loading it.
 The circuit on ``n`` qubits (``n`` in {4, 8, 16}; wire 0 is the most significant bit,
 as in PennyLane):
 
-1. **Angle embedding.** Qubit ``i`` is prepared in ``cos(h_i)|0> + sin(h_i)|1>`` (SPEC §4).
+1. **Angle embedding.** Qubit ``i`` is prepared in ``cos(h_i)|0> + sin(h_i)|1>`` (docs/model.md eq. (6.2)).
    PennyLane's ``RY(theta)|0> = cos(theta/2)|0> + sin(theta/2)|1>``, so the gate applied
    is ``RY(2 h_i)``; a single embedded qubit has ``<Z> = cos(2 h_i)``.
 2. **log2(n) levels of convolution + pooling** (:func:`qcnn_wiring`). With ``active``
@@ -34,7 +34,7 @@ as in PennyLane):
 3. **Readout**: Pauli-Z expectation values, on all ``n`` wires (``readout="all"``) or on
    the final survivor only (``readout="final"``).
 
-Parameter sharing (``share``): ``"level"`` (SPEC default: one conv set and one pool set
+Parameter sharing (``share``): ``"level"`` (docs/model.md §6.2 default: one conv set and one pool set
 per level), ``"all"`` (one of each for the whole circuit, as in the paper's abstract and
 Table I) or ``"block"`` (every block its own parameters: the paper's ref. [11],
 "hqcnn-hur"). See :func:`weight_shapes` and :func:`count_quantum_parameters`.
@@ -99,7 +99,7 @@ default ``Execution()`` is the exact circuit on the layer's own backend, untouch
   ``qml.noise.fold_global`` and ``qml.noise.richardson_extrapolate`` / ``poly_extrapolate``;
   on trajectories the same folding of the gate list and the same extrapolation weights
   (:func:`zne_weights`), every folded gate followed by its own noise.
-* **Parameter shift** (SPEC eq. 9-11): ``grad="parameter-shift"`` runs on ``default.qubit``
+* **Parameter shift** (docs/model.md eq. (7.5)): ``grad="parameter-shift"`` runs on ``default.qubit``
   (noiseless) or ``default.mixed`` (noisy), ``diff_method="parameter-shift"``. Equal to
   backprop to ~1e-15 on the noiseless circuit, and far slower than the torch backprop: every
   angle occurrence is shifted separately (~180 circuits per sample at n = 4, each a PennyLane

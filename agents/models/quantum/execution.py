@@ -53,7 +53,7 @@ class Execution:
     trajectories: int = 64
     """Monte-Carlo trajectories per sample and scale factor (trajectory backend only)"""
     grad: str = "backprop"
-    """"backprop" (simulators) or "parameter-shift" (what hardware needs, SPEC eq. 9-11; runs on
+    """"backprop" (simulators) or "parameter-shift" (what hardware needs, docs/model.md eq. (7.5); runs on
     PennyLane: default.qubit, or default.mixed when noisy)"""
     noise_backend: str = "auto"
     """"auto" (default.mixed if the density matrix fits :data:`MIXED_MAX_STATE_BYTES`, else

@@ -7,6 +7,7 @@ import torch
 
 from agents.models.quantum.wiring import CONV_GATES, POOL_GATES, _check_choice
 
+
 def ry_matrix(theta: torch.Tensor) -> torch.Tensor:
     """RY(theta) = [[cos(theta/2), -sin(theta/2)], [sin(theta/2), cos(theta/2)]].
 

@@ -8,7 +8,7 @@ from functools import cache
 from typing import Any, NamedTuple
 
 CONV_PARAMS = 15
-"""parameters of one convolution block (Hur et al.'s SU(4)-style ``U_SU4``; SPEC's T)"""
+"""parameters of one convolution block (Hur et al.'s SU(4)-style ``U_SU4``; T of docs/model.md §6.2)"""
 POOL_PARAMS = 2
 """parameters of one pooling block (CRZ angle, CRX angle)"""
 
@@ -180,10 +180,10 @@ def count_quantum_parameters(n_qubits: int, share: str = "level") -> int:
     """Number of trainable parameters of the quantum circuit.
 
     * ``"all"``: 15 + 2 = 17.
-    * ``"level"``: 17 log2(n) (SPEC: T log2 n plus the pooling parameters).
+    * ``"level"``: 17 log2(n) (docs/model.md eq. (6.5): T log2 n plus the pooling parameters).
     * ``"block"``: 15 (2n - 3) + 2 (n - 1) (209 at n = 8).
 
-    SPEC and the paper write T * sum_{i=1..log2 n} 2^i for the per-block variant, i.e.
+    The paper (see docs/model.md eq. (6.5)) writes T * sum_{i=1..log2 n} 2^i for the per-block variant, i.e.
     14 conv blocks at n = 8. The wiring built here (Hur et al.'s) has 2n - 3 conv blocks,
     13 at n = 8, because the last, two-wire level convolves its pair once, not twice;
     the count returned is the one of the circuit actually built.
