@@ -19,7 +19,7 @@ import argparse
 import json
 from typing import Any
 
-from agents.lab.cli import EXECUTION_FLAGS, add_fields, fail, given
+from agents.lab.cli import EXECUTION_FLAGS, add_fields, error, given
 from agents.lab.evaluation import parse_sizes
 from agents.learning import TrainSettings
 from agents.models import ModelOptions
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                 agent.training_settings(config, **fit)  # every size's settings checked before any work
             runs.append((agent, config, fit))
     except ValueError as err:
-        fail("train.py", str(err))
+        return error("train.py", str(err))
     for agent, config, fit in runs:
         summary = agent.fit(config, **fit)
         print(summary_line(agent, summary))
@@ -127,7 +127,7 @@ def train_sweep(args: argparse.Namespace) -> int:
         summaries = run_sweep(spec, runs_dir=args.runs_dir, ray_address=args.ray_address, workers=args.workers,
                               resume=args.resume)
     except ValueError as err:
-        fail("train.py", str(err))
+        return error("train.py", str(err))
     except SweepIncomplete as err:
         print(f"train.py: {err}")
         return 1

@@ -103,7 +103,12 @@ def given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
 
 
-def fail(prog: str, message: str) -> NoReturn:
-    """One line on stderr, exit status 2 (argparse's convention for a bad command line)."""
+def error(prog: str, message: str) -> int:
+    """Print one error line on stderr; returns 2, argparse's exit status for a bad command line."""
     print(f"{prog}: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+    return 2
+
+
+def fail(prog: str, message: str) -> NoReturn:
+    """:func:`error`, then exit."""
+    raise SystemExit(error(prog, message))

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from agents.base import AGENT_STREAM, TEST_STREAM, stream_rng
-from agents.lab.executors import EXECUTORS, RAY_MISSING, make_executor, ray_available
+from agents.lab import executors
 from agents.lab.results import add_ratios, cell_record
 from agents.registry import AgentSpec, available, resolve
 from agents.storage import atomic_write_bytes
@@ -107,10 +107,10 @@ class EvaluationSettings:
             raise ValueError("no sizes given")
         if self.loss not in ("supervised", "unsupervised"):
             raise ValueError(f"loss must be 'supervised' or 'unsupervised', got {self.loss!r}")
-        if self.executor not in EXECUTORS:
-            raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
-        if self.executor == "ray" and not ray_available():
-            raise ValueError(RAY_MISSING)
+        if self.executor not in executors.EXECUTORS:
+            raise ValueError(f"executor must be one of {', '.join(executors.EXECUTORS)}, got {self.executor!r}")
+        if self.executor == "ray" and not executors.ray_available():
+            raise ValueError(executors.RAY_MISSING)
         if self.ray_address and self.executor != "ray":
             raise ValueError("ray_address (--ray-address) needs executor 'ray'")
         for name in ("chunk_size", "workers"):
@@ -452,7 +452,7 @@ def evaluate(settings: EvaluationSettings,
                 _save_cell(settings, task, outcome.value, fingerprint)
 
     try:
-        with make_executor(settings.executor, settings.workers, settings.retries, settings.ray_address) as executor:
+        with executors.make_executor(settings.executor, settings.workers, settings.retries, settings.ray_address) as executor:
             run_phase(executor, trainings + first)
             run_phase(executor, [t for t in later if (t.agent, t.size) not in errors])
     except KeyboardInterrupt:

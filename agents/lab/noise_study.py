@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from agents.heuristics import master_ap_pilots
-from agents.lab.cli import add_fields, fail, field_docs, given
+from agents.lab.cli import add_fields, error, field_docs, given
 from agents.lab.evaluation import draw_test_snapshots
 from agents.lab.results import provenance
 from agents.lab.stats import ci95
@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = NoiseStudySettings(size=parse_size(args.size), **given(args, STUDY_FLAGS))
     except ValueError as err:
-        fail("noise_study", str(err))
+        return error("noise_study", str(err))
 
     start = time.perf_counter()
     records = run_noise_study(settings)

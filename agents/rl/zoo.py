@@ -1,109 +1,35 @@
-"""Reinforcement-learning agents: Stable-Baselines3 on ``CellFreePilot-v0`` and its sequential view.
-
-The only module of cfpilot that imports ``stable_baselines3`` (reached through
-:mod:`agents.registry`, so ``import agents`` stays light).
-
-Agents (all :class:`agents.base.LearnableAgent` s, deterministic actions at evaluation):
-
-* ``ppo`` / ``a2c``: SB3 PPO / A2C on the one-step ``CellFreePilot-v0`` (one snapshot, one
-  ``MultiDiscrete([tau_p] * K)`` action per episode), ``MlpPolicy`` on the flat, normalised
-  fading of :class:`cfenv.wrappers.FlattenFadingObservation`.
-* ``ppo-hqcnn``: PPO whose features extractor is the HQCNN's quantum circuit
-  (:class:`HQCNNExtractor`: FC ``M K -> n`` angles, :class:`agents.models.quantum.QCNNLayer`, its
-  ``n`` Pauli-Z expectation values as features); the action head is one linear layer from
-  those features to the ``K tau_p`` logits, so the policy is FC -> QCNN -> FC like ``hqcnn``.
-* ``dqn``: SB3 DQN on ``CellFreePilotSequential-v0`` (one user per step,
-  :class:`cfenv.sequential.CellFreePilotSequentialEnv`); assigning a batch steps the K users
-  over the whole batch at once.
-
-Training environments. SB3 2.9 does not accept a Gymnasium ``VectorEnv``: ``PPO(...,
-gym.make_vec("CellFreePilot-v0", num_envs=N))`` raises ``ValueError`` ("not a Gymnasium
-environment"). :class:`BatchedPilotVecEnv` is a thin SB3 ``VecEnv`` over
-:class:`cfenv.env.CellFreePilotVectorEnv` that draws and scores all N snapshots with one
-batched call per step; ``fit(vec_env="dummy"|"subproc")`` uses SB3's ``DummyVecEnv`` /
-``SubprocVecEnv`` of N single environments instead. Environment steps per second with
-random actions on a shared 2-core CPU (one numba thread, as in :meth:`RLAgent.fit`):
-
-| size            | batched, N = 64 | DummyVecEnv, N = 64 | SubprocVecEnv, N = 16 |
-|-----------------|-----------------|---------------------|-----------------------|
-| (10, 2, 6, 3)   | ~140,000        | ~6,500              | ~90                   |
-| (45, 2, 20, 10) | ~13,000         | ~4,000              | ~90                   |
-
-so ``"batched"`` is the default for the one-step agents (PPO's 20,000 steps at
-(10, 2, 6, 3): 8.8 s batched, 12.4 s DummyVecEnv, updates included). The sequential DQN
-agent uses ``DummyVecEnv``.
-
-Reward scaling (``fit(reward_scaling=...)``):
-
-* ``"mbps"``: the raw sum rate in Mbit/s (what the environments return);
-* ``"master-ap"``: the sum rate divided by master-AP's (:func:`agents.heuristics.master_ap_pilots`)
-  on the same snapshot, a dimensionless ratio near 1. Raw rates vary by tens of Mbit/s
-  from snapshot to snapshot, more than any assignment changes them; the ratio removes
-  most of that variance (for the sequential env every step's reward is divided by the
-  episode's master-AP sum rate, so the increments add up to the ratio).
-
-Episode statistics logged by SB3 (``rollout/ep_rew_mean``) are always in Mbit/s.
-
-Seeds: the policy initialisation comes from ``set_random_seed(seed)``; training
-snapshots from :func:`agents.base.stream_rng` ``(seed, TRAIN_STREAM, M, L, K, tau_p[, env index])``;
-the validation sum rate logged during training is measured on 256 fixed snapshots from
-``(seed, VALIDATION_STREAM, M, L, K, tau_p)``, the neural trainer's validation set.
-
-Run folders: ``runs/<agent>/<M>-<L>-<K>-<tau_p>/rl-seed<seed>/`` with ``model.zip`` (SB3's
-``save``), ``config.json`` (agent, system, options, training settings, metrics: plain
-JSON) and the TensorBoard events of SB3's ``tensorboard_log`` under ``<agent>_<n>/``
-(SB3's ``rollout/``, ``train/``, ``time/`` scalars plus ``val/sum_rate_mbps``,
-``val/ratio_to_master_ap``, ``val/distinct_assignments``).
-"""
+"""The Stable-Baselines3 agents of the zoo behind the agent interface."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import gymnasium as gym
 import numpy as np
-import torch
-
-try:
-    from stable_baselines3 import A2C, DQN, PPO
-    from stable_baselines3.common.base_class import BaseAlgorithm
-    from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.logger import TensorBoardOutputFormat
-    from stable_baselines3.common.monitor import Monitor
-    from stable_baselines3.common.utils import set_random_seed
-    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
-except ImportError as err:  # pragma: no cover
-    raise ImportError("the RL agents need Stable-Baselines3: pip install 'stable-baselines3>=2.3'") from err
+from stable_baselines3 import A2C, DQN, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.utils import set_random_seed
 
 from agents.base import (
-    TRAIN_STREAM,
     VALIDATION_STREAM,
     LearnableAgent,
-    canonical_pilots,
     run_folder,
     stream_rng,
 )
-from agents.heuristics import master_ap_pilots
 from agents.models.sb3 import HQCNNExtractor
+from agents.rl.callbacks import _Progress, _threads, _Validation
+from agents.rl.envs import flat_observation, make_vec_env
 from agents.storage import atomic_write_bytes
 from cfenv import __version__
 from cfenv.channel import Snapshot, draw_snapshots
 from cfenv.config import SystemConfig
-from cfenv.env import CellFreePilotEnv, CellFreePilotVectorEnv, fading_observation
-from cfenv.rates import sum_rate
-from cfenv.sequential import CellFreePilotSequentialEnv, sequential_observation
-from cfenv.units import MBPS, normalise_db, size_slug
-from cfenv.wrappers import FlattenFadingObservation
+from cfenv.sequential import sequential_observation
+from cfenv.units import size_slug
 
-REWARD_SCALINGS = ("mbps", "master-ap")
-VEC_ENVS = ("batched", "dummy", "subproc")
 VALIDATION_SNAPSHOTS = 256
 """fixed validation snapshots behind ``val/sum_rate_mbps``"""
 MODEL_ZIP = "model.zip"
@@ -126,258 +52,7 @@ class RLBudget:
 _ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"PPO": PPO, "A2C": A2C, "DQN": DQN}
 
 
-# ------------------------------------------------------------------ observations and rewards
-def flat_observation(beta: np.ndarray) -> np.ndarray:
-    """``(B, M, K)`` linear beta -> ``(B, M K)`` float32, the observation of
-    :class:`cfenv.wrappers.FlattenFadingObservation` over ``CellFreePilot-v0``, batched."""
-    return _flatten_db(fading_observation(beta))
 
-
-def _flatten_db(db: np.ndarray) -> np.ndarray:
-    """``(B, M, K)`` dB observations -> ``(B, M K)`` float32, normalised as by FlattenFadingObservation."""
-    return normalise_db(db.reshape(db.shape[0], -1)).astype(np.float32)
-
-
-def master_ap_sum_rate_mbps(beta: np.ndarray, config: SystemConfig) -> np.ndarray:
-    """``(B, M, K)`` beta -> ``(B,)`` sum rate [Mbit/s] of the master-AP assignment."""
-    return sum_rate(beta, master_ap_pilots(beta, config.tau_p), config) / MBPS
-
-
-def _check_reward_scaling(reward_scaling: str) -> None:
-    if reward_scaling not in REWARD_SCALINGS:
-        raise ValueError(f"reward_scaling must be one of {REWARD_SCALINGS}, got {reward_scaling!r}")
-
-
-class RelativeReward(gym.Wrapper):
-    """Divide every reward by master-AP's sum rate [Mbit/s] on the episode's snapshot
-    (``info["beta"]`` of ``reset``); works for both cfpilot environments."""
-
-    def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
-        self._reference = 1.0
-
-    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
-        obs, info = self.env.reset(**kwargs)
-        config = self.env.unwrapped.config
-        self._reference = float(master_ap_sum_rate_mbps(np.asarray(info["beta"])[None], config)[0])
-        return obs, info
-
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        return obs, float(reward) / self._reference, terminated, truncated, info
-
-
-class BatchedPilotVecEnv(VecEnv):
-    """An SB3 ``VecEnv`` over :class:`cfenv.env.CellFreePilotVectorEnv`: N one-step episodes
-    drawn and scored as arrays, observations flattened and normalised as by
-    :class:`cfenv.wrappers.FlattenFadingObservation`.
-
-    Every step ends every episode: ``dones`` is all True, ``infos[i]`` holds
-    ``terminal_observation`` (the scored snapshot's observation), ``episode``
-    (``{"r": sum rate in Mbit/s, "l": 1, "t": seconds}``, as SB3's ``Monitor`` writes it)
-    and ``sum_rate`` [Mbit/s]; the returned observations are the next snapshots.
-
-    Args:
-        num_envs: episodes per step N.
-        config: the system.
-        seed: snapshots come from ``stream_rng(seed, TRAIN_STREAM, M, L, K, tau_p)``.
-        reward_scaling: ``"mbps"`` or ``"master-ap"`` (see the module docstring).
-    """
-
-    def __init__(self, num_envs: int, config: SystemConfig, seed: int = 0,
-                 reward_scaling: str = "mbps") -> None:
-        _check_reward_scaling(reward_scaling)
-        self.config = config
-        self.reward_scaling = reward_scaling
-        self.venv = CellFreePilotVectorEnv(num_envs, config=config)
-        self.venv.np_random = stream_rng(seed, TRAIN_STREAM, *config.size)
-        observation_space = FlattenFadingObservation(CellFreePilotEnv(config=config)).observation_space
-        super().__init__(int(num_envs), observation_space, self.venv.single_action_space)
-        self._actions: np.ndarray | None = None
-        self._started = time.perf_counter()
-
-    def reset(self) -> np.ndarray:
-        obs, _ = self.venv.reset()
-        self.reset_infos = [{} for _ in range(self.num_envs)]
-        return _flatten_db(obs)
-
-    def step_async(self, actions: np.ndarray) -> None:
-        self._actions = np.asarray(actions)
-
-    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
-        obs, raw, terminated, truncated, infos = self.venv.step(self._actions)
-        final = infos["final_info"]
-        rewards = raw
-        if self.reward_scaling == "master-ap":
-            rewards = raw / master_ap_sum_rate_mbps(final["beta"], self.config)
-        terminal = _flatten_db(infos["final_obs"])
-        elapsed = round(time.perf_counter() - self._started, 6)
-        info_list = [{"episode": {"r": float(r), "l": 1, "t": elapsed}, "sum_rate": float(r),
-                      "terminal_observation": terminal[i], "TimeLimit.truncated": False}
-                     for i, r in enumerate(raw)]
-        return _flatten_db(obs), rewards.astype(np.float32), terminated | truncated, info_list
-
-    def seed(self, seed: int | None = None) -> list[int | None]:
-        """Restart the snapshot stream at ``stream_rng(seed, TRAIN_STREAM, *size)``."""
-        if seed is not None:
-            self.venv.np_random = stream_rng(seed, TRAIN_STREAM, *self.config.size)
-        return [seed] * self.num_envs
-
-    def close(self) -> None:
-        self.venv.close()
-
-    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
-        return [getattr(self.venv, attr_name)] * len(list(self._get_indices(indices)))
-
-    def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
-        setattr(self.venv, attr_name, value)
-
-    def env_method(self, method_name: str, *method_args: Any, indices: Any = None,
-                   **method_kwargs: Any) -> list[Any]:
-        result = getattr(self.venv, method_name)(*method_args, **method_kwargs)
-        return [result] * len(list(self._get_indices(indices)))
-
-    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: Any = None) -> list[bool]:
-        return [False] * len(list(self._get_indices(indices)))
-
-
-def _env_factory(config: SystemConfig, seed: int, index: int, sequential: bool, reward_scaling: str,
-                 reward_mode: str) -> Any:
-    """A thunk for SB3's ``DummyVecEnv`` / ``SubprocVecEnv`` (which cloudpickles it): environment
-    ``index`` with its own snapshot stream ``(seed, TRAIN_STREAM, *size, index)``."""
-
-    def make() -> gym.Env:
-        if sequential:
-            env: gym.Env = CellFreePilotSequentialEnv(config=config, reward_mode=reward_mode)
-        else:
-            env = FlattenFadingObservation(CellFreePilotEnv(config=config))
-        env.unwrapped.np_random = stream_rng(seed, TRAIN_STREAM, *config.size, index)
-        env = Monitor(env)  # inside the scaling: episode returns are logged in Mbit/s
-        return RelativeReward(env) if reward_scaling == "master-ap" else env
-
-    return make
-
-
-def make_vec_env(config: SystemConfig, n_envs: int, *, seed: int = 0, kind: str = "batched",
-                 sequential: bool = False, reward_scaling: str = "mbps",
-                 reward_mode: str = "final") -> VecEnv:
-    """The SB3 training environment of an RL agent.
-
-    Args:
-        config: the system.
-        n_envs: parallel environments N.
-        seed: training-stream seed.
-        kind: ``"batched"`` (:class:`BatchedPilotVecEnv`, one-step env only), ``"dummy"`` or
-            ``"subproc"`` (SB3's ``DummyVecEnv`` / ``SubprocVecEnv`` of N environments).
-        sequential: ``CellFreePilotSequential-v0`` instead of ``CellFreePilot-v0``.
-        reward_scaling: ``"mbps"`` or ``"master-ap"``.
-        reward_mode: the sequential env's ``"final"`` or ``"increments"``.
-    """
-    _check_reward_scaling(reward_scaling)
-    if kind not in VEC_ENVS:
-        raise ValueError(f"vec_env must be one of {VEC_ENVS}, got {kind!r}")
-    if int(n_envs) < 1:
-        raise ValueError(f"n_envs must be >= 1, got {n_envs}")
-    if kind == "batched":
-        if sequential:
-            raise ValueError("vec_env='batched' exists for CellFreePilot-v0 only; "
-                             "use 'dummy' for the sequential env")
-        return BatchedPilotVecEnv(n_envs, config, seed, reward_scaling)
-    fns = [_env_factory(config, seed, i, sequential, reward_scaling, reward_mode) for i in range(int(n_envs))]
-    return DummyVecEnv(fns) if kind == "dummy" else SubprocVecEnv(fns)
-
-
-# ------------------------------------------------------------------ callbacks
-class _Progress(BaseCallback):
-    """A tqdm bar over environment steps (SB3's own bar needs ``rich``)."""
-
-    def __init__(self, total: int, desc: str) -> None:
-        super().__init__()
-        self.total, self.desc = total, desc
-        self.bar: Any = None
-
-    def _on_training_start(self) -> None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=self.total, desc=self.desc, unit="step")
-
-    def _on_step(self) -> bool:
-        self.bar.update(min(self.num_timesteps, self.total) - self.bar.n)  # SB3 rounds up to N steps
-        return True
-
-    def _on_training_end(self) -> None:
-        self._on_step()
-        self.bar.close()
-
-
-class _Validation(BaseCallback):
-    """Deterministic validation sum rate on fixed snapshots: at the start, every ``every``
-    steps and at the end; recorded as ``val/*`` in SB3's logger (TensorBoard) and kept in
-    :attr:`history`. Also writes the training settings as a text table at the start."""
-
-    def __init__(self, agent: "RLAgent", snapshots: Snapshot, every: int, settings: dict[str, Any],
-                 progress: _Progress | None = None) -> None:
-        super().__init__()
-        self.agent, self.snapshots, self.every, self.settings = agent, snapshots, max(int(every), 1), settings
-        self.progress = progress
-        self.master = float(master_ap_sum_rate_mbps(snapshots.beta, agent._trained_config()).mean())
-        self.history: list[dict[str, float]] = []
-        self._next = self.every
-
-    def evaluate(self) -> dict[str, float]:
-        cfg = self.agent._trained_config()
-        pilots = self.agent._predict(self.snapshots.beta, cfg)
-        rate = float((sum_rate(self.snapshots.beta, pilots, cfg) / MBPS).mean())
-        metrics = {"val/sum_rate_mbps": rate, "val/ratio_to_master_ap": rate / self.master,
-                   "val/distinct_assignments": float(len({tuple(p) for p in canonical_pilots(pilots)}))}
-        for key, value in metrics.items():
-            self.logger.record(key, value)
-        self.history.append({"timesteps": int(self.num_timesteps), **metrics})
-        if self.progress is not None and self.progress.bar is not None:
-            self.progress.bar.set_postfix(val=f"{rate:.2f}")
-        return metrics
-
-    def _on_training_start(self) -> None:
-        for fmt in self.logger.output_formats:
-            if isinstance(fmt, TensorBoardOutputFormat):
-                table = "\n".join(f"|{k}|{v}|" for k, v in self.settings.items())
-                fmt.writer.add_text("hyperparameters", "|parameter|value|\n|-|-|\n" + table)
-        self.evaluate()
-        self.logger.dump(self.num_timesteps)
-
-    def _on_step(self) -> bool:
-        if self.num_timesteps >= self._next:
-            self._next += self.every
-            self.evaluate()
-        return True
-
-    def _on_training_end(self) -> None:
-        # a validation at the last step ran before the last update: replace it
-        if len(self.history) > 1 and self.history[-1]["timesteps"] == self.num_timesteps:
-            self.history.pop()
-        self.evaluate()
-        self.logger.dump(self.num_timesteps)
-
-
-@contextlib.contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    """Run with ``n`` torch intra-op and numba threads, then restore both (``None``: no change)."""
-    if n is None:
-        yield
-        return
-    import numba
-
-    before = torch.get_num_threads(), numba.get_num_threads()
-    torch.set_num_threads(int(n))
-    numba.set_num_threads(min(int(n), numba.config.NUMBA_NUM_THREADS))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before[0])
-        numba.set_num_threads(before[1])
-
-
-# ------------------------------------------------------------------ agents
 class RLAgent(LearnableAgent):
     """An SB3 algorithm behind the agent interface.
 
@@ -519,8 +194,7 @@ class RLAgent(LearnableAgent):
                 training, restored afterwards; ``None`` leaves both as they are. The policies
                 are small (batches of ~100 x 60) and the kernel calls short, so one thread is
                 fastest: on a 2-core machine, numba's OpenMP pool spinning between torch calls
-                made env step + update 4.5x slower with 2 threads, and a busy second core made
-                torch ops 40x slower (1.8 ms vs 40 us per linear + softmax).
+                made env steps and updates several times slower (measured: docs/rl.md).
 
         Returns:
             ``run_dir``, ``train_time_s``, ``total_timesteps``, ``n_envs``, ``reward_scaling``,
@@ -695,3 +369,4 @@ class DQNAgent(RLAgent):
 
 RL_AGENTS: tuple[type[RLAgent], ...] = (PPOAgent, A2CAgent, PPOHQCNNAgent, DQNAgent)
 """the Stable-Baselines3 agents of the zoo (what a checkpoint's ``agent`` may name)"""
+
