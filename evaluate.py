@@ -24,12 +24,13 @@ from agents.lab.evaluation import (
     parse_agents,
     parse_sizes,
 )
+from agents.lab.outdir import claimed, point_latest
 from agents.lab.results import markdown_tables, provenance, write_results
 from agents.models.quantum import Execution
 from agents.registry import available
 from cfenv.units import parse_size, size_label
 
-RUN_FLAGS = ("snapshots", "seed", "out", "max_assignments", "checkpoints", "train", "loss", "device")
+RUN_FLAGS = ("snapshots", "seed", "out", "overwrite", "max_assignments", "checkpoints", "train", "loss", "device")
 SCALE_FLAGS = ("executor", "workers", "ray_address", "chunk_size", "retries", "resume")
 
 
@@ -82,11 +83,19 @@ def main(argv: list[str] | None = None) -> int:
               "--sizes small for the four small Table II sizes, --sizes paper for all eight")
     start = time.perf_counter()
     stats: dict = {}
-    records, snapshots = evaluate(settings, stats)
-    meta = provenance(sys.argv if argv is None else ["evaluate.py", *argv])
-    meta["wall_time_s"] = time.perf_counter() - start
-    meta["tasks"] = stats
-    paths = write_results(records, settings.out, settings.seed, settings.to_json(), meta, snapshots)
+    try:
+        with claimed(settings.out, settings.to_json(), settings.fingerprint(), settings.resume, settings.overwrite):
+            records, snapshots = evaluate(settings, stats)
+            meta = provenance(sys.argv if argv is None else ["evaluate.py", *argv])
+            meta["wall_time_s"] = time.perf_counter() - start
+            meta["tasks"] = stats
+            paths = write_results(records, settings.out, settings.seed, settings.to_json(), meta, snapshots)
+    except ValueError as err:  # the output folder refused before any work
+        fail("evaluate.py", str(err))
+    except KeyboardInterrupt:
+        return 130  # evaluate() printed where the finished chunks are and how to resume
+    if args.out is None:
+        point_latest(settings.out)
     print(markdown_tables(records))
     for r in records:
         if r["status"] != "ok":

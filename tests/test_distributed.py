@@ -109,9 +109,12 @@ def test_failing_task_is_reported_and_the_others_finish_then_resume(local_refere
     assert (stats["reused"], stats["computed"]) == (23, 1)
 
 
-def test_resume_ignores_chunks_of_other_settings(tmp_path):
+def test_resume_ignores_chunks_of_other_settings(tmp_path, capsys):
     run_grid(tmp_path)
-    run_grid(tmp_path, "--resume", "--max-assignments", "1000000")
+    with pytest.raises(SystemExit) as refused:  # the folder holds results of other settings
+        evaluate.main([*GRID, "--out", str(tmp_path), "--resume", "--max-assignments", "1000000"])
+    assert refused.value.code == 2 and "max_assignments" in capsys.readouterr().err
+    run_grid(tmp_path, "--resume", "--max-assignments", "1000000", "--overwrite")
     stats = json.loads((tmp_path / "run.json").read_text())["tasks"]
     assert stats["reused"] == 0 and stats["computed"] == 24
 

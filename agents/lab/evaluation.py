@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +24,9 @@ import numpy as np
 
 from agents.base import AGENT_STREAM, TEST_STREAM, stream_rng
 from agents.lab import executors
+from agents.lab.outdir import CELLS_DIR
 from agents.lab.results import add_ratios, cell_record
+from agents.learning.settings import check_device
 from agents.registry import AgentSpec, available, resolve
 from agents.storage import atomic_write_bytes
 from cfenv import __version__
@@ -43,8 +45,10 @@ SIZE_GROUPS: dict[str, tuple[Size, ...]] = {
 every learning agent it has no checkpoint for) within a few minutes on 2 cores"""
 MAX_FAILURE_LINES = 10
 """failed tasks reported one line each while the grid runs (the table has them all)"""
-CELLS_DIR = "cells"
-"""sub-folder of the output folder holding each finished chunk (partial results, ``--resume``)"""
+DEFAULT_RESULTS = Path("results")
+"""where a run without --out gets its own folder, run-<settings digest>, and the link latest"""
+MAX_TEST_SNAPSHOT_BYTES = 2 << 30
+"""the test snapshots of a size are drawn up front: beyond this much fading, refuse (before any work)"""
 
 @dataclass
 class EvaluationSettings:
@@ -58,8 +62,8 @@ class EvaluationSettings:
     """test snapshots per size"""
     seed: int = 0
     """seed of the test snapshots and of the agents' random choices"""
-    out: Path = Path("results")
-    """output folder"""
+    out: Path | None = None
+    """output folder (default: results/run-<settings digest>, with results/latest pointing to the newest)"""
     max_assignments: int | None = None
     """EPAS cap (default: the agent's own)"""
     progress: bool = True
@@ -90,7 +94,11 @@ class EvaluationSettings:
     retries: int = 1
     """extra attempts of a task that raised, before its cell is reported as failed"""
     resume: bool = False
-    """reuse the chunks a stopped run saved under ``<out>/cells`` (same settings only)"""
+    """reuse the chunks a stopped run saved under ``<out>/cells`` (same settings only; each is
+    validated and its sum rates recomputed from its assignments before it is trusted)"""
+    overwrite: bool = False
+    """write into an output folder that holds results of other settings (only files the
+    harness wrote are replaced or removed)"""
     fail_tasks: tuple[str, ...] = ()
     """test hook: tasks whose key (:attr:`Task.key`) starts with one of these raise; prefix
     ``once:`` fails the first attempt only, ``crash:`` kills the worker process"""
@@ -119,8 +127,26 @@ class EvaluationSettings:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if self.retries < 0:
             raise ValueError(f"retries must be >= 0, got {self.retries}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if self.max_assignments is not None and self.max_assignments < 1:
+            raise ValueError(f"max_assignments must be >= 1, got {self.max_assignments}")
+        check_device(self.device)
+        estimate = max(self.snapshots * SystemConfig.from_size(s).M * SystemConfig.from_size(s).K * 8
+                       for s in self.sizes)
+        if estimate > MAX_TEST_SNAPSHOT_BYTES:
+            raise ValueError(f"{self.snapshots} test snapshots of the largest size need about "
+                             f"{estimate / 2**30:.1f} GiB of fading alone (cap {MAX_TEST_SNAPSHOT_BYTES / 2**30:.0f} "
+                             "GiB): evaluate fewer snapshots per run")
         self.fail_tasks = tuple(self.fail_tasks)
-        self.out, self.checkpoints = Path(self.out), Path(self.checkpoints)
+        self.checkpoints = Path(self.checkpoints)
+        self.out = Path(self.out) if self.out is not None else DEFAULT_RESULTS / f"run-{self.fingerprint()[:8]}"
+
+    def fingerprint(self) -> str:
+        """Digest of everything the published numbers depend on (not where or how fast they run)."""
+        keys = {"agents": list(self.agents), "sizes": [list(s) for s in self.sizes], "snapshots": self.snapshots,
+                "chunk_size": self.chunk_size, **_cell_keys(self)}
+        return hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def to_json(self) -> dict[str, Any]:
         """The settings as JSON-ready values (what run.json records)."""
@@ -334,6 +360,7 @@ def _load_learning_agent(spec: AgentSpec, config: SystemConfig, settings: Evalua
         with tempfile.TemporaryDirectory(prefix="cfpilot-model-") as tmp:
             _write_model_files(model_files, Path(tmp))
             agent = cls.load(tmp, device=settings.device, config=config)
+    result["model_digest"] = model_digest(model_files or model_files_of(run_dir))
     result["trained_at"] = list(train_config.size)
     result["train_time_s"] = agent.meta.get("train_time_s")
     result["parameters"] = agent.parameter_count()
@@ -345,14 +372,27 @@ def _load_learning_agent(spec: AgentSpec, config: SystemConfig, settings: Evalua
 
 
 # ------------------------------------------------------- partial results
-def _fingerprint(settings: EvaluationSettings) -> str:
-    """What a finished chunk depends on besides its (size, agent, start, stop): a resumed run
-    reuses only chunks computed with the same settings."""
-    keys = {"seed": settings.seed, "max_assignments": settings.max_assignments, "loss": settings.loss,
+def _cell_keys(settings: EvaluationSettings) -> dict[str, Any]:
+    """What a finished chunk depends on besides its (size, agent, start, stop) and its model."""
+    return {"seed": settings.seed, "max_assignments": settings.max_assignments, "loss": settings.loss,
             "device": settings.device, "execution": settings.execution,
             "trained_at": list(settings.trained_at) if settings.trained_at else None,
             "checkpoints": str(Path(settings.checkpoints).resolve()), "cfpilot": __version__}
-    return hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _fingerprint(settings: EvaluationSettings) -> str:
+    """Digest of :func:`_cell_keys`: a resumed run reuses only chunks computed with the same settings."""
+    return hashlib.sha256(json.dumps(_cell_keys(settings), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def model_digest(files: dict[str, bytes]) -> str:
+    """Digest of a trained model's files (what :func:`model_files_of` returns)."""
+    h = hashlib.sha256()
+    for name in sorted(files):
+        if name == "history.json":
+            continue
+        h.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    return h.hexdigest()[:16]
 
 
 def _cell_path(settings: EvaluationSettings, task: Task) -> Path:
@@ -365,14 +405,48 @@ def _save_cell(settings: EvaluationSettings, task: Task, result: dict[str, Any],
     atomic_write_bytes(_cell_path(settings, task), lambda f: f.write(text.encode()))
 
 
-def _load_cell(settings: EvaluationSettings, task: Task, fingerprint: str) -> dict[str, Any] | None:
+def _load_cell(settings: EvaluationSettings, task: Task, fingerprint: str, snaps: Snapshot,
+               digest: str | None) -> tuple[dict[str, Any] | None, str | None]:
+    """A saved chunk that can be trusted, or ``(None, why not)``.
+
+    Trusted means: written under the same settings (fingerprint) for this very task, by the
+    same model (``digest`` of a learning agent's files), a finished ``ok`` result whose fields
+    have the right types, lengths and ranges, and whose sum rates equal those recomputed from
+    its assignments on the test snapshots ``snaps`` of the chunk (one batched rate call)."""
     path = _cell_path(settings, task)
+    if not path.exists():
+        return None, None
     try:
         saved = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    ok = saved.get("fingerprint") == fingerprint and saved.get("result", {}).get("status") in ("ok", "skipped")
-    return saved["result"] if ok else None
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None, "unreadable"
+    if not isinstance(saved, dict) or saved.get("fingerprint") != fingerprint:
+        return None, None  # another run's settings: silently recomputed, as documented
+    result = saved.get("result")
+    if saved.get("task") != task.key:
+        return None, f"it belongs to task {saved.get('task')!r}"
+    if not isinstance(result, dict) or result.get("status") != "ok":
+        return None, "not a finished result"
+    if digest is not None and result.get("model_digest") != digest:
+        return None, "it was computed with another model"
+    n, config = task.stop - task.start, SystemConfig.from_size(task.size)
+    rates, pilots, elapsed = result.get("rates"), result.get("pilots"), result.get("elapsed_s")
+    try:
+        rates = np.asarray(rates, dtype=np.float64)
+        pilots = np.asarray(pilots)
+    except (TypeError, ValueError):
+        return None, "malformed rates or assignments"
+    if rates.shape != (n,) or not np.all(np.isfinite(rates)):
+        return None, f"it holds {rates.size} rates for {n} snapshots, or non-finite ones"
+    if (pilots.shape != (n, config.K) or pilots.dtype.kind not in "iu"
+            or pilots.size and (pilots.min() < 0 or pilots.max() >= config.tau_p)):
+        return None, "its assignments have the wrong shape or pilots out of range"
+    if not isinstance(elapsed, (int, float)) or not math.isfinite(elapsed) or elapsed < 0:
+        return None, "its elapsed time is not a non-negative number"
+    recomputed = sum_rate(snaps.beta, pilots.astype(np.int64), config) / MBPS
+    if not np.array_equal(recomputed, rates):
+        return None, "its sum rates do not match its assignments"
+    return result, None
 
 
 # ------------------------------------------------------------------ evaluate
@@ -395,14 +469,24 @@ def evaluate(settings: EvaluationSettings,
     waiting = plan_training(settings)
     fingerprint = _fingerprint(settings)
     cells = Path(settings.out) / CELLS_DIR
-    if not settings.resume and cells.exists():
-        shutil.rmtree(cells)
     results: dict[Task, dict[str, Any]] = {}
     if settings.resume:
+        digests: dict[Path, str | None] = {}
         for task in chunks:
-            saved = _load_cell(settings, task, fingerprint)
+            spec = resolve(task.agent)
+            digest = None
+            if spec.learnable:
+                _, run_dir = _checkpoint(spec, task.size, settings)
+                if run_dir not in digests:
+                    digests[run_dir] = model_digest(model_files_of(run_dir)) if spec.has_checkpoint(run_dir) else "none"
+                digest = digests[run_dir]
+            snaps = used[task.size]
+            saved, why = _load_cell(settings, task, fingerprint, snaps[task.start:task.stop],
+                                    digest)
             if saved is not None:
                 results[task] = saved
+            elif why is not None:
+                print(f"resume: recomputing {task.key}: its saved chunk is not trusted ({why})")
     reused = len(results)
     todo = [t for t in chunks if t not in results]
     first = [t for t in todo if (t.agent, t.size) not in waiting]

@@ -11,6 +11,20 @@ from typing import Any
 from agents.base import run_folder
 from cfenv.config import SystemConfig
 
+def check_device(device: str) -> None:
+    """``ValueError`` unless ``device`` names a torch device that is available here."""
+    import torch  # only to parse the name: settings stay importable without loading torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be a torch device such as cpu or cuda, got {device!r}") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: CUDA is not available on this machine")
+    if parsed.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be cpu or cuda, got {device!r}")
+
+
 LOSSES = ("supervised", "unsupervised", "reinforce")
 LABEL_SOURCES = ("master-ap", "exhaustive", "local-search")
 
@@ -76,6 +90,9 @@ class TrainSettings:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.imitation_epochs <= self.epochs:
             raise ValueError(f"imitation_epochs must be in [0, epochs={self.epochs}], got {self.imitation_epochs}")
+        if self.seed < 0 or (self.data_seed is not None and self.data_seed < 0):
+            raise ValueError(f"seed must be >= 0, got {self.seed if self.seed < 0 else self.data_seed}")
+        check_device(self.device)
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number, got {self.lr}")
         self.runs_dir, self.cache_dir = Path(self.runs_dir), Path(self.cache_dir)
