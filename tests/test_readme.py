@@ -1,10 +1,12 @@
-"""The README's two commands stay true: CI runs the same test command, the snippets run."""
+"""The README's two commands stay true: CI runs the same test command, every python block runs."""
 
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -30,10 +32,32 @@ def test_ci_runs_the_readme_test_command():
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
 """small snippets run faster single-threaded on a 2-core machine (no thread-pool contention)"""
 
+SNIPPET_TIMEOUT_S = 45
+"""a README snippet is something a reader pastes and waits for: each must finish within this"""
 
-def test_readme_python_snippets_run():
-    for block in re.findall(r"```python\n(.*?)\n```", README, flags=re.S):
-        subprocess.run([sys.executable, "-c", block], check=True, cwd=ROOT, capture_output=True, env=ONE_THREAD)
+
+def python_blocks() -> list[tuple[int, str]]:
+    """Every ```python block of the README with the line its code starts on."""
+    return [(README.count("\n", 0, m.start(1)) + 1, m.group(1))
+            for m in re.finditer(r"```python\n(.*?)\n```", README, flags=re.S)]
+
+
+def test_readme_has_python_blocks():
+    assert len(python_blocks()) >= 3
+
+
+@pytest.mark.parametrize("line, block", python_blocks(), ids=[f"README.md:{n}" for n, _ in python_blocks()])
+def test_readme_python_block_runs_as_written(line, block, tmp_path):
+    """Each block runs on its own, as a reader would paste it: a fresh interpreter, the repository
+    importable (PYTHONPATH) but the working directory a temporary one, so nothing lands in the repo."""
+    env = {**ONE_THREAD, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    try:
+        out = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=SNIPPET_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the python block at README.md:{line} did not finish within {SNIPPET_TIMEOUT_S} s")
+    assert out.returncode == 0, (f"the python block at README.md:{line} does not run as written:\n"
+                                 f"{out.stderr[-2000:]}")
 
 
 def test_examples_run():

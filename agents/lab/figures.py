@@ -2,14 +2,17 @@
 
     python -m agents.lab.figures --runs runs --out figures
 
-* ``convergence.png``: training loss relative to its initial value versus epoch,
-  one line per model, for the supervised runs (Fig. 3a), one panel per size.
-* ``parameter_efficiency.png``: final validation sum rate per trainable parameter
-  of the unsupervised runs (Fig. 3b), with the parameter counts annotated.
+* ``convergence.png`` (Fig. 3a): training loss relative to its initial value versus epoch,
+  one line per model (and seed), one column per size in numeric order and one row per
+  training loss found (the paper's figure is the supervised row; the imitation epochs that
+  warm-start a REINFORCE run are supervised and drawn there, dotted).
+* ``parameter_efficiency.png`` (Fig. 3b): final validation sum rate per trainable parameter
+  of the unsupervised runs, with the parameter counts annotated; agents trained without
+  labels by REINFORCE instead (``gnn``, ``hqcnn-ar``) join with their REINFORCE runs, hatched.
 
 Both read only ``history.json`` and ``config.json`` of each run folder
 (``runs/<agent>/<M-L-K-tau_p>/<loss>-seed<seed>/``), so they can be redrawn at
-any time without retraining.
+any time without retraining. A figure with nothing to draw is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -17,85 +20,210 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
-from agents.learning import CONFIG_JSON, HISTORY_JSON
+import numpy as np
+
+from agents.lab.results import agent_styles, sort_agents
+from agents.learning import CONFIG_JSON, HISTORY_JSON, LOSSES
+
+LABEL_FREE_FALLBACK = "reinforce"
+"""Fig. 3b: the loss of agents that cannot train unsupervised (autoregressive policies)"""
 
 
 def collect_runs(runs_dir: Path) -> list[dict[str, Any]]:
-    """Every finished run below ``runs_dir``: agent, size, loss, seed, history, parameter counts."""
+    """Every finished run below ``runs_dir``: agent, size, loss, seed, history, parameter counts.
+
+    Folders that are not trainer runs (no ``<loss>-seed<seed>`` name, no history, or a
+    ``config.json`` without agent and parameter counts, such as SB3 models) are left out.
+    """
     runs = []
     for config_path in sorted(Path(runs_dir).glob(f"*/*/*/{CONFIG_JSON}")):
         run = config_path.parent
         history_path = run / HISTORY_JSON
-        if not history_path.exists():
+        if not history_path.exists() or "-seed" not in run.name:
             continue
-        meta = json.loads(config_path.read_text())
         loss, seed = run.name.rsplit("-seed", 1)
+        meta = json.loads(config_path.read_text())
+        history = json.loads(history_path.read_text())
+        if not seed.isdigit() or "agent" not in meta or "parameters" not in meta or not history:
+            continue
         runs.append({"agent": meta["agent"], "size": run.parent.name, "loss": loss, "seed": int(seed),
-                     "history": json.loads(history_path.read_text()), "parameters": meta["parameters"]})
+                     "history": history, "parameters": meta["parameters"]})
     return runs
 
 
-def plot_convergence(runs: list[dict[str, Any]], path: Path, loss: str = "supervised") -> Path | None:
-    """Relative training loss versus epoch, one line per agent, one panel per size."""
+def size_key(size: str) -> tuple[int, ...]:
+    """``"10-2-6-3"`` -> ``(10, 2, 6, 3)``: sizes sort numerically (``"6-..."`` before ``"10-..."``)."""
+    try:
+        return tuple(int(v) for v in size.split("-"))
+    except ValueError:
+        return (1 << 62,)  # not a size: last
+
+
+def sorted_sizes(sizes: Iterable[str]) -> list[str]:
+    """Distinct size folder names in numeric order (M, then L, K, tau_p)."""
+    return sorted(set(sizes), key=lambda s: (size_key(s), s))
+
+
+def _size_title(size: str) -> str:
+    return f"(M, L, K, tau_p) = ({size.replace('-', ', ')})"
+
+
+def convergence_series(runs: list[dict[str, Any]], loss: str | None = None) -> list[dict[str, Any]]:
+    """The curves of Fig. 3a: per run and training phase, ``agent, size, seed, loss, label,
+    imitation, epochs, values`` (relative training loss).
+
+    A run's imitation epochs (the supervised warm start of a REINFORCE run) form a
+    supervised curve of their own; the other epochs a curve of the run's loss. ``loss``
+    keeps only curves of that loss (``None``: all).
+    """
+    series = []
+    for r in runs:
+        phases: dict[bool, list[dict[str, Any]]] = {}
+        for h in r["history"]:
+            if "train/loss_relative_to_initial" in h:
+                phases.setdefault(bool(h.get("train/imitation", 0.0)) and r["loss"] != "supervised", []).append(h)
+        for imitation, hs in phases.items():
+            phase_loss = "supervised" if imitation else r["loss"]
+            if loss is not None and phase_loss != loss:
+                continue
+            series.append({"agent": r["agent"], "size": r["size"], "seed": r["seed"], "loss": phase_loss,
+                           "imitation": imitation, "epochs": [h["epoch"] for h in hs],
+                           "values": [h["train/loss_relative_to_initial"] for h in hs],
+                           "run_loss": r["loss"]})
+    return series
+
+
+def plot_convergence(runs: list[dict[str, Any]], path: Path, loss: str | None = None) -> Path | None:
+    """Relative training loss versus epoch: one column per size (numeric order), one row per
+    loss (``loss`` given: that row only), one line per agent and seed, each panel with its own
+    y-scale. ``None`` when there is nothing to draw."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
-    chosen = [r for r in runs if r["loss"] == loss]
-    if not chosen:
+    series = convergence_series(runs, loss)
+    if not series:
         return None
-    sizes = sorted({r["size"] for r in chosen})
-    fig, axes = plt.subplots(1, len(sizes), figsize=(4.5 * len(sizes), 3.8), squeeze=False)
-    for ax, size in zip(axes[0], sizes):
-        for r in (r for r in chosen if r["size"] == size):
-            epochs = [h["epoch"] for h in r["history"]]
-            ax.plot(epochs, [h["train/loss_relative_to_initial"] for h in r["history"]],
-                    marker=".", label=f"{r['agent']} (seed {r['seed']})")
-        ax.set_title(f"(M, L, K, tau_p) = ({size.replace('-', ', ')})")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(f"{loss} loss / initial loss")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    sizes = sorted_sizes(s["size"] for s in series)
+    present = {s["loss"] for s in series}
+    losses = [name for name in LOSSES if name in present] + sorted(present - set(LOSSES))
+    agents = sort_agents([s["agent"] for s in series])
+    styles = agent_styles(agents)
+    several_seeds = len({s["seed"] for s in series}) > 1
+    last_epoch = max(max(s["epochs"]) for s in series)
+    fig, axes = plt.subplots(len(losses), len(sizes), figsize=(4.2 * len(sizes) + 2.4, 3.3 * len(losses)),
+                             squeeze=False)
+    handles: dict[str, Line2D] = {}
+    for row, loss_name in zip(axes, losses):
+        for ax, size in zip(row, sizes):
+            chosen = [s for s in series if s["loss"] == loss_name and s["size"] == size]
+            for s in sorted(chosen, key=lambda s: (agents.index(s["agent"]), s["seed"], s["imitation"])):
+                colour, marker = styles[s["agent"]]
+                label = s["agent"] + (f" (seed {s['seed']})" if several_seeds else "")
+                ls = "-"
+                if s["imitation"]:
+                    label += f" (imitation epochs of its {s['run_loss']} run)"
+                    ls = ":"
+                (line,) = ax.plot(s["epochs"], s["values"], color=colour, marker=marker, markersize=4, ls=ls,
+                                  lw=1.3, label=label)
+                handles.setdefault(label, line)
+            ax.set_title(_size_title(size), fontsize=9)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(f"{loss_name} loss / initial loss", fontsize=9)
+            if not chosen:
+                ax.text(0.5, 0.5, f"no {loss_name} runs at this size", ha="center", va="center",
+                        transform=ax.transAxes, color="0.5")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                continue
+            ax.set_xlim(0.5, last_epoch + 0.5)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+            ax.margins(y=0.08)
+            ax.grid(alpha=0.3)
+    fig.suptitle("Fig. 3a: training loss relative to its initial value", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    order = sorted(handles, key=lambda label: (agents.index(label.split(" ")[0]), label))
+    fig.legend([handles[k] for k in order], order, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
+               frameon=False)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 
 
+def efficiency_bars(runs: list[dict[str, Any]], loss: str = "unsupervised") -> list[dict[str, Any]]:
+    """The bars of Fig. 3b: per agent and size, the runs of ``loss`` (else, for an agent without
+    any, its REINFORCE runs: training without labels as well), averaged over seeds:
+    ``agent, size, loss, seeds, parameters, value`` (final validation Mbit/s per parameter)."""
+    usable = [r for r in runs if r["history"] and "val/sum_rate_mbps" in r["history"][-1]
+              and r["parameters"].get("total")]
+    bars = []
+    for agent in sort_agents([r["agent"] for r in usable]):
+        mine = [r for r in usable if r["agent"] == agent]
+        for chosen_loss in (loss, LABEL_FREE_FALLBACK):
+            chosen = [r for r in mine if r["loss"] == chosen_loss]
+            if chosen:
+                break
+        for size in sorted_sizes(r["size"] for r in chosen):
+            at = [r for r in chosen if r["size"] == size]
+            values = [r["history"][-1]["val/sum_rate_mbps"] / r["parameters"]["total"] for r in at]
+            bars.append({"agent": agent, "size": size, "loss": chosen_loss, "seeds": len(at),
+                         "parameters": at[0]["parameters"]["total"], "value": float(np.mean(values))})
+    return bars
+
+
 def plot_parameter_efficiency(runs: list[dict[str, Any]], path: Path, loss: str = "unsupervised") -> Path | None:
-    """Final validation sum rate per parameter [Mbit/s per parameter], bars per agent and size."""
+    """Final validation sum rate per parameter [Mbit/s per parameter], bars per agent and size
+    (sizes in numeric order, the legend below the axes). ``None`` when there is nothing to draw."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
-    chosen = [r for r in runs if r["loss"] == loss and r["history"]]
-    if not chosen:
+    bars = efficiency_bars(runs, loss)
+    if not bars:
         return None
-    sizes = sorted({r["size"] for r in chosen})
-    agents = list(dict.fromkeys(r["agent"] for r in chosen))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(sizes) * len(agents) / 3), 4.2))
+    sizes = sorted_sizes(b["size"] for b in bars)
+    agents = sort_agents([b["agent"] for b in bars])
+    styles = agent_styles(agents)
     width = 0.8 / len(agents)
-    for j, agent in enumerate(agents):
-        for i, size in enumerate(sizes):
-            match = [r for r in chosen if r["agent"] == agent and r["size"] == size]
-            if not match:
-                continue
-            r = match[0]
-            value = r["history"][-1]["val/sum_rate_mbps"] / r["parameters"]["total"]
-            ax.bar(i + j * width, value, width, color=f"C{j}", label=agent if i == 0 else None)
-            ax.annotate(str(r["parameters"]["total"]), (i + j * width, value), ha="center", va="bottom", fontsize=6)
-    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(sizes))], sizes)
-    ax.set_yscale("log")
-    ax.set_xlabel("M-L-K-tau_p")
-    ax.set_ylabel("validation sum rate per parameter [Mbit/s]")
-    ax.legend(fontsize=8)
+    fig, ax = plt.subplots(figsize=(max(6.5, 0.55 * len(sizes) * len(agents) + 2), 4.4))
+    handles = {}
+    for b in bars:
+        j, i = agents.index(b["agent"]), sizes.index(b["size"])
+        x = i - 0.4 + (j + 0.5) * width
+        colour = styles[b["agent"]][0]
+        hatch = "//" if b["loss"] != loss else None
+        ax.bar(x, b["value"], width * 0.92, color=colour, hatch=hatch, edgecolor="white" if hatch else colour)
+        ax.annotate(f"{b['parameters']:,}", (x, b["value"]), xytext=(0, 2), textcoords="offset points",
+                    ha="center", va="bottom", fontsize=6, rotation=90)
+        label = b["agent"] + ("" if b["loss"] == loss else f" ({b['loss']})")
+        handles.setdefault(label, Patch(facecolor=colour, hatch=hatch, edgecolor="white" if hatch else colour,
+                                        label=label))
+    ax.set_xticks(range(len(sizes)), [s.replace("-", ", ") for s in sizes])
+    ax.set_xlim(-0.5, len(sizes) - 0.5)
+    values = [b["value"] for b in bars]
+    if max(values) > 10 * min(values):  # several decades: log scale
+        ax.set_yscale("log")
+        ax.margins(y=0.25)
+    else:
+        ax.set_ylim(0, 1.15 * max(values))
+    ax.set_xlabel("(M, L, K, tau_p)")
+    ax.set_ylabel("validation sum rate per parameter\n[Mbit/s]")
+    hatched = any(b["loss"] != loss for b in bars)
+    ax.set_title(f"Fig. 3b: parameter efficiency ({loss} runs"
+                 + (f", hatched: {LABEL_FREE_FALLBACK}" if hatched else "") + "; trainable parameters annotated)",
+                 fontsize=10)
     ax.grid(alpha=0.3, axis="y")
+    ax.legend(handles=list(handles.values()), loc="upper center", bbox_to_anchor=(0.5, -0.16),
+              ncol=min(len(handles), 5), fontsize=8, frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -110,9 +238,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no finished runs below {args.runs}: train some with train.py first")
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
-    for path in (plot_convergence(runs, args.out / "convergence.png"),
-                 plot_parameter_efficiency(runs, args.out / "parameter_efficiency.png")):
-        print(f"wrote {path}" if path else "skipped a figure: no runs with that loss")
+    path = plot_convergence(runs, args.out / "convergence.png")
+    print(f"wrote {path}" if path else
+          f"skipped Fig. 3a (convergence): no run in {args.runs}/ logged its relative training loss")
+    path = plot_parameter_efficiency(runs, args.out / "parameter_efficiency.png")
+    print(f"wrote {path}" if path else
+          f"skipped Fig. 3b (parameter efficiency): no runs with loss 'unsupervised' or "
+          f"'{LABEL_FREE_FALLBACK}' and a validation sum rate in {args.runs}/")
     return 0
 
 

@@ -121,39 +121,157 @@ def markdown_tables(records: list[dict[str, Any]]) -> str:
 
 
 def plot_records(records: list[dict[str, Any]], path: Path) -> Path:
-    """Two panels: mean sum rate versus system size (95 % CI as error bars) and the ratio to
-    the reference, one line per agent."""
+    """Two panels: mean sum rate per system size (95 % CI as error bars) and the ratio to
+    the reference, one line per agent across the sizes.
+
+    Agents are grouped by family (:data:`AGENT_FAMILIES`): one colour family per family,
+    a distinct marker within it, and the legend below the panels lists them family by
+    family (one column each). At each size the agents are spread over a small horizontal
+    offset so that coincident points (local search and EPAS) and their error bars stay
+    apart. A collapsed agent (the same assignment for (almost) every network) has a
+    dashed line, hollow markers at the sizes where it collapsed and a † in the legend.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     sizes = list(dict.fromkeys(_size_of(r) for r in records))
-    labels = [f"M={s[0]}\nK={s[2]}\n$\\tau_p$={s[3]}" for s in sizes]
-    fig, (ax_rate, ax_ratio) = plt.subplots(1, 2, figsize=(max(9.0, 2.2 * len(sizes) + 4), 4.5))
-    names = list(dict.fromkeys(r["agent"] for r in records))
-    colours = plt.get_cmap("tab20")
-    markers = "osD^v<>pPhX*"
+    refs = {}
+    for r in records:
+        if r.get("ratio_to") and r["ratio_to"] != REFERENCE_AGENT:
+            ref = r["ratio_to"]
+            refs[_size_of(r)] = ref[len("best ("):-1] if ref.startswith("best (") else ref
+    labels = [f"M={s[0]}\nK={s[2]}\n$\\tau_p$={s[3]}" + (f"\n(vs {refs[s]})" if s in refs else "") for s in sizes]
+    names = sort_agents([r["agent"] for r in records])
+    styles = agent_styles(names)
+    offsets = _dodge(len(names))
+    fig, (ax_rate, ax_ratio) = plt.subplots(1, 2, figsize=(max(10.0, 2.4 * len(sizes) + 5), 4.8))
+    handles: dict[str, list[Line2D]] = {}
     for j, name in enumerate(names):
-        ok = [(sizes.index(_size_of(r)), r) for r in records if r["agent"] == name and r["status"] == "ok"]
+        colour, marker = styles[name]
+        ok = [(sizes.index(_size_of(r)) + offsets[j], r) for r in records
+              if r["agent"] == name and r["status"] == "ok"]
+        collapsed = any(r.get("collapsed") for _, r in ok)
+        line = {"color": colour, "lw": 1.0, "ls": "--" if collapsed else "-", "alpha": 0.7}
+        label = f"{name} †" if collapsed else (name if ok else f"{name} (no result)")
+        handles.setdefault(agent_family(name), []).append(
+            Line2D([], [], marker=marker, markersize=6, markeredgewidth=1.2, label=label,
+                   markerfacecolor="white" if collapsed else colour, markeredgecolor=colour,
+                   **({**line, "alpha": 1.0} if ok else {"color": colour, "ls": "none", "alpha": 0.4})))
         if not ok:
             continue
-        style = {"marker": markers[j % len(markers)], "color": colours(j % 20), "label": name}
-        xs = [i for i, _ in ok]
+        xs = [x for x, _ in ok]
+        means = [r["mean_sum_rate_mbps"] for _, r in ok]
         ci = [0.0 if r["ci95_mbps"] is None or math.isnan(r["ci95_mbps"]) else r["ci95_mbps"] for _, r in ok]
-        ax_rate.errorbar(xs, [r["mean_sum_rate_mbps"] for _, r in ok], yerr=ci, capsize=3, **style)
-        ax_ratio.plot(xs, [r["ratio"] for _, r in ok], **style)
+        ratios = [r["ratio"] for _, r in ok]
+        ax_rate.errorbar(xs, means, yerr=ci, fmt="none", ecolor=colour, elinewidth=0.9, capsize=2, alpha=0.85)
+        ax_ratio.plot(xs, ratios, **line)
+        for ax, ys in ((ax_rate, means), (ax_ratio, ratios)):
+            for x, y, (_, r) in zip(xs, ys, ok):
+                if y is None:
+                    continue
+                ax.plot([x], [y], ls="none", marker=marker, markersize=5.5, markeredgewidth=1.2,
+                        markeredgecolor=colour, markerfacecolor="white" if r.get("collapsed") else colour,
+                        zorder=3)
     for ax in (ax_rate, ax_ratio):
         ax.set_xticks(range(len(sizes)), labels)
+        ax.set_xlim(-0.5, len(sizes) - 0.5)
+        for i in range(1, len(sizes)):
+            ax.axvline(i - 0.5, color="0.85", lw=0.8)
         ax.set_xlabel("system size")
-        ax.grid(alpha=0.3)
-    ax_rate.set_ylabel("average sum rate [Mbit/s]")
+        ax.grid(alpha=0.3, axis="y")
+    ax_rate.set_ylabel("average sum rate [Mbit/s] (95 % CI)")
     ax_ratio.set_ylabel("ratio to EPAS (or to the best agent)")
-    ax_ratio.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _family_legend(fig, handles)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+AGENT_FAMILIES: dict[str, tuple[str, ...]] = {
+    "heuristics": ("random", "greedy", "master-ap", "location"),
+    "search": ("local-search", "exhaustive"),
+    "classical nets": ("mlp", "light-cnn", "heavy-cnn"),
+    "quantum": ("hqcnn", "hqcnn-hur"),
+    "symmetry-aware": ("gnn", "hqcnn-ar"),
+    "RL": ("ppo", "a2c", "dqn", "ppo-hqcnn"),
+}
+"""agent families of the figures, in legend order; any other agent is in family "other\""""
+FAMILY_COLOURMAPS = {"heuristics": "Oranges", "search": "Greys", "classical nets": "Blues", "quantum": "Purples",
+                     "symmetry-aware": "Greens", "RL": "Reds"}
+"""one colour family per agent family (shades of a sequential matplotlib colour map)"""
+OTHER_COLOURS = ("#17becf", "#bcbd22", "#0b6e78", "#7a7a10", "#5fd7e6", "#d9d96a")
+"""agents of no known family: teal and olive, which no family uses"""
+FAMILY_MARKERS = "os^Dv<>pPhX*"
+"""markers within a family, in member order"""
+
+
+def agent_family(name: str) -> str:
+    """The family of an agent (:data:`AGENT_FAMILIES`), ``"other"`` for unknown names."""
+    return next((family for family, members in AGENT_FAMILIES.items() if name in members), "other")
+
+
+def _agent_order(name: str) -> tuple[int, int, str]:
+    families = list(AGENT_FAMILIES)
+    family = agent_family(name)
+    if family == "other":
+        return (len(families), 0, name)
+    return (families.index(family), AGENT_FAMILIES[family].index(name), name)
+
+
+def sort_agents(names: Sequence[str]) -> list[str]:
+    """Distinct agent names in family order (:data:`AGENT_FAMILIES`), unknown ones last by name."""
+    return sorted(dict.fromkeys(names), key=_agent_order)
+
+
+def agent_styles(names: Sequence[str]) -> dict[str, tuple[Any, str]]:
+    """``name -> (colour, marker)``: a shade of its family's colour map (the same for an agent
+    in every figure, darkest first) and a marker distinct within the family."""
+    import matplotlib
+
+    styles: dict[str, tuple[Any, str]] = {}
+    others = sorted(n for n in dict.fromkeys(names) if agent_family(n) == "other")
+    for name in dict.fromkeys(names):
+        family = agent_family(name)
+        if family == "other":
+            i = others.index(name)
+            styles[name] = (OTHER_COLOURS[i % len(OTHER_COLOURS)], FAMILY_MARKERS[i % len(FAMILY_MARKERS)])
+            continue
+        members = AGENT_FAMILIES[family]
+        i = members.index(name)
+        shade = 0.9 - 0.4 * i / max(len(members) - 1, 1)
+        styles[name] = (matplotlib.colormaps[FAMILY_COLOURMAPS[family]](shade), FAMILY_MARKERS[i])
+    return styles
+
+
+def _dodge(n: int, width: float = 0.56) -> list[float]:
+    """Horizontal offsets of ``n`` agents at one size, spread over ``width`` (size spacing 1)."""
+    if n <= 1:
+        return [0.0] * n
+    return [-width / 2 + width * j / (n - 1) for j in range(n)]
+
+
+def _family_legend(fig: Any, handles: dict[str, list[Any]]) -> None:
+    """One legend below the panels, one column per family, headed by its name."""
+    from matplotlib.lines import Line2D
+
+    rows = max(len(h) for h in handles.values()) + 1
+    blank = Line2D([], [], ls="none", marker="none", label=" ")
+    entries: list[Any] = []
+    for family in [*AGENT_FAMILIES, "other"]:
+        if family in handles:
+            header = Line2D([], [], ls="none", marker="none", label=family)
+            entries += [header, *handles[family]] + [blank] * (rows - 1 - len(handles[family]))
+    legend = fig.legend(handles=entries, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles),
+                        fontsize=8, frameon=False, handlelength=2.6, columnspacing=1.6,
+                        title="† collapsed: (almost) the same assignment for every network "
+                              "(dashed line; hollow markers at the sizes where it collapsed)",
+                        title_fontsize=8)
+    for text in legend.get_texts()[::rows]:
+        text.set_fontweight("bold")
 
 
 def _size_of(record: dict[str, Any]) -> Size:
