@@ -112,9 +112,14 @@ def main(argv: list[str] | None = None) -> int:
             runs.append((agent, config, fit))
     except ValueError as err:
         return error("train.py", str(err))
-    for agent, config, fit in runs:
-        summary = agent.fit(config, **fit)
-        print(summary_line(agent, summary))
+    try:
+        for agent, config, fit in runs:
+            summary = agent.fit(config, **fit)
+            print(summary_line(agent, summary))
+    except KeyboardInterrupt:
+        return 130  # the trainer or the labelling said what is saved and how to continue
+    except ValueError as err:  # a run folder that holds other settings, refused before its training
+        return error("train.py", str(err))
     return 0
 
 

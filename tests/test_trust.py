@@ -180,3 +180,82 @@ def test_a_retrained_model_is_not_served_stale_chunks(tmp_path, capsys):
     assert evaluate.main([*grid, "--resume"]) == 0
     assert "computed with another model" in capsys.readouterr().out
     assert json.loads((out / "run.json").read_text())["tasks"]["reused"] == 0
+
+
+# ---------------------------------------------------------------- training runs
+def tiny_settings(tmp_path: Path, **changes):
+    from agents.learning import TrainSettings
+
+    base = dict(agent="mlp", size=(6, 2, 4, 2), train_snapshots=32, val_snapshots=16, epochs=2, batch_size=16,
+                runs_dir=tmp_path / "runs", cache_dir=tmp_path / "cache", progress=False)
+    return TrainSettings(**{**base, **changes})
+
+
+def test_resume_with_other_settings_is_refused_naming_them(tmp_path):
+    from agents.learning import train
+    from agents.learning.checkpoints import CONFIG_JSON
+
+    train(tiny_settings(tmp_path))
+    (tiny_settings(tmp_path).run_dir / CONFIG_JSON).unlink()  # as if cut after its last epoch
+    with pytest.raises(ValueError, match=r"lr 0\.005 -> 0\.01.*epochs|epochs.*lr"):
+        train(tiny_settings(tmp_path, resume=True, lr=0.01, epochs=3))
+
+
+def test_a_finished_run_is_not_retrained_nor_rewritten(tmp_path, capsys):
+    from agents.learning import train
+    from agents.learning.checkpoints import CONFIG_JSON, WEIGHTS
+
+    first = train(tiny_settings(tmp_path))
+    run_dir = tiny_settings(tmp_path).run_dir
+    before = {p.name: p.read_bytes() for p in (run_dir / CONFIG_JSON, run_dir / WEIGHTS)}
+    again = train(tiny_settings(tmp_path, resume=True))
+    assert again["already_trained"] and "nothing to do" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in (run_dir / CONFIG_JSON, run_dir / WEIGHTS)} == before
+    assert again["final"] == first["final"]
+    with pytest.raises(ValueError, match="other settings.*epochs 2 -> 5"):
+        train(tiny_settings(tmp_path, epochs=5))
+
+
+def test_a_dataset_cache_that_does_not_match_its_key_is_rebuilt(tmp_path, capsys):
+    from agents.base import TRAIN_STREAM
+    from agents.learning import make_dataset
+    from cfenv.config import SystemConfig
+
+    config = SystemConfig.from_size((6, 2, 4, 2))
+    good = make_dataset(config, 32, 0, TRAIN_STREAM, "master-ap", tmp_path)
+    path = next(tmp_path.glob("*.npz"))
+    short = make_dataset(config, 5, 0, TRAIN_STREAM, "master-ap")
+    np.savez(path, beta=short.snapshots.beta, ap_positions=short.snapshots.ap_positions,
+             ue_positions=short.snapshots.ue_positions, labels=short.labels)
+    again = make_dataset(config, 32, 0, TRAIN_STREAM, "master-ap", tmp_path)
+    assert "rebuilt" in capsys.readouterr().out
+    np.testing.assert_array_equal(again.labels, good.labels)
+    assert len(again) == 32
+
+
+def test_exhaustive_labels_continue_after_an_interruption(tmp_path, monkeypatch):
+    from agents.base import TRAIN_STREAM
+    from agents.learning import datasets
+    from agents.search import ExhaustiveAgent
+    from cfenv.config import SystemConfig
+
+    config = SystemConfig.from_size((6, 2, 5, 2))
+    reference = datasets.make_dataset(config, 20, 0, TRAIN_STREAM, "exhaustive")
+    calls = {"n": 0}
+    real = ExhaustiveAgent.assign
+
+    def interrupted(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 18:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ExhaustiveAgent, "assign", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        datasets.make_dataset(config, 20, 0, TRAIN_STREAM, "exhaustive", tmp_path)
+    assert len(list(tmp_path.glob("*.partial.npz"))) == 1
+    calls["n"] = -100
+    again = datasets.make_dataset(config, 20, 0, TRAIN_STREAM, "exhaustive", tmp_path)
+    assert calls["n"] == -100 + 3  # only the 3 missing snapshots were labelled
+    np.testing.assert_array_equal(again.labels, reference.labels)
+    assert not list(tmp_path.glob("*.partial.npz"))

@@ -264,7 +264,8 @@ def run_task(payload: Payload) -> dict[str, Any]:
             from tqdm.auto import tqdm
 
             tqdm.write(f"no checkpoint for {task.agent} at {task.size}: training it with its default budget")
-        agent.fit(config, runs_dir=settings.checkpoints, progress=progress)
+        resume = {"resume": True} if hasattr(agent, "training_settings") else {}  # neural: continue a cut run
+        agent.fit(config, runs_dir=settings.checkpoints, progress=progress, **resume)
         run_dir = agent.run_dir(settings.checkpoints, config, settings.seed, loss)
         return {"run_dir": str(run_dir), "train_time_s": agent.meta.get("train_time_s"),
                 "files": model_files_of(run_dir) if settings.executor == "ray" else None}

@@ -11,6 +11,7 @@ from typing import Any
 from agents.base import run_folder
 from cfenv.config import SystemConfig
 
+
 def check_device(device: str) -> None:
     """``ValueError`` unless ``device`` names a torch device that is available here."""
     import torch  # only to parse the name: settings stay importable without loading torch

@@ -35,7 +35,7 @@ import torch
 
 from agents.base import TRAIN_STREAM, VALIDATION_STREAM
 from agents.heuristics import master_ap_pilots
-from agents.learning.checkpoints import CHECKPOINT, HISTORY_JSON, save_model
+from agents.learning.checkpoints import CHECKPOINT, CONFIG_JSON, HISTORY_JSON, load_model, save_model
 from agents.learning.datasets import Dataset, beta_db_tensor, make_dataset
 from agents.learning.diagnostics import best_constant_assignment, distinct_assignments
 from agents.learning.losses import batch_loss
@@ -73,6 +73,37 @@ def validation_metrics(model: AssignmentModel, val: Dataset, config: SystemConfi
             "val/distinct_assignments": float(distinct_assignments(pilots)), "val/entropy": entropy}
 
 
+RUN_ONLY_SETTINGS = ("resume", "progress", "runs_dir", "cache_dir", "device")
+"""settings that do not change what a run computes (a checkpoint moves between devices)"""
+
+
+def settings_differences(saved: dict[str, Any], settings: TrainSettings) -> str:
+    """``"epochs 10 -> 40, lr 0.005 -> 0.01"`` for the fields where ``saved`` (a run's recorded
+    ``to_json()``) and ``settings`` differ, ignoring :data:`RUN_ONLY_SETTINGS`; ``""`` if none."""
+    now = settings.to_json()
+    keys = [k for k in now if k not in RUN_ONLY_SETTINGS and saved.get(k) != now[k]]
+    return ", ".join(f"{k} {saved.get(k)!r} -> {now[k]!r}" for k in keys)
+
+
+def finished_run(settings: TrainSettings) -> dict[str, Any] | None:
+    """The summary of the finished model in ``settings.run_dir`` if it was trained with these
+    settings (then training again would change nothing), None if there is none; ``ValueError``
+    if the folder holds a model trained with other settings (it is never silently replaced)."""
+    run_dir = settings.run_dir
+    if not (run_dir / CONFIG_JSON).exists():
+        return None
+    model, meta = load_model(run_dir, settings.device)
+    changed = settings_differences(meta.get("train", {}), settings)
+    if changed:
+        raise ValueError(f"{run_dir} holds a model trained with other settings ({changed}): train into another "
+                         "--out, or remove that folder")
+    print(f"{settings.agent} at {settings.size} is already trained with these settings in {run_dir}: "
+          "nothing to do")
+    return {"run_dir": str(run_dir), "train_time_s": meta.get("train_time_s", 0.0),
+            "final": meta.get("final_metrics", {}), "parameters": meta.get("parameters"), "model": model,
+            "already_trained": True}
+
+
 def train(settings: TrainSettings,
           on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
     """Train one model; returns a summary (final metrics, timings, run folder).
@@ -85,6 +116,12 @@ def train(settings: TrainSettings,
     config = settings.config
     device = torch.device(settings.device)
     run_dir = settings.run_dir
+    finished = finished_run(settings)
+    if finished is not None:
+        return finished
+    if not settings.resume and (run_dir / CHECKPOINT).exists():
+        raise ValueError(f"{run_dir} holds an unfinished run: continue it with --resume, or train into another "
+                         "--out")
     run_dir.mkdir(parents=True, exist_ok=True)
     labels = settings.labels if settings.loss == "supervised" or settings.imitation_epochs else None
     data_seed = settings.seed if settings.data_seed is None else settings.data_seed
@@ -112,8 +149,10 @@ def train(settings: TrainSettings,
     checkpoint_path = run_dir / CHECKPOINT
     if settings.resume and checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location=device, weights_only=True)
-        if state["settings"]["size"] != list(settings.size) or state["settings"]["agent"] != settings.agent:
-            raise ValueError(f"checkpoint {checkpoint_path} belongs to another agent or size")
+        changed = settings_differences(state["settings"], settings)
+        if changed:
+            raise ValueError(f"checkpoint {checkpoint_path} was written with other settings ({changed}): resume "
+                             "with the same flags, or train into another --out")
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimizer"])
         start_epoch, history, initial_loss = state["epoch"], list(state["history"]), state["initial_loss"]
