@@ -1,5 +1,5 @@
 """Checkpoints are data: a tampered file never runs code, a config.json never asks for absurd
-allocations."""
+allocations, and an interrupted RL training run leaves a checkpoint."""
 
 import base64
 import contextlib
@@ -18,6 +18,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 import agents
 from agents import rl
+from agents.base import VALIDATION_STREAM, stream_rng
 from agents.lab.evaluation import model_files_of
 from agents.learning.checkpoints import load_model
 from agents.models import (
@@ -29,7 +30,7 @@ from agents.models import (
     build_model,
 )
 from agents.registry import agent_class
-from cfenv import SystemConfig, draw_snapshots
+from cfenv import SystemConfig, draw_snapshots, sum_rate
 
 SIZE = (6, 2, 4, 2)
 CFG = SystemConfig.from_size(SIZE)
@@ -134,6 +135,7 @@ def test_a_model_zip_next_to_a_checkpoint_is_ignored(trained, tmp_path, no_unpic
 def test_save_load_round_trip_is_bit_identical(trained, name, tmp_path, no_unpickling):
     agent, run = trained[name]
     assert sorted(p.name for p in run.iterdir() if p.is_file()) == [rl.CONFIG_JSON, rl.POLICY_PT]
+    assert not (run / rl.CHECKPOINT_DIR).exists()  # the training checkpoint goes once the model is saved
     assert type(agent).has_checkpoint(run)
     meta = json.loads((run / rl.CONFIG_JSON).read_text())
     assert meta["format"] == "sb3-policy-state-dict-1" and meta["algorithm"] == agent.algorithm
@@ -232,3 +234,37 @@ def test_rl_bounds_apply_to_dqn_buffer_and_hqcnn_qubits(trained, tmp_path):
             rl.RLAgent.load(run)
     with pytest.raises(ValueError, match="net_arch"):
         agents.make("ppo", config=CFG, net_arch=[1 << 31]).initialise(n_envs=2)
+
+
+# ------------------------------------------------------------------ Ctrl-C
+def test_ctrl_c_during_rl_training_leaves_the_last_validation_checkpoint(tmp_path, monkeypatch, capsys):
+    from agents.rl.callbacks import _Validation
+
+    every, stop = 128, 700
+    original = _Validation._on_step
+
+    def interrupt(self):
+        original(self)
+        if self.num_timesteps >= stop:
+            raise KeyboardInterrupt
+        return True
+
+    monkeypatch.setattr(_Validation, "_on_step", interrupt)
+    agent = agents.make("ppo", config=CFG, seed=0)
+    with pytest.raises(KeyboardInterrupt):
+        agent.fit(CFG, total_timesteps=4096, runs_dir=tmp_path, progress=False, val_snapshots=16, val_every=every)
+    run = rl.PPOAgent.run_dir(tmp_path, CFG, 0)
+    checkpoint = run / rl.CHECKPOINT_DIR
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and str(checkpoint) in out[0] and "python train.py --agent ppo --sizes 6,2,4,2" in out[0]
+    assert not rl.PPOAgent.has_checkpoint(run)  # unfinished: evaluate.py does not take it for a trained model
+    assert rl.PPOAgent.has_checkpoint(checkpoint)
+    meta = json.loads((checkpoint / rl.CONFIG_JSON).read_text())
+    interrupted = agent.model.num_timesteps
+    assert interrupted - every < meta["timesteps_done"] <= interrupted
+    # the checkpoint is the policy validated at that step
+    loaded = rl.PPOAgent.load(checkpoint, config=CFG)
+    val = draw_snapshots(CFG, stream_rng(0, VALIDATION_STREAM, *SIZE), (16,))
+    rate = float((sum_rate(val.beta, loaded.assign(val), CFG) / 1e6).mean())
+    assert rate == pytest.approx(meta["val_history"][-1]["val/sum_rate_mbps"], rel=1e-12)
+    assert meta["val_history"][-1]["timesteps"] == meta["timesteps_done"]

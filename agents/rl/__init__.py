@@ -47,7 +47,9 @@ policy's ``state_dict``, loaded with ``torch.load(weights_only=True)``), ``confi
 (agent, algorithm, system, options, SB3 hyperparameters, ``n_envs``, training settings,
 metrics: plain JSON; what rebuilds the model) and the TensorBoard events of SB3's
 ``tensorboard_log`` under ``<agent>_<n>/`` (SB3's ``rollout/``, ``train/``, ``time/`` scalars
-plus ``val/sum_rate_mbps``, ``val/ratio_to_master_ap``, ``val/distinct_assignments``). Checkpoints are data: SB3's own ``model.zip`` (a pickle
+plus ``val/sum_rate_mbps``, ``val/ratio_to_master_ap``, ``val/distinct_assignments``). While
+``fit`` runs, ``checkpoint/`` holds the same two files for the policy at the latest
+validation (what a Ctrl-C leaves). Checkpoints are data: SB3's own ``model.zip`` (a pickle
 that runs code when loaded) is never read; a folder with only one is refused (retrain).
 """
 
@@ -70,6 +72,7 @@ from agents.rl.envs import (
     master_ap_sum_rate_mbps,
 )
 from agents.rl.zoo import (
+    CHECKPOINT_DIR,
     CONFIG_JSON,
     MAX_BUFFER_SIZE,
     MAX_N_ENVS,
@@ -87,7 +90,7 @@ from agents.rl.zoo import (
     check_rl_options,
 )
 
-__all__ = ["CONFIG_JSON", "MAX_BUFFER_SIZE", "MAX_N_ENVS", "MAX_ROLLOUT", "MODEL_ZIP", "POLICY_PT",
+__all__ = ["CHECKPOINT_DIR", "CONFIG_JSON", "MAX_BUFFER_SIZE", "MAX_N_ENVS", "MAX_ROLLOUT", "MODEL_ZIP", "POLICY_PT",
            "REWARD_SCALINGS", "RL_AGENTS", "VALIDATION_SNAPSHOTS", "VEC_ENVS",
            "A2CAgent", "BatchedPilotVecEnv", "DQNAgent", "HQCNNExtractor", "PPOAgent", "PPOHQCNNAgent",
            "RLAgent", "RLBudget", "RelativeReward", "SpacesVecEnv", "check_rl_options", "flat_observation",

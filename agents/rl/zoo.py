@@ -6,6 +6,7 @@ import dataclasses
 import inspect
 import json
 import pickle
+import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,6 +44,9 @@ POLICY_PT = "policy.pt"
 CONFIG_JSON = "config.json"
 """what rebuilds the model around the policy: agent, algorithm, system, options, SB3
 hyperparameters, ``n_envs`` (plain JSON)"""
+CHECKPOINT_DIR = "checkpoint"
+"""subfolder of a run folder holding the latest training checkpoint while :meth:`RLAgent.fit`
+runs (``config.json`` + ``policy.pt`` at every validation; removed once the finished model is saved)"""
 MODEL_ZIP = "model.zip"
 """SB3's own format (a cloudpickle inside a zip), written before cfpilot 0.2.1: refused, never unpickled"""
 CHECKPOINT_FORMAT = "sb3-policy-state-dict-1"
@@ -270,6 +274,11 @@ class RLAgent(LearnableAgent):
             save: bool = True, threads: int | None = 1) -> dict[str, Any]:
         """Train from scratch with SB3's ``learn``; save into :meth:`run_dir` at the end.
 
+        While it trains, the policy at every validation is saved (as data, like the final
+        model) into ``run_dir/checkpoint/``; Ctrl-C prints where that checkpoint is (load it with
+        :meth:`load`) and re-raises, so an interrupted run loses at most one validation interval.
+        SB3 training does not resume: a new ``fit`` starts from scratch.
+
         Args:
             config: the system (defaults to the agent's).
             total_timesteps: environment steps (default from :attr:`default_budget`; for the
@@ -281,7 +290,7 @@ class RLAgent(LearnableAgent):
             vec_env: ``"batched"``, ``"dummy"`` or ``"subproc"`` (default from :attr:`default_budget`).
             val_snapshots: fixed validation snapshots.
             val_every: steps between validations (default: a tenth of the budget).
-            save: write the model into the run folder at the end.
+            save: write the model into the run folder at the end (and the checkpoints on the way).
             threads: torch intra-op threads and numba threads (the rate kernel) while
                 training, restored afterwards; ``None`` leaves both as they are. The policies
                 are small (batches of ~100 x 60) and the kernel calls short, so one thread is
@@ -322,12 +331,29 @@ class RLAgent(LearnableAgent):
                     "hyperparameters": self.algorithm_options(), "options": dict(self.options)}
         val = draw_snapshots(cfg, stream_rng(self.seed, VALIDATION_STREAM, *cfg.size), (int(val_snapshots),))
         bar = _Progress(total, f"{self.name} {size_slug(cfg.size)}") if progress else None
+        checkpoint_dir = run_dir / CHECKPOINT_DIR
+        saved_at: list[int] = []
+
+        def checkpoint(timesteps: int) -> None:
+            self._write(checkpoint_dir, {"train": settings, "timesteps_done": timesteps,
+                                         "train_time_s": time.perf_counter() - started,
+                                         "val_history": validation.history})
+            saved_at.append(timesteps)
+
         validation = _Validation(self, val, val_every or max(total // 10, 1),
-                                 {k: json.dumps(v) for k, v in settings.items()}, bar)
+                                 {k: json.dumps(v) for k, v in settings.items()}, bar,
+                                 on_evaluate=checkpoint if save else None)
         callbacks = [validation] if bar is None else [bar, validation]
         try:
             self.model.learn(total_timesteps=total, callback=callbacks, tb_log_name=self.name,
                              progress_bar=False)
+        except KeyboardInterrupt:
+            where = (f"the last checkpoint (step {saved_at[-1]}) is in {checkpoint_dir}: "
+                     f"{type(self).__name__}.load('{checkpoint_dir}') loads it" if saved_at
+                     else "no checkpoint was written yet")
+            print(f"\ninterrupted at step {self.model.num_timesteps} of {total}: {where}; SB3 training "
+                  f"does not resume, {_retrain_hint(self.name, cfg.size)}", flush=True)
+            raise
         finally:
             self.model.get_env().close()
         train_time = time.perf_counter() - started
@@ -338,6 +364,7 @@ class RLAgent(LearnableAgent):
                      "val_master_ap_sum_rate_mbps": validation.master}
         if save:
             self.save(run_dir)
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
         return {"run_dir": str(run_dir), "train_time_s": train_time, "total_timesteps": total,
                 "n_envs": n_envs,
                 "reward_scaling": reward_scaling, "vec_env": vec_env,
