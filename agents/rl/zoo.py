@@ -48,7 +48,7 @@ CHECKPOINT_DIR = "checkpoint"
 """subfolder of a run folder holding the latest training checkpoint while :meth:`RLAgent.fit`
 runs (``config.json`` + ``policy.pt`` at every validation; removed once the finished model is saved)"""
 MODEL_ZIP = "model.zip"
-"""SB3's own format (a cloudpickle inside a zip), written before cfpilot 0.2.1: refused, never unpickled"""
+"""SB3's own format (a cloudpickle inside a zip), written by cfpilot 0.2.0 and earlier: refused, never unpickled"""
 CHECKPOINT_FORMAT = "sb3-policy-state-dict-1"
 """``format`` of an RL ``config.json`` that goes with a ``policy.pt``"""
 MAX_N_ENVS = 4096
