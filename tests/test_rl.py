@@ -217,7 +217,7 @@ def test_rl_save_load_round_trip_gives_same_actions(trained, name, tmp_path):
     run = Path(summary["run_dir"])
     assert run == type(agent).run_dir(run.parents[2], agent.config, 0, "supervised")
     assert run.name == "rl-seed0" and run.parent.name == "10-2-6-3" and run.parents[1].name == name
-    assert type(agent).has_checkpoint(run) and (run / rl.MODEL_ZIP).exists()
+    assert type(agent).has_checkpoint(run) and (run / rl.POLICY_PT).exists() and not (run / rl.MODEL_ZIP).exists()
     assert list(run.rglob("events.out.tfevents.*"))
     meta = json.loads((run / "config.json").read_text())
     assert meta["agent"] == name and meta["system"]["K"] == 6 and meta["train_time_s"] > 0
@@ -240,6 +240,18 @@ def test_rl_load_into_another_size_raises_value_error(trained, name):
     other = "a2c" if name == "ppo" else "ppo"
     with pytest.raises(ValueError, match="holds"):
         agent_class(other).load(summary["run_dir"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--agent", "ppo", "--hidden", "16"], "ppo has no option hidden"),
+    (["--agent", "ppo-hqcnn", "--qubits", "5"], "n_qubits must be one of 4, 8, 16"),
+])
+def test_train_cli_refuses_bad_rl_options_in_one_line(argv, message, capsys):
+    import train
+
+    assert train.main([*argv, "--sizes", "6,2,4,2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
 
 
 def test_untrained_rl_agent_refuses_to_assign():

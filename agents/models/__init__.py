@@ -13,13 +13,16 @@ is its inverse (what a checkpoint's ``config.json`` stores).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from numbers import Integral
 from typing import Any
 
 from agents.models.base import AssignmentModel, PilotModel
 from agents.models.classical import CNN, HEAVY_CNN_CHANNELS, LIGHT_CNN_CHANNELS, MLP, mlp_width_matching
 from agents.models.gnn import GNNPolicy
 from agents.models.hybrid import HQCNN, HybridFrontEnd, hqcnn_parameter_count
+from agents.models.quantum import SUPPORTED_N_QUBITS
 from cfenv.config import SystemConfig
 
 LABEL_MODELS = ("mlp", "light-cnn", "heavy-cnn", "hqcnn", "hqcnn-hur")
@@ -56,16 +59,75 @@ MODEL_OPTIONS: dict[str, tuple[str, ...]] = {
 }
 """the options :func:`build_model` accepts for each model"""
 
+MAX_HIDDEN_WIDTH = 4096
+"""widest hidden layer of an MLP (``hidden``) or an SB3 policy (``net_arch``)"""
+MAX_HIDDEN_LAYERS = 8
+"""most hidden layers of an MLP or of each SB3 policy network"""
+MAX_CNN_CHANNELS = 512
+"""most channels of a CNN convolution (``channels``)"""
+MAX_GNN_WIDTH = 1024
+"""widest GNN embedding (``width``)"""
+MAX_GNN_LAYERS = 8
+"""most GNN encoder layers (``layers``)"""
+
+
+def check_int(option: str, value: Any, low: int, high: int) -> int:
+    """``value`` as an int in ``[low, high]``; else a one-line ``ValueError`` naming ``option``."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or not low <= value <= high:
+        raise ValueError(f"{option} must be an integer in {low}..{high}; got {value!r}")
+    return int(value)
+
+
+def check_widths(option: str, widths: Any, high: int = MAX_HIDDEN_WIDTH,
+                 max_layers: int = MAX_HIDDEN_LAYERS) -> tuple[int, ...]:
+    """A list of layer widths, each in ``1..high``, at most ``max_layers`` of them."""
+    if isinstance(widths, (str, bytes, Mapping)) or not hasattr(widths, "__len__"):
+        raise ValueError(f"{option} must be a list of at most {max_layers} widths in 1..{high}; got {widths!r}")
+    if len(widths) > max_layers:
+        raise ValueError(f"{option} has {len(widths)} layers; at most {max_layers}")
+    return tuple(check_int(f"{option} width", w, 1, high) for w in widths)
+
+
+def check_model_options(name: str, options: Mapping[str, Any]) -> None:
+    """Bounds on the options of :func:`build_model` (what a ``config.json`` may ask for),
+    checked before anything is allocated: ``hidden`` at most :data:`MAX_HIDDEN_LAYERS` widths
+    in ``1..``:data:`MAX_HIDDEN_WIDTH`; ``channels`` two values in ``1..``:data:`MAX_CNN_CHANNELS`;
+    ``n_qubits`` one of :data:`agents.models.quantum.SUPPORTED_N_QUBITS`; ``width`` in
+    ``1..``:data:`MAX_GNN_WIDTH`, ``layers`` in ``1..``:data:`MAX_GNN_LAYERS`; ``quantum`` a
+    mapping of the quantum options. One ``ValueError`` naming the option."""
+    if options.get("hidden") is not None:
+        check_widths("hidden", options["hidden"])
+    if options.get("channels") is not None:
+        channels = options["channels"]
+        if isinstance(channels, (str, bytes, Mapping)) or not hasattr(channels, "__len__") or len(channels) != 2:
+            raise ValueError(f"channels must be two convolution widths in 1..{MAX_CNN_CHANNELS}; got {channels!r}")
+        check_widths("channels", channels, MAX_CNN_CHANNELS, 2)
+    if options.get("width") is not None:
+        check_int("width", options["width"], 1, MAX_GNN_WIDTH)
+    if options.get("layers") is not None:
+        check_int("layers", options["layers"], 1, MAX_GNN_LAYERS)
+    quantum = options.get("quantum")
+    if quantum is not None and (not isinstance(quantum, Mapping) or set(quantum) - set(_QUANTUM_OPTIONS)):
+        raise ValueError(f"quantum must map {', '.join(_QUANTUM_OPTIONS)} to values; got {quantum!r}")
+    for where in (options, quantum or {}):
+        if where.get("n_qubits") is not None and where["n_qubits"] not in SUPPORTED_N_QUBITS:
+            raise ValueError(f"n_qubits must be one of {', '.join(map(str, SUPPORTED_N_QUBITS))}; "
+                             f"got {where['n_qubits']!r}")
+
 
 def build_model(name: str, config: SystemConfig, **options: Any) -> AssignmentModel:
     """The model registered as ``name`` for ``config``; options are the model's constructor
     arguments (``hidden`` for ``mlp``; ``n_qubits``, ``share``, ``readout``, ``backend`` for
     the quantum ones; see :data:`MODEL_OPTIONS`). ``mlp`` without ``hidden`` is sized to match
-    ``hqcnn``'s parameter count. An option the model does not have is a ``ValueError``."""
+    ``hqcnn``'s parameter count. An option the model does not have, or one outside the bounds
+    of :func:`check_model_options` (hidden widths 1..4096, at most 8 layers; CNN channels
+    1..512; ``n_qubits`` 4, 8 or 16; GNN width 1..1024, layers 1..8), is a ``ValueError``
+    raised before anything is built."""
     given = {k for k, v in options.items() if v is not None and not (isinstance(v, (dict, list, tuple)) and not v)}
     unknown = sorted(given - set(MODEL_OPTIONS.get(name, ())))
     if unknown and name in MODEL_OPTIONS:
         raise ValueError(f"{name} has no option {', '.join(unknown)}; valid: {', '.join(MODEL_OPTIONS[name])}")
+    check_model_options(name, options)
     if name == "mlp":
         if "hidden" not in options:
             options = {**options, "hidden": (mlp_width_matching(config, hqcnn_parameter_count(config)),)}
@@ -103,5 +165,6 @@ def model_options(model: AssignmentModel) -> dict[str, Any]:
     raise TypeError(f"unknown model type {type(model).__name__}")
 
 
-__all__ = ["CNN", "HQCNN", "MLP", "MODEL_NAMES", "AssignmentModel", "GNNPolicy", "HybridFrontEnd", "PilotModel",
-           "build_model", "model_options"]
+__all__ = ["CNN", "HQCNN", "MAX_CNN_CHANNELS", "MAX_GNN_LAYERS", "MAX_GNN_WIDTH", "MAX_HIDDEN_LAYERS",
+           "MAX_HIDDEN_WIDTH", "MLP", "MODEL_NAMES", "AssignmentModel", "GNNPolicy", "HybridFrontEnd", "PilotModel",
+           "build_model", "check_int", "check_model_options", "check_widths", "model_options"]

@@ -42,11 +42,15 @@ snapshots from :func:`agents.base.stream_rng` ``(seed, TRAIN_STREAM, M, L, K, ta
 the validation sum rate logged during training is measured on 256 fixed snapshots from
 ``(seed, VALIDATION_STREAM, M, L, K, tau_p)``, the neural trainer's validation set.
 
-Run folders: ``runs/<agent>/<M>-<L>-<K>-<tau_p>/rl-seed<seed>/`` with ``model.zip`` (SB3's
-``save``), ``config.json`` (agent, system, options, training settings, metrics: plain
-JSON) and the TensorBoard events of SB3's ``tensorboard_log`` under ``<agent>_<n>/``
-(SB3's ``rollout/``, ``train/``, ``time/`` scalars plus ``val/sum_rate_mbps``,
-``val/ratio_to_master_ap``, ``val/distinct_assignments``).
+Run folders: ``runs/<agent>/<M>-<L>-<K>-<tau_p>/rl-seed<seed>/`` with ``policy.pt`` (the SB3
+policy's ``state_dict``, loaded with ``torch.load(weights_only=True)``), ``config.json``
+(agent, algorithm, system, options, SB3 hyperparameters, ``n_envs``, training settings,
+metrics: plain JSON; what rebuilds the model) and the TensorBoard events of SB3's
+``tensorboard_log`` under ``<agent>_<n>/`` (SB3's ``rollout/``, ``train/``, ``time/`` scalars
+plus ``val/sum_rate_mbps``, ``val/ratio_to_master_ap``, ``val/distinct_assignments``). While
+``fit`` runs, ``checkpoint/`` holds the same two files for the policy at the latest
+validation (what a Ctrl-C leaves). Checkpoints are data: SB3's own ``model.zip`` (a pickle
+that runs code when loaded) is never read; a folder with only one is refused (retrain).
 """
 
 from __future__ import annotations
@@ -62,13 +66,19 @@ from agents.rl.envs import (
     VEC_ENVS,
     BatchedPilotVecEnv,
     RelativeReward,
+    SpacesVecEnv,
     flat_observation,
     make_vec_env,
     master_ap_sum_rate_mbps,
 )
 from agents.rl.zoo import (
+    CHECKPOINT_DIR,
     CONFIG_JSON,
+    MAX_BUFFER_SIZE,
+    MAX_N_ENVS,
+    MAX_ROLLOUT,
     MODEL_ZIP,
+    POLICY_PT,
     RL_AGENTS,
     VALIDATION_SNAPSHOTS,
     A2CAgent,
@@ -77,8 +87,11 @@ from agents.rl.zoo import (
     PPOHQCNNAgent,
     RLAgent,
     RLBudget,
+    check_rl_options,
 )
 
-__all__ = ["CONFIG_JSON", "MODEL_ZIP", "REWARD_SCALINGS", "RL_AGENTS", "VALIDATION_SNAPSHOTS", "VEC_ENVS",
+__all__ = ["CHECKPOINT_DIR", "CONFIG_JSON", "MAX_BUFFER_SIZE", "MAX_N_ENVS", "MAX_ROLLOUT", "MODEL_ZIP", "POLICY_PT",
+           "REWARD_SCALINGS", "RL_AGENTS", "VALIDATION_SNAPSHOTS", "VEC_ENVS",
            "A2CAgent", "BatchedPilotVecEnv", "DQNAgent", "HQCNNExtractor", "PPOAgent", "PPOHQCNNAgent",
-           "RLAgent", "RLBudget", "RelativeReward", "flat_observation", "make_vec_env", "master_ap_sum_rate_mbps"]
+           "RLAgent", "RLBudget", "RelativeReward", "SpacesVecEnv", "check_rl_options", "flat_observation",
+           "make_vec_env", "master_ap_sum_rate_mbps"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -44,13 +44,15 @@ class _Progress(BaseCallback):
 class _Validation(BaseCallback):
     """Deterministic validation sum rate on fixed snapshots: at the start, every ``every``
     steps and at the end; recorded as ``val/*`` in SB3's logger (TensorBoard) and kept in
-    :attr:`history`. Also writes the training settings as a text table at the start."""
+    :attr:`history`. Also writes the training settings as a text table at the start.
+    ``on_evaluate(timesteps)`` runs after every validation (the agent's checkpoint)."""
 
     def __init__(self, agent: Any, snapshots: Snapshot, every: int, settings: dict[str, Any],
-                 progress: _Progress | None = None) -> None:
+                 progress: _Progress | None = None, on_evaluate: Callable[[int], None] | None = None) -> None:
         super().__init__()
         self.agent, self.snapshots, self.every, self.settings = agent, snapshots, max(int(every), 1), settings
         self.progress = progress
+        self.on_evaluate = on_evaluate
         self.master = float(master_ap_sum_rate_mbps(snapshots.beta, agent._trained_config()).mean())
         self.history: list[dict[str, float]] = []
         self._next = self.every
@@ -66,6 +68,8 @@ class _Validation(BaseCallback):
         self.history.append({"timesteps": int(self.num_timesteps), **metrics})
         if self.progress is not None and self.progress.bar is not None:
             self.progress.bar.set_postfix(val=f"{rate:.2f}")
+        if self.on_evaluate is not None:
+            self.on_evaluate(int(self.num_timesteps))
         return metrics
 
     def _on_training_start(self) -> None:

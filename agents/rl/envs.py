@@ -141,6 +141,45 @@ class BatchedPilotVecEnv(VecEnv):
         return [False] * len(list(self._get_indices(indices)))
 
 
+class SpacesVecEnv(VecEnv):
+    """A VecEnv with the spaces of an RL agent's training environment and nothing behind
+    them: what :meth:`agents.rl.RLAgent.load` rebuilds a saved model on (no snapshots are
+    drawn; resetting or stepping it is a ``RuntimeError``).
+
+    Args:
+        num_envs: the training run's number of environments (sizes SB3's buffers as in training).
+        config: the system.
+        sequential: the spaces of ``CellFreePilotSequential-v0`` instead of the flat
+            ``CellFreePilot-v0`` observation.
+    """
+
+    def __init__(self, num_envs: int, config: SystemConfig, sequential: bool = False) -> None:
+        self.env: gym.Env = (CellFreePilotSequentialEnv(config=config) if sequential
+                             else FlattenFadingObservation(CellFreePilotEnv(config=config)))
+        super().__init__(int(num_envs), self.env.observation_space, self.env.action_space)
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a loaded RL model has no training environment: train with fit() instead")
+
+    reset = step_async = step_wait = _refuse  # type: ignore[assignment]
+
+    def close(self) -> None:
+        pass
+
+    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
+        return [getattr(self.env, attr_name)] * len(list(self._get_indices(indices)))
+
+    def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
+        self._refuse()
+
+    def env_method(self, method_name: str, *method_args: Any, indices: Any = None,
+                   **method_kwargs: Any) -> list[Any]:
+        return self._refuse()
+
+    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: Any = None) -> list[bool]:
+        return [False] * len(list(self._get_indices(indices)))
+
+
 def _env_factory(config: SystemConfig, seed: int, index: int, sequential: bool, reward_scaling: str,
                  reward_mode: str) -> Any:
     """A thunk for SB3's ``DummyVecEnv`` / ``SubprocVecEnv`` (which cloudpickles it): environment

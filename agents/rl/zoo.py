@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
+import pickle
+import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.utils import set_random_seed
@@ -20,9 +25,11 @@ from agents.base import (
     run_folder,
     stream_rng,
 )
+from agents.models import MAX_HIDDEN_LAYERS, MAX_HIDDEN_WIDTH, check_int, check_widths
+from agents.models.quantum import SUPPORTED_N_QUBITS
 from agents.models.sb3 import HQCNNExtractor
 from agents.rl.callbacks import _Progress, _threads, _Validation
-from agents.rl.envs import flat_observation, make_vec_env
+from agents.rl.envs import SpacesVecEnv, flat_observation, make_vec_env
 from agents.storage import atomic_write_bytes
 from cfenv import __version__
 from cfenv.channel import Snapshot, draw_snapshots
@@ -32,8 +39,29 @@ from cfenv.units import size_slug
 
 VALIDATION_SNAPSHOTS = 256
 """fixed validation snapshots behind ``val/sum_rate_mbps``"""
-MODEL_ZIP = "model.zip"
+POLICY_PT = "policy.pt"
+"""the SB3 policy's ``state_dict`` (tensors only, loaded with ``torch.load(weights_only=True)``)"""
 CONFIG_JSON = "config.json"
+"""what rebuilds the model around the policy: agent, algorithm, system, options, SB3
+hyperparameters, ``n_envs`` (plain JSON)"""
+CHECKPOINT_DIR = "checkpoint"
+"""subfolder of a run folder holding the latest training checkpoint while :meth:`RLAgent.fit`
+runs (``config.json`` + ``policy.pt`` at every validation; removed once the finished model is saved)"""
+MODEL_ZIP = "model.zip"
+"""SB3's own format (a cloudpickle inside a zip), written by cfpilot 0.2.0 and earlier: refused, never unpickled"""
+CHECKPOINT_FORMAT = "sb3-policy-state-dict-1"
+"""``format`` of an RL ``config.json`` that goes with a ``policy.pt``"""
+MAX_N_ENVS = 4096
+"""most training environments a checkpoint may ask to be rebuilt for (``n_envs``)"""
+MAX_ROLLOUT = 1 << 20
+"""most ``n_steps * n_envs`` transitions of an on-policy rollout buffer, and most ``batch_size``"""
+MAX_BUFFER_SIZE = 1_000_000
+"""largest DQN replay buffer (``buffer_size``)"""
+POLICY_KWARGS = ("net_arch", "ortho_init", "share_features_extractor", "normalize_images", "log_std_init")
+"""the SB3 ``policy_kwargs`` an RL agent accepts (JSON values only)"""
+_NOT_OPTIONS = ("self", "policy", "env", "device", "verbose", "tensorboard_log", "_init_setup_model",
+                "replay_buffer_class", "replay_buffer_kwargs", "rollout_buffer_class", "rollout_buffer_kwargs")
+"""SB3 constructor arguments the agent sets itself or that take classes: never options"""
 HQCNN_OPTIONS = ("n_qubits", "share", "readout", "backend")
 """``ppo-hqcnn`` options that configure :class:`HQCNNExtractor` rather than PPO"""
 
@@ -52,6 +80,55 @@ class RLBudget:
 _ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"PPO": PPO, "A2C": A2C, "DQN": DQN}
 
 
+def check_rl_options(agent: str, algorithm: str, hyperparameters: Mapping[str, Any],
+                     options: Mapping[str, Any], n_envs: int) -> None:
+    """Bounds on what builds an RL agent's model (its options, or a ``config.json``), checked
+    before anything is allocated; one ``ValueError`` naming the option.
+
+    * SB3 keywords: those of the algorithm's constructor except :data:`_NOT_OPTIONS`, plus
+      ``net_arch``; ``policy_kwargs`` keys in :data:`POLICY_KWARGS`;
+    * ``net_arch``: a list of widths, or a ``{"pi": [...], "vf": [...]}`` (``"qf"``) mapping of
+      them, each list at most :data:`~agents.models.MAX_HIDDEN_LAYERS` widths in
+      ``1..``:data:`~agents.models.MAX_HIDDEN_WIDTH`;
+    * ``n_envs`` in ``1..``:data:`MAX_N_ENVS`; ``n_steps * n_envs`` and ``batch_size`` at most
+      :data:`MAX_ROLLOUT`; ``buffer_size`` at most :data:`MAX_BUFFER_SIZE`;
+    * ``n_qubits`` (``ppo-hqcnn``) one of :data:`agents.models.quantum.SUPPORTED_N_QUBITS`.
+    """
+    if not isinstance(hyperparameters, Mapping) or not isinstance(options, Mapping):
+        raise ValueError(f"{agent}: hyperparameters and options must be JSON objects")  # noqa: TRY004
+    valid = [k for k in inspect.signature(_ALGORITHMS[algorithm].__init__).parameters if k not in _NOT_OPTIONS]
+    unknown = sorted(set(hyperparameters) - {*valid, "net_arch"})
+    if unknown:
+        raise ValueError(f"{agent} has no option {', '.join(unknown)}; valid: net_arch, {', '.join(valid)}")
+    policy_kwargs = hyperparameters.get("policy_kwargs") or {}
+    if not isinstance(policy_kwargs, Mapping) or set(policy_kwargs) - set(POLICY_KWARGS):
+        raise ValueError(f"{agent} option policy_kwargs may only set {', '.join(POLICY_KWARGS)}; "
+                         f"got {policy_kwargs!r}")
+    for net_arch in (hyperparameters.get("net_arch"), policy_kwargs.get("net_arch")):
+        if isinstance(net_arch, Mapping):
+            if set(net_arch) - {"pi", "vf", "qf"}:
+                raise ValueError(f"{agent} option net_arch may map only pi, vf, qf; got {net_arch!r}")
+            for key, widths in net_arch.items():
+                check_widths(f"{agent} option net_arch[{key!r}]", widths, MAX_HIDDEN_WIDTH, MAX_HIDDEN_LAYERS)
+        elif net_arch is not None:
+            check_widths(f"{agent} option net_arch", net_arch, MAX_HIDDEN_WIDTH, MAX_HIDDEN_LAYERS)
+    n_envs = check_int(f"{agent} n_envs", n_envs, 1, MAX_N_ENVS)
+    if "n_steps" in hyperparameters:
+        check_int(f"{agent} option n_steps", hyperparameters["n_steps"], 1, MAX_ROLLOUT // n_envs)
+    if "batch_size" in hyperparameters:
+        check_int(f"{agent} option batch_size", hyperparameters["batch_size"], 1, MAX_ROLLOUT)
+    if "buffer_size" in hyperparameters:
+        check_int(f"{agent} option buffer_size", hyperparameters["buffer_size"], 1, MAX_BUFFER_SIZE)
+    if options.get("n_qubits") is not None and options["n_qubits"] not in SUPPORTED_N_QUBITS:
+        raise ValueError(f"{agent} option n_qubits must be one of {', '.join(map(str, SUPPORTED_N_QUBITS))}; "
+                         f"got {options['n_qubits']!r}")
+
+
+def _retrain_hint(name: str, size: Any) -> str:
+    size_text = ",".join(map(str, size)) if size else "M,L,K,tau_p"
+    return f"retrain it: python train.py --agent {name} --sizes {size_text}"
+
+
 
 class RLAgent(LearnableAgent):
     """An SB3 algorithm behind the agent interface.
@@ -66,7 +143,8 @@ class RLAgent(LearnableAgent):
             (``learning_rate``, ``n_steps``, ``batch_size``, ``gamma``, ``ent_coef``, ...;
             ``net_arch`` goes into ``policy_kwargs``), plus agent options (``reward_mode`` for
             ``dqn``; ``n_qubits``, ``share``, ``readout``, ``backend`` for ``ppo-hqcnn``).
-            Saved in ``config.json``, so they must be JSON values.
+            Saved in ``config.json``, so they must be JSON values; checked by
+            :func:`check_rl_options` (``ValueError`` naming an unknown or out-of-bounds one).
     """
 
     name: ClassVar[str] = "rl"
@@ -91,6 +169,9 @@ class RLAgent(LearnableAgent):
         self.options = dict(options)
         self.model: BaseAlgorithm | None = None
         self.meta: dict[str, Any] = {}
+        self.built_hyperparameters: dict[str, Any] = {}
+        """the SB3 keywords the model was built with (what ``config.json`` stores)"""
+        check_rl_options(self.name, self.algorithm, self.algorithm_options(), self.options, 1)
 
     # ------------------------------------------------------------ protocol
     @classmethod
@@ -98,6 +179,12 @@ class RLAgent(LearnableAgent):
                 loss: str = "unsupervised") -> Path:
         """``runs_dir/<agent>/<M>-<L>-<K>-<tau_p>/rl-seed<seed>`` (``loss`` is ignored)."""
         return run_folder(runs_dir, cls.name, config.size, f"rl-seed{seed}")
+
+    @classmethod
+    def has_checkpoint(cls, directory: str | Path) -> bool:
+        """Whether ``directory`` holds a finished model in cfpilot's format (``config.json`` +
+        ``policy.pt``); an old SB3 ``model.zip`` is none (it would be retrained)."""
+        return (Path(directory) / CONFIG_JSON).exists() and (Path(directory) / POLICY_PT).exists()
 
     @property
     def trained(self) -> bool:
@@ -136,8 +223,8 @@ class RLAgent(LearnableAgent):
         chosen = {k: v for k, v in self.options.items() if k not in self.agent_options}
         return {**self.hyperparameters, **chosen}
 
-    def _algorithm_kwargs(self) -> dict[str, Any]:
-        kwargs = self.algorithm_options()
+    def _algorithm_kwargs(self, hyperparameters: dict[str, Any]) -> dict[str, Any]:
+        kwargs = dict(hyperparameters)
         policy_kwargs = dict(kwargs.pop("policy_kwargs", {}) or {})
         if "net_arch" in kwargs:
             policy_kwargs["net_arch"] = kwargs.pop("net_arch")
@@ -159,16 +246,25 @@ class RLAgent(LearnableAgent):
         n_envs = budget["n_envs"] if n_envs is None else int(n_envs)
         reward_scaling = budget["reward_scaling"] if reward_scaling is None else reward_scaling
         vec_env = budget["vec_env"] if vec_env is None else vec_env
+        hyperparameters = self.algorithm_options()
+        check_rl_options(self.name, self.algorithm, hyperparameters, self.options, n_envs)
         env = make_vec_env(cfg, n_envs, seed=self.seed, kind=vec_env, sequential=self.sequential,
                            reward_scaling=reward_scaling,
                            reward_mode=self.options.get("reward_mode", "final"))
         set_random_seed(self.seed)
+        self._build(cfg, env, hyperparameters, tensorboard_log)
+        return self
+
+    def _build(self, cfg: SystemConfig, env: Any, hyperparameters: dict[str, Any],
+               tensorboard_log: str | Path | None = None) -> None:
+        """The SB3 model on ``env`` with ``hyperparameters`` (already checked by :func:`check_rl_options`)."""
         self.model = _ALGORITHMS[self.algorithm]("MlpPolicy", env, device=self.device, verbose=0,
                                                  tensorboard_log=None if tensorboard_log is None
-                                                 else str(tensorboard_log), **self._algorithm_kwargs())
+                                                 else str(tensorboard_log),
+                                                 **self._algorithm_kwargs(hyperparameters))
         self.model.action_space.seed(self.seed)
+        self.built_hyperparameters = dict(hyperparameters)
         self.config = cfg
-        return self
 
     # ------------------------------------------------------------ training
     def fit(self, config: SystemConfig | None = None, *, total_timesteps: int | None = None,
@@ -177,6 +273,11 @@ class RLAgent(LearnableAgent):
             val_snapshots: int = VALIDATION_SNAPSHOTS, val_every: int | None = None,
             save: bool = True, threads: int | None = 1) -> dict[str, Any]:
         """Train from scratch with SB3's ``learn``; save into :meth:`run_dir` at the end.
+
+        While it trains, the policy at every validation is saved (as data, like the final
+        model) into ``run_dir/checkpoint/``; Ctrl-C prints where that checkpoint is (load it with
+        :meth:`load`) and re-raises, so an interrupted run loses at most one validation interval.
+        SB3 training does not resume: a new ``fit`` starts from scratch.
 
         Args:
             config: the system (defaults to the agent's).
@@ -189,7 +290,7 @@ class RLAgent(LearnableAgent):
             vec_env: ``"batched"``, ``"dummy"`` or ``"subproc"`` (default from :attr:`default_budget`).
             val_snapshots: fixed validation snapshots.
             val_every: steps between validations (default: a tenth of the budget).
-            save: write the model into the run folder at the end.
+            save: write the model into the run folder at the end (and the checkpoints on the way).
             threads: torch intra-op threads and numba threads (the rate kernel) while
                 training, restored afterwards; ``None`` leaves both as they are. The policies
                 are small (batches of ~100 x 60) and the kernel calls short, so one thread is
@@ -230,12 +331,29 @@ class RLAgent(LearnableAgent):
                     "hyperparameters": self.algorithm_options(), "options": dict(self.options)}
         val = draw_snapshots(cfg, stream_rng(self.seed, VALIDATION_STREAM, *cfg.size), (int(val_snapshots),))
         bar = _Progress(total, f"{self.name} {size_slug(cfg.size)}") if progress else None
+        checkpoint_dir = run_dir / CHECKPOINT_DIR
+        saved_at: list[int] = []
+
+        def checkpoint(timesteps: int) -> None:
+            self._write(checkpoint_dir, {"train": settings, "timesteps_done": timesteps,
+                                         "train_time_s": time.perf_counter() - started,
+                                         "val_history": validation.history})
+            saved_at.append(timesteps)
+
         validation = _Validation(self, val, val_every or max(total // 10, 1),
-                                 {k: json.dumps(v) for k, v in settings.items()}, bar)
+                                 {k: json.dumps(v) for k, v in settings.items()}, bar,
+                                 on_evaluate=checkpoint if save else None)
         callbacks = [validation] if bar is None else [bar, validation]
         try:
             self.model.learn(total_timesteps=total, callback=callbacks, tb_log_name=self.name,
                              progress_bar=False)
+        except KeyboardInterrupt:
+            where = (f"the last checkpoint (step {saved_at[-1]}) is in {checkpoint_dir}: "
+                     f"{type(self).__name__}.load('{checkpoint_dir}') loads it" if saved_at
+                     else "no checkpoint was written yet")
+            print(f"\ninterrupted at step {self.model.num_timesteps} of {total}: {where}; SB3 training "
+                  f"does not resume, {_retrain_hint(self.name, cfg.size)}", flush=True)
+            raise
         finally:
             self.model.get_env().close()
         train_time = time.perf_counter() - started
@@ -246,6 +364,7 @@ class RLAgent(LearnableAgent):
                      "val_master_ap_sum_rate_mbps": validation.master}
         if save:
             self.save(run_dir)
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
         return {"run_dir": str(run_dir), "train_time_s": train_time, "total_timesteps": total,
                 "n_envs": n_envs,
                 "reward_scaling": reward_scaling, "vec_env": vec_env,
@@ -258,32 +377,71 @@ class RLAgent(LearnableAgent):
 
     # ------------------------------------------------------------ checkpoints
     def save(self, directory: str | Path) -> Path:
-        """``model.zip`` (SB3's ``save``) + ``config.json`` (agent, system, options, seed,
-        training summary, versions: plain JSON) into ``directory``; returns it."""
-        import stable_baselines3
+        """``policy.pt`` (the SB3 policy's ``state_dict``: tensors only) + ``config.json`` (agent,
+        algorithm, system, options, SB3 hyperparameters, ``n_envs``, seed, training summary,
+        versions: plain JSON) into ``directory``, each written atomically; an old ``model.zip``
+        there is removed. Returns ``directory``."""
+        directory = Path(directory)
+        self._write(directory, self.meta)
+        (directory / MODEL_ZIP).unlink(missing_ok=True)
+        return directory
 
+    def _write(self, directory: Path, meta: dict[str, Any]) -> None:
+        """``policy.pt`` then ``config.json`` into ``directory`` (the JSON is built first, so
+        an option that is not JSON fails before anything is written)."""
+        import stable_baselines3
 
         if self.model is None or self.config is None:
             raise ValueError(f"{self.name} has no trained model to save")
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.model.save(directory / MODEL_ZIP)
-        meta = {**self.meta, "agent": self.name, "algorithm": self.algorithm,
+        meta = {**meta, "format": CHECKPOINT_FORMAT, "agent": self.name, "algorithm": self.algorithm,
                 "system": dataclasses.asdict(self.config), "options": self.options, "seed": self.seed,
-                "train_time_s": self.meta.get("train_time_s"), "parameters": self.parameter_count(),
+                "hyperparameters": self.built_hyperparameters, "n_envs": int(self.model.n_envs),
+                "train_time_s": meta.get("train_time_s"), "parameters": self.parameter_count(),
                 "cfpilot_version": __version__, "stable_baselines3_version": stable_baselines3.__version__}
-        atomic_write_bytes(directory / CONFIG_JSON, lambda f: f.write(json.dumps(meta, indent=1).encode()))
-        return directory
+        text = json.dumps(meta, indent=1).encode()
+        state = {k: v.detach().cpu() for k, v in self.model.policy.state_dict().items()}
+        atomic_write_bytes(Path(directory) / POLICY_PT, lambda f: torch.save(state, f))
+        atomic_write_bytes(Path(directory) / CONFIG_JSON, lambda f: f.write(text))
+
+    @classmethod
+    def _legacy_identity(cls, directory: Path, meta: dict[str, Any]) -> tuple[str, Any]:
+        """Agent name and size of an old-format folder: from its ``config.json``, else from the
+        run-folder layout ``<agent>/<M>-<L>-<K>-<tau_p>/rl-seed<seed>``."""
+        names = {c.name for c in RL_AGENTS}
+        system = meta.get("system") if isinstance(meta.get("system"), dict) else {}
+        size: Any = [system.get(k) for k in ("M", "L", "K", "tau_p")] if system else None
+        if size is None and directory.parent.name.count("-") == 3 and directory.parent.name.replace("-", "").isdigit():
+            size = directory.parent.name.split("-")
+        name = meta.get("agent") if meta.get("agent") in names else cls.name
+        if name not in names and directory.parent.parent.name in names:
+            name = directory.parent.parent.name
+        return (name if name in names else "NAME"), size
 
     @classmethod
     def load(cls, directory: str | Path, device: str = "cpu",
              config: SystemConfig | None = None) -> "RLAgent":
-        """Rebuild an agent saved by :meth:`save`; ``ValueError`` if ``config`` is given and its
-        (M, L, K, tau_p) differs from the saved one, or the folder holds another agent."""
+        """Rebuild an agent saved by :meth:`save`: the SB3 model built from ``config.json`` (as
+        :meth:`initialise` builds it, on a :class:`agents.rl.envs.SpacesVecEnv`, no training),
+        then the policy's ``state_dict`` from ``policy.pt`` with ``torch.load(weights_only=True)``;
+        nothing is unpickled. ``ValueError`` if ``config`` is given and its (M, L, K, tau_p)
+        differs from the saved one, the folder holds another agent, options out of the bounds
+        of :func:`check_rl_options`, a ``policy.pt`` that is not a plain state dict of that
+        model, or only an old SB3 ``model.zip`` (never opened; retrain)."""
         directory = Path(directory)
-        if not (directory / CONFIG_JSON).exists():
+        meta: dict[str, Any] = {}
+        if (directory / CONFIG_JSON).exists():
+            meta = json.loads((directory / CONFIG_JSON).read_text())
+            if not isinstance(meta, dict):
+                raise ValueError(f"{directory / CONFIG_JSON} is not a JSON object")
+        if not (directory / POLICY_PT).exists():
+            if (directory / MODEL_ZIP).exists():
+                name, size = cls._legacy_identity(directory, meta)
+                raise ValueError(f"{directory} holds an old-format Stable-Baselines3 {MODEL_ZIP} (a pickle, "
+                                 f"not loaded for safety): {_retrain_hint(name, size)}")
+            missing = CONFIG_JSON if not meta else POLICY_PT
+            raise FileNotFoundError(f"no {missing} in {directory}")
+        if not meta:
             raise FileNotFoundError(f"no {CONFIG_JSON} in {directory}")
-        meta = json.loads((directory / CONFIG_JSON).read_text())
         saved = SystemConfig(**meta["system"])
         if config is not None and config.size != saved.size:
             raise ValueError(f"checkpoint {directory} was trained for (M, L, K, tau_p) = {saved.size}, "
@@ -291,10 +449,24 @@ class RLAgent(LearnableAgent):
         if cls is not RLAgent and meta.get("agent") != cls.name:
             raise ValueError(f"{directory} holds a {meta.get('agent')!r} model, not {cls.name!r}")
         agent_cls = {c.name: c for c in RL_AGENTS}.get(meta.get("agent"))
-        if agent_cls is None:
+        if agent_cls is None or meta.get("algorithm") != agent_cls.algorithm:
             raise ValueError(f"{directory} holds a {meta.get('agent')!r} model, not an RL agent")
-        agent = agent_cls(config=saved, seed=meta["seed"], device=device, **meta["options"])
-        agent.model = _ALGORITHMS[agent_cls.algorithm].load(directory / MODEL_ZIP, device=device)
+        options, hyperparameters, n_envs = meta.get("options"), meta.get("hyperparameters"), meta.get("n_envs")
+        check_rl_options(agent_cls.name, agent_cls.algorithm, hyperparameters, options, n_envs)
+        agent = agent_cls(config=saved, seed=check_int("seed", meta.get("seed"), 0, 2**63 - 1), device=device,
+                          **options)
+        agent._build(saved, SpacesVecEnv(n_envs, saved, agent_cls.sequential), dict(hyperparameters))
+        assert agent.model is not None
+        try:
+            state = torch.load(directory / POLICY_PT, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            raise ValueError(f"{directory / POLICY_PT} is not a plain state dict (refused: "
+                             f"{str(err).splitlines()[0]})") from None
+        try:
+            agent.model.policy.load_state_dict(state)
+        except (RuntimeError, TypeError, AttributeError) as err:
+            raise ValueError(f"{directory / POLICY_PT} does not fit the model of {directory / CONFIG_JSON}: "
+                             f"{' '.join(str(err).split())[:300]}") from None
         agent.meta = meta
         return agent
 
