@@ -21,7 +21,9 @@ from typing import Any
 
 from agents.lab.cli import EXECUTION_FLAGS, add_fields, error, given
 from agents.lab.evaluation import parse_sizes
+from agents.lab.outdir import check_writable
 from agents.learning import TrainSettings
+from agents.learning.settings import check_device
 from agents.models import ModelOptions
 from agents.models.quantum import Execution
 from agents.neural import NeuralAgent
@@ -101,14 +103,19 @@ def main(argv: list[str] | None = None) -> int:
         spec = resolve(args.agent)
         if not spec.learnable:
             raise ValueError(f"{args.agent} does not learn; learning agents: {', '.join(LEARNABLE)}")
+        if args.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {args.seed}")
+        check_device(args.device)
+        check_writable(args.runs_dir)
         runs = []
         for size in parse_sizes(args.sizes):
             config = SystemConfig.from_size(size)
             agent = spec.cls(config=config, seed=args.seed, device=args.device,
                              **ModelOptions(**given(args, MODEL_FLAGS)).given())
             fit = fit_arguments(args, agent)
-            if isinstance(agent, NeuralAgent):
-                agent.training_settings(config, **fit)  # every size's settings checked before any work
+            if isinstance(agent, NeuralAgent):  # every size's settings and model checked before any work
+                agent.training_settings(config, **fit)
+                agent.initialise(config)
             runs.append((agent, config, fit))
     except ValueError as err:
         return error("train.py", str(err))

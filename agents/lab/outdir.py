@@ -94,6 +94,7 @@ def remove_own_cells(out: Path) -> int:
 
 def check_writable(out: Path) -> None:
     """``ValueError`` unless ``out`` is (or can be created as) a writable folder."""
+    out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder")
     parent = next((p for p in (out, *out.parents) if p.exists()), Path("."))
@@ -112,8 +113,11 @@ def claimed(out: Path, settings: dict[str, Any], fingerprint: str, resume: bool,
     exit, also on an exception or Ctrl-C."""
     out = Path(out)
     check_writable(out)
-    out.mkdir(parents=True, exist_ok=True)
-    lock = _take_lock(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = _take_lock(out)
+    except OSError as err:
+        raise ValueError(f"--out {out} cannot be written: {err.strerror or err}") from None
     try:
         manifest = out / MANIFEST
         previous: dict[str, Any] | None = None
