@@ -28,6 +28,7 @@ from agents.lab.outdir import claimed, point_latest
 from agents.lab.results import markdown_tables, provenance, write_results
 from agents.models.quantum import Execution
 from agents.registry import available
+from cfenv import __version__
 from cfenv.units import parse_size, size_label
 
 RUN_FLAGS = ("snapshots", "seed", "out", "overwrite", "max_assignments", "checkpoints", "train", "loss", "device")
@@ -36,6 +37,7 @@ SCALE_FLAGS = ("executor", "workers", "ray_address", "chunk_size", "retries", "r
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"cfpilot {__version__}")
     parser.add_argument("--agents", default="all", help="'all' or comma-separated names (see --list-agents)")
     parser.add_argument("--sizes", nargs="+", default=None,
                         help=f"size groups ({', '.join(SIZE_GROUPS)}) or M,L,K,tau_p quadruples; "
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130  # evaluate() printed where the finished chunks are and how to resume
     if args.out is None:
         point_latest(settings.out)
-    print(markdown_tables(records))
+    print(markdown_tables(records, settings.execution))
     for r in records:
         if r["status"] != "ok":
             print(f"{r['status']} {r['agent']} at ({r['M']},{r['L']},{r['K']},{r['tau_p']}): {r['reason']}")

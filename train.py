@@ -29,6 +29,7 @@ from agents.models.quantum import Execution
 from agents.neural import NeuralAgent
 from agents.registry import REGISTRY, resolve
 from agents.rl import RLAgent, RLBudget
+from cfenv import __version__
 from cfenv.config import SystemConfig
 from cfenv.units import size_label
 
@@ -43,11 +44,13 @@ RL_FLAGS = tuple(RLBudget.__dataclass_fields__)
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"cfpilot {__version__}")
     p.add_argument("--agent", default="hqcnn", help=f"one of {', '.join(LEARNABLE)} (default: hqcnn)")
     p.add_argument("--sizes", nargs="+", default=["10,2,6,3"],
                    help="size groups or M,L,K,tau_p quadruples (default: 10,2,6,3)")
     add_fields(p, TrainSettings, RUN_FLAGS)
     add_fields(p, TrainSettings, ("runs_dir",), aliases={"runs_dir": ("--out",)})
+    add_fields(p, TrainSettings, ("cache_dir",))
     add_fields(p, TrainSettings, ("progress",))
     budget = p.add_argument_group("training budget of neural agents (default: the agent's own, see "
                                   "agents.make(NAME).default_budget)")
@@ -79,7 +82,7 @@ def fit_arguments(args: argparse.Namespace, agent: Any) -> dict[str, Any]:
         execution = given(args, EXECUTION_FLAGS)
         if execution:
             Execution(**execution)
-        fit = {"runs_dir": args.runs_dir, "progress": args.progress, "resume": args.resume,
+        fit = {"runs_dir": args.runs_dir, "cache_dir": args.cache_dir, "progress": args.progress, "resume": args.resume,
                "execution": execution, **given(args, BUDGET_FLAGS)}
     if foreign:
         flags = ", ".join("--" + k.replace("_", "-") for k in foreign)

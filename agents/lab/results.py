@@ -18,6 +18,7 @@ import numpy as np
 from agents.base import TEST_STREAM
 from agents.lab.stats import ci95
 from agents.learning.diagnostics import collapse_report
+from cfenv import __version__
 from cfenv.channel import Snapshot
 from cfenv.config import SystemConfig
 from cfenv.units import MBPS, Size, size_slug
@@ -25,7 +26,7 @@ from cfenv.units import MBPS, Size, size_slug
 REFERENCE_AGENT = "exhaustive"
 """the ratio reference where it ran (else the best agent at that size)"""
 RECORD_FIELDS = ["M", "L", "K", "tau_p", "agent", "status", "mean_sum_rate_mbps", "ci95_mbps", "ratio",
-                 "ratio_to", "ms_per_snapshot", "train_time_s", "parameters", "distinct_assignments",
+                 "ratio_to", "ms_per_snapshot", "warm_up_s", "train_time_s", "parameters", "distinct_assignments",
                  "ratio_to_best_constant", "collapsed", "snapshots", "seed", "reason"]
 """columns of results.csv"""
 
@@ -38,7 +39,7 @@ def cell_record(name: str, size: Size, parts: list[dict[str, Any] | None], error
     record: dict[str, Any] = {"M": M, "L": L, "K": K, "tau_p": tau_p, "agent": name,
                               "snapshots": snapshots, "seed": seed, "train_time_s": None,
                               "parameters": None}
-    empty = dict(mean_sum_rate_mbps=None, ci95_mbps=None, ms_per_snapshot=None, per_snapshot_sum_rate_mbps=[],
+    empty = dict(mean_sum_rate_mbps=None, ci95_mbps=None, ms_per_snapshot=None, warm_up_s=None, per_snapshot_sum_rate_mbps=[],
                  per_snapshot_assignments=[], distinct_assignments=None, ratio_to_best_constant=None,
                  collapsed=None)
     if error is not None or any(p is None for p in parts):
@@ -58,6 +59,7 @@ def cell_record(name: str, size: Size, parts: list[dict[str, Any] | None], error
     ci = ci95(rates)
     record.update(status="ok", reason="", mean_sum_rate_mbps=float(np.mean(rates)), ci95_mbps=ci,
                   ms_per_snapshot=1e3 * sum(p["elapsed_s"] for p in parts) / n,
+                  warm_up_s=sum(p.get("warm_up_s", 0.0) for p in parts),
                   per_snapshot_sum_rate_mbps=rates.tolist(), per_snapshot_assignments=pilots.tolist())
     record.update(collapse_report(pilots, snaps.beta, SystemConfig.from_size(size), float(np.mean(rates)) * MBPS))
     return record
@@ -83,13 +85,24 @@ def _fmt(value: float | None, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
 
-def markdown_tables(records: list[dict[str, Any]]) -> str:
-    """Table II (sizes x agents, mean sum rate and ratio) followed by the detailed rows."""
+def execution_note(execution: dict[str, Any] | None) -> str:
+    """How the learning agents' circuits ran, in one line (empty when exactly, as trained)."""
+    if not execution:
+        return ""
+    return ("Quantum circuits of the learning agents run with "
+            + ", ".join(f"{k}={v}" for k, v in execution.items()) + " (trained noiselessly)")
+
+
+def markdown_tables(records: list[dict[str, Any]], execution: dict[str, Any] | None = None) -> str:
+    """Table II (sizes x agents, mean sum rate and ratio) followed by the detailed rows;
+    ``execution`` (noise, shots, mitigation of the circuits) is stated under the title."""
     agent_names = list(dict.fromkeys(r["agent"] for r in records))
     sizes = list(dict.fromkeys(_size_of(r) for r in records))
     by_key = {(_size_of(r), r["agent"]): r for r in records}
+    note = execution_note(execution)
     lines = ["Average sum rate [Mbit/s] (ratio to the reference in brackets: EPAS where it ran, "
-             "else the best agent, marked *; † = collapsed: (almost) the same assignment for every network)", ""]
+             "else the best agent, marked *; † = collapsed: (almost) the same assignment for every network)"
+             + (f". {note}" if note else ""), ""]
     lines.append("| M, L | K | tau_p | " + " | ".join(agent_names) + " |")
     lines.append("|---|---|---|" + "---|" * len(agent_names))
     for size in sizes:
@@ -103,15 +116,16 @@ def markdown_tables(records: list[dict[str, Any]]) -> str:
             dagger = " †" if r.get("collapsed") else ""
             cells.append(f"{r['mean_sum_rate_mbps']:.2f} ({r['ratio']:.3f}{star}){dagger}")
         lines.append(f"| {size[0]}, {size[1]} | {size[2]} | {size[3]} | " + " | ".join(cells) + " |")
-    lines += ["", "| size | agent | mean [Mbit/s] | 95 % CI | ratio | ratio to | ms/snapshot | train s | "
+    lines += ["", "| size | agent | mean [Mbit/s] | 95 % CI | ratio | ratio to | ms/snapshot | warm-up s | train s | "
               "distinct | vs best constant | collapsed | note |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         size = f"({r['M']},{r['L']},{r['K']},{r['tau_p']})"
         lines.append(
             f"| {size} | {r['agent']} | {_fmt(r['mean_sum_rate_mbps'], '.2f')} | "
             f"{'–' if r['ci95_mbps'] is None else '±' + format(r['ci95_mbps'], '.2f')} | "
             f"{_fmt(r['ratio'], '.4f')} | {r['ratio_to'] or '–'} | {_fmt(r['ms_per_snapshot'], '.3f')} | "
+            f"{_fmt(r.get('warm_up_s'), '.2f')} | "
             f"{_fmt(r['train_time_s'], '.1f')} | {_fmt(r.get('distinct_assignments'), 'd')} | "
             f"{_fmt(r.get('ratio_to_best_constant'), '.4f')} | "
             f"{'–' if r.get('collapsed') is None else ('yes' if r['collapsed'] else 'no')} | {r['reason']} |")
@@ -283,7 +297,7 @@ def provenance(argv: Sequence[str] | None = None) -> dict[str, Any]:
     versions = {}
     for pkg in ("cfpilot", "numpy", "numba", "gymnasium", "torch", "pennylane", "stable-baselines3"):
         try:
-            versions[pkg] = metadata.version(pkg)
+            versions[pkg] = __version__ if pkg == "cfpilot" else metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = None
     root = Path(__file__).resolve().parents[2]
@@ -330,7 +344,7 @@ def write_results(records: list[dict[str, Any]], out: Path, seed: int, settings:
                 seed = f"{r['seed']}/{TEST_STREAM}/{r['M']},{r['L']},{r['K']},{r['tau_p']}/{i}"
                 writer.writerow([r["M"], r["L"], r["K"], r["tau_p"], r["agent"], i, seed, f"{rate:.6f}",
                                  " ".join(map(str, pilots))])
-    paths["results.md"].write_text(markdown_tables(records))
+    paths["results.md"].write_text(markdown_tables(records, settings.get("execution")))
     plot_records(records, paths["results.png"])
     paths["run.json"].write_text(json.dumps({**meta, "settings": settings,
                                              "test_snapshot_seeds": f"numpy default_rng([seed, {TEST_STREAM}, M, L, K, tau_p, i])"},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,8 +73,9 @@ class TrainSettings:
     noise_p, shots, grad="parameter-shift" as hardware would need); empty: exact, backprop"""
     runs_dir: Path = Path("runs")
     """root of run folders and TensorBoard logs"""
-    cache_dir: Path = Path(".cache/datasets")
-    """dataset cache"""
+    cache_dir: Path = field(default_factory=lambda: Path(os.environ.get("CFPILOT_CACHE", ".cache/datasets")))
+    """dataset cache: training/validation snapshots and teacher labels, reused across runs
+    ($CFPILOT_CACHE, else .cache/datasets under the working directory)"""
     resume: bool = False
     """continue from the run folder's checkpoint"""
     progress: bool = True
