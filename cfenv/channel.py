@@ -69,7 +69,7 @@ class Snapshot:
 
 
 def validate_snapshot(snapshot: object, config: SystemConfig, *, batch_shape: tuple[int, ...] | None = (),
-                      where: str = "snapshot") -> Snapshot:
+                      where: str = "snapshot", copy: bool = True) -> Snapshot:
     """Check a snapshot given from outside against ``config``; returns it as float64 arrays.
 
     Accepts a :class:`Snapshot` or a dict with ``beta``, ``ap_positions`` and
@@ -77,7 +77,8 @@ def validate_snapshot(snapshot: object, config: SystemConfig, *, batch_shape: tu
     ignored). Raises one ``ValueError`` naming the problem unless beta is a real
     float32/float64 ``(*batch_shape, M, K)`` array in (0, 1] (:func:`cfenv.rates.validate_beta`)
     and the positions are real, finite and inside the D x D area ``[0, D]``.
-    ``batch_shape=None`` accepts any leading dimensions.
+    ``batch_shape=None`` accepts any leading dimensions. ``copy=False`` returns the given
+    arrays themselves where they already are float64.
     """
     if isinstance(snapshot, dict):
         missing = [name for name in SNAPSHOT_FIELDS if name not in snapshot]
@@ -93,7 +94,7 @@ def validate_snapshot(snapshot: object, config: SystemConfig, *, batch_shape: tu
         try:
             arrays[name] = np.asarray(value)
         except (TypeError, ValueError) as err:
-            raise ValueError(f"{where} {name} must be an array, got {type(value).__name__} ({err})") from None
+            raise ValueError(f"{where}.{name} must be an array, got {type(value).__name__} ({err})") from None
     beta = arrays["beta"]
     batch = beta.shape[:-2] if batch_shape is None else tuple(batch_shape)
     expected = {"beta": (*batch, config.M, config.K), "ap_positions": (*batch, config.M, 2),
@@ -101,19 +102,19 @@ def validate_snapshot(snapshot: object, config: SystemConfig, *, batch_shape: tu
     for name, shape in expected.items():
         got = arrays[name].shape
         if got != shape:
-            raise ValueError(f"{where} {name} must have shape {shape}, got {got}")
-    validate_beta(beta, config, name=f"{where} beta")
+            raise ValueError(f"{where}.{name} must have shape {shape}, got {got}")
+    validate_beta(beta, config, name=f"{where}.beta")
     side = config.area_side_m
     for name in ("ap_positions", "ue_positions"):
         pos = arrays[name]
         if pos.dtype.kind not in "iuf" or pos.dtype == np.float16:
-            raise ValueError(f"{where} {name} must be real float32/float64 (or integer) coordinates, got {pos.dtype}")
+            raise ValueError(f"{where}.{name} must be real float32/float64 (or integer) coordinates, got {pos.dtype}")
         if not np.all(np.isfinite(pos)):
-            raise ValueError(f"{where} {name} contains NaN or inf (must be finite)")
+            raise ValueError(f"{where}.{name} contains NaN or inf (must be finite)")
         if pos.size and (pos.min() < 0 or pos.max() > side):
-            raise ValueError(f"{where} {name} must lie inside the area [0, D] = [0, {side:g}] m, "
+            raise ValueError(f"{where}.{name} must lie inside the area [0, D] = [0, {side:g}] m, "
                              f"got values in [{pos.min():g}, {pos.max():g}]")
-    return Snapshot(*(arrays[name].astype(np.float64) for name in SNAPSHOT_FIELDS))
+    return Snapshot(*(arrays[name].astype(np.float64, copy=copy) for name in SNAPSHOT_FIELDS))
 
 
 def pairwise_distance_m(
