@@ -37,7 +37,8 @@ def check_options(options: Any) -> dict[str, Any]:
     if options is None:
         return {}
     if not isinstance(options, dict):
-        raise ValueError(f"options must be a dict such as {{'snapshot': s}} or None, got {type(options).__name__}")
+        raise ValueError(  # noqa: TRY004 -- bad reset input is one ValueError, whatever its kind
+            f"options must be a dict such as {{'snapshot': s}} or None, got {type(options).__name__}")
     unknown = sorted(str(key) for key in options if key not in RESET_OPTIONS)
     if unknown:
         raise ValueError(f"unknown reset option {unknown[0]!r}; valid: {', '.join(RESET_OPTIONS)}")

@@ -29,7 +29,6 @@ from cfenv.rates import (
     _rate_terms,
     as_pilot_indices,
     float32_overflow_bound,
-    rate_terms,
     relaxed_user_rates,
 )
 
@@ -266,8 +265,8 @@ def test_env_tells_the_action_forms_apart_by_dimensions_at_k_equal_tau():
 
 
 # ------------------------------------------------------------------ reset options, snapshots
-def valid_snapshot(cfg=SystemConfig()):
-    return draw_snapshots(cfg, np.random.default_rng(5))
+def valid_snapshot():
+    return draw_snapshots(SystemConfig(), np.random.default_rng(5))
 
 
 @pytest.mark.parametrize("env_cls", [CellFreePilotEnv, CellFreePilotSequentialEnv])
@@ -287,14 +286,14 @@ def test_snapshot_from_lists_and_bad_options(env_cls):
 
 
 @pytest.mark.parametrize("change,match", [
-    (dict(beta=lambda s: s.beta * 1e12), "at most 1"),
-    (dict(beta=lambda s: s.beta.astype(complex)), "float32/float64"),
-    (dict(beta=lambda s: s.beta.astype(np.float16)), "float32/float64"),
-    (dict(ap_positions=lambda s: np.full_like(s.ap_positions, np.nan)), "ap_positions contains NaN"),
-    (dict(ue_positions=lambda s: np.full_like(s.ue_positions, np.inf)), "ue_positions contains NaN"),
-    (dict(ue_positions=lambda s: s.ue_positions + 2000.0), "inside the area"),
-    (dict(ap_positions=lambda s: -s.ap_positions - 1.0), "inside the area"),
-    (dict(ap_positions=lambda s: s.ap_positions.astype(complex)), "real"),
+    ({"beta": lambda s: s.beta * 1e12}, "at most 1"),
+    ({"beta": lambda s: s.beta.astype(complex)}, "float32/float64"),
+    ({"beta": lambda s: s.beta.astype(np.float16)}, "float32/float64"),
+    ({"ap_positions": lambda s: np.full_like(s.ap_positions, np.nan)}, "ap_positions contains NaN"),
+    ({"ue_positions": lambda s: np.full_like(s.ue_positions, np.inf)}, "ue_positions contains NaN"),
+    ({"ue_positions": lambda s: s.ue_positions + 2000.0}, "inside the area"),
+    ({"ap_positions": lambda s: -s.ap_positions - 1.0}, "inside the area"),
+    ({"ap_positions": lambda s: s.ap_positions.astype(complex)}, "real"),
 ])
 def test_reset_refuses_invalid_snapshots(change, match):
     snap = valid_snapshot()
@@ -341,7 +340,7 @@ def test_vector_env_loads_a_batch_of_snapshots():
     cfg = SystemConfig(K=4, tau_p=2)
     snaps = draw_snapshots(cfg, np.random.default_rng(3), (3,))
     venv = gym.make_vec("CellFreePilot-v0", num_envs=3, K=4, tau_p=2)
-    obs, infos = venv.reset(seed=0, options={"snapshot": snaps})
+    _, infos = venv.reset(seed=0, options={"snapshot": snaps})
     np.testing.assert_array_equal(infos["beta"], snaps.beta)
     actions = np.tile([0, 1, 1, 0], (3, 1))
     _, rewards, *_, infos2 = venv.step(actions)
