@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from cfenv.channel import Snapshot
+from cfenv.channel import Snapshot, validate_snapshot
 from cfenv.config import SystemConfig
 from cfenv.units import size_slug
 
@@ -88,7 +88,10 @@ class Agent(ABC):
         """Pilot assignments for a batch of snapshots.
 
         Args:
-            snapshots: ``beta`` ``(B, M, K)`` (or a single ``(M, K)``), linear; positions [m].
+            snapshots: a :class:`Snapshot` (or a dict of its three arrays): ``beta`` ``(B, M, K)``
+                (or a single ``(M, K)``), real float32/float64 in (0, 1]; positions [m], finite,
+                inside the ``[0, D]`` square. Anything else raises one ``ValueError``
+                (:func:`cfenv.channel.validate_snapshot`).
             config: the system (defaults to the agent's own).
             rng: generator for random choices (defaults to the agent's own, seeded stream).
 
@@ -96,13 +99,10 @@ class Agent(ABC):
             ``(B, K)`` (or ``(K,)`` for a single snapshot) int64 pilots in [0, tau_p).
         """
         cfg = self._resolve_config(config)
-        single = snapshots.beta.ndim == 2
-        batch = Snapshot(*(np.asarray(a, dtype=np.float64)[None] if single else np.asarray(a, np.float64)
-                           for a in (snapshots.beta, snapshots.ap_positions, snapshots.ue_positions)))
-        if batch.beta.ndim != 3 or batch.beta.shape[1:] != (cfg.M, cfg.K):
-            raise ValueError(f"snapshots.beta must be (B, M, K) = (B, {cfg.M}, {cfg.K}), got {snapshots.beta.shape}")
-        if not np.all(np.isfinite(batch.beta)) or not np.all(batch.beta > 0):
-            raise ValueError("snapshots.beta must be finite and strictly positive")
+        batch = self._checked_snapshots(snapshots, cfg)
+        single = batch.beta.ndim == 2
+        if single:
+            batch = batch[None]
         reason = self.unsupported_reason(cfg)
         if reason is not None:
             raise ValueError(f"{self.name} cannot run at (M, L, K, tau_p) = {cfg.size}: {reason}")
@@ -129,6 +129,15 @@ class Agent(ABC):
         """``(B, K)`` pilots for validated ``(B, M, K)`` snapshots."""
 
     # ----------------------------------------------------------------- helpers
+    @staticmethod
+    def _checked_snapshots(snapshots: Any, config: SystemConfig) -> Snapshot:
+        """``snapshots`` validated against ``config``, as float64 arrays (single or batched)."""
+        beta = snapshots.get("beta") if isinstance(snapshots, dict) else getattr(snapshots, "beta", None)
+        shape = np.shape(beta) if beta is not None else None
+        if shape is None or len(shape) not in (2, 3) or tuple(shape[-2:]) != (config.M, config.K):
+            raise ValueError(f"snapshots.beta must be (B, M, K) = (B, {config.M}, {config.K}), got {shape}")
+        return validate_snapshot(snapshots, config, batch_shape=tuple(shape[:-2]), where="snapshots", copy=False)
+
     def _resolve_config(self, config: SystemConfig | None) -> SystemConfig:
         cfg = config or self.config
         if cfg is None:

@@ -2,15 +2,20 @@
 
 Both run compiled (numba) over the same per-assignment kernel as the rate
 engine (:func:`cfenv._kernels.sum_rate_one`), in parallel over the machine's
-cores.
+cores. Both are deterministic functions of (seed, snapshot): every parallel work item is
+independent and ties go to a fixed order, so the pilots (canonical, restricted-growth
+labels: :func:`agents.base.canonical_pilots`) and their sum rates do not depend on the
+batch a snapshot comes in, on the thread count or on the load.
 """
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 from numba import njit, prange
 
-from agents.base import Agent
+from agents.base import AGENT_STREAM, Agent, canonical_pilots, stream_rng
 from agents.heuristics import master_ap_pilots
 from cfenv import _kernels
 from cfenv.channel import Snapshot
@@ -94,7 +99,8 @@ class ExhaustiveAgent(Agent):
     (user 0 on pilot 0, every later user on a used pilot or the next new one):
     ``sum_{j <= tau_p} S(K, j)`` ~ tau_p^K / tau_p! assignments. The enumeration is
     split into independent prefixes scored in parallel by a compiled depth-first
-    search; ties go to the lexicographically first assignment.
+    search; ties go to the lexicographically first assignment. The result is canonical
+    (a restricted-growth string) and independent of batching and thread count.
 
     Args:
         max_assignments: refuse (``ValueError``, with the number needed) beyond this.
@@ -219,14 +225,25 @@ def _local_search(beta_t, bu, snap_of_start, starts, tau_p, tau_rho_p, rho_d, n_
         rounds[r] = n_rounds
 
 
+def snapshot_key(beta: np.ndarray) -> int:
+    """CRC-32 of one snapshot's fading as float64 bytes: keys a snapshot's own random stream."""
+    return zlib.crc32(np.ascontiguousarray(beta, dtype=np.float64).tobytes())
+
+
 class LocalSearchAgent(Agent):
     """Steepest-ascent local search over single-user moves and pair swaps.
 
     Starts from the master-AP assignment and from ``restarts`` uniformly random
-    assignments (from the agent's seeded generator); every round evaluates all
-    K (tau_p - 1) moves and all swaps of users on different pilots, applies the
-    best if it improves, and stops at a local optimum. The best end point over
-    the starts is returned, so the result is never below master-AP.
+    assignments; every round evaluates all K (tau_p - 1) moves and all swaps of users on
+    different pilots, applies the best if it improves, and stops at a local optimum. The
+    best end point over the starts is returned, so the result is never below master-AP.
+
+    Deterministic given (seed, snapshot), whatever the batching, thread count or load: a
+    snapshot's random starts come from its own stream ``stream_rng(seed, AGENT_STREAM,
+    "local-search", M, L, K, tau_p, crc32(beta))`` (not from the batch's ``rng``), starts
+    are relabelled to canonical form, ties between moves go to the first in scan order
+    (users, then pilots; then swaps) and ties between end points to the first start; the
+    returned pilots are canonical (:func:`agents.base.canonical_pilots`).
 
     Args:
         restarts: random starts besides master-AP.
@@ -246,19 +263,26 @@ class LocalSearchAgent(Agent):
         self.max_rounds = int(max_rounds)
         self.last_stats: dict[str, np.ndarray] = {}
 
-    def starts(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
-        """``(B, 1 + restarts, K)`` starting assignments: master-AP first, then random."""
-        B = snapshots.beta.shape[0]
-        first = master_ap_pilots(snapshots.beta, config.tau_p)[:, None, :]
-        rand = rng.integers(0, config.tau_p, (B, self.restarts, config.K))
-        return np.concatenate([first, rand], axis=1)
+    def starts(self, snapshots: Snapshot, config: SystemConfig,
+               rng: np.random.Generator | None = None) -> np.ndarray:
+        """``(B, 1 + restarts, K)`` canonical starting assignments: master-AP first, then random
+        ones from each snapshot's own stream (see the class doc; ``rng`` is not used)."""
+        beta = snapshots.beta
+        B, K = beta.shape[0], config.K
+        first = master_ap_pilots(beta, config.tau_p)[:, None, :]
+        rand = np.empty((B, self.restarts, K), dtype=np.int64)
+        for b in range(B if self.restarts else 0):
+            own = stream_rng(self.seed, AGENT_STREAM, self.name, *config.size, snapshot_key(beta[b]))
+            rand[b] = own.integers(0, config.tau_p, (self.restarts, K))
+        return canonical_pilots(np.concatenate([first.astype(np.int64), rand], axis=1))
 
     def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
         return self.improve(snapshots, self.starts(snapshots, config, rng), config)
 
     def improve(self, snapshots: Snapshot, starts: np.ndarray, config: SystemConfig) -> np.ndarray:
-        """Run the ascent from given ``(B, R, K)`` starts; returns the best ``(B, K)`` end points.
-        Per-start values are kept in :attr:`last_stats` (``start_val``, ``final_val``, ``rounds``)."""
+        """Run the ascent from given ``(B, R, K)`` starts; returns the best ``(B, K)`` end points in
+        canonical form (ties to the first start). Per-start values are kept in :attr:`last_stats`
+        (``start_val``, ``final_val`` -- the sum rate of the canonical end point -- and ``rounds``)."""
         B, R, K = starts.shape
         beta_t, bu = prepare_snapshots(snapshots.beta, config)
         flat = np.ascontiguousarray(starts.reshape(B * R, K), dtype=np.int64)
@@ -269,6 +293,10 @@ class LocalSearchAgent(Agent):
         rounds = np.empty(B * R, dtype=np.int64)
         _local_search(beta_t, bu, snap_of_start, flat, *_kernels.rate_params(config), self.swaps,
                       self.max_rounds, final, final_val, start_val, rounds)
+        # the same partition reached under other labels scores within an ulp of it: score the
+        # canonical end points, so that values (and the choice below) depend on partitions only
+        final = canonical_pilots(final)
+        final_val = _kernels.evaluate(beta_t, bu, snap_of_start, final, config, per_user=False)
         self.last_stats = {"start_val": start_val.reshape(B, R), "final_val": final_val.reshape(B, R),
                            "rounds": rounds.reshape(B, R)}
         best = final_val.reshape(B, R).argmax(axis=1)

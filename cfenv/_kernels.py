@@ -64,7 +64,10 @@ def rates_one(beta_t, bu, pilots, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth
         for m in range(M):
             sqrt_eta[m] += inv[t, m] * group_sq[t, m]  # sum_k gamma[m, k]
     for m in range(M):
-        sqrt_eta[m] = 1.0 / math.sqrt(n_antennas * sqrt_eta[m])
+        if sqrt_eta[m] > 0.0:
+            sqrt_eta[m] = 1.0 / math.sqrt(n_antennas * sqrt_eta[m])
+        # else every gamma[m, k] underflowed to 0 (beta[m, :] below ~1e-160): the weight of AP m
+        # stays 0 instead of 1/0, as in cfenv.rates._rate_terms
     for t in range(tau_p):
         for m in range(M):
             inv[t, m] *= sqrt_eta[m]  # now w[t, m] = sqrt(eta_m) c-factor

@@ -11,14 +11,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from cfenv.config import SystemConfig
+from cfenv.rates import validate_beta
+
+SNAPSHOT_FIELDS = ("beta", "ap_positions", "ue_positions")
 
 
 @dataclass(frozen=True)
 class Snapshot:
     """One (or a batch of) network realisations.
 
+    Arrays given as anything else (lists, tuples) are converted with ``numpy.asarray``; the
+    three shapes must agree (else ``ValueError``). Values are checked where a snapshot enters
+    against a :class:`SystemConfig` (:func:`validate_snapshot`).
+
     Attributes:
-        beta: ``(..., M, K)`` large-scale fading, linear power gain, float64.
+        beta: ``(..., M, K)`` large-scale fading, linear power gain in (0, 1], float64.
         ap_positions: ``(..., M, 2)`` AP coordinates in [0, D) [m], float64.
         ue_positions: ``(..., K, 2)`` user coordinates in [0, D) [m], float64.
     """
@@ -26,6 +33,26 @@ class Snapshot:
     beta: np.ndarray
     ap_positions: np.ndarray
     ue_positions: np.ndarray
+
+    def __post_init__(self) -> None:
+        for name in SNAPSHOT_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, np.ndarray):
+                try:
+                    value = np.asarray(value)
+                except (TypeError, ValueError) as err:
+                    raise ValueError(f"Snapshot.{name} must be an array, got {type(value).__name__} ({err})") from None
+                object.__setattr__(self, name, value)
+        beta, ap, ue = self.beta, self.ap_positions, self.ue_positions
+        ok = beta.ndim >= 2 and ap.ndim == beta.ndim and ue.ndim == beta.ndim
+        if ok:
+            batch, (M, K) = beta.shape[:-2], beta.shape[-2:]
+            ok = ap.shape == (*batch, M, 2) and ue.shape == (*batch, K, 2)
+        if not ok:
+            raise ValueError(
+                "Snapshot shapes must be beta (..., M, K), ap_positions (..., M, 2), ue_positions (..., K, 2) "
+                f"with the same leading dimensions, got {beta.shape}, {ap.shape}, {ue.shape}"
+            )
 
     @property
     def batch_shape(self) -> tuple[int, ...]:
@@ -39,6 +66,56 @@ class Snapshot:
         if self.beta.ndim < 3:
             raise TypeError("a single Snapshot has no length")
         return self.beta.shape[0]
+
+
+def validate_snapshot(snapshot: object, config: SystemConfig, *, batch_shape: tuple[int, ...] | None = (),
+                      where: str = "snapshot", copy: bool = True) -> Snapshot:
+    """Check a snapshot given from outside against ``config``; returns it as float64 arrays.
+
+    Accepts a :class:`Snapshot` or a dict with ``beta``, ``ap_positions`` and
+    ``ue_positions`` (arrays or lists; other keys, such as those of an ``info`` dict, are
+    ignored). Raises one ``ValueError`` naming the problem unless beta is a real
+    float32/float64 ``(*batch_shape, M, K)`` array in (0, 1] (:func:`cfenv.rates.validate_beta`)
+    and the positions are real, finite and inside the D x D area ``[0, D]``.
+    ``batch_shape=None`` accepts any leading dimensions. ``copy=False`` returns the given
+    arrays themselves where they already are float64.
+    """
+    if isinstance(snapshot, dict):
+        missing = [name for name in SNAPSHOT_FIELDS if name not in snapshot]
+        if missing:
+            raise ValueError(f"{where} lacks {missing[0]!r} (needs beta, ap_positions, ue_positions)")
+        given = [snapshot[name] for name in SNAPSHOT_FIELDS]
+    elif isinstance(snapshot, Snapshot):
+        given = [getattr(snapshot, name) for name in SNAPSHOT_FIELDS]
+    else:
+        raise ValueError(  # noqa: TRY004 -- bad input at the boundary is one ValueError
+            f"{where} must be a Snapshot or a dict, got {type(snapshot).__name__}")
+    arrays = {}
+    for name, value in zip(SNAPSHOT_FIELDS, given):
+        try:
+            arrays[name] = np.asarray(value)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where}.{name} must be an array, got {type(value).__name__} ({err})") from None
+    beta = arrays["beta"]
+    batch = beta.shape[:-2] if batch_shape is None else tuple(batch_shape)
+    expected = {"beta": (*batch, config.M, config.K), "ap_positions": (*batch, config.M, 2),
+                "ue_positions": (*batch, config.K, 2)}
+    for name, shape in expected.items():
+        got = arrays[name].shape
+        if got != shape:
+            raise ValueError(f"{where}.{name} must have shape {shape}, got {got}")
+    validate_beta(beta, config, name=f"{where}.beta")
+    side = config.area_side_m
+    for name in ("ap_positions", "ue_positions"):
+        pos = arrays[name]
+        if pos.dtype.kind not in "iuf" or pos.dtype == np.float16:
+            raise ValueError(f"{where}.{name} must be real float32/float64 (or integer) coordinates, got {pos.dtype}")
+        if not np.all(np.isfinite(pos)):
+            raise ValueError(f"{where}.{name} contains NaN or inf (must be finite)")
+        if pos.size and (pos.min() < 0 or pos.max() > side):
+            raise ValueError(f"{where}.{name} must lie inside the area [0, D] = [0, {side:g}] m, "
+                             f"got values in [{pos.min():g}, {pos.max():g}]")
+    return Snapshot(*(arrays[name].astype(np.float64, copy=copy) for name in SNAPSHOT_FIELDS))
 
 
 def pairwise_distance_m(
@@ -82,9 +159,12 @@ def path_loss_db(distance_m: np.ndarray, config: SystemConfig) -> np.ndarray:
 def large_scale_fading(
     distance_m: np.ndarray, config: SystemConfig, rng: np.random.Generator
 ) -> np.ndarray:
-    """Linear beta = 10^((PL(d) + sigma_sh z) / 10), z ~ N(0, 1) i.i.d.
+    """Linear beta = 10^((PL(d) + sigma_sh z) / 10), z ~ N(0, 1) i.i.d., at most 1.
 
     Shadowing applies where ``d > d1`` only, or everywhere when ``config.shadow_near``.
+    A passive channel never gains power, so beta is capped at 1 (0 dB): the log-normal
+    tail reaches it only beyond ``-PL / sigma_sh`` standard deviations (about 12 at the
+    defaults), so the cap changes no realistic draw (valid configs keep PL(d) <= 0 dB).
     Returns an array of the shape of ``distance_m``, float64.
     """
     pl_db = path_loss_db(distance_m, config)
@@ -92,7 +172,7 @@ def large_scale_fading(
     shadow_db = config.shadowing_std_db * z
     if not config.shadow_near:
         shadow_db = np.where(np.asarray(distance_m) > config.d1_m, shadow_db, 0.0)
-    return 10.0 ** ((pl_db + shadow_db) / 10.0)
+    return np.minimum(10.0 ** ((pl_db + shadow_db) / 10.0), 1.0)
 
 
 def draw_snapshots(

@@ -28,59 +28,78 @@ TABLE2_SIZES: tuple[tuple[int, int, int, int], ...] = (
 )
 
 _INT_FIELDS = SIZE_FIELDS
-_POSITIVE_FIELDS = (
-    "area_side_m",
-    "carrier_freq_mhz",
-    "ap_height_m",
-    "ue_height_m",
-    "d0_m",
-    "d1_m",
-    "bandwidth_hz",
-    "pilot_power_w",
-    "ap_power_w",
-)
+
+MAX_SNAPSHOT_BYTES = 1 << 30
+"""cap (1 GiB) on :attr:`SystemConfig.snapshot_bytes`, the estimated memory of one snapshot's
+working set: a larger (M, L, K, tau_p) is refused by ``SystemConfig`` before anything is allocated"""
+
+MAX_ANTENNAS = 10_000
+"""largest accepted L (antennas per AP)"""
+
+#: Accepted physical range ``(low, high, unit)`` of every float field, bounds included. The
+#: ranges are wide (they cover every deployment the model is meant for, and the unit-power
+#: configurations of the tests) and keep every derived quantity and rate finite in float64.
+FIELD_RANGES: dict[str, tuple[float, float, str]] = {
+    "area_side_m": (1.0, 1e5, "m"),
+    "carrier_freq_mhz": (100.0, 1e5, "MHz"),
+    "ap_height_m": (1.0, 1000.0, "m"),
+    "ue_height_m": (0.5, 10.0, "m"),
+    "shadowing_std_db": (0.0, 20.0, "dB"),
+    "d0_m": (0.01, 1e4, "m"),
+    "d1_m": (0.01, 1e5, "m"),
+    "bandwidth_hz": (1.0, 1e12, "Hz"),
+    "noise_figure_db": (0.0, 30.0, "dB"),
+    "thermal_noise_dbm_per_hz": (-200.0, -100.0, "dBm/Hz"),
+    "pilot_power_w": (1e-30, 1e6, "W"),
+    "ap_power_w": (1e-30, 1e6, "W"),
+}
 
 
 @dataclass(frozen=True)
 class SystemConfig:
     """One network size and its radio constants. Units are in the field names.
 
-    Invalid values raise ``ValueError`` naming the field, e.g.
-    ``SystemConfig(tau_p=0)`` -> ``tau_p must be an integer >= 1, got 0``.
+    Every field has a documented range (its docstring; :data:`FIELD_RANGES` for the float
+    fields). Invalid values raise one ``ValueError`` naming the field, e.g.
+    ``SystemConfig(tau_p=0)`` -> ``tau_p must be an integer >= 1, got 0``. Two checks span
+    fields: ``d1_m > d0_m``, and the path loss at ``d <= d0_m`` (the largest gain the model
+    gives) must be a loss (<= 0 dB), since a passive channel never gains power. Sizes whose
+    snapshot would not fit in memory (:attr:`snapshot_bytes` above :data:`MAX_SNAPSHOT_BYTES`)
+    are refused before anything is allocated.
     """
 
     M: int = 10
-    """number of access points"""
+    """number of access points, an integer >= 1 (M, K and tau_p are bounded jointly by the 1 GiB snapshot cap)"""
     L: int = 2
-    """antennas per access point"""
+    """antennas per access point, an integer in [1, 10000]"""
     K: int = 6
-    """number of single-antenna users"""
+    """number of single-antenna users, an integer >= 1"""
     tau_p: int = 3
-    """number of orthonormal pilot sequences"""
+    """number of orthonormal pilot sequences, an integer >= 1"""
     area_side_m: float = 1000.0
-    """side D of the square area [m]"""
+    """side D of the square area [m], in [1, 1e5]"""
     carrier_freq_mhz: float = 1900.0
-    """carrier frequency f [MHz]"""
+    """carrier frequency f [MHz], in [100, 1e5] (the COST-231 Hata constant is fitted for 1500-2000)"""
     ap_height_m: float = 15.0
-    """AP antenna height [m] (enters only the path-loss constant)"""
+    """AP antenna height [m], in [1, 1000] (enters only the path-loss constant)"""
     ue_height_m: float = 1.65
-    """UE antenna height [m] (enters only the path-loss constant)"""
+    """UE antenna height [m], in [0.5, 10] (enters only the path-loss constant)"""
     shadowing_std_db: float = 8.0
-    """log-normal shadowing standard deviation sigma_sh [dB]"""
+    """log-normal shadowing standard deviation sigma_sh [dB], in [0, 20]"""
     d0_m: float = 10.0
-    """first break point of the three-slope path loss [m]"""
+    """first break point of the three-slope path loss [m], in [0.01, 1e4]"""
     d1_m: float = 50.0
-    """second break point of the three-slope path loss [m]"""
+    """second break point of the three-slope path loss [m], in [0.01, 1e5] and > d0_m"""
     bandwidth_hz: float = 20e6
-    """system bandwidth B [Hz]"""
+    """system bandwidth B [Hz], in [1, 1e12]"""
     noise_figure_db: float = 9.0
-    """receiver noise figure [dB]"""
+    """receiver noise figure [dB], in [0, 30]"""
     thermal_noise_dbm_per_hz: float = -174.0
-    """thermal noise density k_B T0 [dBm/Hz]"""
+    """thermal noise density k_B T0 [dBm/Hz], in [-200, -100]"""
     pilot_power_w: float = 0.1
-    """uplink pilot power per user [W]"""
+    """uplink pilot power per user [W], in [1e-30, 1e6]"""
     ap_power_w: float = 0.2
-    """downlink power per AP [W]"""
+    """downlink power per AP [W], in [1e-30, 1e6]"""
     wrap_around: bool = True
     """measure distances on the torus so that no AP sits at an edge"""
     shadow_near: bool = False
@@ -92,22 +111,38 @@ class SystemConfig:
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
             object.__setattr__(self, name, int(value))
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if field.name in _INT_FIELDS or isinstance(value, bool):
-                continue
-            if not isinstance(value, numbers.Real) or not math.isfinite(value):
-                raise ValueError(f"{field.name} must be a finite number, got {value!r}")
+        if self.L > MAX_ANTENNAS:
+            raise ValueError(f"L must be an integer in [1, {MAX_ANTENNAS}], got {self.L!r}")
+        for name, (low, high, unit) in FIELD_RANGES.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+            if not low <= value <= high:
+                raise ValueError(f"{name} must lie in [{low:g}, {high:g}] {unit}, got {value!r}")
         for name in ("wrap_around", "shadow_near"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
-        for name in _POSITIVE_FIELDS:
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if self.shadowing_std_db < 0:
-            raise ValueError(f"shadowing_std_db must be >= 0, got {self.shadowing_std_db!r}")
         if self.d1_m <= self.d0_m:
             raise ValueError(f"d1_m must be > d0_m, got d0_m={self.d0_m!r}, d1_m={self.d1_m!r}")
+        gain = self.max_path_gain_db
+        if gain > 0.0:
+            raise ValueError(
+                f"the path loss at d <= d0_m is a gain of {gain:+.1f} dB (a passive channel must lose power): "
+                "check carrier_freq_mhz, ap_height_m, ue_height_m, d0_m and d1_m"
+            )
+        if self.snapshot_bytes > MAX_SNAPSHOT_BYTES:
+            raise ValueError(
+                f"size (M, L, K, tau_p) = {self.size} needs about {self.snapshot_bytes / 2**30:.3g} GiB per "
+                f"snapshot, above the cap of {MAX_SNAPSHOT_BYTES / 2**30:g} GiB (cfenv.config.MAX_SNAPSHOT_BYTES)"
+            )
+
+    # ------------------------------------------------------------------ memory
+    @property
+    def snapshot_bytes(self) -> int:
+        """Estimated bytes of one snapshot's largest arrays: float64 beta (M K) and positions
+        (2 (M + K)), and the rate kernel's per-thread scratch (tau_p (3 M + K) float64)."""
+        M, K, tau_p = self.M, self.K, self.tau_p
+        return 8 * (M * K + 2 * (M + K) + tau_p * (3 * M + K))
 
     # ----------------------------------------------------------------- derived
     @property
@@ -126,6 +161,11 @@ class SystemConfig:
             - (1.1 * log_f - 0.7) * self.ue_height_m
             + (1.56 * log_f - 0.8)
         )
+
+    @property
+    def max_path_gain_db(self) -> float:
+        """The path loss (a gain in dB) at ``d <= d0``, the largest the model gives (docs/model.md eq. (1.3))."""
+        return -self.path_loss_const_db - 15.0 * math.log10(self.d1_m / 1000.0) - 20.0 * math.log10(self.d0_m / 1000.0)
 
     @property
     def noise_power_dbm(self) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import gymnasium as gym
@@ -10,8 +11,8 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from cfenv.channel import Snapshot, draw_snapshots
-from cfenv.config import DEFAULT_CONFIG, SystemConfig
+from cfenv.channel import Snapshot, draw_snapshots, validate_snapshot
+from cfenv.config import DEFAULT_CONFIG, MAX_SNAPSHOT_BYTES, SystemConfig
 from cfenv.rates import as_pilot_indices, user_rates
 from cfenv.units import MBPS, fading_db
 
@@ -26,39 +27,77 @@ def fading_observation(beta: np.ndarray) -> np.ndarray:
     return np.clip(fading_db(beta), OBS_DB_LOW, OBS_DB_HIGH).astype(np.float32)
 
 
-def snapshot_from_options(options: dict[str, Any], config: SystemConfig) -> Snapshot:
+RESET_OPTIONS = ("snapshot",)
+"""the keys ``reset(options=...)`` understands"""
+
+
+def check_options(options: Any) -> dict[str, Any]:
+    """``reset``'s ``options``: ``None`` or a dict whose keys are among :data:`RESET_OPTIONS`
+    (``{}`` for ``None``); ``ValueError`` otherwise."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise ValueError(  # noqa: TRY004 -- bad reset input is one ValueError, whatever its kind
+            f"options must be a dict such as {{'snapshot': s}} or None, got {type(options).__name__}")
+    unknown = sorted(str(key) for key in options if key not in RESET_OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown reset option {unknown[0]!r}; valid: {', '.join(RESET_OPTIONS)}")
+    return options
+
+
+def snapshot_from_options(options: dict[str, Any], config: SystemConfig,
+                          batch_shape: tuple[int, ...] = ()) -> Snapshot:
     """A :class:`Snapshot` given as ``options["snapshot"]`` (a Snapshot or a dict with
-    ``beta``, ``ap_positions``, ``ue_positions``); raises ``ValueError`` on bad shapes/values."""
-    given = options["snapshot"]
-    if isinstance(given, dict):
-        try:
-            given = Snapshot(
-                np.asarray(given["beta"], dtype=np.float64),
-                np.asarray(given["ap_positions"], dtype=np.float64),
-                np.asarray(given["ue_positions"], dtype=np.float64),
-            )
-        except KeyError as err:
-            raise ValueError(f"options['snapshot'] lacks {err.args[0]!r}") from None
-    if not isinstance(given, Snapshot):
-        raise ValueError(f"options['snapshot'] must be a Snapshot or a dict, got {type(given).__name__}")
-    expected = {
-        "beta": (config.M, config.K),
-        "ap_positions": (config.M, 2),
-        "ue_positions": (config.K, 2),
-    }
-    for name, shape in expected.items():
-        got = getattr(given, name).shape
-        if got != shape:
-            raise ValueError(f"snapshot {name} must have shape {shape}, got {got}")
-    beta = given.beta
-    if not np.all(np.isfinite(beta)) or not np.all(beta > 0):
-        raise ValueError("snapshot beta must be finite and strictly positive")
-    return Snapshot(beta.astype(np.float64), given.ap_positions.astype(np.float64),
-                    given.ue_positions.astype(np.float64))
+    ``beta``, ``ap_positions``, ``ue_positions``, arrays or lists) with leading dimensions
+    ``batch_shape``, as float64; ``ValueError`` on bad shapes or values
+    (:func:`cfenv.channel.validate_snapshot`: beta float32/float64 in (0, 1], positions
+    finite and inside the area)."""
+    return validate_snapshot(options["snapshot"], config, batch_shape=batch_shape, where="options['snapshot']")
 
 
 def _config_from_kwargs(config: SystemConfig | None, fields: dict[str, Any]) -> SystemConfig:
     return (config or DEFAULT_CONFIG).replace(**fields)
+
+
+def actions_to_pilots(actions: Any, config: SystemConfig, batch_shape: tuple[int, ...] = ()) -> np.ndarray:
+    """Environment actions -> ``(*batch_shape, K)`` int64 pilots.
+
+    Two forms, told apart by their number of dimensions (so even at ``K == tau_p``):
+
+    * ``(*batch_shape, K)`` pilot indices in ``[0, tau_p)``: integers, or floats holding whole
+      numbers (as some RL libraries give them);
+    * ``(*batch_shape, K, tau_p)`` one-hot pilot matrices: 0/1 entries, one 1 per row, any
+      real dtype (bool, integer, float).
+
+    Anything else (another shape, a complex or non-numeric dtype, a non-integer or
+    out-of-range index, a row that is not one-hot) raises ``ValueError``.
+    """
+    K, tau_p = config.K, config.tau_p
+    try:
+        actions = np.asarray(actions)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"an action must be an array, got {type(actions).__name__} ({err})") from None
+    if actions.dtype.kind not in "biuf":
+        raise ValueError(f"an action must hold real numbers (pilot indices or a 0/1 one-hot matrix), got {actions.dtype}")
+    batch = tuple(batch_shape)
+    if actions.shape == (*batch, K, tau_p):
+        return as_pilot_indices(actions, config, form="one-hot")
+    if actions.shape != (*batch, K):
+        lead = "".join(f"{n}, " for n in batch)
+        raise ValueError(
+            f"action must be ({lead}K) = ({lead}{K}) pilot indices or a ({lead}K, tau_p) = ({lead}{K}, {tau_p}) "
+            f"one-hot matrix, got shape {actions.shape}"
+        )
+    if actions.dtype.kind == "b":
+        raise ValueError("pilot indices must be integers, got a bool array (a one-hot matrix is (K, tau_p))")
+    if actions.dtype.kind == "f":
+        if not np.all(np.isfinite(actions)) or not np.all(actions == np.round(actions)):
+            raise ValueError(f"pilot indices must be integers, got {actions!r}")
+        if actions.size and (actions.min() < 0 or actions.max() >= tau_p):
+            bad = actions.min() if actions.min() < 0 else actions.max()
+            raise ValueError(f"pilot indices must lie in [0, tau_p={tau_p}), got {bad:g}")
+        actions = actions.astype(np.int64)
+    return as_pilot_indices(actions, config, form="indices")
 
 
 class SnapshotEpisodes:
@@ -76,12 +115,16 @@ class SnapshotEpisodes:
             raise RuntimeError("call reset() before using the environment")
         return self._snapshot
 
-    def _new_snapshot(self, options: dict[str, Any] | None) -> Snapshot:
-        """Load ``options["snapshot"]`` if given, else draw one; call after ``super().reset``."""
-        if options and "snapshot" in options:
-            self._snapshot = snapshot_from_options(options, self.config)
-        else:
-            self._snapshot = draw_snapshots(self.config, self.np_random)
+    def _given_snapshot(self, options: Any) -> Snapshot | None:
+        """The validated ``options["snapshot"]``, or ``None``; call before ``super().reset`` so
+        that bad options raise before anything changes."""
+        options = check_options(options)
+        return snapshot_from_options(options, self.config) if "snapshot" in options else None
+
+    def _new_snapshot(self, given: Snapshot | None) -> Snapshot:
+        """The episode's snapshot: ``given`` if not ``None``, else one drawn from ``self.np_random``
+        (call after ``super().reset``)."""
+        self._snapshot = given if given is not None else draw_snapshots(self.config, self.np_random)
         return self._snapshot
 
 
@@ -102,9 +145,17 @@ class CellFreePilotEnv(SnapshotEpisodes, gym.Env[np.ndarray, np.ndarray]):
     ## Action Space
 
     ``MultiDiscrete([tau_p] * K)``: entry ``k`` is the pilot of user ``k``.
-    ``step`` also accepts the ``(K, tau_p)`` one-hot pilot matrix (any
-    float/bool dtype), and raises ``ValueError`` for anything else (wrong
-    shape, index outside ``[0, tau_p)``, a row that is not one-hot).
+    ``step`` takes either form, told apart by the number of dimensions (so
+    also at ``K == tau_p``; :func:`actions_to_pilots`):
+
+    * ``(K,)`` pilot indices in ``[0, tau_p)``: integers, or floats holding
+      whole numbers;
+    * the ``(K, tau_p)`` one-hot pilot matrix: 0/1 entries, one 1 per row,
+      any real dtype (bool, integer, float).
+
+    Anything else raises ``ValueError`` (another shape, a complex dtype, a
+    non-integer index or one outside ``[0, tau_p)``, a row that is not
+    one-hot).
 
     ## Observation Space
 
@@ -130,7 +181,11 @@ class CellFreePilotEnv(SnapshotEpisodes, gym.Env[np.ndarray, np.ndarray]):
     all from ``self.np_random``; ``reset(options={"snapshot": s})`` loads a
     given snapshot instead (a :class:`cfenv.channel.Snapshot` or a dict with
     ``beta`` ``(M, K)``, ``ap_positions`` ``(M, 2)`` and ``ue_positions``
-    ``(K, 2)`` [m]), so that agents can be compared on identical networks.
+    ``(K, 2)`` [m]; arrays or lists), so that agents can be compared on
+    identical networks. ``options`` must be ``None`` or a dict with no key but
+    ``"snapshot"``; the snapshot must have beta real float32/float64 in
+    (0, 1] and finite positions inside the ``[0, D]`` square, else
+    ``ValueError`` (:func:`cfenv.channel.validate_snapshot`).
 
     ``info`` after ``reset``: ``beta`` (linear, float64 ``(M, K)``),
     ``ap_positions`` ``(M, 2)`` and ``ue_positions`` ``(K, 2)`` [m];
@@ -163,9 +218,10 @@ class CellFreePilotEnv(SnapshotEpisodes, gym.Env[np.ndarray, np.ndarray]):
 
     ## Vectorized environment
 
-    ``gym.make_vec("CellFreePilot-v0", num_envs=N)`` gives
+    ``gym.make_vec("CellFreePilot-v0", num_envs=N)`` (N a positive int) gives
     :class:`CellFreePilotVectorEnv`, which draws and scores all N snapshots
-    in one batched call (same-step autoreset: every step starts new episodes).
+    in one batched call (same-step autoreset: every step starts new episodes);
+    ``reset(options={"snapshot": s})`` takes a batch of N snapshots.
 
     ## Version History
 
@@ -189,8 +245,9 @@ class CellFreePilotEnv(SnapshotEpisodes, gym.Env[np.ndarray, np.ndarray]):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[np.ndarray, dict[str, Any]]:
+        given = self._given_snapshot(options)
         super().reset(seed=seed)
-        self._new_snapshot(options)
+        self._new_snapshot(given)
         self._pilots = None
         self._rates_mbps = None
         return fading_observation(self._snapshot.beta), self._info()
@@ -205,23 +262,9 @@ class CellFreePilotEnv(SnapshotEpisodes, gym.Env[np.ndarray, np.ndarray]):
         return fading_observation(snapshot.beta), float(rates.sum()), True, False, info
 
     def action_to_pilots(self, action: Any) -> np.ndarray:
-        """An action (``(K,)`` indices or ``(K, tau_p)`` one-hot) -> ``(K,)`` int64 pilots."""
-        cfg = self.config
-        action = np.asarray(action)
-        if action.shape == (cfg.K, cfg.tau_p) and not np.issubdtype(action.dtype, np.integer):
-            return as_pilot_indices(action, cfg)
-        if action.shape == (cfg.K, cfg.tau_p):  # integer one-hot matrix
-            return as_pilot_indices(action.astype(np.float64), cfg)
-        if action.shape != (cfg.K,):
-            raise ValueError(
-                f"action must be (K,) = ({cfg.K},) pilot indices or a (K, tau_p) = "
-                f"({cfg.K}, {cfg.tau_p}) one-hot matrix, got shape {action.shape}"
-            )
-        if not np.issubdtype(action.dtype, np.integer):
-            if not np.all(np.isfinite(action)) or not np.all(action == np.round(action)):
-                raise ValueError(f"pilot indices must be integers, got {action!r}")
-            action = action.astype(np.int64)
-        return as_pilot_indices(action, cfg)
+        """An action, ``(K,)`` pilot indices or the ``(K, tau_p)`` one-hot matrix, -> ``(K,)``
+        int64 pilots (:func:`actions_to_pilots`)."""
+        return actions_to_pilots(action, self.config)
 
     def _info(self) -> dict[str, Any]:
         s = self.snapshot
@@ -266,11 +309,17 @@ class CellFreePilotVectorEnv(VectorEnv):
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.SAME_STEP}
 
     def __init__(self, num_envs: int = 1, config: SystemConfig | None = None, **config_fields: Any) -> None:
-        if int(num_envs) < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if isinstance(num_envs, bool) or not isinstance(num_envs, numbers.Integral) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
         self.num_envs = int(num_envs)
         self.config = _config_from_kwargs(config, config_fields)
         cfg = self.config
+        if self.num_envs * cfg.snapshot_bytes > MAX_SNAPSHOT_BYTES:
+            raise ValueError(
+                f"num_envs={self.num_envs} snapshots of size {cfg.size} need about "
+                f"{self.num_envs * cfg.snapshot_bytes / 2**30:.3g} GiB per batch, above the cap of "
+                f"{MAX_SNAPSHOT_BYTES / 2**30:g} GiB (cfenv.config.MAX_SNAPSHOT_BYTES)"
+            )
         self.single_observation_space = spaces.Box(OBS_DB_LOW, OBS_DB_HIGH, (cfg.M, cfg.K), np.float32)
         self.single_action_space = spaces.MultiDiscrete(np.full(cfg.K, cfg.tau_p, dtype=np.int64))
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
@@ -280,23 +329,32 @@ class CellFreePilotVectorEnv(VectorEnv):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start ``num_envs`` episodes: snapshots drawn from ``self.np_random``, or the batch given as
+        ``options={"snapshot": s}`` (a :class:`Snapshot` or dict whose arrays have a leading
+        ``num_envs`` dimension: beta ``(N, M, K)``, positions ``(N, M, 2)`` and ``(N, K, 2)``). Later
+        episodes (after ``step``) are drawn again."""
+        options = check_options(options)
+        given = None
+        if "snapshot" in options:
+            given = snapshot_from_options(options, self.config, batch_shape=(self.num_envs,))
         super().reset(seed=seed)
-        self._snapshots = draw_snapshots(self.config, self.np_random, (self.num_envs,))
+        self._snapshots = given if given is not None else draw_snapshots(self.config, self.np_random,
+                                                                        (self.num_envs,))
         return fading_observation(self._snapshots.beta), self._infos()
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Score ``(num_envs, K)`` pilot indices or ``(num_envs, K, tau_p)`` one-hot matrices
+        (the forms of :func:`actions_to_pilots`)."""
         if self._snapshots is None:
             raise RuntimeError("call reset() before step()")
         cfg = self.config
-        actions = np.asarray(actions)
-        if actions.shape not in ((self.num_envs, cfg.K), (self.num_envs, cfg.K, cfg.tau_p)):
+        shape = np.shape(actions)
+        if shape not in ((self.num_envs, cfg.K), (self.num_envs, cfg.K, cfg.tau_p)):
             raise ValueError(
                 f"actions must have shape (num_envs, K) = ({self.num_envs}, {cfg.K}) or "
-                f"(num_envs, K, tau_p), got {actions.shape}"
+                f"(num_envs, K, tau_p), got {shape}"
             )
-        if actions.ndim == 3 and np.issubdtype(actions.dtype, np.integer):
-            actions = actions.astype(np.float64)
-        pilots = as_pilot_indices(actions, cfg)
+        pilots = actions_to_pilots(actions, cfg, (self.num_envs,))
         scored = self._snapshots
         rates = user_rates(scored.beta, pilots, cfg) / MBPS
         sum_rate = rates.sum(-1)

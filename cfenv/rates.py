@@ -22,6 +22,13 @@ Derivation used by both paths, with ``c[m,k] = gamma[m,k] / beta[m,k]
   ``Y[j,k] = sum_m sqrt(eta[m]) c[m,j] beta[m,k]``;
 * BU_k = rho_d L sum_m eta[m] (sum_j gamma[m,j]) beta[m,k] = rho_d sum_m beta[m,k]
   exactly, independent of the assignment (uniform power control).
+
+Every front end checks its input at the boundary, with one ``ValueError`` naming the
+problem: beta must be real float32/float64 in (0, 1] (:func:`validate_beta`), assignments
+follow the rules of :func:`as_pilot_indices`. Valid input gives finite rates: beta <= 1 and
+the ranges of :class:`SystemConfig` bound every intermediate in float64, and an AP whose
+gamma[m, k] all underflow to 0 (every beta[m, k] below ~1e-160) gets the weight
+sqrt(eta[m]) = 0 instead of a division by zero (its terms lie far below the others' last bit).
 """
 
 from __future__ import annotations
@@ -53,6 +60,14 @@ def _is_torch(x: object) -> bool:
     return type(x).__module__.startswith("torch")
 
 
+def _where(condition: Any, x: Any, y: float) -> Any:
+    if _is_torch(condition):
+        import torch
+
+        return torch.where(condition, x, y)
+    return np.where(condition, x, y)
+
+
 def _rate_terms(beta: Any, off_coupling: Any, tau_p: int, config: SystemConfig) -> RateTerms:
     """The formula itself, for numpy or torch arrays.
 
@@ -67,7 +82,12 @@ def _rate_terms(beta: Any, off_coupling: Any, tau_p: int, config: SystemConfig) 
     contamination_power = beta @ off_coupling + beta
     c = tau_rho_p * beta / (tau_rho_p * contamination_power + 1.0)  # gamma / beta
     gamma = c * beta
-    sqrt_eta = 1.0 / (L * gamma.sum(-1)) ** 0.5  # (..., M)
+    # An AP whose every gamma[m, k] underflows to 0 (all its beta below ~1e-160 in float64,
+    # ~1e-28 in float32) gets the weight sqrt(eta) = 0 instead of 1/0: its terms lie far below
+    # the others' precision. Elsewhere the values are those of 1 / sqrt(L sum_k gamma[m, k]).
+    gamma_sum = gamma.sum(-1)
+    positive = gamma_sum > 0
+    sqrt_eta = _where(positive, 1.0 / (L * _where(positive, gamma_sum, 1.0)) ** 0.5, 0.0)  # (..., M)
     u = c * sqrt_eta[..., None]
     y = u.swapaxes(-1, -2) @ beta  # (..., K, K): Y[j, k]
     y_diag = (u * beta).sum(-2)  # (..., K): Y[k, k]
@@ -89,45 +109,109 @@ def _shape_of(x: Any) -> tuple[int, ...]:
     return tuple(x.shape)
 
 
-def validate_beta(beta: Any, config: SystemConfig) -> None:
-    """Raise ``ValueError`` unless beta is ``(..., M, K)``, finite and positive."""
+def _as_array(x: Any, what: str) -> Any:
+    """torch tensors as they are, anything else through ``numpy.asarray`` (lists, tuples)."""
+    if _is_torch(x) or isinstance(x, np.ndarray):
+        return x
+    try:
+        return np.asarray(x)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{what} must be an array, got {type(x).__name__} ({err})") from None
+
+
+def float32_overflow_bound(config: SystemConfig) -> float:
+    """An upper bound on the signal plus pilot-contamination term for beta in (0, 1]:
+    ``rho_d tau_p rho_p L K M^2`` (from ``sqrt(eta[m]) c[m, j] beta[m, k] <= sqrt(tau_p rho_p / L)``)."""
+    return config.rho_d * config.tau_p * config.rho_p * config.L * config.K * float(config.M) ** 2
+
+
+FLOAT32_SAFE = float(np.finfo(np.float32).max) / 16.0
+"""float32 beta is refused where :func:`float32_overflow_bound` exceeds this (never at realistic powers)"""
+
+
+def validate_beta(beta: Any, config: SystemConfig, *, name: str = "beta") -> None:
+    """Raise one ``ValueError`` naming the problem unless beta is a valid fading array.
+
+    Valid: a real float32 or float64 numpy array or torch tensor of shape ``(..., M, K)``,
+    every entry in (0, 1] (a linear power gain: positive, and a passive channel never gains
+    power). Every rate is then finite: the formula cannot overflow in float64 for any
+    :class:`SystemConfig`; float32 input is refused where this config's powers could overflow
+    float32 (:func:`float32_overflow_bound` above :data:`FLOAT32_SAFE`).
+    """
     shape = _shape_of(beta)
     if len(shape) < 2 or shape[-2:] != (config.M, config.K):
         raise ValueError(
-            f"beta must have shape (..., M, K) = (..., {config.M}, {config.K}), got {shape}"
+            f"{name} must have shape (..., M, K) = (..., {config.M}, {config.K}), got {shape}"
         )
     if _is_torch(beta):
         import torch
 
+        if beta.dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"{name} must be real float32/float64, got {beta.dtype}")
+        is_float32 = beta.dtype == torch.float32
         finite = bool(torch.isfinite(beta).all())
-        positive = bool((beta > 0).all())
-        if not beta.is_floating_point():
-            raise ValueError(f"beta must be a floating-point tensor, got {beta.dtype}")
     else:
-        if not np.issubdtype(beta.dtype, np.floating):
-            raise ValueError(f"beta must be a floating-point array, got {beta.dtype}")
+        if beta.dtype not in (np.float32, np.float64):
+            raise ValueError(f"{name} must be real float32/float64, got {beta.dtype}")
+        is_float32 = beta.dtype == np.float32
         finite = bool(np.isfinite(beta).all())
-        positive = bool((beta > 0).all())
     if not finite:
-        raise ValueError("beta contains NaN or inf")
-    if not positive:
-        raise ValueError("beta must be strictly positive (a linear power gain)")
+        raise ValueError(f"{name} contains NaN or inf (must be finite)")
+    if beta.numel() == 0 if _is_torch(beta) else beta.size == 0:
+        return
+    low, high = float(beta.min()), float(beta.max())
+    if low <= 0:
+        raise ValueError(f"{name} must be strictly positive (a linear power gain in (0, 1]), got {low:g}")
+    if high > 1:
+        raise ValueError(f"{name} must be at most 1 (a linear power gain in (0, 1]: a passive channel "
+                         f"never gains power), got {high:g}")
+    if is_float32 and float32_overflow_bound(config) > FLOAT32_SAFE:
+        raise ValueError(f"{name} is float32, which this config's powers could overflow "
+                         f"(rho_p = {config.rho_p:.3g}, rho_d = {config.rho_d:.3g}): pass float64")
+
+
+def _pilot_kind(x: Any) -> str:
+    """``"bool"``, ``"int"`` or ``"float"``; ``ValueError`` for any other dtype (complex, object, ...)."""
+    if _is_torch(x):
+        import torch
+
+        if x.dtype == torch.bool:
+            return "bool"
+        if x.is_floating_point():
+            return "float"
+        if not x.is_complex():
+            return "int"
+    else:
+        kind = {"b": "bool", "i": "int", "u": "int", "f": "float"}.get(x.dtype.kind)
+        if kind is not None:
+            return kind
+    raise ValueError(f"pilots must be integer pilot indices or a 0/1 one-hot matrix, got dtype {x.dtype}")
 
 
 def _is_integer_dtype(x: Any) -> bool:
+    return _pilot_kind(x) == "int"
+
+
+def _all_integral(x: Any) -> bool:
     if _is_torch(x):
-        return not x.is_floating_point() and not x.is_complex() and x.dtype.__str__() != "torch.bool"
-    return np.issubdtype(x.dtype, np.integer)
+        import torch
+
+        return bool((torch.isfinite(x) & (x == torch.round(x))).all())
+    return bool(np.all(np.isfinite(x) & (x == np.round(x))))
 
 
-def pilots_from_one_hot(pilot_matrix: Any, tau_p: int) -> Any:
+def pilots_from_one_hot(pilot_matrix: Any, tau_p: int, K: int | None = None) -> Any:
     """``(..., K, tau_p)`` one-hot pilot matrix -> ``(..., K)`` int64 pilot indices.
 
-    Raises ``ValueError`` if the last axis is not tau_p or a row is not one-hot.
+    Any real dtype (bool, integer, floating). Raises ``ValueError`` if the last axis is not
+    tau_p (or the one before it not ``K``, when given) or a row is not one-hot.
     """
+    pilot_matrix = _as_array(pilot_matrix, "a pilot matrix")
+    _pilot_kind(pilot_matrix)
     shape = _shape_of(pilot_matrix)
-    if len(shape) < 2 or shape[-1] != tau_p:
-        raise ValueError(f"a pilot matrix must have shape (..., K, tau_p={tau_p}), got {shape}")
+    if len(shape) < 2 or shape[-1] != tau_p or (K is not None and shape[-2] != K):
+        want = f"(..., K, tau_p) = (..., {K}, {tau_p})" if K is not None else f"(..., K, tau_p={tau_p})"
+        raise ValueError(f"a pilot matrix must have shape {want}, got {shape}")
     if _is_torch(pilot_matrix):
         import torch
 
@@ -142,25 +226,71 @@ def pilots_from_one_hot(pilot_matrix: Any, tau_p: int) -> Any:
     return p.argmax(-1).astype(np.int64)
 
 
-def as_pilot_indices(pilots: Any, config: SystemConfig) -> Any:
-    """Normalise an assignment to ``(..., K)`` int64 indices in [0, tau_p).
+PILOT_FORMS = ("auto", "indices", "one-hot")
 
-    Integer arrays are pilot indices; floating-point or boolean arrays are
-    one-hot pilot matrices ``(..., K, tau_p)``. Raises ``ValueError`` on a bad
-    shape, an index outside [0, tau_p) or a row that is not one-hot.
+
+def as_pilot_indices(pilots: Any, config: SystemConfig, *, form: str = "auto") -> Any:
+    """Normalise an assignment to ``(..., K)`` int64 indices in [0, tau_p) (numpy or torch).
+
+    An assignment comes in one of two forms:
+
+    * **pilot indices**: an integer array (not bool) of shape ``(..., K)``; entry k is the
+      pilot of user k, in ``[0, tau_p)``;
+    * **a one-hot pilot matrix**: shape ``(..., K, tau_p)``, every entry 0 or 1 and exactly
+      one 1 per row, of any real dtype (bool, integer or floating).
+
+    ``form="auto"`` tells them apart by dtype, then shape:
+
+    * bool and floating arrays are one-hot matrices (a float is never a pilot index);
+    * integer arrays are pilot indices when their last axis is K, and one-hot matrices when
+      their shape is ``(..., K, tau_p)`` with ``tau_p != K``. At ``K == tau_p`` an integer
+      ``(..., K, K)`` array is therefore a batch of index vectors (what agents return);
+      give a one-hot matrix there as bool, or pass ``form="one-hot"``.
+
+    What could be either is refused: at ``K == tau_p`` a floating ``(..., K, K)`` array of
+    whole numbers may be float-typed pilot indices as much as a one-hot matrix, so it raises
+    (give indices an integer dtype, such a matrix a bool dtype, or pass ``form``).
+    ``form="indices"`` or ``"one-hot"`` accepts that form only (the environments pass it:
+    a single action's shape is unambiguous). Raises ``ValueError`` naming the problem on a
+    bad dtype (complex, object, ...) or shape, an index outside [0, tau_p), or a row that is
+    not one-hot.
     """
-    if not _is_torch(pilots):
-        pilots = np.asarray(pilots)
-    if not _is_integer_dtype(pilots):
-        pilots = pilots_from_one_hot(pilots, config.tau_p)
+    if form not in PILOT_FORMS:
+        raise ValueError(f"form must be one of {PILOT_FORMS}, got {form!r}")
+    pilots = _as_array(pilots, "pilots")
+    kind = _pilot_kind(pilots)
+    K, tau_p = config.K, config.tau_p
     shape = _shape_of(pilots)
-    if len(shape) < 1 or shape[-1] != config.K:
-        raise ValueError(f"pilots must have shape (..., K) = (..., {config.K}), got {shape}")
+    fits_indices = len(shape) >= 1 and shape[-1] == K
+    fits_one_hot = len(shape) >= 2 and shape[-2:] == (K, tau_p)
+    if form == "auto":
+        if kind == "int":
+            form = "one-hot" if fits_one_hot and not fits_indices else "indices"
+        elif kind == "float" and fits_one_hot and fits_indices and _all_integral(pilots):
+            raise ValueError(
+                f"ambiguous pilots: a float array of shape {shape} at K == tau_p == {K} may be pilot indices "
+                "(..., K) or a one-hot matrix (..., K, tau_p); give indices an integer dtype and a one-hot "
+                "matrix a bool dtype (or pass form='indices' / form='one-hot' to as_pilot_indices)"
+            )
+        elif not fits_one_hot and fits_indices:
+            raise ValueError(
+                f"pilot indices must be an integer array, got {pilots.dtype} of shape {shape} "
+                f"(a bool or float array is read as a one-hot matrix (..., K, tau_p) = (..., {K}, {tau_p}))"
+            )
+        else:
+            form = "one-hot"
+    if form == "one-hot":
+        pilots = pilots_from_one_hot(pilots, tau_p, K)
+    elif kind != "int":
+        raise ValueError(f"pilot indices must be an integer array, got {pilots.dtype}")
+    shape = _shape_of(pilots)
+    if len(shape) < 1 or shape[-1] != K:
+        raise ValueError(f"pilots must have shape (..., K) = (..., {K}), got {shape}")
     if shape and int(np.prod(shape)) > 0:
         low, high = int(pilots.min()), int(pilots.max())
-        if low < 0 or high >= config.tau_p:
+        if low < 0 or high >= tau_p:
             bad = low if low < 0 else high
-            raise ValueError(f"pilot indices must lie in [0, tau_p={config.tau_p}), got {bad}")
+            raise ValueError(f"pilot indices must lie in [0, tau_p={tau_p}), got {bad}")
     if _is_torch(pilots):
         import torch
 
@@ -189,20 +319,34 @@ def _off_coupling_hard(pilots: Any) -> Any:
     return same * (1.0 - np.eye(K))
 
 
+def _checked_inputs(beta: Any, pilots: Any, config: SystemConfig) -> tuple[Any, Any]:
+    """The front ends' boundary: beta validated, pilots as int64 indices of beta's library."""
+    beta = _as_array(beta, "beta")
+    validate_beta(beta, config)
+    pilots = as_pilot_indices(pilots, config)
+    if _is_torch(beta) and not _is_torch(pilots):
+        import torch
+
+        pilots = torch.as_tensor(pilots, device=beta.device)
+    elif not _is_torch(beta) and _is_torch(pilots):
+        pilots = pilots.detach().cpu().numpy()
+    _broadcast_batch(_shape_of(beta), _shape_of(pilots))
+    return beta, pilots
+
+
 # --------------------------------------------------------------- front ends
 def rate_terms(beta: Any, pilots: Any, config: SystemConfig) -> RateTerms:
     """Signal, pilot-contamination and beamforming-uncertainty terms for hard assignments.
 
     Args:
-        beta: ``(..., M, K)`` linear fading, numpy or torch, float.
-        pilots: ``(..., K)`` integer pilot indices or ``(..., K, tau_p)`` one-hot matrix.
+        beta: ``(..., M, K)`` linear fading, numpy or torch, float32/float64 in (0, 1].
+        pilots: ``(..., K)`` integer pilot indices or ``(..., K, tau_p)`` one-hot matrix
+            (:func:`as_pilot_indices`).
 
     Returns:
         :class:`RateTerms` of ``(..., K)`` arrays (reference path).
     """
-    validate_beta(beta, config)
-    pilots = as_pilot_indices(pilots, config)
-    _broadcast_batch(_shape_of(beta), _shape_of(pilots))
+    beta, pilots = _checked_inputs(beta, pilots, config)
     off = _off_coupling_hard(pilots)
     if _is_torch(off):
         off = off.to(dtype=beta.dtype, device=beta.device)
@@ -217,9 +361,11 @@ def user_rates(
     """Per-user downlink rate R_k [bit/s] for hard pilot assignments.
 
     Args:
-        beta: ``(..., M, K)`` large-scale fading, linear, numpy or torch (float64 advised).
+        beta: ``(..., M, K)`` large-scale fading, linear, numpy or torch, float32/float64 in
+            (0, 1] (float64 advised; :func:`validate_beta`).
         pilots: ``(..., K)`` integer pilot indices in [0, tau_p), or ``(..., K, tau_p)``
-            floating/boolean one-hot pilot matrices; leading dims broadcast with beta's.
+            one-hot pilot matrices, read by the rules of :func:`as_pilot_indices`; leading
+            dims broadcast with beta's.
         config: supplies M, K, tau_p, L, powers and bandwidth.
         backend: ``"auto"`` (numba for numpy inputs, the reference formula for
             torch), ``"numba"`` or ``"reference"``.
@@ -252,9 +398,7 @@ def sum_rate(beta: Any, pilots: Any, config: SystemConfig, *, backend: Backend =
 def _numba_rates(beta: Any, pilots: Any, config: SystemConfig, *, per_user: bool) -> np.ndarray:
     from cfenv import _kernels
 
-    beta = np.asarray(beta)
-    validate_beta(beta, config)
-    pilots = as_pilot_indices(pilots, config)
+    beta, pilots = _checked_inputs(beta, pilots, config)
     batch = _broadcast_batch(beta.shape, pilots.shape)
     beta_t, bu = prepare_snapshots(beta, config)
     beta_batch = beta.shape[:-2]
@@ -280,17 +424,19 @@ def relaxed_user_rates(beta: "torch.Tensor", q: "torch.Tensor", config: SystemCo
     """Relaxed per-user rate [bit/s] for row-stochastic pilot probabilities (differentiable).
 
     Args:
-        beta: ``(..., M, K)`` linear fading tensor.
-        q: ``(..., K, tau_p)`` pilot probabilities, rows non-negative and summing to 1.
+        beta: ``(..., M, K)`` linear fading tensor, float32/float64 in (0, 1] (:func:`validate_beta`).
+        q: ``(..., K, tau_p)`` real pilot probabilities, rows non-negative and summing to 1.
 
     Returns:
         ``(..., K)`` rates [bit/s]; equal to :func:`user_rates` when q is one-hot.
     """
     import torch
 
+    if not _is_torch(beta) or not _is_torch(q):
+        raise ValueError("relaxed rates need torch tensors beta and q (for numpy, see user_rates)")
     validate_beta(beta, config)
-    if not _is_torch(q):
-        raise ValueError("relaxed rates need a torch tensor q")
+    if not q.is_floating_point():
+        raise ValueError(f"q must be a real floating-point tensor, got {q.dtype}")
     shape = _shape_of(q)
     if len(shape) < 2 or shape[-2:] != (config.K, config.tau_p):
         raise ValueError(f"q must have shape (..., K, tau_p) = (..., {config.K}, {config.tau_p}), got {shape}")

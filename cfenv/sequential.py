@@ -177,8 +177,9 @@ class CellFreePilotSequentialEnv(SnapshotEpisodes, gym.Env[np.ndarray, np.int64]
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[np.ndarray, dict[str, Any]]:
+        given = self._given_snapshot(options)
         super().reset(seed=seed)
-        self._new_snapshot(options)
+        self._new_snapshot(given)
         self._pilots = np.full(self.config.K, UNASSIGNED, dtype=np.int64)
         self._user = 0
         self._partial = 0.0
