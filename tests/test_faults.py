@@ -1,11 +1,16 @@
 """Faults at the edges of a run: a malformed sweep file is one error line from ``train.py``
-before any work (and YAML never constructs objects)."""
+before any work (and YAML never constructs objects); the workers of a ``processes`` pool end
+when their driver is killed with ``kill -9``."""
 
 from __future__ import annotations
 
 import ast
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +18,8 @@ import pytest
 import train
 from agents.lab import sweep
 from agents.lab.sweep import METRICS, load_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
 
 HEAD = ('agent: mlp\nsizes: ["6,1,4,2"]\nname: tiny\n'
         'fixed: {train_snapshots: 64, val_snapshots: 32, epochs: 2}\n')
@@ -138,3 +145,86 @@ def test_the_sweep_metrics_are_what_the_trainer_logs(tmp_path):
                                batch_size=8, runs_dir=tmp_path, cache_dir=tmp_path / "cache", progress=False),
                  on_epoch=lambda epoch, metrics: seen.append(set(metrics)))
     assert set(METRICS) <= seen[0]
+
+
+DRIVER = '''
+import json, os, sys, time
+from multiprocessing import resource_tracker
+from pathlib import Path
+
+from agents.lab.executors import ProcessExecutor
+
+
+def hold(folder):
+    Path(folder, f"{os.getpid()}.worker").write_text("")
+    time.sleep(120)
+    return os.getpid()
+
+
+if __name__ == "__main__":
+    folder = Path(sys.argv[1])
+    resource_tracker.ensure_running()
+    tracker = getattr(resource_tracker._resource_tracker, "_pid", None)
+    (folder / "tracker.json").write_text(json.dumps(tracker))
+    with ProcessExecutor(workers=2, retries=0) as executor:
+        for _ in executor.map_unordered(hold, [str(folder), str(folder)]):
+            pass
+'''
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie nobody has reaped yet counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
+
+
+def wait_until(condition, timeout: float, step: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return condition()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="kill -9 is POSIX")
+def test_pool_workers_exit_when_their_driver_is_killed(tmp_path):
+    """``kill -9`` of a driver blocked on a ProcessExecutor: its two busy workers and the
+    resource tracker are gone within seconds (they lived on for minutes before)."""
+    script = write(tmp_path / "driver.py", DRIVER)
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    log = (tmp_path / "driver.log").open("w")
+    driver = subprocess.Popen([sys.executable, str(script), str(tmp_path)], cwd=tmp_path,
+                              env={**os.environ, "PYTHONPATH": path}, stdout=log, stderr=subprocess.STDOUT)
+    workers: list[int] = []
+    try:
+        def started() -> bool:
+            return len(list(tmp_path.glob("*.worker"))) == 2 or driver.poll() is not None
+
+        assert wait_until(started, 60) and driver.poll() is None, (tmp_path / "driver.log").read_text()
+        workers = [int(p.stem) for p in tmp_path.glob("*.worker")]
+        tracker = json.loads((tmp_path / "tracker.json").read_text())
+        assert all(alive(pid) for pid in workers)
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(10)
+        assert wait_until(lambda: not any(alive(pid) for pid in workers), 10), \
+            f"workers {[pid for pid in workers if alive(pid)]} outlived their killed driver"
+        if tracker is not None:  # the resource tracker ends once nobody holds its pipe
+            assert wait_until(lambda: not alive(tracker), 10), f"resource tracker {tracker} outlived the pool"
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        log.close()
+        for pid in workers:  # only ours, by pid, should the test have failed
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
