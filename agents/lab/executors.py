@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -77,6 +79,36 @@ def limit_worker_threads() -> None:
         pass
 
 
+PARENT_POLL_S = 0.5
+"""how often a pool worker checks that the process that started it is alive"""
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Block until the parent (``parent_pid``, the driver) is gone, then end this process at once.
+
+    The parent's end of the spawn pipe closes when the parent dies, however it dies (``kill -9``
+    included), so :func:`multiprocessing.parent_process`'s sentinel wakes us; the parent pid
+    changing (re-parented to init or a subreaper) is checked too."""
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    while True:
+        if parent is not None:
+            parent.join(PARENT_POLL_S)  # returns when the sentinel becomes readable, or after the timeout
+        else:
+            time.sleep(PARENT_POLL_S)
+        if os.getppid() != parent_pid or (parent is not None and not parent.is_alive()):
+            os._exit(1)  # no cleanup: nobody is left to hand results to
+
+
+def init_pool_worker(parent_pid: int) -> None:
+    """Initializer of every :class:`ProcessExecutor` worker: a daemon thread ends the worker when
+    its parent dies (an orphaned worker would otherwise wait forever on the task queue, or finish a
+    task nobody will read, and keep the resource tracker alive), then one thread for torch and numba."""
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), name="exit-with-parent", daemon=True).start()
+    limit_worker_threads()
+
+
 class LocalExecutor:
     """Every task in this process, one after the other (the reference)."""
 
@@ -102,7 +134,8 @@ class ProcessExecutor:
     A task that raises is retried in its worker. A worker that dies outright (killed, out of
     memory) breaks the whole pool: the unfinished tasks are then reported failed, the
     finished ones are kept, and ``--resume`` completes the run. (Ray, by contrast, restarts
-    the worker and retries only the task that was on it.)"""
+    the worker and retries only the task that was on it.) Workers end themselves within
+    :data:`PARENT_POLL_S` when the driver dies, even by ``kill -9`` (:func:`init_pool_worker`)."""
 
     name = "processes"
 
@@ -115,7 +148,7 @@ class ProcessExecutor:
         import multiprocessing
 
         self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=limit_worker_threads)
+                                        initializer=init_pool_worker, initargs=(os.getpid(),))
         return self
 
     def __exit__(self, *exc: object) -> None:

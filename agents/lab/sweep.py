@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,79 @@ MODEL_ALIASES = {"qubits": "n_qubits"}
 SAMPLERS = ("loguniform", "uniform", "choice", "randint")
 SPEC_KEYS = ("agent", "sizes", "size", "loss", "name", "fixed", "search", "num_samples", "metric", "mode",
              "scheduler", "export_seed", "max_concurrent", "cpus_per_trial", "search_seed")
+METRICS = ("val/sum_rate_mbps", "val/ratio_to_master_ap", "val/ratio_to_best_constant", "val/distinct_assignments",
+           "val/entropy", "train/loss", "train/loss_relative_to_initial", "train/imitation", "train/lr")
+"""what the trainer logs every epoch (:func:`agents.learning.trainer.train`) and a sweep may rank trials by"""
+SCHEDULER_OPTIONS = {"asha": ("grace_period", "reduction_factor", "brackets", "stop_last_trials"), "fifo": ()}
+"""options of each scheduler beyond ``type`` (ASHA's time attribute and ``max_t`` are the trainer's epochs)"""
+INT_TRAIN_KEYS = ("batch_size", "seed", "data_seed", "epochs", "imitation_epochs", "train_snapshots",
+                  "val_snapshots", "samples")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_train_value(where: str, key: str, value: Any) -> None:
+    """A ``TrainSettings`` value of the right type (YAML reads ``1e-3`` as a string: say so)."""
+    if key == "lr":
+        ok, kind = _is_number(value), "a number"
+    elif key == "labels":
+        ok, kind = isinstance(value, str), "a string"
+    elif key == "data_seed":
+        ok, kind = value is None or _is_int(value), "an integer (or null)"
+    elif key in INT_TRAIN_KEYS:
+        ok, kind = _is_int(value), "an integer"
+    else:
+        return
+    if not ok:
+        hint = ""
+        if isinstance(value, str):
+            try:
+                float(value)
+                hint = " (a quoted number? YAML reads 1e-3 without a dot as a string: write 1.0e-3)"
+            except ValueError:
+                pass
+        raise ValueError(f"{where} must be {kind}, got {value!r}{hint}")
+
+
+def _check_sampler(key: str, kind: str, arg: Any) -> list[Any]:
+    """The values a sampled search key can take at its ends (or all of a choice); ``ValueError``
+    naming the key for arguments Tune would reject."""
+    where = f"search.{key}"
+    if kind == "choice":
+        if not isinstance(arg, list) or not arg:
+            raise ValueError(f"{where}: choice takes a non-empty list of values, got {arg!r}")
+        return list(arg)
+    if not (isinstance(arg, list) and len(arg) == 2):
+        raise ValueError(f"{where}: {kind} takes a list [lo, hi], got {arg!r}")
+    lo, hi = arg
+    if kind == "randint":
+        if not (_is_int(lo) and _is_int(hi) and lo < hi):
+            raise ValueError(f"{where}: randint takes integers [lo, hi] with lo < hi (hi excluded), got {arg!r}")
+        return [lo, hi - 1]
+    if not (_is_number(lo) and _is_number(hi) and lo < hi):
+        raise ValueError(f"{where}: {kind} takes numbers [lo, hi] with lo < hi, got {arg!r}")
+    if kind == "loguniform" and lo <= 0:
+        raise ValueError(f"{where}: loguniform takes positive bounds [lo, hi], got {arg!r}")
+    return [lo, hi]
+
+
+def _search_values(key: str, value: Any) -> list[Any]:
+    """Every value a grid key takes, or a sampled key's ends (choice: all of them)."""
+    if isinstance(value, list):
+        if not value:
+            raise ValueError(f"search.{key}: an empty list (grid search over nothing); give at least one value")
+        return list(value)
+    if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in SAMPLERS:
+        kind, arg = next(iter(value.items()))
+        return _check_sampler(key, kind, arg)
+    raise ValueError(f"search.{key}: a list (grid) or one of {{{', '.join(SAMPLERS)}: ...}}, got {value!r}"
+                     + (" (a single value belongs in fixed)" if not isinstance(value, dict) else ""))
 
 
 @dataclass
@@ -80,34 +154,81 @@ class SweepSpec:
     """seed of the sampled search keys (loguniform, choice ...): a sweep file names one set of trials"""
 
     def __post_init__(self) -> None:
-
-        if self.agent not in MODEL_NAMES:
+        """Every check a sweep file can fail, each a one-line ``ValueError`` naming the key, before
+        Ray starts (and without importing it)."""
+        if not isinstance(self.agent, str) or self.agent not in MODEL_NAMES:
             raise ValueError(f"sweep agent must be one of {', '.join(MODEL_NAMES)}, got {self.agent!r}")
-        if self.loss not in LOSSES:
+        if not isinstance(self.loss, str) or self.loss not in LOSSES:
             raise ValueError(f"sweep loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if not self.sizes:
             raise ValueError("sweep needs at least one size")
         self.sizes = [SystemConfig.from_size(tuple(s)).size for s in self.sizes]
-        if self.mode not in ("max", "min"):
+        if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()
+                                      or any(c in self.name for c in "/\\") or self.name in (".", "..")):
+            raise ValueError(f"sweep name must be a folder name (no / or \\), got {self.name!r}")
+        for key in ("fixed", "search", "scheduler"):
+            value = getattr(self, key)
+            if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+                raise ValueError(f"sweep {key} must be a mapping of names to values, got {value!r}")
+        if not _is_int(self.num_samples) or self.num_samples < 1:
+            raise ValueError(f"num_samples must be an integer >= 1, got {self.num_samples!r}")
+        if not isinstance(self.metric, str) or self.metric not in METRICS:
+            raise ValueError(f"sweep metric must be a val/ or train/ metric of the trainer ({', '.join(METRICS)}), "
+                             f"got {self.metric!r}")
+        if not isinstance(self.mode, str) or self.mode not in ("max", "min"):
             raise ValueError(f"sweep mode must be 'max' or 'min', got {self.mode!r}")
-        if not self.metric.startswith(("val/", "train/")):
-            raise ValueError(f"sweep metric must be a val/ or train/ metric of the trainer, got {self.metric!r}")
-        if self.num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
-        if self.scheduler.get("type", "asha") not in ("asha", "fifo"):
-            raise ValueError(f"scheduler type must be 'asha' or 'fifo', got {self.scheduler.get('type')!r}")
-        for key, value in self.search.items():
-            if isinstance(value, dict) and (len(value) != 1 or next(iter(value)) not in SAMPLERS):
-                raise ValueError(f"search.{key}: a list (grid) or one of {{{', '.join(SAMPLERS)}: ...}}, got {value}")
+        for key in ("export_seed", "search_seed"):
+            if not _is_int(getattr(self, key)) or getattr(self, key) < 0:
+                raise ValueError(f"{key} must be an integer >= 0, got {getattr(self, key)!r}")
+        if self.max_concurrent is not None and (not _is_int(self.max_concurrent) or self.max_concurrent < 1):
+            raise ValueError(f"max_concurrent must be an integer >= 1 (or absent), got {self.max_concurrent!r}")
+        if not _is_number(self.cpus_per_trial) or self.cpus_per_trial <= 0:
+            raise ValueError(f"cpus_per_trial must be a number > 0, got {self.cpus_per_trial!r}")
+        self._check_scheduler()
+        candidates = {key: _search_values(key, value) for key, value in self.search.items()}
         overlap = set(self.fixed) & set(self.search)
         if overlap:
             raise ValueError(f"{sorted(overlap)} are both fixed and searched")
-        for size in self.sizes:  # fail before Ray starts: build one trial's settings and model
-            self.trial_settings(size, _first_values(self.search), Path("runs"), Path(".cache"))
+        for key, value in self.fixed.items():
+            _check_train_value(f"fixed.{key}", MODEL_ALIASES.get(key, key), value)
+        for key, values in candidates.items():
+            for value in values:
+                _check_train_value(f"search.{key}", MODEL_ALIASES.get(key, key), value)
+        # fail before Ray starts: build the settings and model of the first trial, then of every
+        # searched value (grid values, choices, ends of ranges) with the other keys at their first
+        first = {key: values[0] for key, values in candidates.items()}
+        for size in self.sizes:
+            self.trial_settings(size, first, Path("runs"), Path(".cache"))
+            for key, values in candidates.items():
+                for value in values[1:]:
+                    try:
+                        self.trial_settings(size, {**first, key: value}, Path("runs"), Path(".cache"))
+                    except ValueError as err:
+                        raise ValueError(f"search.{key} = {value!r}: {err}") from None
+
+    def _check_scheduler(self) -> None:
+        kind = self.scheduler.get("type", "asha")
+        if not isinstance(kind, str) or kind not in SCHEDULER_OPTIONS:
+            raise ValueError(f"scheduler type must be 'asha' or 'fifo', got {kind!r}")
+        options = {k: v for k, v in self.scheduler.items() if k != "type"}
+        unknown = sorted(set(options) - set(SCHEDULER_OPTIONS[kind]))
+        if unknown:
+            valid = ", ".join(SCHEDULER_OPTIONS[kind]) or "none"
+            raise ValueError(f"scheduler option(s) {unknown} unknown to {kind}; valid: {valid}")
+        for key in ("grace_period", "brackets"):
+            if key in options and (not _is_int(options[key]) or options[key] < 1):
+                raise ValueError(f"scheduler {key} must be an integer >= 1, got {options[key]!r}")
+        if "reduction_factor" in options and (not _is_number(options["reduction_factor"])
+                                              or options["reduction_factor"] <= 1):
+            raise ValueError(f"scheduler reduction_factor must be a number > 1, got {options['reduction_factor']!r}")
+        if "stop_last_trials" in options and not isinstance(options["stop_last_trials"], bool):
+            raise ValueError(f"scheduler stop_last_trials must be true or false, got {options['stop_last_trials']!r}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SweepSpec":
-        unknown = sorted(set(d) - set(SPEC_KEYS))
+        if not isinstance(d, dict):
+            raise ValueError(f"a sweep is a mapping of keys ({', '.join(SPEC_KEYS)}), got {type(d).__name__}")
+        unknown = sorted(str(k) for k in set(d) - set(SPEC_KEYS))
         if unknown:
             raise ValueError(f"unknown sweep key(s) {unknown}; valid: {', '.join(SPEC_KEYS)}")
         d = dict(d)
@@ -115,10 +236,7 @@ class SweepSpec:
         d.pop("size", None)
         if sizes is None or "agent" not in d:
             raise ValueError("a sweep needs 'agent' and 'sizes' (or 'size')")
-
-        parsed = [parse_size(s) if isinstance(s, str) else tuple(int(v) for v in s) for s in
-                  (sizes if isinstance(sizes, list) and not isinstance(sizes[0], int) else [sizes])]
-        return cls(sizes=parsed, **d)
+        return cls(sizes=_parse_sizes(sizes), **d)
 
     def experiment(self, size: Size) -> str:
         base = self.name or f"{self.agent}-{self.loss}"
@@ -132,14 +250,34 @@ class SweepSpec:
         merged = {"data_seed": 0, **{MODEL_ALIASES.get(k, k): v for k, v in {**self.fixed, **values}.items()}}
         train_kwargs = {k: v for k, v in merged.items() if k in TRAIN_KEYS}
         model = {k: v for k, v in merged.items() if k not in TRAIN_KEYS}
-        settings = TrainSettings(agent=self.agent, size=size, loss=self.loss, model=model, runs_dir=runs_dir,
-                                 cache_dir=cache_dir, resume=True, progress=False, **train_kwargs)
+        try:
+            settings = TrainSettings(agent=self.agent, size=size, loss=self.loss, model=model, runs_dir=runs_dir,
+                                     cache_dir=cache_dir, resume=True, progress=False, **train_kwargs)
+        except TypeError as err:  # a value of the wrong type that the checks above let through
+            raise ValueError(f"sweep settings {train_kwargs}: {err}") from None
         try:
             build_model(self.agent, settings.config, **model)
-        except ValueError as err:
+        except (ValueError, TypeError) as err:
             raise ValueError(f"sweep key not a TrainSettings field ({', '.join(TRAIN_KEYS)}) nor an option of "
                              f"{self.agent}: {err}") from None
         return settings
+
+
+def _parse_sizes(sizes: Any) -> list[Size]:
+    """``"10,2,6,3"``, ``[10, 2, 6, 3]`` or a list of either; ``ValueError`` naming ``sizes`` otherwise."""
+    if isinstance(sizes, str) or (isinstance(sizes, list) and sizes and all(_is_int(v) for v in sizes)):
+        sizes = [sizes]
+    if not isinstance(sizes, list):
+        raise ValueError(f"sweep sizes must be a list of sizes such as [\"10,2,6,3\"], got {sizes!r}")
+    parsed = []
+    for s in sizes:
+        if isinstance(s, str):
+            parsed.append(parse_size(s))
+        elif isinstance(s, (list, tuple)) and len(s) == 4 and all(_is_int(v) for v in s):
+            parsed.append(tuple(s))
+        else:
+            raise ValueError(f"sweep sizes: a size is \"M,L,K,tau_p\" or [M, L, K, tau_p] (integers), got {s!r}")
+    return parsed
 
 
 class SweepIncomplete(RuntimeError):
@@ -157,19 +295,12 @@ def _max_epochs(spec: SweepSpec) -> int:
     return int(value)
 
 
-def _first_values(search: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in search.items():
-        if isinstance(value, list):
-            out[key] = value[0]
-        else:
-            kind, arg = next(iter(value.items()))
-            out[key] = arg[0]
-    return out
-
-
 def load_sweep(source: str | Path | dict[str, Any]) -> SweepSpec:
-    """A sweep from a dict, a YAML/JSON file, or an inline JSON object (``--sweep '{...}'``)."""
+    """A sweep from a dict, a YAML/JSON file, or an inline JSON object (``--sweep '{...}'``).
+
+    Anything malformed (unreadable or non-UTF-8 file, YAML/JSON syntax, unknown keys, values of the
+    wrong kind) is one ``ValueError`` line naming the file or key, raised before any work. YAML is
+    read with ``yaml.safe_load`` only: a sweep file never constructs Python objects."""
     if isinstance(source, dict):
         return SweepSpec.from_dict(source)
     text = str(source)
@@ -181,14 +312,29 @@ def load_sweep(source: str | Path | dict[str, Any]) -> SweepSpec:
     path = Path(text)
     if not path.exists():
         raise ValueError(f"sweep file {path} does not exist")
-    if path.suffix in (".yaml", ".yml"):
+    try:
+        content = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"sweep file {path} is not UTF-8 text (byte {err.start}: {err.reason})") from None
+    except OSError as err:
+        raise ValueError(f"cannot read sweep file {path}: {err.strerror or err}") from None
+    if path.suffix.lower() in (".yaml", ".yml"):
         try:
             import yaml
         except ImportError:
             raise ValueError(f"reading {path} needs pyyaml: pip install 'cfpilot[distributed]'") from None
-        data = yaml.safe_load(path.read_text())
+        try:
+            data = yaml.safe_load(content)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(err, "problem", None) or (str(err).strip().splitlines() or ["?"])[0]
+            raise ValueError(f"sweep file {path} is not valid YAML{where}: {problem}") from None
     else:
-        data = json.loads(path.read_text())
+        try:
+            data = json.loads(content)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"sweep file {path} is not valid JSON: {err}") from None
     if not isinstance(data, dict):
         raise ValueError(f"sweep file {path} must hold a mapping, got {type(data).__name__}")
     return SweepSpec.from_dict(data)
