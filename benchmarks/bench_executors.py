@@ -30,9 +30,10 @@ from pathlib import Path
 
 from agents.lab.evaluation import CELLS_DIR, SIZE_GROUPS, EvaluationSettings, evaluate, plan_chunks, run_task
 from agents.lab.executors import make_executor, ray_available
+from agents.lab.results import TIMING_FIELDS
 
 AGENTS = "random,greedy,master-ap,location,local-search,exhaustive"
-TIMING = {"ms_per_snapshot", "train_time_s"}
+TIMING = TIMING_FIELDS
 
 
 def strip(records: list[dict]) -> list[dict]:

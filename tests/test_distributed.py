@@ -15,11 +15,12 @@ import evaluate
 import train
 from agents.lab import executors
 from agents.lab.evaluation import CELLS_DIR, EvaluationSettings, Task, plan_chunks
+from agents.lab.results import TIMING_FIELDS
 from agents.lab.sweep import SweepSpec, load_sweep
 
 GRID = ["--agents", "random,master-ap,local-search,exhaustive", "--sizes", "10,2,6,3", "6,1,4,2",
         "--snapshots", "12", "--chunk-size", "5", "--no-progress"]
-TIMING = {"ms_per_snapshot", "train_time_s"}
+TIMING = TIMING_FIELDS
 """the only fields allowed to differ between executors (wall times)"""
 HAS_RAY = executors.ray_available()
 needs_ray = pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed (pip install 'cfpilot[distributed]'); "

@@ -9,7 +9,7 @@ import pytest
 
 import evaluate
 from agents.lab.evaluation import draw_test_snapshots, parse_sizes
-from agents.lab.results import RECORD_FIELDS
+from agents.lab.results import RECORD_FIELDS, TIMING_FIELDS
 from cfenv import SystemConfig, sum_rate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +58,7 @@ def test_saved_snapshots_and_assignments_reproduce_recorded_rates(tmp_path):
 def test_same_seed_same_numbers(tmp_path):
     a = run(tmp_path / "a")
     b = run(tmp_path / "b")
-    strip = lambda rs: [{k: v for k, v in r.items() if k != "ms_per_snapshot"} for r in rs]  # noqa: E731
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in rs]  # noqa: E731
     assert strip(a) == strip(b)
 
 

@@ -29,6 +29,8 @@ RECORD_FIELDS = ["M", "L", "K", "tau_p", "agent", "status", "mean_sum_rate_mbps"
                  "ratio_to", "ms_per_snapshot", "warm_up_s", "train_time_s", "parameters", "distinct_assignments",
                  "ratio_to_best_constant", "collapsed", "snapshots", "seed", "reason"]
 """columns of results.csv"""
+TIMING_FIELDS = frozenset({"ms_per_snapshot", "warm_up_s", "train_time_s"})
+"""record fields that measure time: they differ between runs of the same settings"""
 
 
 def cell_record(name: str, size: Size, parts: list[dict[str, Any] | None], error: str | None,
