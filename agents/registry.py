@@ -89,26 +89,60 @@ class AgentSpec:
         return issubclass(self.cls, LearnableAgent) and self.cls.has_checkpoint(run_dir)
 
 
+ENTRY_POINT_GROUP = "cfpilot.agents"
+"""installed packages register their agents here: ``[project.entry-points."cfpilot.agents"]``,
+``name = "package.module:Class"``"""
+
+
+def plugin_agents() -> dict[str, str]:
+    """Agents installed packages register (entry points of :data:`ENTRY_POINT_GROUP`): name -> target."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name not in REGISTRY}
+
+
+def load_agent_class(target: str) -> type[Agent]:
+    """The :class:`agents.base.Agent` subclass named by ``"package.module:Class"``; one-line
+    ``ValueError`` if it cannot be imported or is not an agent. (Importing runs that module:
+    name only code you trust, as with any import.)"""
+    module, _, attr = target.partition(":")
+    if not module or not attr or ":" in attr:
+        raise ValueError(f"an agent of your own is given as package.module:Class, got {target!r}")
+    try:
+        loaded = importlib.import_module(module)
+    except ImportError as err:
+        raise ValueError(f"cannot import {module!r} for agent {target!r}: {err}") from None
+    cls = getattr(loaded, attr, None)
+    if not (isinstance(cls, type) and issubclass(cls, Agent)):
+        raise ValueError(f"{target} is not an agents.base.Agent subclass")
+    return cls
+
+
 @cache
 def resolve(name: str) -> AgentSpec:
-    """The :class:`AgentSpec` of a registered name (its module imported once); ``ValueError`` otherwise."""
-    if name not in REGISTRY:
-        raise ValueError(f"unknown agent {name!r}; valid: {', '.join(REGISTRY)}")
-    entry = REGISTRY[name]
-    module, cls = entry.target.split(":")
-    return AgentSpec(name, getattr(importlib.import_module(module), cls), entry.description, entry.learnable)
+    """The :class:`AgentSpec` of a registered name, an installed plugin's name, or a
+    ``package.module:Class`` of the user's own (imported once); ``ValueError`` otherwise."""
+    if name in REGISTRY:
+        entry = REGISTRY[name]
+        return AgentSpec(name, load_agent_class(entry.target), entry.description, entry.learnable)
+    target = plugin_agents().get(name) or (name if ":" in name else None)
+    if target is None:
+        raise ValueError(f"unknown agent {name!r}; valid: {', '.join(available())}, or package.module:Class "
+                         "for an agent of your own")
+    cls = load_agent_class(target)
+    description = (cls.__doc__ or target).strip().splitlines()[0]
+    return AgentSpec(name, cls, description, issubclass(cls, LearnableAgent))
 
 
 def is_learnable(name: str) -> bool:
     """Whether the agent ``name`` must be trained before it can assign."""
-    if name not in REGISTRY:
-        raise ValueError(f"unknown agent {name!r}; valid: {', '.join(REGISTRY)}")
-    return REGISTRY[name].learnable
+    return resolve(name).learnable
 
 
 def available() -> dict[str, str]:
-    """Registered agent names and their one-line descriptions."""
-    return {name: entry.description for name, entry in REGISTRY.items()}
+    """Registered agent names (the zoo's, then installed plugins') and their one-line descriptions."""
+    return {**{name: entry.description for name, entry in REGISTRY.items()},
+            **{name: f"plugin {target}" for name, target in plugin_agents().items()}}
 
 
 def agent_class(name: str) -> type[Agent]:

@@ -108,9 +108,8 @@ class EvaluationSettings:
     def __post_init__(self) -> None:
         if self.snapshots < 1:
             raise ValueError(f"snapshots must be >= 1, got {self.snapshots}")
-        unknown = [a for a in self.agents if a not in available()]
-        if unknown:
-            raise ValueError(f"unknown agent {unknown[0]!r}; valid: all, {', '.join(available())}")
+        for name in self.agents:
+            resolve(name)  # a registered name, a plugin, or package.module:Class; ValueError otherwise
         if not self.agents:
             raise ValueError("no agents given")
         if not self.sizes:
@@ -156,11 +155,10 @@ class EvaluationSettings:
 
 
 def parse_agents(text: str) -> list[str]:
-    """``"all"`` or a comma-separated list of registered names -> names; ``ValueError`` otherwise."""
+    """``"all"`` or comma-separated names (registered, plugins, ``package.module:Class``); ``ValueError`` otherwise."""
     names = list(available()) if text.strip() == "all" else [t.strip() for t in text.split(",") if t.strip()]
     for name in names:
-        if name not in available():
-            raise ValueError(f"unknown agent {name!r}; valid: all, {', '.join(available())}")
+        resolve(name)  # ValueError naming the valid names, or why a package.module:Class does not load
     if not names:
         raise ValueError(f"no agents given; valid: all, {', '.join(available())}")
     return names
@@ -402,7 +400,7 @@ def model_digest(files: dict[str, bytes]) -> str:
 
 
 def _cell_path(settings: EvaluationSettings, task: Task) -> Path:
-    return (Path(settings.out) / CELLS_DIR / size_slug(task.size) / task.agent
+    return (Path(settings.out) / CELLS_DIR / size_slug(task.size) / re.sub(r"[^\w.-]", "_", task.agent)
             / f"{task.start}-{task.stop}.json")
 
 
