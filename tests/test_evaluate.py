@@ -77,7 +77,7 @@ def test_skipped_exhaustive_shows_dash_and_ratio_to_best(tmp_path):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--agents", "random,nope"], "unknown agent 'nope'; valid: all, random"),
+    (["--agents", "random,nope"], "unknown agent 'nope'; valid: random"),
     (["--sizes", "10,2,6"], "valid: paper, small, medium"),
     (["--sizes", "huge"], "valid: paper, small, medium"),
 ])
