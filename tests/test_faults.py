@@ -216,10 +216,10 @@ def test_pool_workers_exit_when_their_driver_is_killed(tmp_path):
         assert all(alive(pid) for pid in workers)
         driver.send_signal(signal.SIGKILL)
         driver.wait(10)
-        assert wait_until(lambda: not any(alive(pid) for pid in workers), 10), \
+        assert wait_until(lambda: not any(alive(pid) for pid in workers), 60), \
             f"workers {[pid for pid in workers if alive(pid)]} outlived their killed driver"
         if tracker is not None:  # the resource tracker ends once nobody holds its pipe
-            assert wait_until(lambda: not alive(tracker), 10), f"resource tracker {tracker} outlived the pool"
+            assert wait_until(lambda: not alive(tracker), 60), f"resource tracker {tracker} outlived the pool"
     finally:
         if driver.poll() is None:
             driver.kill()
