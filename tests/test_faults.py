@@ -17,7 +17,9 @@ import pytest
 
 import train
 from agents.lab import sweep
-from agents.lab.sweep import METRICS, load_sweep
+from agents.lab.outdir import pid_alive as alive
+from agents.lab.sweep import load_sweep
+from agents.learning.trainer import EPOCH_METRICS as METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -170,21 +172,6 @@ if __name__ == "__main__":
         for _ in executor.map_unordered(hold, [str(folder), str(folder)]):
             pass
 '''
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie nobody has reaped yet counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")
 
 
 def wait_until(condition, timeout: float, step: float = 0.1) -> bool:

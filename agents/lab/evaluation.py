@@ -133,11 +133,10 @@ class EvaluationSettings:
         if self.max_assignments is not None and self.max_assignments < 1:
             raise ValueError(f"max_assignments must be >= 1, got {self.max_assignments}")
         check_device(self.device)
-        estimate = max(self.snapshots * SystemConfig.from_size(s).M * SystemConfig.from_size(s).K * 8
-                       for s in self.sizes)
+        estimate = self.snapshots * max(SystemConfig.from_size(s).snapshot_bytes for s in self.sizes)
         if estimate > MAX_TEST_SNAPSHOT_BYTES:
             raise ValueError(f"{self.snapshots} test snapshots of the largest size need about "
-                             f"{estimate / 2**30:.1f} GiB of fading alone (cap {MAX_TEST_SNAPSHOT_BYTES / 2**30:.0f} "
+                             f"{estimate / 2**30:.1f} GiB (cap {MAX_TEST_SNAPSHOT_BYTES / 2**30:.0f} "
                              "GiB): evaluate fewer snapshots per run")
         self.fail_tasks = tuple(self.fail_tasks)
         self.checkpoints = Path(self.checkpoints)

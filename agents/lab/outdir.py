@@ -30,14 +30,19 @@ OUTPUT_FILES = ("results.json", "results.csv", "per_snapshot.csv", "results.md",
 """the files a finished run writes into its folder"""
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (a zombie nobody has reaped yet counts as gone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux): it answered the signal
+    return state not in ("Z", "X")
 
 
 def _take_lock(out: Path) -> Path:
@@ -53,7 +58,7 @@ def _take_lock(out: Path) -> Path:
             except (OSError, ValueError):
                 holder = {}
             other_host = holder.get("host") not in (None, me["host"])
-            if other_host or (isinstance(holder.get("pid"), int) and _alive(holder["pid"])):
+            if other_host or (isinstance(holder.get("pid"), int) and pid_alive(holder["pid"])):
                 where = f"pid {holder.get('pid')} on {holder.get('host')}" if other_host else f"pid {holder.get('pid')}"
                 raise ValueError(f"{out} is in use by another evaluate.py run ({where}, since "
                                  f"{holder.get('started', '?')}); wait for it or choose another --out") from None

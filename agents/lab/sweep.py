@@ -43,6 +43,7 @@ from typing import Any
 
 from agents.lab.executors import RAY_MISSING, ray_available, ray_session
 from agents.learning import LOSSES, TrainSettings, run_dir_for, train
+from agents.learning.trainer import EPOCH_METRICS
 from agents.models import MODEL_NAMES, build_model
 from agents.registry import resolve
 from cfenv.config import SystemConfig
@@ -56,9 +57,6 @@ MODEL_ALIASES = {"qubits": "n_qubits"}
 SAMPLERS = ("loguniform", "uniform", "choice", "randint")
 SPEC_KEYS = ("agent", "sizes", "size", "loss", "name", "fixed", "search", "num_samples", "metric", "mode",
              "scheduler", "export_seed", "max_concurrent", "cpus_per_trial", "search_seed")
-METRICS = ("val/sum_rate_mbps", "val/ratio_to_master_ap", "val/ratio_to_best_constant", "val/distinct_assignments",
-           "val/entropy", "train/loss", "train/loss_relative_to_initial", "train/imitation", "train/lr")
-"""what the trainer logs every epoch (:func:`agents.learning.trainer.train`) and a sweep may rank trials by"""
 SCHEDULER_OPTIONS = {"asha": ("grace_period", "reduction_factor", "brackets", "stop_last_trials"), "fifo": ()}
 """options of each scheduler beyond ``type`` (ASHA's time attribute and ``max_t`` are the trainer's epochs)"""
 INT_TRAIN_KEYS = ("batch_size", "seed", "data_seed", "epochs", "imitation_epochs", "train_snapshots",
@@ -172,8 +170,8 @@ class SweepSpec:
                 raise ValueError(f"sweep {key} must be a mapping of names to values, got {value!r}")
         if not _is_int(self.num_samples) or self.num_samples < 1:
             raise ValueError(f"num_samples must be an integer >= 1, got {self.num_samples!r}")
-        if not isinstance(self.metric, str) or self.metric not in METRICS:
-            raise ValueError(f"sweep metric must be a val/ or train/ metric of the trainer ({', '.join(METRICS)}), "
+        if not isinstance(self.metric, str) or self.metric not in EPOCH_METRICS:
+            raise ValueError(f"sweep metric must be a val/ or train/ metric of the trainer ({', '.join(EPOCH_METRICS)}), "
                              f"got {self.metric!r}")
         if not isinstance(self.mode, str) or self.mode not in ("max", "min"):
             raise ValueError(f"sweep mode must be 'max' or 'min', got {self.mode!r}")

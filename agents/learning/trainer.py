@@ -47,6 +47,11 @@ from cfenv.config import SystemConfig
 from cfenv.rates import sum_rate
 from cfenv.units import MBPS, fading_db
 
+EPOCH_METRICS = ("val/sum_rate_mbps", "val/ratio_to_master_ap", "val/ratio_to_best_constant",
+                 "val/distinct_assignments", "val/entropy", "train/loss", "train/loss_relative_to_initial",
+                 "train/imitation", "train/lr")
+"""what :func:`train` logs every epoch and a sweep may rank trials by (besides ``perf/`` timings)"""
+
 
 def predict(model: AssignmentModel, beta: np.ndarray, tau_p: int, device: str | torch.device = "cpu",
             batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
