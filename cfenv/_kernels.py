@@ -100,6 +100,33 @@ def rates_one(beta_t, bu, pilots, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth
             out[k] = bandwidth * math.log2(1.0 + sinr)
 
 
+PROPORTIONAL_UNIT = 1e6
+"""rate unit [bit/s] of the proportional-fairness objective sum_k ln(R_k / unit)"""
+RATE_FLOOR = 1e-300
+"""rates are floored here before the logarithm, so that a zero rate scores finite"""
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def objective_of(rates, code):
+    """Objective of one assignment's per-user rates (K,) [bit/s]: code 0 sum [bit/s], 1 min
+    [bit/s], 2 sum of ln(R_k / 1 Mbit/s) [nats] (codes: :data:`cfenv.config.OBJECTIVES`)."""
+    if code == 0:
+        total = 0.0
+        for k in range(rates.shape[0]):
+            total += rates[k]
+        return total
+    if code == 1:
+        low = rates[0]
+        for k in range(1, rates.shape[0]):
+            if rates[k] < low:
+                low = rates[k]
+        return low
+    total = 0.0
+    for k in range(rates.shape[0]):
+        total += math.log(max(rates[k], RATE_FLOOR) / PROPORTIONAL_UNIT)
+    return total
+
+
 @njit(cache=True)
 def new_scratch(K, M, tau_p):
     """Work buffers of :func:`rates_one` for one thread."""

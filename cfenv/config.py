@@ -33,6 +33,12 @@ MAX_SNAPSHOT_BYTES = 1 << 30
 """cap (1 GiB) on :attr:`SystemConfig.snapshot_bytes`, the estimated memory of one snapshot's
 working set: a larger (M, L, K, tau_p) is refused by ``SystemConfig`` before anything is allocated"""
 
+OBJECTIVES: tuple[str, ...] = ("sum", "min", "proportional")
+"""what an assignment is chosen to maximise (docs/model.md eq. (2.8) and its fairness variants):
+the sum of the per-user rates [bit/s], the minimum per-user rate [bit/s] (max-min fairness), or
+the sum of ln(R_k / 1 Mbit/s) [nats] (proportional fairness); ``OBJECTIVES.index`` is the code
+the compiled kernels take"""
+
 MAX_ANTENNAS = 10_000
 """largest accepted L (antennas per AP)"""
 
@@ -104,6 +110,9 @@ class SystemConfig:
     """measure distances on the torus so that no AP sits at an edge"""
     shadow_near: bool = False
     """apply shadowing also where d <= d1 (off: the three-slope model of Ngo et al. 2017)"""
+    objective: str = "sum"
+    """what agents maximise and tables rank by: "sum" (sum rate), "min" (minimum user rate) or
+    "proportional" (sum of log user rates)"""
 
     def __post_init__(self) -> None:
         for name in _INT_FIELDS:
@@ -122,6 +131,8 @@ class SystemConfig:
         for name in ("wrap_around", "shadow_near"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         if self.d1_m <= self.d0_m:
             raise ValueError(f"d1_m must be > d0_m, got d0_m={self.d0_m!r}, d1_m={self.d1_m!r}")
         gain = self.max_path_gain_db
@@ -145,6 +156,11 @@ class SystemConfig:
         return 8 * (M * K + 2 * (M + K) + tau_p * (3 * M + K))
 
     # ----------------------------------------------------------------- derived
+    @property
+    def objective_code(self) -> int:
+        """Index of :attr:`objective` in :data:`OBJECTIVES` (the compiled kernels' argument)."""
+        return OBJECTIVES.index(self.objective)
+
     @property
     def size(self) -> tuple[int, int, int, int]:
         """(M, L, K, tau_p)."""

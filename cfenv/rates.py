@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
-from cfenv.config import SystemConfig
+from cfenv.config import OBJECTIVES, SystemConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -456,3 +456,25 @@ def relaxed_user_rates(beta: "torch.Tensor", q: "torch.Tensor", config: SystemCo
 def relaxed_sum_rate(beta: "torch.Tensor", q: "torch.Tensor", config: SystemConfig) -> "torch.Tensor":
     """Sum over users of :func:`relaxed_user_rates` [bit/s], shape ``(...)``."""
     return relaxed_user_rates(beta, q, config).sum(-1)
+
+
+def objective_from_rates(rates: Any, objective: str) -> Any:
+    """The objective (:data:`cfenv.config.OBJECTIVES`) of per-user rates ``(..., K)`` [bit/s],
+    shape ``(...)``: ``"sum"`` and ``"min"`` in bit/s, ``"proportional"`` = sum_k ln(R_k / 1 Mbit/s)
+    [nats], rates floored at 1e-300 bit/s. The reference of :func:`cfenv._kernels.objective_of`."""
+    from cfenv._kernels import PROPORTIONAL_UNIT, RATE_FLOOR
+
+    if objective == "sum":
+        return rates.sum(-1)
+    if objective == "min":
+        return rates.amin(-1) if _is_torch(rates) else rates.min(-1)
+    if objective == "proportional":
+        floored = rates.clamp_min(RATE_FLOOR) if _is_torch(rates) else np.maximum(rates, RATE_FLOOR)
+        log = floored.log() if _is_torch(rates) else np.log(floored)
+        return (log - math.log(PROPORTIONAL_UNIT)).sum(-1)
+    raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+
+
+def objective_value(beta: Any, pilots: Any, config: SystemConfig, *, backend: Backend = "auto") -> Any:
+    """``config.objective`` of hard assignments (shapes as :func:`sum_rate`), shape ``(...)``."""
+    return objective_from_rates(user_rates(beta, pilots, config, backend=backend), config.objective)
