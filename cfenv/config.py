@@ -27,6 +27,14 @@ TABLE2_SIZES: tuple[tuple[int, int, int, int], ...] = (
     (45, 2, 20, 10),
 )
 
+#: Realistic network sizes (M, L, K, tau_p) of the tabu-search, scalable and graph-colouring
+#: papers: the ``large`` size group (docs/literature.md).
+LARGE_SIZES: tuple[tuple[int, int, int, int], ...] = (
+    (100, 4, 40, 10),
+    (200, 8, 50, 15),
+    (100, 4, 100, 20),
+)
+
 _INT_FIELDS = SIZE_FIELDS
 
 MAX_SNAPSHOT_BYTES = 1 << 30

@@ -31,7 +31,7 @@ from agents.registry import AgentSpec, available, resolve
 from agents.storage import atomic_write_bytes
 from cfenv import __version__
 from cfenv.channel import Snapshot, draw_snapshots
-from cfenv.config import TABLE2_SIZES, SystemConfig
+from cfenv.config import LARGE_SIZES, TABLE2_SIZES, SystemConfig
 from cfenv.rates import sum_rate
 from cfenv.units import MBPS, Size, parse_size, size_label, size_slug
 
@@ -40,6 +40,7 @@ SIZE_GROUPS: dict[str, tuple[Size, ...]] = {
     "small": TABLE2_SIZES[:4],
     "medium": TABLE2_SIZES[4:],
     "default": TABLE2_SIZES[:2],
+    "large": LARGE_SIZES,
 }
 """named size groups for ``--sizes``; ``default`` keeps ``evaluate.py --agents all`` (which trains
 every learning agent it has no checkpoint for) within a few minutes on 2 cores"""
@@ -164,7 +165,7 @@ def parse_agents(text: str) -> list[str]:
 
 
 def parse_sizes(tokens: Sequence[str]) -> list[Size]:
-    """Size groups (``paper``, ``small``, ``medium``) and ``M,L,K,tau_p`` quadruples -> sizes."""
+    """Size groups (``paper``, ``small``, ``medium``, ``large``, ``default``) and ``M,L,K,tau_p`` quadruples -> sizes."""
     sizes: list[Size] = []
     for token in tokens:
         if token in SIZE_GROUPS:
