@@ -10,6 +10,7 @@ import torch
 
 from agents.base import LearnableAgent
 from agents.learning import TrainSettings, beta_db_tensor, load_model, predict, save_model, train
+from agents.learning.settings import check_device
 from agents.models import build_model
 from cfenv.channel import Snapshot
 from cfenv.config import SystemConfig
@@ -36,7 +37,7 @@ class NeuralAgent(LearnableAgent):
     def __init__(self, config: SystemConfig | None = None, seed: int = 0, device: str = "cpu",
                  loss: str = "unsupervised", **model: Any) -> None:
         super().__init__(config, seed)
-        self.device = device
+        self.device = check_device(device)
         self.loss = loss
         self.model_options = model
         self.model: Any = None

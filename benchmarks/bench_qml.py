@@ -16,10 +16,11 @@ n = 16 qubits, for:
 
 Batch 256 wherever it fits: (b) at n = 16 keeps every intermediate state of ~350 gates
 for backprop (~256 MB per gate at batch 256), so it runs a small batch and is scaled.
-Throughput is best of --repeats after a warm-up. Targets (issue): (b) >= 50x (a);
+With ``--device cuda`` the torch backend is also timed on that device ("torch-cuda", batch
+``--device-batch``). Throughput is best of --repeats after a warm-up. Targets (issue): (b) >= 50x (a);
 (c) >= 5000 samples/s at n = 8. Prints a table and writes JSON with machine and versions.
 
-    python benchmarks/bench_qml.py [--repeats 3] [--out benchmarks/results/bench_qml.json]
+    python benchmarks/bench_qml.py [--repeats 3] [--device cpu|cuda|auto] [--out benchmarks/results/bench_qml.json]
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ import argparse
 import importlib.metadata
 import importlib.util
 import json
-import os
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,18 +36,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from agents.lab.machine import DEVICE_FLAG_HELP, machine_info, synchronize
+from agents.learning.settings import check_device
 from agents.models.quantum import QCNNLayer, make_qnode
 
 SHARE, READOUT, DTYPE = "level", "all", torch.float64
 
 
-def step_time(fn: Callable[[], None], repeats: int, warmup: Callable[[], None] | None = None) -> float:
-    """Best wall time of ``fn`` over ``repeats`` runs after one warm-up call."""
+def step_time(fn: Callable[[], None], repeats: int, warmup: Callable[[], None] | None = None,
+              device: str = "cpu") -> float:
+    """Best wall time of ``fn`` over ``repeats`` runs after one warm-up call (CUDA work awaited)."""
     (warmup or fn)()
+    synchronize(device)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     return best
 
@@ -78,10 +82,10 @@ def loop_step(n: int, h: torch.Tensor, weights: dict[str, torch.Tensor]) -> Call
 
 
 def measure(rows: list[dict], n: int, method: str, batch: int, fn: Callable[[], None], repeats: int,
-            warmup: Callable[[], None] | None = None) -> None:
+            warmup: Callable[[], None] | None = None, device: str = "cpu") -> None:
     """Time one method, append its row (with the ratio to this n's loop row) and print it."""
-    seconds = step_time(fn, repeats, warmup)
-    row = {"n_qubits": n, "method": method, "batch": batch, "seconds_per_step": seconds,
+    seconds = step_time(fn, repeats, warmup, device)
+    row = {"n_qubits": n, "method": method, "device": device, "batch": batch, "seconds_per_step": seconds,
            "samples_per_s": batch / seconds}
     ref = row if method == "loop" else next(r for r in rows if r["n_qubits"] == n and r["method"] == "loop")
     row["ratio_to_loop"] = row["samples_per_s"] / ref["samples_per_s"]
@@ -102,8 +106,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help=DEVICE_FLAG_HELP)
+    parser.add_argument("--device-batch", type=int, nargs=2, default=[4096, 256], metavar=("N8", "N16"),
+                        help="batch of the torch backend on a CUDA --device")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_qml.json"))
     args = parser.parse_args()
+    try:
+        device = check_device(args.device)
+    except ValueError as err:
+        parser.error(str(err))
     if args.threads:
         torch.set_num_threads(args.threads)
     has_lightning = importlib.util.find_spec("pennylane_lightning") is not None
@@ -131,6 +142,14 @@ def main() -> None:
         warm = layer_step(layer, h[:8]) if big else None
         measure(rows, n, "torch", args.batch, layer_step(layer, h), 2 if big else max(args.repeats, 5), warm)
 
+        if device != "cpu":
+            on_dev = QCNNLayer(n, SHARE, READOUT, backend="torch", dtype=DTYPE).to(device)
+            on_dev.load_state_dict(weights)
+            b = args.device_batch[big]
+            h_dev = (torch.rand(b, n, dtype=DTYPE, generator=gen) * np.pi).to(device)
+            measure(rows, n, f"torch-{torch.device(device).type}", b, layer_step(on_dev, h_dev),
+                    max(args.repeats, 5), layer_step(on_dev, h_dev[:8]), device)
+
         if has_lightning:
             lit = QCNNLayer(n, SHARE, READOUT, backend="pennylane", dtype=DTYPE,
                             device_name="lightning.qubit", diff_method="adjoint")
@@ -150,10 +169,7 @@ def main() -> None:
     import pennylane
 
     lightning = importlib.metadata.version("pennylane_lightning") if has_lightning else None
-    meta = {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
-            "load_average": os.getloadavg(), "python": platform.python_version(), "numpy": np.__version__,
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "pennylane": pennylane.__version__, "pennylane_lightning": lightning,
+    meta = {**machine_info(device), "pennylane": pennylane.__version__, "pennylane_lightning": lightning,
             "dtype": str(DTYPE), "share": SHARE, "readout": READOUT, "seed": args.seed,
             "repeats": args.repeats, "step": "forward + backward of outputs.sum() w.r.t. inputs and weights"}
     args.out.parent.mkdir(parents=True, exist_ok=True)

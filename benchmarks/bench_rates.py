@@ -4,17 +4,18 @@ For one snapshot and a large batch of random assignments, at (10,2,15,3) and
 (45,2,20,10), float64 and float32, it times: the numba kernel (numpy default),
 the array formula on numpy and on torch, and -- in the same run, as the
 reference every ratio is taken against -- the per-user loop transcription of
-docs/model.md §2 (:mod:`cfenv.reference`). Prints a table, writes JSON.
+docs/model.md §2 (:mod:`cfenv.reference`). With ``--device cuda`` the torch formula is also
+timed on that device (on ``--device-assignments`` assignments). Prints a table, writes JSON
+with the machine and the device.
 
-    python benchmarks/bench_rates.py [--assignments 200000] [--out benchmarks/results/bench_rates.json]
+    python benchmarks/bench_rates.py [--assignments 200000] [--device cpu|cuda|auto]
+                                     [--out benchmarks/results/bench_rates.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 from typing import Callable
@@ -22,19 +23,23 @@ from typing import Callable
 import numpy as np
 import torch
 
+from agents.lab.machine import DEVICE_FLAG_HELP, machine_info, synchronize
+from agents.learning.settings import check_device
 from cfenv import SystemConfig, draw_snapshots, sum_rate
 from cfenv.reference import user_rates_loop
 
 SIZES = [(10, 2, 15, 3), (45, 2, 20, 10)]
 
 
-def best_rate(fn: Callable[[], object], n: int, repeats: int) -> float:
-    """Evaluations per second, best of ``repeats`` after one warm-up call."""
+def best_rate(fn: Callable[[], object], n: int, repeats: int, device: str = "cpu") -> float:
+    """Evaluations per second, best of ``repeats`` after one warm-up call (CUDA work awaited)."""
     fn()
+    synchronize(device)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     return n / best
 
@@ -44,8 +49,15 @@ def main() -> None:
     parser.add_argument("--assignments", type=int, default=200_000)
     parser.add_argument("--loop-assignments", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help=DEVICE_FLAG_HELP)
+    parser.add_argument("--device-assignments", type=int, default=1_000_000,
+                        help="assignments per timed call of the torch formula on a CUDA device")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_rates.json"))
     args = parser.parse_args()
+    try:
+        device = check_device(args.device)
+    except ValueError as err:
+        parser.error(str(err))
 
     rows = []
     for size in SIZES:
@@ -65,13 +77,19 @@ def main() -> None:
                 "numpy formula": (lambda: sum_rate(beta, pilots[:n_ref], cfg, backend="reference"), n_ref),
                 "torch formula": (lambda: sum_rate(tbeta, tpilots, cfg), n_ref),
             }
+            if device != "cpu":
+                n_dev = args.device_assignments
+                dev_pilots = torch.as_tensor(rng.integers(0, cfg.tau_p, (n_dev, cfg.K)), device=device)
+                dev_beta = tbeta.to(device)
+                cases[f"torch formula ({device})"] = (lambda: sum_rate(dev_beta, dev_pilots, cfg), n_dev)
             for name, (fn, n) in cases.items():
                 if name == "numba kernel" and dtype == "float32":
                     note = "computes in float64"
                 else:
                     note = ""
-                rate = best_rate(fn, n, args.repeats)
-                rows.append({"size": list(size), "dtype": dtype, "implementation": name,
+                on = device if name.endswith(f"({device})") else "cpu"
+                rate = best_rate(fn, n, args.repeats, on)
+                rows.append({"size": list(size), "dtype": dtype, "implementation": name, "device": on,
                              "evals_per_s": rate, "ratio_to_loop": rate / loop, "note": note})
             rows.append({"size": list(size), "dtype": dtype, "implementation": "per-user loop (reference)",
                          "evals_per_s": loop, "ratio_to_loop": 1.0, "note": "float64 Python loops"})
@@ -82,9 +100,7 @@ def main() -> None:
     for r in rows:
         print(f"{str(tuple(r['size'])):<16}{r['dtype']:<9}{r['implementation']:<28}"
               f"{r['evals_per_s']:>14,.0f}{r['ratio_to_loop']:>10,.0f}  {r['note']}")
-    meta = {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
-            "python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads()}
+    meta = machine_info(device)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print(f"\nwrote {args.out}")

@@ -78,7 +78,7 @@ class EvaluationSettings:
     loss: str = "unsupervised"
     """training loss of the learning agents' checkpoints (Table II is unsupervised)"""
     device: str = "cpu"
-    """torch device of the learning agents"""
+    """torch device of the learning agents: cpu, cuda, cuda:N or auto (CUDA when available)"""
     execution: dict[str, Any] | None = None
     """quantum execution of learning agents' circuits (:class:`agents.models.quantum.Execution` fields:
     noise_p, shots, mitigation, grad ...); None: exact. Checkpoints are trained noiselessly."""
@@ -133,7 +133,7 @@ class EvaluationSettings:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.max_assignments is not None and self.max_assignments < 1:
             raise ValueError(f"max_assignments must be >= 1, got {self.max_assignments}")
-        check_device(self.device)
+        check_device(self.device)  # validated; "auto" is resolved by each agent
         estimate = self.snapshots * max(SystemConfig.from_size(s).snapshot_bytes for s in self.sizes)
         if estimate > MAX_TEST_SNAPSHOT_BYTES:
             raise ValueError(f"{self.snapshots} test snapshots of the largest size need about "

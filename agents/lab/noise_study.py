@@ -49,6 +49,7 @@ from agents.lab.results import provenance
 from agents.lab.stats import ci95
 from agents.learning import CONFIG_JSON, TrainSettings, load_model, predict, train
 from agents.learning.diagnostics import distinct_assignments
+from agents.learning.settings import check_device
 from agents.models.quantum import MITIGATIONS, SUPPORTED_N_QUBITS, Execution, QCNNLayer, apply_execution
 from agents.registry import agent_class
 from cfenv.config import SystemConfig
@@ -60,7 +61,7 @@ NOISE_AGENTS = ("hqcnn", "hqcnn-ar")
 the per-decision scorer of the symmetry-aware decoder (which does not collapse)"""
 CSV_FIELDS = ["agent", "n_qubits", "p", "mitigation", "shots", "backend", "trajectories", "M", "L", "K", "tau_p",
               "snapshots", "mean_sum_rate_mbps", "ci95_mbps", "distinct_assignments", "master_ap_mbps", "s_per_snapshot",
-              "seed", "checkpoint"]
+              "seed", "checkpoint", "device"]
 
 
 @dataclass
@@ -105,8 +106,12 @@ class NoiseStudySettings:
     """dataset cache for training under train_root"""
     progress: bool = True
     """progress bars"""
+    device: str = "cpu"
+    """torch device of training and of the statevector/trajectory simulation: cpu, cuda, cuda:N or
+    auto (the PennyLane default.mixed backend runs on the CPU whatever this says)"""
 
     def __post_init__(self) -> None:
+        self.device = check_device(self.device)
 
         self.size = tuple(int(v) for v in self.size)  # type: ignore[assignment]
         SystemConfig.from_size(self.size)
@@ -167,7 +172,7 @@ def checkpoints_for(settings: NoiseStudySettings) -> list[Path]:
                                        epochs=settings.epochs, train_snapshots=settings.train_snapshots,
                                        val_snapshots=settings.val_snapshots, seed=settings.seed,
                                        runs_dir=settings.train_root / f"q{n}", cache_dir=settings.cache_dir,
-                                       progress=settings.progress, **recipe)
+                                       progress=settings.progress, device=settings.device, **recipe)
         if not (train_settings.run_dir / CONFIG_JSON).exists():
             train(train_settings)
         dirs.append(train_settings.run_dir)
@@ -198,7 +203,7 @@ def run_noise_study(settings: NoiseStudySettings) -> list[dict[str, Any]]:
     checkpoints = checkpoints_for(settings)
     models = []
     for directory in checkpoints:
-        model, meta = load_model(directory, expected=config)
+        model, meta = load_model(directory, settings.device, expected=config)
         layers = [m for m in model.modules() if isinstance(m, QCNNLayer)]
         if len(layers) != 1:
             raise TypeError(f"checkpoint {directory} holds a {meta['agent']} model without a (single) QCNN circuit")
@@ -222,7 +227,7 @@ def run_noise_study(settings: NoiseStudySettings) -> list[dict[str, Any]]:
         description = apply_execution(model, execution)[0]
         bar.set_postfix_str(f"{agent} n={n_qubits} p={p:g} {mitigation} on {layer.execution_backend}")
         start = time.perf_counter()
-        pilots, _ = predict(model, snaps.beta, config.tau_p)
+        pilots, _ = predict(model, snaps.beta, config.tau_p, settings.device)
         elapsed = time.perf_counter() - start
         rates = sum_rate(snaps.beta, pilots, config) / MBPS
         k = len(rates)
@@ -236,7 +241,7 @@ def run_noise_study(settings: NoiseStudySettings) -> list[dict[str, Any]]:
             "ci95_mbps": ci95(rates),
             "distinct_assignments": distinct_assignments(pilots), "master_ap_mbps": master_ap,
             "s_per_snapshot": elapsed / k, "per_snapshot_sum_rate_mbps": [float(r) for r in rates],
-            "seed": seed, "checkpoint": str(directory),
+            "seed": seed, "checkpoint": str(directory), "device": settings.device,
         })
         apply_execution(model, None)
     bar.close()

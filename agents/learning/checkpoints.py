@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from agents.learning.settings import check_device
 from agents.models import AssignmentModel, PilotModel, build_model, model_options
 from agents.storage import atomic_write_bytes
 from cfenv import __version__
@@ -51,6 +52,6 @@ def load_model(directory: Path, device: str | torch.device = "cpu",
                          f"not {expected.size}")
     state = torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
-    return model.to(device), meta
+    return model.to(check_device(device) if isinstance(device, str) else device), meta
 
 

@@ -12,19 +12,25 @@ from typing import Any
 from agents.base import run_folder
 from cfenv.config import SystemConfig
 
+DEVICES_HELP = "cpu, cuda, cuda:N or auto (CUDA when available, else the CPU)"
 
-def check_device(device: str) -> None:
-    """``ValueError`` unless ``device`` names a torch device that is available here."""
+
+def check_device(device: str) -> str:
+    """The concrete torch device ``device`` names (``"auto"``: ``"cuda"`` when CUDA is available,
+    else ``"cpu"``); ``ValueError`` unless it is a CPU or CUDA device available here."""
     import torch  # only to parse the name: settings stay importable without loading torch
 
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
     try:
         parsed = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"device must be a torch device such as cpu or cuda, got {device!r}") from None
+        raise ValueError(f"device must be {DEVICES_HELP}, got {device!r}") from None
     if parsed.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r}: CUDA is not available on this machine")
     if parsed.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be cpu or cuda, got {device!r}")
+        raise ValueError(f"device must be {DEVICES_HELP}, got {device!r}")
+    return str(device)
 
 
 LOSSES = ("supervised", "unsupervised", "reinforce")
@@ -65,7 +71,7 @@ class TrainSettings:
     """seed of the training and validation snapshots when it should differ from ``seed``
     (sweeps fix it, so trials of different seeds are compared on the same validation set)"""
     device: str = "cpu"
-    """torch device (cpu, cuda)"""
+    """torch device: cpu, cuda, cuda:N or auto (CUDA when available)"""
     model: dict[str, Any] = field(default_factory=dict)
     """model options (hidden, channels, n_qubits, share, readout, backend)"""
     execution: dict[str, Any] = field(default_factory=dict)
@@ -95,7 +101,7 @@ class TrainSettings:
             raise ValueError(f"imitation_epochs must be in [0, epochs={self.epochs}], got {self.imitation_epochs}")
         if self.seed < 0 or (self.data_seed is not None and self.data_seed < 0):
             raise ValueError(f"seed must be >= 0, got {self.seed if self.seed < 0 else self.data_seed}")
-        check_device(self.device)
+        check_device(self.device)  # validated; "auto" is resolved by each agent
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number, got {self.lr}")
         self.runs_dir, self.cache_dir = Path(self.runs_dir), Path(self.cache_dir)

@@ -39,7 +39,7 @@ from agents.learning.checkpoints import CHECKPOINT, CONFIG_JSON, HISTORY_JSON, l
 from agents.learning.datasets import Dataset, beta_db_tensor, make_dataset
 from agents.learning.diagnostics import best_constant_assignment, distinct_assignments
 from agents.learning.losses import batch_loss
-from agents.learning.settings import TrainSettings
+from agents.learning.settings import TrainSettings, check_device
 from agents.models import AssignmentModel, PilotModel, build_model
 from agents.models.quantum import Execution, apply_execution
 from agents.storage import atomic_write_bytes
@@ -119,7 +119,7 @@ def train(settings: TrainSettings,
     from tqdm.auto import tqdm
 
     config = settings.config
-    device = torch.device(settings.device)
+    device = torch.device(check_device(settings.device))
     run_dir = settings.run_dir
     finished = finished_run(settings)
     if finished is not None:

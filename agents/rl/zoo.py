@@ -25,6 +25,7 @@ from agents.base import (
     run_folder,
     stream_rng,
 )
+from agents.learning.settings import check_device
 from agents.models import MAX_HIDDEN_LAYERS, MAX_HIDDEN_WIDTH, check_int, check_widths
 from agents.models.quantum import SUPPORTED_N_QUBITS
 from agents.models.sb3 import HQCNNExtractor
@@ -136,7 +137,8 @@ class RLAgent(LearnableAgent):
     Args:
         config: the system size the agent is (or will be) trained for.
         seed: seed of the policy initialisation, the training snapshots and the validation set.
-        device: torch device of the policy.
+        device: torch device of the policy; ``"auto"`` keeps MLP policies on the CPU (SB3
+            runs them faster there) and puts quantum feature extractors on CUDA when available.
         loss: accepted and ignored (the harness passes the neural agents' loss); RL agents
             train on the environment's reward.
         **options: keyword arguments of the SB3 algorithm overriding :attr:`hyperparameters`
@@ -165,7 +167,7 @@ class RLAgent(LearnableAgent):
     def __init__(self, config: SystemConfig | None = None, seed: int = 0, device: str = "cpu",
                  loss: str = "rl", **options: Any) -> None:
         super().__init__(config, seed)
-        self.device = device
+        self.device = self.resolve_device(device)
         self.options = dict(options)
         self.model: BaseAlgorithm | None = None
         self.meta: dict[str, Any] = {}
@@ -254,6 +256,13 @@ class RLAgent(LearnableAgent):
         set_random_seed(self.seed)
         self._build(cfg, env, hyperparameters, tensorboard_log)
         return self
+
+    def resolve_device(self, device: str) -> str:
+        """The device the policy runs on (see ``device`` in the class doc)."""
+        return "cpu" if device == "auto" and not self.gpu_worthy else check_device(device)
+
+    gpu_worthy: ClassVar[bool] = False
+    """``device="auto"`` puts this agent's policy on CUDA (MLP policies: no, SB3 runs them faster on the CPU)"""
 
     def _build(self, cfg: SystemConfig, env: Any, hyperparameters: dict[str, Any],
                tensorboard_log: str | Path | None = None) -> None:
@@ -358,7 +367,7 @@ class RLAgent(LearnableAgent):
             self.model.get_env().close()
         train_time = time.perf_counter() - started
         final = validation.history[-1]
-        self.meta = {"train_time_s": train_time, "train": settings,
+        self.meta = {"train_time_s": train_time, "train": settings, "device": self.device,
                      "final_metrics": {k: v for k, v in final.items() if k != "timesteps"},
                      "initial_val_sum_rate_mbps": validation.history[0]["val/sum_rate_mbps"],
                      "val_master_ap_sum_rate_mbps": validation.master}
@@ -366,7 +375,7 @@ class RLAgent(LearnableAgent):
             self.save(run_dir)
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
         return {"run_dir": str(run_dir), "train_time_s": train_time, "total_timesteps": total,
-                "n_envs": n_envs,
+                "n_envs": n_envs, "device": self.device,
                 "reward_scaling": reward_scaling, "vec_env": vec_env,
                 "initial_val_sum_rate_mbps": validation.history[0]["val/sum_rate_mbps"],
                 "val_sum_rate_mbps": final["val/sum_rate_mbps"],
@@ -501,6 +510,7 @@ class PPOHQCNNAgent(RLAgent):
                        "net_arch": {"pi": [], "vf": [64]}}
     default_budget = {**RLAgent.default_budget, "total_timesteps": 20_000}
     agent_options = HQCNN_OPTIONS
+    gpu_worthy = True
 
     def _policy_kwargs(self) -> dict[str, Any]:
         extractor = {k: self.options[k] for k in HQCNN_OPTIONS if k in self.options}
