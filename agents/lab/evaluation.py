@@ -107,7 +107,7 @@ class EvaluationSettings:
     ``once:`` fails the first attempt only, ``crash:`` kills the worker process"""
     snapshots_file: Path | None = None
     """a .npz of your own fading, beta (S, M, K) [+ positions] (docs/data.md): every agent runs on its S
-    snapshots instead of drawn ones; sizes then default to the file's M, K and the sidecar's L, tau_p"""
+    snapshots instead of drawn ones; sizes=[] (no --sizes) takes the file's M, K and the sidecar's L, tau_p"""
     snapshots_config: Path | None = None
     """JSON sidecar of SystemConfig fields for --snapshots-file (default: FILE.json beside it, if present)"""
     snapshots_sha256: str | None = field(default=None, init=False)
