@@ -17,7 +17,6 @@ docs/literature.md §6.
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import numpy as np
@@ -45,8 +44,20 @@ SELECT = ("objective", "cut")
 
 
 def sdp_available() -> bool:
-    """Whether CVXPY and SCS can be imported (the ``sdp`` extra is installed)."""
-    return importlib.util.find_spec("cvxpy") is not None and importlib.util.find_spec("scs") is not None
+    """Whether CVXPY and SCS import (the ``sdp`` extra is installed and works); imported once."""
+    global _AVAILABLE
+    if _AVAILABLE is None:
+        try:
+            import cvxpy  # noqa: F401
+            import scs  # noqa: F401
+
+            _AVAILABLE = True
+        except ImportError:
+            _AVAILABLE = False
+    return _AVAILABLE
+
+
+_AVAILABLE: bool | None = None
 
 
 def cut_value(weights: np.ndarray, pilots: np.ndarray) -> np.ndarray:
