@@ -196,3 +196,13 @@ def test_cli_errors_are_one_line_before_any_work(tmp_path, args, needle):
 def test_snapshots_config_needs_a_file():
     with pytest.raises(ValueError, match="needs snapshots_file"):
         EvaluationSettings(agents=["master-ap"], snapshots_config=Path("x.json"))
+
+
+def test_processes_executor_reads_the_file_in_its_workers(tmp_path):
+    path = make(tmp_path)
+    local = run(path, tmp_path / "local", "--chunk-size", "2", agents="master-ap,local-search")
+    pooled = run(path, tmp_path / "pool", "--chunk-size", "2", "--executor", "processes", "--workers", "2",
+                 agents="master-ap,local-search")
+    for a, b in zip(local, pooled):
+        assert a["per_snapshot_assignments"] == b["per_snapshot_assignments"]
+        assert a["per_snapshot_sum_rate_mbps"] == b["per_snapshot_sum_rate_mbps"]
