@@ -30,7 +30,8 @@ from cfenv.rates import objective_value
 
 DEFAULT_MAX_USERS = 100
 """the agent refuses larger K (one SDP with a K x K matrix variable and K^2 inequalities per
-snapshot; measured about 0.5 s per snapshot at K = 100 with SCS at eps 1e-3, docs/literature.md §6)"""
+snapshot; measured about 1 s per snapshot at (100, 4, 100, 20) with SCS at eps 1e-3 on 2 shared
+cores, docs/literature.md §6)"""
 DEFAULT_ROUNDINGS = 64
 """random roundings per snapshot; the best by the true objective is kept"""
 DEFAULT_EPS = 1e-3
@@ -101,7 +102,7 @@ def solve_relaxation(weights: np.ndarray, k: int, eps: float = DEFAULT_EPS,
         the PSD cone (rows: the users' vectors), and ``bound``, an upper bound on the max-k-cut
         of ``weights`` certified from SCS's dual variables (weak duality; the dual is made
         feasible by shifting it by the most negative eigenvalue of its slack, so the bound
-        holds however loosely SCS converged).
+        holds however loosely SCS converged; ``inf`` if SCS reported no dual variables).
     Raises:
         RuntimeError: SCS gave no solution (one line with its status).
     """
@@ -124,6 +125,8 @@ def solve_relaxation(weights: np.ndarray, k: int, eps: float = DEFAULT_EPS,
     V = vec * np.sqrt(np.clip(lam, 0.0, None))
     # certified bound: for mu >= 0 and any y, sum(y) + c sum(mu) <= <W, X> on the feasible set
     # when W - Diag(y) - mu is PSD; lowering y by the slack's most negative eigenvalue makes it so
+    if floor.dual_value is None or diagonal.dual_value is None:
+        return V, float("inf")
     c = -1.0 / (k - 1)
     w = weights / scale
     mu = np.clip(np.asarray(floor.dual_value, dtype=np.float64), 0.0, None)
