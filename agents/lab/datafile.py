@@ -18,10 +18,11 @@ import hashlib
 import io
 import json
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -84,7 +85,7 @@ class SnapshotsFile:
         sidecar's L / tau_p where it sets them; several tau_p (or L) values are allowed, since
         the fading does not depend on them. ``ValueError`` (one line) otherwise.
         """
-        S, M, K = self.shape
+        _, M, K = self.shape
         if not sizes:
             missing = [name for name in ("L", "tau_p") if name not in self.fields]
             if missing:
@@ -138,8 +139,8 @@ def read_sidecar(path: Path) -> dict[str, Any]:
     except (UnicodeDecodeError, ValueError) as err:
         raise ValueError(f"snapshots config {path} is not valid JSON: {str(err).splitlines()[0]}") from None
     if not isinstance(fields, dict):
-        raise ValueError(f"snapshots config {path} must be a JSON object of SystemConfig fields, "
-                         f"got {type(fields).__name__}")
+        raise ValueError(  # noqa: TRY004 -- bad input at the boundary is one ValueError
+            f"snapshots config {path} must be a JSON object of SystemConfig fields, got {type(fields).__name__}")
     unknown = [k for k in fields if k not in CONFIG_FIELDS]
     if unknown:
         raise ValueError(f"snapshots config {path}: unknown SystemConfig field {unknown[0]!r} "
