@@ -206,3 +206,18 @@ def test_processes_executor_reads_the_file_in_its_workers(tmp_path):
     for a, b in zip(local, pooled):
         assert a["per_snapshot_assignments"] == b["per_snapshot_assignments"]
         assert a["per_snapshot_sum_rate_mbps"] == b["per_snapshot_sum_rate_mbps"]
+
+
+def test_learning_agents_use_their_model_trained_on_the_synthetic_model_at_the_files_size(tmp_path):
+    path = make(tmp_path)
+    runs = tmp_path / "runs"
+    records = {r["agent"]: r for r in run(path, tmp_path / "none", "--no-train", "--checkpoints", str(runs),
+                                          agents="master-ap,mlp")}
+    assert records["mlp"]["status"] == "skipped" and "no checkpoint" in records["mlp"]["reason"]
+    trained = subprocess.run([sys.executable, "train.py", "--agent", "mlp", "--sizes", "9,2,6,3", "--train-snapshots",
+                              "32", "--val-snapshots", "8", "--epochs", "1", "--out", str(runs), "--no-progress"],
+                             cwd=ROOT, capture_output=True, text=True, check=False)
+    assert trained.returncode == 0, trained.stderr
+    records = {r["agent"]: r for r in run(path, tmp_path / "out", "--no-train", "--checkpoints", str(runs),
+                                          agents="master-ap,mlp")}
+    assert records["mlp"]["status"] == "ok" and records["mlp"]["trained_at"] == [9, 2, 6, 3]
