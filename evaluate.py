@@ -6,6 +6,7 @@
     python evaluate.py --agents all --sizes paper --executor processes   # all local cores
     python evaluate.py --agents all --sizes paper --executor ray --ray-address auto   # a Ray cluster
     python evaluate.py --agents all --sizes paper --resume   # finish a stopped run
+    python evaluate.py --agents master-ap,local-search --snapshots-file my.npz   # your own fading (docs/data.md)
     python evaluate.py --list-agents
 """
 
@@ -31,6 +32,7 @@ from agents.registry import available
 from cfenv import __version__
 from cfenv.units import parse_size, size_label
 
+DATA_FLAGS = ("snapshots_file", "snapshots_config")
 RUN_FLAGS = ("snapshots", "seed", "out", "overwrite", "max_assignments", "checkpoints", "train", "loss", "device")
 SCALE_FLAGS = ("executor", "workers", "ray_address", "chunk_size", "retries", "resume")
 
@@ -43,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"size groups ({', '.join(SIZE_GROUPS)}) or M,L,K,tau_p quadruples; "
                              f"default: {' '.join(size_label(s) for s in SIZE_GROUPS['default'])}")
     add_fields(parser, EvaluationSettings, RUN_FLAGS)
+    parser.set_defaults(snapshots=None)  # None: not given (50 drawn, or all of a --snapshots-file)
+    data = parser.add_argument_group("your own test snapshots (docs/data.md)")
+    add_fields(data, EvaluationSettings, DATA_FLAGS)
     parser.add_argument("--trained-at", default=None,
                         help="M,L,K,tau_p: " + field_docs(EvaluationSettings)["trained_at"])
     noise = parser.add_argument_group("quantum execution of the learning agents' circuits (trained noiselessly)")
@@ -70,16 +75,23 @@ def main(argv: list[str] | None = None) -> int:
         for name, text in available().items():
             print(f"{name:<{width}}  {text}")
         return 0
+    if args.snapshots_file is not None and args.snapshots is not None:
+        fail("evaluate.py", "--snapshots does not apply with --snapshots-file (every snapshot of the file is "
+                            "evaluated): write a smaller file to evaluate fewer")
     try:
+        default = [] if args.snapshots_file is not None else ["default"]
         settings = EvaluationSettings(
-            agents=parse_agents(args.agents), sizes=parse_sizes(args.sizes or ["default"]),
+            agents=parse_agents(args.agents), sizes=parse_sizes(args.sizes or default),
             trained_at=parse_size(args.trained_at) if args.trained_at else None,
             execution=execution_options(args), fail_tasks=tuple(args.fail_task),
-            **given(args, RUN_FLAGS + SCALE_FLAGS + ("progress",)),
+            **given(args, RUN_FLAGS + SCALE_FLAGS + DATA_FLAGS + ("progress",)),
         )
     except ValueError as err:
         fail("evaluate.py", str(err))
-    if args.sizes is None:
+    if settings.snapshots_file is not None:
+        print(f"test snapshots: {settings.snapshots} from {settings.snapshots_file} (SHA-256 "
+              f"{settings.snapshots_sha256[:16]}...) at {', '.join(size_label(s) for s in settings.sizes)}")
+    elif args.sizes is None:
         skipped = [s for s in SIZE_GROUPS["paper"] if s not in SIZE_GROUPS["default"]]
         print(f"sizes: {list(SIZE_GROUPS['default'])} (default); skipped {skipped}: run with "
               "--sizes small for the four small Table II sizes, --sizes paper for all eight")

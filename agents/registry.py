@@ -45,6 +45,9 @@ REGISTRY: dict[str, AgentEntry] = {
                             "Hungarian (Buzzi et al. 2021): groups of tau_p users matched to pilots, refined by sum rate"),
     "kmeans": AgentEntry("agents.literature:KMeansAgent",
                          "k-means user groups: distinct pilots within a group, co-pilot users far apart"),
+    "max-k-cut": AgentEntry("agents.sdp:MaxKCutAgent",
+                            "max-k-cut (Guedes et al. 2023): Frieze-Jerrum SDP on the contamination graph, "
+                            "randomised rounding (needs the sdp extra)"),
     "mlp": AgentEntry("agents.neural:MLPAgent", "MLP (hidden width matched to hqcnn's parameter count)", True),
     "light-cnn": AgentEntry("agents.neural:LightCNNAgent",
                             "light CNN: two 3x3 conv layers (8, 16 channels) on beta as an M x K image", True),

@@ -105,8 +105,23 @@ class EvaluationSettings:
     fail_tasks: tuple[str, ...] = ()
     """test hook: tasks whose key (:attr:`Task.key`) starts with one of these raise; prefix
     ``once:`` fails the first attempt only, ``crash:`` kills the worker process"""
+    snapshots_file: Path | None = None
+    """a .npz of your own fading, beta (S, M, K) [+ positions] (docs/data.md): every agent runs on its S
+    snapshots instead of drawn ones; sizes=[] (no --sizes) takes the file's M, K and the sidecar's L, tau_p"""
+    snapshots_config: Path | None = None
+    """JSON sidecar of SystemConfig fields for --snapshots-file (default: FILE.json beside it, if present)"""
+    snapshots_sha256: str | None = field(default=None, init=False)
+    """SHA-256 of the snapshots file (set from the file)"""
+    snapshots_fields: dict[str, Any] = field(default_factory=dict, init=False)
+    """the sidecar's SystemConfig fields (set from the file)"""
+    snapshots_positions: bool = field(default=True, init=False)
+    """whether the test snapshots have AP and user positions (a file may have none)"""
 
     def __post_init__(self) -> None:
+        if self.snapshots_file is not None:
+            self._use_snapshots_file()
+        elif self.snapshots_config is not None:
+            raise ValueError("snapshots_config (--snapshots-config) needs snapshots_file (--snapshots-file)")
         if self.snapshots < 1:
             raise ValueError(f"snapshots must be >= 1, got {self.snapshots}")
         for name in self.agents:
@@ -142,6 +157,35 @@ class EvaluationSettings:
         self.fail_tasks = tuple(self.fail_tasks)
         self.checkpoints = Path(self.checkpoints)
         self.out = Path(self.out) if self.out is not None else DEFAULT_RESULTS / f"run-{self.fingerprint()[:8]}"
+
+    def _use_snapshots_file(self) -> None:
+        """Validate the file (and sidecar) now, before any work; take S, the sizes and the constants from it."""
+        from agents.lab.datafile import load_snapshots_file
+
+        data = load_snapshots_file(self.snapshots_file, self.snapshots_config)
+        self.snapshots_file, self.snapshots_config = data.path, data.sidecar
+        self.snapshots_sha256, self.snapshots_fields = data.sha256, dict(data.fields)
+        self.snapshots_positions = data.has_positions
+        self.sizes = data.sizes(self.sizes)
+        self.snapshots = data.shape[0]
+
+    def system_config(self, size: Size) -> SystemConfig:
+        """The :class:`SystemConfig` the test snapshots of ``size`` are scored with: the model's
+        defaults, or with a snapshots file, the sidecar's constants."""
+        from cfenv.units import SIZE_FIELDS
+
+        constants = {k: v for k, v in self.snapshots_fields.items() if k not in SIZE_FIELDS}
+        return SystemConfig.from_size(size, **constants)
+
+    def test_snapshots(self, size: Size, start: int = 0, stop: int | None = None) -> Snapshot:
+        """Test snapshots ``start .. stop-1`` of ``size``: drawn from their seeded streams, or
+        read from the snapshots file (checked to be the bytes validated at the start)."""
+        stop = self.snapshots if stop is None else stop
+        if self.snapshots_file is None:
+            return draw_test_snapshots(SystemConfig.from_size(size), stop, self.seed, start)
+        from agents.lab.datafile import snapshots_file
+
+        return snapshots_file(self.snapshots_file, self.snapshots_config, self.snapshots_sha256).snapshots(start, stop)
 
     def fingerprint(self) -> str:
         """Digest of everything the published numbers depend on (not where or how fast they run)."""
@@ -269,8 +313,12 @@ def run_task(payload: Payload) -> dict[str, Any]:
         run_dir = agent.run_dir(settings.checkpoints, config, settings.seed, loss)
         return {"run_dir": str(run_dir), "train_time_s": agent.meta.get("train_time_s"),
                 "files": model_files_of(run_dir) if settings.executor == "ray" else None}
-    config = SystemConfig.from_size(task.size)
+    config = settings.system_config(task.size)
     result: dict[str, Any] = {"status": "ok", "reason": "", "train_time_s": None, "parameters": None}
+    if not settings.snapshots_positions and needs_positions(spec.cls):
+        result.update(status="skipped", reason=f"needs AP and user positions, which {Path(settings.snapshots_file).name} "
+                                               "does not hold (add ap_positions and ue_positions: docs/data.md)")
+        return result
     if spec.learnable:
         agent, reason = _load_learning_agent(spec, config, settings, result, model_files)
     else:
@@ -279,7 +327,7 @@ def run_task(payload: Payload) -> dict[str, Any]:
     if reason is not None:
         result.update(status="skipped", reason=reason)
         return result
-    snaps = draw_test_snapshots(config, task.stop, settings.seed, task.start)
+    snaps = settings.test_snapshots(task.size, task.start, task.stop)
     rng = stream_rng(settings.seed, AGENT_STREAM, task.agent, *config.size,
                      *([task.start] if task.start else []))
     start = time.perf_counter()  # one-time costs (JIT compilation, first calls) on a separate stream, untimed
@@ -291,6 +339,15 @@ def run_task(payload: Payload) -> dict[str, Any]:
     rates = sum_rate(snaps.beta, pilots, config) / MBPS
     result.update(elapsed_s=elapsed, warm_up_s=warm_up, rates=[float(r) for r in rates], pilots=np.asarray(pilots).tolist())
     return result
+
+
+def needs_positions(cls: type) -> bool:
+    """Whether an agent class reads AP/user positions (``location``, ``kmeans``, or a class that
+    sets ``needs_positions = True``): skipped on a snapshots file without positions."""
+    from agents.heuristics import LocationAgent
+    from agents.literature import KMeansAgent
+
+    return issubclass(cls, (LocationAgent, KMeansAgent)) or bool(getattr(cls, "needs_positions", False))
 
 
 def _inject_failure(task: Task, settings: EvaluationSettings) -> None:
@@ -381,7 +438,9 @@ def _cell_keys(settings: EvaluationSettings) -> dict[str, Any]:
     return {"seed": settings.seed, "max_assignments": settings.max_assignments, "loss": settings.loss,
             "device": settings.device, "execution": settings.execution,
             "trained_at": list(settings.trained_at) if settings.trained_at else None,
-            "checkpoints": str(Path(settings.checkpoints).resolve()), "cfpilot": __version__}
+            "checkpoints": str(Path(settings.checkpoints).resolve()), "cfpilot": __version__,
+            **({"snapshots_sha256": settings.snapshots_sha256, "snapshots_fields": settings.snapshots_fields}
+               if settings.snapshots_file is not None else {})}
 
 
 def _fingerprint(settings: EvaluationSettings) -> str:
@@ -433,7 +492,7 @@ def _load_cell(settings: EvaluationSettings, task: Task, fingerprint: str, snaps
         return None, "not a finished result"
     if digest is not None and result.get("model_digest") != digest:
         return None, "it was computed with another model"
-    n, config = task.stop - task.start, SystemConfig.from_size(task.size)
+    n, config = task.stop - task.start, settings.system_config(task.size)
     rates, pilots, elapsed = result.get("rates"), result.get("pilots"), result.get("elapsed_s")
     try:
         rates = np.asarray(rates, dtype=np.float64)
@@ -467,8 +526,7 @@ def evaluate(settings: EvaluationSettings,
     ``stats`` (if given) receives task counts and timings."""
     from tqdm.auto import tqdm
 
-    used = {size: draw_test_snapshots(SystemConfig.from_size(size), settings.snapshots, settings.seed)
-            for size in settings.sizes}
+    used = {size: settings.test_snapshots(size) for size in settings.sizes}
     chunks = plan_chunks(settings)
     waiting = plan_training(settings)
     fingerprint = _fingerprint(settings)
@@ -556,7 +614,10 @@ def evaluate(settings: EvaluationSettings,
         for name in settings.agents:
             parts = [results.get(t) for t in chunks if t.size == size and t.agent == name]
             size_records.append(cell_record(name, size, parts, errors.get((name, size)), used[size],
-                                            settings.snapshots, settings.seed))
+                                            settings.snapshots, settings.seed, settings.system_config(size)))
+            if settings.snapshots_file is not None:
+                size_records[-1].update(snapshots_file=str(settings.snapshots_file),
+                                        snapshots_sha256=settings.snapshots_sha256)
         add_ratios(size_records)
         records.extend(size_records)
     if stats is not None:

@@ -34,9 +34,10 @@ TIMING_FIELDS = frozenset({"ms_per_snapshot", "warm_up_s", "train_time_s"})
 
 
 def cell_record(name: str, size: Size, parts: list[dict[str, Any] | None], error: str | None,
-                snaps: Snapshot, snapshots: int, seed: int) -> dict[str, Any]:
+                snaps: Snapshot, snapshots: int, seed: int, config: SystemConfig | None = None) -> dict[str, Any]:
     """One Table II cell of ``snapshots`` test snapshots (``seed``) from its chunks' results
-    (in snapshot order; ``None`` for a chunk that did not finish)."""
+    (in snapshot order; ``None`` for a chunk that did not finish); ``config`` scores them
+    (default: the model's constants at ``size``)."""
     M, L, K, tau_p = size
     record: dict[str, Any] = {"M": M, "L": L, "K": K, "tau_p": tau_p, "agent": name,
                               "snapshots": snapshots, "seed": seed, "train_time_s": None,
@@ -63,7 +64,8 @@ def cell_record(name: str, size: Size, parts: list[dict[str, Any] | None], error
                   ms_per_snapshot=1e3 * sum(p["elapsed_s"] for p in parts) / n,
                   warm_up_s=sum(p.get("warm_up_s", 0.0) for p in parts),
                   per_snapshot_sum_rate_mbps=rates.tolist(), per_snapshot_assignments=pilots.tolist())
-    record.update(collapse_report(pilots, snaps.beta, SystemConfig.from_size(size), float(np.mean(rates)) * MBPS))
+    record.update(collapse_report(pilots, snaps.beta, config or SystemConfig.from_size(size),
+                                  float(np.mean(rates)) * MBPS))
     return record
 
 
@@ -315,6 +317,16 @@ def provenance(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "git_dirty": dirty, "machine": platform.platform(), "processor": platform.machine()}
 
 
+def snapshots_source(settings: dict[str, Any]) -> str:
+    """One line naming the user's snapshots file and its SHA-256 (``""`` for drawn snapshots)."""
+    path = settings.get("snapshots_file")
+    if not path:
+        return ""
+    sidecar = settings.get("snapshots_config")
+    return (f"file `{path}` (SHA-256 {settings.get('snapshots_sha256')})"
+            + (f", constants from `{sidecar}`" if sidecar else ""))
+
+
 def write_results(records: list[dict[str, Any]], out: Path, seed: int, settings: dict[str, Any],
                   meta: dict[str, Any], snapshots: dict[Size, Snapshot]) -> dict[str, Path]:
     """Write results.json, results.csv, per_snapshot.csv, results.md, results.png, run.json and
@@ -325,13 +337,14 @@ def write_results(records: list[dict[str, Any]], out: Path, seed: int, settings:
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / name for name in ("results.json", "results.csv", "per_snapshot.csv", "results.md",
                                            "results.png", "run.json", "snapshots.npz")}
+    source = snapshots_source(settings)
     arrays = {}
     for size, snaps in snapshots.items():
         key = size_slug(size)
+        index = (np.arange(len(snaps.beta))[:, None] if source else  # row i of the user's file
+                 np.array([[seed, TEST_STREAM, *size, i] for i in range(len(snaps.beta))]))
         arrays.update({f"{key}/beta": snaps.beta, f"{key}/ap_positions": snaps.ap_positions,
-                       f"{key}/ue_positions": snaps.ue_positions,
-                       f"{key}/seeds": np.array([[seed, TEST_STREAM, *size, i]
-                                                 for i in range(len(snaps.beta))])})
+                       f"{key}/ue_positions": snaps.ue_positions, f"{key}/{'index' if source else 'seeds'}": index})
     np.savez_compressed(paths["snapshots.npz"], **arrays)
     paths["results.json"].write_text(json.dumps(records, indent=1))
     with paths["results.csv"].open("w", newline="") as f:
@@ -343,12 +356,16 @@ def write_results(records: list[dict[str, Any]], out: Path, seed: int, settings:
         writer.writerow(["M", "L", "K", "tau_p", "agent", "snapshot", "snapshot_seed", "sum_rate_mbps", "pilots"])
         for r in records:
             for i, (rate, pilots) in enumerate(zip(r["per_snapshot_sum_rate_mbps"], r["per_snapshot_assignments"])):
-                seed = f"{r['seed']}/{TEST_STREAM}/{r['M']},{r['L']},{r['K']},{r['tau_p']}/{i}"
+                seed = (f"file[{i}]" if source else
+                        f"{r['seed']}/{TEST_STREAM}/{r['M']},{r['L']},{r['K']},{r['tau_p']}/{i}")
                 writer.writerow([r["M"], r["L"], r["K"], r["tau_p"], r["agent"], i, seed, f"{rate:.6f}",
                                  " ".join(map(str, pilots))])
-    paths["results.md"].write_text(markdown_tables(records, settings.get("execution")))
+    table = markdown_tables(records, settings.get("execution"))
+    if source:
+        table = f"Test snapshots: {source}\n\n{table}"
+    paths["results.md"].write_text(table)
     plot_records(records, paths["results.png"])
-    paths["run.json"].write_text(json.dumps({**meta, "settings": settings,
-                                             "test_snapshot_seeds": f"numpy default_rng([seed, {TEST_STREAM}, M, L, K, tau_p, i])"},
-                                            indent=1))
+    origin = ({"test_snapshots_file": settings["snapshots_file"], "test_snapshots_sha256": settings["snapshots_sha256"]}
+              if source else {"test_snapshot_seeds": f"numpy default_rng([seed, {TEST_STREAM}, M, L, K, tau_p, i])"})
+    paths["run.json"].write_text(json.dumps({**meta, "settings": settings, **origin}, indent=1))
     return paths
