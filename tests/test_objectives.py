@@ -198,3 +198,188 @@ def test_sequential_env_rewards_the_objective(objective, mode):
     one_shot = one_shot_env.step(ACTION)[1]
     assert total == pytest.approx(one_shot, rel=1e-9)
     assert info["objective"] == pytest.approx(one_shot, rel=1e-12) and "min_rate" in info
+
+
+# ----------------------------------------------------------------- fairness statistics and records
+def test_95_percent_likely_rate_is_numpy_percentile(rng):
+    from agents.lab.stats import fairness_summary, rate_percentile
+
+    rates = rng.gamma(2.0, 10.0, size=(37, 9))
+    assert rate_percentile(rates) == np.percentile(rates.ravel(), 5)
+    summary = fairness_summary(rates)
+    assert summary["rate_5pct_mbps"] == np.percentile(rates, 5)
+    assert summary["mean_min_rate_mbps"] == pytest.approx(rates.min(1).mean())
+    assert 0 < summary["ci95_rate_5pct_mbps"] < 10 and 0 < summary["ci95_min_rate_mbps"] < 10
+    assert fairness_summary(rates) == summary  # the bootstrap has a fixed seed
+
+
+def test_jain_index_hand_computed():
+    from agents.lab.stats import jain_index
+
+    assert jain_index(np.array([5.0, 5.0, 5.0])) == pytest.approx(1.0)
+    assert jain_index(np.array([1.0, 0.0, 0.0, 0.0])) == pytest.approx(0.25)
+    assert jain_index(np.array([[1.0, 3.0]]))[0] == pytest.approx(16 / 20)
+
+
+def _parts(pilots: np.ndarray, beta: np.ndarray, config: SystemConfig) -> list[dict]:
+    rates = sum_rate(beta, pilots, config) / 1e6
+    return [{"status": "ok", "train_time_s": None, "parameters": None, "rates": rates.tolist(),
+             "pilots": pilots.tolist(), "elapsed_s": 0.1, "warm_up_s": 0.0}]
+
+
+@pytest.fixture
+def cell_inputs(rng):
+    size = (6, 1, 5, 2)
+    cfg = SystemConfig.from_size(size)
+    snaps = draw_snapshots(cfg, rng, (12,))
+    pilots = {name: rng.integers(0, 2, size=(12, 5)) for name in ("a", "b")}
+    return size, cfg, snaps, pilots
+
+
+def test_sum_records_keep_their_numbers(cell_inputs):
+    """Under the default objective the published numbers are those computed before objectives existed."""
+    from agents.lab.results import add_ratios, cell_record
+
+    size, cfg, snaps, pilots = cell_inputs
+    records = [cell_record(n, size, _parts(p, snaps.beta, cfg), None, snaps, 12, 0) for n, p in pilots.items()]
+    add_ratios(records)
+    means = {n: float(np.mean(sum_rate(snaps.beta, p, cfg) / 1e6)) for n, p in pilots.items()}
+    best = max(means.values())
+    for r in records:
+        assert r["mean_sum_rate_mbps"] == means[r["agent"]] == r["mean_objective"]
+        assert r["ratio"] == means[r["agent"]] / best and r["objective"] == "sum"
+
+
+def test_min_records_rank_by_the_minimum_and_carry_fairness(cell_inputs):
+    from agents.lab.results import FAIRNESS_FIELDS, add_ratios, cell_record, markdown_tables
+
+    size, cfg, snaps, pilots = cell_inputs
+    records = [cell_record(n, size, _parts(p, snaps.beta, cfg), None, snaps, 12, 0, "min")
+               for n, p in pilots.items()]
+    add_ratios(records)
+    minima = {n: float((user_rates(snaps.beta, p, cfg) / 1e6).min(-1).mean()) for n, p in pilots.items()}
+    for r in records:
+        assert r["mean_objective"] == pytest.approx(minima[r["agent"]], rel=1e-12)
+        assert r["mean_min_rate_mbps"] == pytest.approx(minima[r["agent"]], rel=1e-12)
+        assert r["ratio"] == pytest.approx(minima[r["agent"]] / max(minima.values()), rel=1e-12)
+        assert all(r[f] is not None for f in FAIRNESS_FIELDS)
+    text = markdown_tables(records)
+    assert "Objective 'min'" in text and "Fairness, whatever the objective" in text
+    with pytest.raises(ValueError, match="objective must be one of"):
+        cell_record("a", size, _parts(pilots["a"], snaps.beta, cfg), None, snaps, 12, 0, "max")
+
+
+def test_rate_cdf_panel_is_drawn(cell_inputs, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from agents.lab.results import add_ratios, cell_record, draw_rate_cdf, plot_records
+
+    size, cfg, snaps, pilots = cell_inputs
+    records = [cell_record(n, size, _parts(p, snaps.beta, cfg), None, snaps, 12, 0)
+               for n, p in zip(("master-ap", "greedy"), pilots.values())]
+    add_ratios(records)
+    fig, ax = plt.subplots()
+    assert draw_rate_cdf(ax, records, {size: snaps}) == ["greedy", "master-ap"]
+    curves = [line for line in ax.get_lines() if len(line.get_xdata()) == 12 * 5]
+    assert len(curves) == 2
+    np.testing.assert_allclose(np.sort(curves[0].get_xdata()),  # greedy (drawn first) has pilots "b"
+                               np.sort((user_rates(snaps.beta, pilots["b"], cfg) / 1e6).ravel()))
+    plt.close(fig)
+    assert plot_records(records, tmp_path / "r.png", {size: snaps}).stat().st_size > 1000
+
+
+# ----------------------------------------------------------------- learners
+def test_run_folders_and_old_checkpoints_read_as_sum(tmp_path):
+    from agents.learning import TrainSettings
+    from agents.learning.trainer import settings_differences
+
+    base = dict(agent="mlp", size=(6, 2, 4, 2), runs_dir=tmp_path)
+    assert TrainSettings(**base).run_dir.name == "unsupervised-seed0"
+    fair = TrainSettings(**base, objective="min")
+    assert fair.run_dir.name == "unsupervised-min-seed0" and fair.config.objective == "min"
+    old = TrainSettings(**base).to_json()
+    del old["objective"]  # a run recorded before objectives existed
+    assert settings_differences(old, TrainSettings(**base)) == ""
+    assert "objective" in settings_differences(old, fair)
+    with pytest.raises(ValueError, match="objective must be one of"):
+        TrainSettings(**base, objective="max")
+
+
+@pytest.mark.parametrize("objective", ["min", "proportional"])
+def test_unsupervised_loss_is_the_relaxed_objective(objective, rng):
+    from agents.learning.losses import unsupervised_loss
+
+    cfg = SystemConfig.from_size((10, 2, 6, 3)).replace(objective=objective)
+    beta = draw_snapshots(cfg, rng, (4,)).beta
+    pilots = rng.integers(0, 3, size=(4, 6))
+    logits = (60.0 * _one_hot(pilots, 3)).requires_grad_(True)  # softmax one-hot to float64 precision
+    loss = unsupervised_loss(logits, torch.as_tensor(beta), cfg)
+    hard = assignment_objective(beta, pilots, cfg).mean()
+    assert float(loss.detach()) == pytest.approx(-hard / (1.0 if objective == "proportional" else 1e6), rel=1e-9)
+    loss.backward()
+    assert torch.isfinite(logits.grad).all()
+
+
+def test_sum_losses_unchanged(rng):
+    from agents.learning.losses import objective_scores, reinforce_advantage, unsupervised_loss
+    from cfenv.rates import relaxed_sum_rate
+
+    cfg = SystemConfig.from_size((10, 2, 6, 3))
+    beta = draw_snapshots(cfg, rng, (4,)).beta
+    logits = torch.as_tensor(rng.normal(size=(4, 6, 3)))
+    q = torch.softmax(logits, -1)
+    assert torch.equal(unsupervised_loss(logits, torch.as_tensor(beta), cfg),
+                       -relaxed_sum_rate(torch.as_tensor(beta), q, cfg).mean() / 1e6)
+    pilots = rng.integers(0, 3, size=(4, 6))
+    assert np.array_equal(objective_scores(beta, pilots, cfg), sum_rate(beta, pilots, cfg))
+    reward, base = np.array([110.0, 90.0]), np.array([100.0, 100.0])
+    np.testing.assert_array_equal(reinforce_advantage(reward, base, cfg), (reward - base) / base)
+    prop = cfg.replace(objective="proportional")
+    np.testing.assert_allclose(reinforce_advantage(np.array([1.0]), np.array([-0.2]), prop), [1.2 / 6])
+
+
+def test_gnn_reinforce_trains_for_min_and_records_it(tmp_path):
+    from agents.learning import TrainSettings, load_model, train
+
+    settings = TrainSettings(agent="gnn", size=(6, 2, 4, 2), loss="reinforce", objective="min", train_snapshots=32,
+                             val_snapshots=16, epochs=1, batch_size=16, samples=2, runs_dir=tmp_path / "runs",
+                             cache_dir=tmp_path / "cache", progress=False)
+    summary = train(settings)
+    assert summary["run_dir"].endswith("reinforce-min-seed0")
+    assert "val/objective" in summary["final"] and "val/min_rate_mbps" in summary["final"]
+    _, meta = load_model(settings.run_dir)
+    assert meta["system"]["objective"] == "min" and meta["train"]["objective"] == "min"
+    with pytest.raises(ValueError, match="trained for the 'min' objective, not 'sum'"):
+        load_model(settings.run_dir, expected=SystemConfig.from_size((6, 2, 4, 2)))
+    assert load_model(settings.run_dir, expected=SystemConfig.from_size((6, 2, 4, 2)).replace(objective="min"))
+
+
+def test_train_and_evaluate_cli_keep_objectives_apart(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import evaluate
+
+    root = Path(__file__).resolve().parents[1]
+    runs = tmp_path / "runs"
+    out = subprocess.run([sys.executable, "train.py", "--agent", "mlp", "--sizes", "6,2,4,2", "--epochs", "1",
+                          "--train-snapshots", "32", "--val-snapshots", "16", "--out", str(runs), "--objective", "min",
+                          "--no-progress"], cwd=root, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1])["run_dir"].endswith("unsupervised-min-seed0")
+    common = ["--agents", "mlp,master-ap", "--sizes", "6,2,4,2", "--snapshots", "3", "--checkpoints", str(runs),
+              "--no-train", "--no-progress"]
+    assert evaluate.main([*common, "--objective", "min", "--out", str(tmp_path / "min")]) == 0
+    records = {r["agent"]: r for r in json.loads((tmp_path / "min" / "results.json").read_text())}
+    assert records["mlp"]["status"] == "ok" and records["mlp"]["objective"] == "min"
+    assert evaluate.main([*common, "--out", str(tmp_path / "sum")]) == 0  # the min model never serves "sum"
+    records = {r["agent"]: r for r in json.loads((tmp_path / "sum" / "results.json").read_text())}
+    assert records["mlp"]["status"] == "skipped" and "no checkpoint" in records["mlp"]["reason"]
+    bad = subprocess.run([sys.executable, "evaluate.py", "--objective", "fair"], cwd=root, capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "objective must be one of" in bad.stderr
