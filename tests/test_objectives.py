@@ -383,3 +383,23 @@ def test_train_and_evaluate_cli_keep_objectives_apart(tmp_path):
     bad = subprocess.run([sys.executable, "evaluate.py", "--objective", "fair"], cwd=root, capture_output=True,
                          text=True)
     assert bad.returncode == 2 and "objective must be one of" in bad.stderr
+
+
+@pytest.mark.parametrize("scaling", ["mbps", "master-ap"])
+def test_sb3_training_env_rewards_the_objective(scaling):
+    from agents.heuristics import master_ap_pilots
+    from agents.rl.envs import BatchedPilotVecEnv
+
+    cfg = SystemConfig.from_size((6, 2, 4, 2)).replace(objective="min")
+    venv = BatchedPilotVecEnv(3, cfg, seed=0, reward_scaling=scaling)
+    venv.reset()
+    beta = venv.venv._snapshots.beta.copy()
+    actions = np.array([[0, 1, 0, 1]] * 3)
+    venv.step_async(actions)
+    _, rewards, _, infos = venv.step_wait()
+    rates = user_rates(beta, actions, cfg) / 1e6
+    expected = rates.min(-1)
+    if scaling == "master-ap":
+        expected = expected / (user_rates(beta, master_ap_pilots(beta, 2), cfg) / 1e6).min(-1)
+    np.testing.assert_allclose(rewards, expected.astype(np.float32), rtol=1e-6)
+    np.testing.assert_allclose([i["sum_rate"] for i in infos], rates.sum(-1), rtol=1e-12)
