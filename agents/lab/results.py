@@ -243,9 +243,10 @@ def draw_rate_cdf(ax: Any, records: list[dict[str, Any]], snapshots: dict[Size, 
         colour, _ = styles[r["agent"]]
         ax.step(rates, np.arange(1, len(rates) + 1) / len(rates), where="post", color=colour, lw=1.3,
                 label=r["agent"])
+    ax.set_xscale("log")  # the weak users' tail, where fairness is decided, spans decades
     ax.axhline(0.05, color="0.5", lw=0.8, ls=":")
     ax.text(ax.get_xlim()[1], 0.05, "5 %: 95 %-likely rate ", ha="right", va="bottom", fontsize=7, color="0.4")
-    ax.set_xlabel("per-user rate [Mbit/s]")
+    ax.set_xlabel("per-user rate [Mbit/s] (log scale)")
     ax.set_ylabel("CDF over users and test snapshots")
     ax.set_title(f"(M, L, K, tau_p) = ({', '.join(map(str, size))})", fontsize=9)
     ax.grid(alpha=0.3)
