@@ -8,7 +8,7 @@ gives up and the minimum rate the sum-rate optimum gives up (relative), and the 
 and Jain's index of both. Independent of the search agents, so it is the reference the
 ``--objective min`` table's exhaustive row must reach.
 
-    python benchmarks/fairness_cost.py --sizes 10,2,6,3 10,2,9,3 --snapshots 50 [--out FILE.json]
+    python benchmarks/fairness_cost.py --sizes small --snapshots 50 [--out benchmarks/results/fairness_cost.json]
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.lab.evaluation import draw_test_snapshots
+from agents.lab.evaluation import draw_test_snapshots, parse_sizes
 from agents.lab.stats import ci95, fairness_summary
 from cfenv.config import SystemConfig
 from cfenv.rates import user_rates
-from cfenv.units import MBPS, parse_size
+from cfenv.units import MBPS, size_label
 
 CHUNK = 1 << 18
 """assignments scored per kernel call (bounds the (chunk, K) rate buffer)"""
@@ -83,14 +83,17 @@ def measure(size: tuple[int, int, int, int], snapshots: int, seed: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", nargs="+", default=["10,2,6,3", "10,2,9,3", "10,2,12,3"])
+    parser.add_argument("--sizes", nargs="+", default=["10,2,6,3", "10,2,9,3", "10,2,12,3"],
+                        help="size groups (small: adds K = 15, 2.4 M assignments per snapshot, ~8 min) or "
+                             "M,L,K,tau_p quadruples")
     parser.add_argument("--snapshots", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     results = []
-    for token in args.sizes:
-        r = measure(parse_size(token), args.snapshots, args.seed)
+    for size in parse_sizes(args.sizes):
+        token = size_label(size)
+        r = measure(size, args.snapshots, args.seed)
         results.append(r)
         s, m = r["sum_optimum"], r["min_optimum"]
         print(f"{token}: sum-opt {s['mean_sum_rate_mbps']:.2f} / min {s['mean_min_rate_mbps']:.2f} | "
