@@ -403,3 +403,16 @@ def test_sb3_training_env_rewards_the_objective(scaling):
         expected = expected / (user_rates(beta, master_ap_pilots(beta, 2), cfg) / 1e6).min(-1)
     np.testing.assert_allclose(rewards, expected.astype(np.float32), rtol=1e-6)
     np.testing.assert_allclose([i["sum_rate"] for i in infos], rates.sum(-1), rtol=1e-12)
+
+
+def test_proportional_records_in_nats(cell_inputs):
+    from agents.lab.results import add_ratios, cell_record
+
+    size, cfg, snaps, pilots = cell_inputs
+    records = [cell_record(n, size, _parts(p, snaps.beta, cfg), None, snaps, 12, 0, "proportional")
+               for n, p in pilots.items()]
+    add_ratios(records)
+    for r, p in zip(records, pilots.values()):
+        nats = np.log(user_rates(snaps.beta, p, cfg) / 1e6).sum(-1)
+        assert r["mean_objective"] == pytest.approx(nats.mean(), rel=1e-12)
+        assert r["ci95_objective"] > 0 and r["objective"] == "proportional"
