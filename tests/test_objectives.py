@@ -416,3 +416,22 @@ def test_proportional_records_in_nats(cell_inputs):
         nats = np.log(user_rates(snaps.beta, p, cfg) / 1e6).sum(-1)
         assert r["mean_objective"] == pytest.approx(nats.mean(), rel=1e-12)
         assert r["ci95_objective"] > 0 and r["objective"] == "proportional"
+
+
+def test_a_checkpoint_from_before_objectives_reads_as_sum(tmp_path):
+    import json
+
+    from agents.learning import TrainSettings, load_model, train
+
+    settings = TrainSettings(agent="mlp", size=(6, 2, 4, 2), train_snapshots=32, val_snapshots=16, epochs=1,
+                             batch_size=16, runs_dir=tmp_path / "runs", cache_dir=tmp_path / "cache", progress=False)
+    train(settings)
+    path = settings.run_dir / "config.json"
+    meta = json.loads(path.read_text())
+    del meta["system"]["objective"], meta["train"]["objective"]  # as 0.3.0 wrote it
+    path.write_text(json.dumps(meta))
+    assert train(settings).get("already_trained")  # the same settings: nothing to retrain
+    sum_config = SystemConfig.from_size((6, 2, 4, 2))
+    assert load_model(settings.run_dir, expected=sum_config)[1]["agent"] == "mlp"
+    with pytest.raises(ValueError, match="trained for the 'sum' objective, not 'min'"):
+        load_model(settings.run_dir, expected=sum_config.replace(objective="min"))
