@@ -3,6 +3,7 @@
     python evaluate.py --agents all                      # small sizes, a few minutes
     python evaluate.py --agents all --sizes paper        # the full Table II grid
     python evaluate.py --agents greedy,master-ap --sizes 10,2,6,3 45,2,20,10 --snapshots 100
+    python evaluate.py --agents exhaustive,master-ap,greedy --sizes small --objective min   # max-min fairness
     python evaluate.py --agents all --sizes paper --executor processes   # all local cores
     python evaluate.py --agents all --sizes paper --executor ray --ray-address auto   # a Ray cluster
     python evaluate.py --agents all --sizes paper --resume   # finish a stopped run
@@ -33,7 +34,8 @@ from cfenv import __version__
 from cfenv.units import parse_size, size_label
 
 DATA_FLAGS = ("snapshots_file", "snapshots_config")
-RUN_FLAGS = ("snapshots", "seed", "out", "overwrite", "max_assignments", "checkpoints", "train", "loss", "device")
+RUN_FLAGS = ("snapshots", "seed", "out", "overwrite", "max_assignments", "checkpoints", "train", "loss", "objective",
+             "device")
 SCALE_FLAGS = ("executor", "workers", "ray_address", "chunk_size", "retries", "resume")
 
 

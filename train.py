@@ -7,6 +7,7 @@ single fields of it.
     python train.py --agent hqcnn --sizes 10,2,6,3                    # the agent's default budget
     python train.py --agent mlp --loss supervised --labels master-ap --sizes small --epochs 40
     python train.py --agent gnn --sizes 10,2,6,3                      # imitation, then REINFORCE
+    python train.py --agent mlp --sizes 10,2,6,3 --objective min      # max-min fairness (smooth minimum)
     python train.py --agent hqcnn --sizes 10,2,6,3 --resume           # continue an interrupted run
     python train.py --agent ppo --sizes 10,2,6,3 --total-timesteps 60000   # Stable-Baselines3
     python train.py --sweep sweeps/hqcnn-small.yaml        # Ray Tune sweep (pip install 'cfpilot[distributed]')
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", nargs="+", default=["10,2,6,3"],
                    help="size groups or M,L,K,tau_p quadruples (default: 10,2,6,3)")
     add_fields(p, TrainSettings, RUN_FLAGS)
+    add_fields(p, TrainSettings, ("objective",))
     add_fields(p, TrainSettings, ("runs_dir",), aliases={"runs_dir": ("--out",)})
     add_fields(p, TrainSettings, ("cache_dir",))
     add_fields(p, TrainSettings, ("progress",))
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         check_writable(args.runs_dir)
         runs = []
         for size in parse_sizes(args.sizes):
-            config = SystemConfig.from_size(size)
+            config = SystemConfig.from_size(size).replace(objective=args.objective)
             agent = spec.cls(config=config, seed=args.seed, device=args.device,
                              **ModelOptions(**given(args, MODEL_FLAGS)).given())
             fit = fit_arguments(args, agent)

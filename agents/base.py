@@ -61,6 +61,13 @@ def run_folder(runs_dir: str | Path, agent: str, size: tuple[int, ...], run: str
     return Path(runs_dir) / agent / size_slug(size) / run
 
 
+def run_name(kind: str, seed: int, objective: str = "sum") -> str:
+    """A run folder's name: ``<kind>-seed<seed>`` for the sum rate (the names before objectives
+    existed, so those runs read as sum-rate runs), ``<kind>-<objective>-seed<seed>`` otherwise
+    (``kind``: the loss, or ``rl``): a model trained for one objective is never found under another."""
+    return f"{kind}-seed{seed}" if objective == "sum" else f"{kind}-{objective}-seed{seed}"
+
+
 class Agent(ABC):
     """Chooses one pilot per user for each network snapshot.
 
@@ -162,8 +169,9 @@ class LearnableAgent(Agent):
 
     @classmethod
     def run_dir(cls, runs_dir: str | Path, config: SystemConfig, seed: int, loss: str = "unsupervised") -> Path:
-        """The run folder of this agent for a size, seed and (for neural agents) loss."""
-        return run_folder(runs_dir, cls.name, config.size, f"{loss}-seed{seed}")
+        """The run folder of this agent for a size, objective (``config.objective``), seed and (for
+        neural agents) loss (:func:`run_name`)."""
+        return run_folder(runs_dir, cls.name, config.size, run_name(loss, seed, config.objective))
 
     @classmethod
     def has_checkpoint(cls, directory: str | Path) -> bool:

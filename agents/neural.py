@@ -14,7 +14,6 @@ from agents.learning.settings import check_device
 from agents.models import build_model
 from cfenv.channel import Snapshot
 from cfenv.config import SystemConfig
-from cfenv.rates import sum_rate
 
 
 class NeuralAgent(LearnableAgent):
@@ -79,6 +78,9 @@ class NeuralAgent(LearnableAgent):
         settings.setdefault("seed", self.seed)
         settings.setdefault("device", self.device)
         settings.setdefault("model", dict(self.model_options))
+        settings.setdefault("objective", cfg.objective)
+        if settings["objective"] != cfg.objective:
+            raise ValueError(f"objective {settings['objective']!r} differs from the config's {cfg.objective!r}")
         return TrainSettings(agent=self.name, size=cfg.size, **settings)
 
     def fit(self, config: SystemConfig | None = None, **settings: Any) -> dict[str, Any]:
@@ -117,7 +119,8 @@ class GNNAgent(NeuralAgent):
 
     Args:
         decode_samples: at inference, also sample this many assignments per snapshot and
-            keep the best of them and the greedy one by exact sum rate (0: greedy only).
+            keep the best of them and the greedy one by the exact objective (``config.objective``;
+            0: greedy only).
             Sampling is seeded by the agent's generator.
     """
 
@@ -146,8 +149,8 @@ class GNNAgent(NeuralAgent):
         with torch.no_grad():
             sampled = self.model.decode(x, config.tau_p, "sample", generator=generator)[0].cpu().numpy()
         candidates = np.concatenate([greedy[:, None], sampled.reshape(B, S, -1)], axis=1)  # (B, 1 + S, K)
-        rates = sum_rate(snapshots.beta[:, None], candidates, config)
-        return candidates[np.arange(B), rates.argmax(axis=1)]
+        scores = objective_value(snapshots.beta[:, None], candidates, config)
+        return candidates[np.arange(B), scores.argmax(axis=1)]
 
 
 class HQCNNARAgent(GNNAgent):

@@ -92,10 +92,11 @@ class AgentSpec:
         """The size whose model serves ``size``: ``trained_at`` for size-generalisable agents."""
         return tuple(trained_at) if trained_at and self.size_generalisable else tuple(size)  # type: ignore[return-value]
 
-    def run_dir(self, runs_dir: str | Path, size: Size, seed: int, loss: str) -> Path:
-        """The run folder of this agent's checkpoint for a size, seed and requested loss."""
+    def run_dir(self, runs_dir: str | Path, size: Size, seed: int, loss: str, objective: str = "sum") -> Path:
+        """The run folder of this agent's checkpoint for a size, seed, requested loss and objective."""
         assert issubclass(self.cls, LearnableAgent), f"{self.name} is not a learning agent"
-        return self.cls.run_dir(runs_dir, SystemConfig.from_size(size), seed, self.checkpoint_loss(loss))
+        config = SystemConfig.from_size(size).replace(objective=objective)
+        return self.cls.run_dir(runs_dir, config, seed, self.checkpoint_loss(loss))
 
     def has_checkpoint(self, run_dir: str | Path) -> bool:
         """Whether ``run_dir`` holds this agent's finished model."""

@@ -13,7 +13,7 @@ from gymnasium.vector.utils import batch_space
 
 from cfenv.channel import Snapshot, draw_snapshots, validate_snapshot
 from cfenv.config import DEFAULT_CONFIG, MAX_SNAPSHOT_BYTES, SystemConfig
-from cfenv.rates import as_pilot_indices, user_rates
+from cfenv.rates import as_pilot_indices, objective_reward, user_rates
 from cfenv.units import MBPS, fading_db
 
 OBS_DB_LOW = -300.0
@@ -53,6 +53,15 @@ def snapshot_from_options(options: dict[str, Any], config: SystemConfig,
     (:func:`cfenv.channel.validate_snapshot`: beta float32/float64 in (0, 1], positions
     finite and inside the area)."""
     return validate_snapshot(options["snapshot"], config, batch_shape=batch_shape, where="options['snapshot']")
+
+
+def rate_info(rates_mbps: np.ndarray, objective: str) -> dict[str, Any]:
+    """What ``info`` reports after a step, whatever the objective: ``rates`` ``(..., K)``, ``sum_rate``
+    and ``min_rate`` ``(...)`` [Mbit/s], and ``objective`` (the reward's value); scalars as ``float``."""
+    def scalar(x: Any) -> Any:
+        return float(x) if np.ndim(x) == 0 else x
+    return {"rates": rates_mbps, "sum_rate": scalar(rates_mbps.sum(-1)), "min_rate": scalar(rates_mbps.min(-1)),
+            "objective": scalar(objective_reward(rates_mbps, objective))}
 
 
 def _config_from_kwargs(config: SystemConfig | None, fields: dict[str, Any]) -> SystemConfig:
@@ -172,8 +181,14 @@ class CellFreePilotEnv(SnapshotEpisodes, gym.Env[np.ndarray, np.ndarray]):
 
     ## Rewards
 
-    The downlink sum rate sum_k R_k in **Mbit/s** (docs/model.md §2) of the
-    chosen assignment on the episode's snapshot, a Python ``float``.
+    The ``objective`` (a ``SystemConfig`` field, default ``"sum"``) of the
+    chosen assignment's per-user downlink rates R_k on the episode's
+    snapshot (docs/model.md §2), a Python ``float``:
+
+    * ``"sum"``: the sum rate sum_k R_k in **Mbit/s**;
+    * ``"min"``: the minimum user rate min_k R_k in **Mbit/s** (max-min fairness);
+    * ``"proportional"``: sum_k ln(R_k / 1 Mbit/s) in **nats** (proportional
+      fairness; rates floored at 1e-300 bit/s).
 
     ## Starting State
 
@@ -189,8 +204,9 @@ class CellFreePilotEnv(SnapshotEpisodes, gym.Env[np.ndarray, np.ndarray]):
 
     ``info`` after ``reset``: ``beta`` (linear, float64 ``(M, K)``),
     ``ap_positions`` ``(M, 2)`` and ``ue_positions`` ``(K, 2)`` [m];
-    after ``step`` also ``pilots`` ``(K,)``, ``rates`` (per user, Mbit/s) and
-    ``sum_rate`` (Mbit/s).
+    after ``step`` also ``pilots`` ``(K,)``, ``rates`` (per user, Mbit/s),
+    ``sum_rate`` and ``min_rate`` (Mbit/s) and ``objective`` (the reward),
+    whatever the objective.
 
     ## Episode End
 
@@ -213,6 +229,7 @@ class CellFreePilotEnv(SnapshotEpisodes, gym.Env[np.ndarray, np.ndarray]):
     | area_side_m       | float | 1000    | side of the square area [m]          |
     | shadowing_std_db  | float | 8       | shadowing standard deviation [dB]    |
     | wrap_around       | bool  | True    | torus distances                      |
+    | objective         | str   | "sum"   | reward: "sum", "min", "proportional" |
     | ...               |       |         | every other ``SystemConfig`` field   |
     | render_mode       | str   | None    | ``"rgb_array"`` or ``"ansi"``        |
 
@@ -258,8 +275,8 @@ class CellFreePilotEnv(SnapshotEpisodes, gym.Env[np.ndarray, np.ndarray]):
         rates = user_rates(snapshot.beta, pilots, self.config) / MBPS
         self._pilots, self._rates_mbps = pilots, rates
         info = self._info()
-        info.update(pilots=pilots, rates=rates, sum_rate=float(rates.sum()))
-        return fading_observation(snapshot.beta), float(rates.sum()), True, False, info
+        info.update(pilots=pilots, **rate_info(rates, self.config.objective))
+        return fading_observation(snapshot.beta), info["objective"], True, False, info
 
     def action_to_pilots(self, action: Any) -> np.ndarray:
         """An action, ``(K,)`` pilot indices or the ``(K, tau_p)`` one-hot matrix, -> ``(K,)``
@@ -291,7 +308,7 @@ class CellFreePilotEnv(SnapshotEpisodes, gym.Env[np.ndarray, np.ndarray]):
             rate = "" if self._rates_mbps is None else f"  rate {self._rates_mbps[k]:7.2f} Mbit/s"
             lines.append(f"  user {k:2d}  pilot {pilot:>2}  master AP {master[k]:2d} ({best_db:6.1f} dB){rate}")
         if self._rates_mbps is not None:
-            lines.append(f"  sum rate {self._rates_mbps.sum():.2f} Mbit/s")
+            lines.append(f"  sum rate {self._rates_mbps.sum():.2f} Mbit/s, minimum {self._rates_mbps.min():.2f} Mbit/s")
         return "\n".join(lines) + "\n"
 
 
@@ -302,8 +319,9 @@ class CellFreePilotVectorEnv(VectorEnv):
     returned by ``step`` is already the next snapshot; the scored one is in
     ``infos["final_obs"]`` and its positions/fading in ``infos["final_info"]``.
     ``infos`` always holds the current ``beta`` ``(N, M, K)``, ``ap_positions``
-    and ``ue_positions``; after ``step`` also ``pilots``, ``rates`` ``(N, K)``
-    and ``sum_rate`` ``(N,)`` (Mbit/s) of the scored snapshots.
+    and ``ue_positions``; after ``step`` also ``pilots``, ``rates`` ``(N, K)``,
+    ``sum_rate`` and ``min_rate`` ``(N,)`` (Mbit/s) of the scored snapshots and
+    ``objective`` ``(N,)``, the rewards (units as :class:`CellFreePilotEnv`).
     """
 
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.SAME_STEP}
@@ -357,17 +375,15 @@ class CellFreePilotVectorEnv(VectorEnv):
         pilots = actions_to_pilots(actions, cfg, (self.num_envs,))
         scored = self._snapshots
         rates = user_rates(scored.beta, pilots, cfg) / MBPS
-        sum_rate = rates.sum(-1)
+        scores = rate_info(rates, cfg.objective)
         final_obs = fading_observation(scored.beta)
         final_info = {"beta": scored.beta, "ap_positions": scored.ap_positions,
-                      "ue_positions": scored.ue_positions, "pilots": pilots, "rates": rates,
-                      "sum_rate": sum_rate}
+                      "ue_positions": scored.ue_positions, "pilots": pilots, **scores}
         self._snapshots = draw_snapshots(cfg, self.np_random, (self.num_envs,))
         infos = self._infos()
-        infos.update(pilots=pilots, rates=rates, sum_rate=sum_rate, final_obs=final_obs,
-                     final_info=final_info)
+        infos.update(pilots=pilots, **scores, final_obs=final_obs, final_info=final_info)
         done = np.ones(self.num_envs, dtype=np.bool_)
-        return (fading_observation(self._snapshots.beta), sum_rate.astype(np.float64), done,
+        return (fading_observation(self._snapshots.beta), scores["objective"].astype(np.float64), done,
                 np.zeros(self.num_envs, dtype=np.bool_), infos)
 
     def _infos(self) -> dict[str, Any]:

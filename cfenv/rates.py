@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 import numpy as np
 
 from cfenv.config import OBJECTIVES, SystemConfig
+from cfenv.units import MBPS
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -475,6 +476,61 @@ def objective_from_rates(rates: Any, objective: str) -> Any:
     raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
 
 
+def objective_reward(rates_mbps: Any, objective: str) -> Any:
+    """The objective of per-user rates ``(..., K)`` in Mbit/s, shape ``(...)``: ``"sum"`` sum_k R_k and
+    ``"min"`` min_k R_k in Mbit/s, ``"proportional"`` sum_k ln(R_k / 1 Mbit/s) in nats (docs/model.md
+    eqs. (2.8), (2.10), (2.11)): the environments' reward. ``"sum"`` is ``rates_mbps.sum(-1)``."""
+    if objective == "proportional":  # the same nats whether the rates are in bit/s or Mbit/s
+        return objective_from_rates(rates_mbps * MBPS, objective)
+    return objective_from_rates(rates_mbps, objective)
+
+
+SMOOTH_MIN_TEMPERATURE = 1e6
+"""temperature t [bit/s] of the smooth minimum -t ln sum_k exp(-R_k / t) whose gradient the
+relaxed "min" objective carries (docs/model.md eq. (2.13)); 1 Mbit/s, against typical user rates of
+tens of Mbit/s, so that users within a few Mbit/s of the weakest share its gradient"""
+
+
 def objective_value(beta: Any, pilots: Any, config: SystemConfig, *, backend: Backend = "auto") -> Any:
-    """``config.objective`` of hard assignments (shapes as :func:`sum_rate`), shape ``(...)``."""
+    """``config.objective`` of hard assignments, batched (shapes as :func:`sum_rate`): shape ``(...)``,
+    ``"sum"`` and ``"min"`` in bit/s, ``"proportional"`` in nats (docs/model.md eqs. (2.8), (2.10),
+    (2.11)).
+
+    ``"sum"`` is :func:`sum_rate` itself (same kernel, same bits), so callers that switch from the
+    sum rate to this function change no number under the default objective; the other objectives
+    reduce the kernel's per-user rates (:func:`user_rates`) with :func:`objective_from_rates`, the
+    reference of the compiled :func:`cfenv._kernels.objective_of` that the searches use."""
+    if config.objective == "sum":
+        return sum_rate(beta, pilots, config, backend=backend)
     return objective_from_rates(user_rates(beta, pilots, config, backend=backend), config.objective)
+
+
+def smooth_min(rates: "torch.Tensor", temperature: float = SMOOTH_MIN_TEMPERATURE) -> "torch.Tensor":
+    """Log-sum-exp soft minimum ``-t ln sum_k exp(-R_k / t)`` over the last axis, ``(..., K) -> (...)``,
+    in the unit of ``rates`` (``temperature`` in the same unit); it lies in ``[min - t ln K, min]``."""
+    import torch
+
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+    return -temperature * torch.logsumexp(-rates / temperature, dim=-1)
+
+
+def relaxed_objective(beta: "torch.Tensor", q: "torch.Tensor", config: SystemConfig, *,
+                      temperature: float = SMOOTH_MIN_TEMPERATURE) -> "torch.Tensor":
+    """The differentiable ``config.objective`` of row-stochastic pilot probabilities ``q``
+    (:func:`relaxed_user_rates`), shape ``(...)``; units as :func:`objective_from_rates`.
+
+    * ``"sum"``: :func:`relaxed_sum_rate` (eq. (2.9) summed).
+    * ``"min"``: value-exact smooth minimum (eq. (2.13)): its *value* is min_k R~_k (so at one-hot
+      ``q`` it equals the hard minimum of :func:`objective_value` exactly), its *gradient* that of
+      :func:`smooth_min` at ``temperature`` [bit/s], spread over the users near the minimum
+      instead of the one argmin user that the hard minimum's gradient reaches.
+    * ``"proportional"``: sum_k ln(max(R~_k, 1e-300) / 1 Mbit/s) [nats], already smooth.
+    """
+    if config.objective == "sum":
+        return relaxed_sum_rate(beta, q, config)
+    rates = relaxed_user_rates(beta, q, config)
+    if config.objective == "min":
+        soft = smooth_min(rates, temperature)
+        return rates.amin(-1).detach() + (soft - soft.detach())
+    return objective_from_rates(rates, config.objective)

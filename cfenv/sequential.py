@@ -13,8 +13,15 @@ import numpy as np
 from gymnasium import spaces
 
 from cfenv.config import SystemConfig
-from cfenv.env import OBS_DB_HIGH, OBS_DB_LOW, SnapshotEpisodes, _config_from_kwargs, fading_observation
-from cfenv.rates import user_rates
+from cfenv.env import (
+    OBS_DB_HIGH,
+    OBS_DB_LOW,
+    SnapshotEpisodes,
+    _config_from_kwargs,
+    fading_observation,
+    rate_info,
+)
+from cfenv.rates import objective_reward, user_rates
 from cfenv.units import MBPS, normalise_db
 
 REWARD_MODES = ("final", "increments")
@@ -68,6 +75,19 @@ def partial_sum_rate_mbps(beta: np.ndarray, pilots: np.ndarray, n_assigned: int,
     return float(rates.sum() / MBPS)
 
 
+def partial_objective(beta: np.ndarray, pilots: np.ndarray, n_assigned: int, config: SystemConfig) -> float:
+    """``config.objective`` (Mbit/s, or nats for ``"proportional"``; :func:`cfenv.rates.objective_reward`)
+    of the network reduced to its first ``n_assigned`` users (0 for none); with ``"sum"`` it is
+    :func:`partial_sum_rate_mbps`."""
+    if config.objective == "sum":
+        return partial_sum_rate_mbps(beta, pilots, n_assigned, config)
+    if n_assigned == 0:
+        return 0.0
+    sub = config.replace(K=n_assigned)
+    rates = user_rates(np.ascontiguousarray(beta[:, :n_assigned]), pilots[:n_assigned], sub) / MBPS
+    return float(objective_reward(rates, config.objective))
+
+
 class CellFreePilotSequentialEnv(SnapshotEpisodes, gym.Env[np.ndarray, np.int64]):
     """
     ## Description
@@ -102,14 +122,17 @@ class CellFreePilotSequentialEnv(SnapshotEpisodes, gym.Env[np.ndarray, np.int64]
 
     ## Rewards
 
-    In **Mbit/s**, a Python ``float``, by ``reward_mode``:
+    The ``objective`` (a ``SystemConfig`` field) as in ``CellFreePilot-v0``: the sum rate
+    (``"sum"``, default) or the minimum user rate (``"min"``) in **Mbit/s**, or
+    sum_k ln(R_k / 1 Mbit/s) (``"proportional"``) in **nats**; a Python ``float``, by
+    ``reward_mode``:
 
-    * ``"final"`` (default): 0 at every step but the last, which returns the downlink sum
-      rate of the completed assignment, equal to ``CellFreePilot-v0``'s reward for the same
-      pilots (``cfenv.sum_rate(beta, pilots, config) / 1e6``).
-    * ``"increments"``: step ``k`` returns ``S_{k+1} - S_k``, where ``S_n`` is the sum rate of
-      the network reduced to its first ``n`` users (:func:`partial_sum_rate_mbps`,
-      ``S_0 = 0``); the increments add up to the final sum rate.
+    * ``"final"`` (default): 0 at every step but the last, which returns the objective of
+      the completed assignment, equal to ``CellFreePilot-v0``'s reward for the same
+      pilots (under ``"sum"``, ``cfenv.sum_rate(beta, pilots, config) / 1e6``).
+    * ``"increments"``: step ``k`` returns ``S_{k+1} - S_k``, where ``S_n`` is the objective of
+      the network reduced to its first ``n`` users (:func:`partial_objective`, ``S_0 = 0``);
+      the increments add up to the final objective.
 
     ## Starting State
 
@@ -119,7 +142,8 @@ class CellFreePilotSequentialEnv(SnapshotEpisodes, gym.Env[np.ndarray, np.int64]
     ``info`` after ``reset`` and ``step``: ``beta`` (linear, float64 ``(M, K)``),
     ``ap_positions`` ``(M, 2)``, ``ue_positions`` ``(K, 2)`` [m], ``pilots`` ``(K,)`` int64
     (-1 for unassigned users) and ``user`` (the next user, ``K`` when done); after the last
-    step also ``rates`` (per user, Mbit/s) and ``sum_rate`` (Mbit/s).
+    step also ``rates`` (per user, Mbit/s), ``sum_rate`` and ``min_rate`` (Mbit/s) and
+    ``objective`` (the final reward's value), whatever the objective.
 
     ## Episode End
 
@@ -198,15 +222,16 @@ class CellFreePilotSequentialEnv(SnapshotEpisodes, gym.Env[np.ndarray, np.int64]
         done = self._user == cfg.K
         reward = 0.0
         if self.reward_mode == "increments":
-            partial = partial_sum_rate_mbps(snapshot.beta, self._pilots, self._user, cfg)
+            partial = partial_objective(snapshot.beta, self._pilots, self._user, cfg)
             reward, self._partial = partial - self._partial, partial
         info = self._info()
         if done:
             rates = user_rates(snapshot.beta, self._pilots, cfg) / MBPS
             self._rates_mbps = rates
+            scores = rate_info(rates, cfg.objective)
             if self.reward_mode == "final":
-                reward = float(rates.sum())
-            info.update(rates=rates, sum_rate=float(rates.sum()))
+                reward = scores["objective"]
+            info.update(scores)
         return self._observation(), float(reward), done, False, info
 
     def _observation(self) -> np.ndarray:

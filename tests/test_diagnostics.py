@@ -1,7 +1,7 @@
 import numpy as np
 
-from agents.learning.diagnostics import best_constant_assignment, collapse_report, distinct_assignments
 from agents.heuristics import master_ap_pilots
+from agents.learning.diagnostics import best_constant_assignment, collapse_report, distinct_assignments
 from cfenv import SystemConfig, draw_snapshots, sum_rate
 
 CFG = SystemConfig(M=10, K=6, tau_p=3)

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import agents
-from agents.models.gnn import GNNPolicy
 from agents.learning import TrainSettings, beta_db_tensor, train
+from agents.models.gnn import GNNPolicy
 from cfenv import SystemConfig, draw_snapshots, sum_rate
 
 

@@ -4,8 +4,13 @@ import numpy as np
 import pytest
 
 import agents
-from agents.literature import (balanced_kmeans, colour_graph, contamination_weights, serving_sets,
-                               weighted_graph_pilots)
+from agents.literature import (
+    balanced_kmeans,
+    colour_graph,
+    contamination_weights,
+    serving_sets,
+    weighted_graph_pilots,
+)
 from cfenv import SystemConfig, draw_snapshots, sum_rate
 from cfenv.channel import Snapshot
 

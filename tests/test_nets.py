@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from agents.models import LABEL_MODELS as MODEL_NAMES, build_model, hqcnn_parameter_count
 from agents.learning import beta_db_tensor, supervised_loss, unsupervised_loss
+from agents.models import LABEL_MODELS as MODEL_NAMES
+from agents.models import build_model, hqcnn_parameter_count
 from cfenv import SystemConfig, draw_snapshots
 
 CFG = SystemConfig(M=10, K=6, tau_p=3)

@@ -19,8 +19,14 @@ import agents
 from agents import rl
 from agents.base import LearnableAgent
 from agents.registry import agent_class, is_learnable
-from cfenv import (CellFreePilotEnv, CellFreePilotSequentialEnv, FlattenFadingObservation, SystemConfig,
-                   draw_snapshots, sum_rate)
+from cfenv import (
+    CellFreePilotEnv,
+    CellFreePilotSequentialEnv,
+    FlattenFadingObservation,
+    SystemConfig,
+    draw_snapshots,
+    sum_rate,
+)
 from cfenv.sequential import partial_sum_rate_mbps, sequential_observation
 
 ROOT = Path(__file__).resolve().parents[1]

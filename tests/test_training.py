@@ -9,9 +9,9 @@ import torch
 
 import agents
 import evaluate
+from agents.learning import TrainSettings, make_dataset, train
 from agents.learning import trainer as training
 from agents.neural import NeuralAgent
-from agents.learning import TrainSettings, make_dataset, train
 from cfenv import SystemConfig, draw_snapshots, sum_rate
 
 ROOT = Path(__file__).resolve().parents[1]

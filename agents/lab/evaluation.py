@@ -31,7 +31,7 @@ from agents.registry import AgentSpec, available, resolve
 from agents.storage import atomic_write_bytes
 from cfenv import __version__
 from cfenv.channel import Snapshot, draw_snapshots
-from cfenv.config import LARGE_SIZES, TABLE2_SIZES, SystemConfig
+from cfenv.config import LARGE_SIZES, OBJECTIVES, TABLE2_SIZES, SystemConfig
 from cfenv.rates import sum_rate
 from cfenv.units import MBPS, Size, parse_size, size_label, size_slug
 
@@ -77,6 +77,9 @@ class EvaluationSettings:
     """train a learning agent with its default budget when no checkpoint exists (else skip it)"""
     loss: str = "unsupervised"
     """training loss of the learning agents' checkpoints (Table II is unsupervised)"""
+    objective: str = "sum"
+    """what agents maximise and ratios compare: sum (sum rate), min (minimum user rate) or
+    proportional (sum of ln user rates); learning agents use models trained for it"""
     device: str = "cpu"
     """torch device of the learning agents: cpu, cuda, cuda:N or auto (CUDA when available)"""
     execution: dict[str, Any] | None = None
@@ -130,6 +133,8 @@ class EvaluationSettings:
             raise ValueError("no agents given")
         if not self.sizes:
             raise ValueError("no sizes given")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         if self.loss not in ("supervised", "unsupervised"):
             raise ValueError(f"loss must be 'supervised' or 'unsupervised', got {self.loss!r}")
         if self.executor not in executors.EXECUTORS:
@@ -165,6 +170,10 @@ class EvaluationSettings:
         data = load_snapshots_file(self.snapshots_file, self.snapshots_config)
         self.snapshots_file, self.snapshots_config = data.path, data.sidecar
         self.snapshots_sha256, self.snapshots_fields = data.sha256, dict(data.fields)
+        chosen = self.snapshots_fields.pop("objective", self.objective)
+        if chosen != self.objective:
+            raise ValueError(f"{Path(data.sidecar).name} sets objective {chosen!r}, the run's is {self.objective!r}: "
+                             f"pass --objective {chosen} (or drop it from the sidecar)")
         self.snapshots_positions = data.has_positions
         self.sizes = data.sizes(self.sizes)
         self.snapshots = data.shape[0]
@@ -175,6 +184,7 @@ class EvaluationSettings:
         from cfenv.units import SIZE_FIELDS
 
         constants = {k: v for k, v in self.snapshots_fields.items() if k not in SIZE_FIELDS}
+        constants["objective"] = self.objective
         return SystemConfig.from_size(size, **constants)
 
     def test_snapshots(self, size: Size, start: int = 0, stop: int | None = None) -> Snapshot:
@@ -258,12 +268,21 @@ def plan_chunks(settings: EvaluationSettings) -> list[Task]:
             for size in settings.sizes for name in settings.agents for lo in range(0, settings.snapshots, step)]
 
 
+def training_config(size: Size, settings: EvaluationSettings) -> SystemConfig:
+    """The system of ``size`` learning agents are trained for: the model's constants (also with a
+    snapshots file: training draws from the model) under the run's objective."""
+    config = SystemConfig.from_size(size)
+    return config if settings.objective == "sum" else config.replace(objective=settings.objective)
+
+
 def _checkpoint(spec: AgentSpec, size: Size, settings: EvaluationSettings) -> tuple[SystemConfig, Path]:
     """The size a learning agent's model for ``size`` is trained at (``--trained-at`` for
-    size-generalisable agents), and its run folder."""
+    size-generalisable agents), under the run's objective, and its run folder (keyed by the
+    objective: a model trained for another objective is never used)."""
     train_size = spec.train_size(size, settings.trained_at)
-    return SystemConfig.from_size(train_size), spec.run_dir(settings.checkpoints, train_size, settings.seed,
-                                                            settings.loss)
+    config = training_config(train_size, settings)
+    return config, spec.run_dir(settings.checkpoints, train_size, settings.seed, settings.loss,
+                                objective=settings.objective)
 
 
 def plan_training(settings: EvaluationSettings) -> dict[tuple[str, Size], Task]:
@@ -301,7 +320,7 @@ def run_task(payload: Payload) -> dict[str, Any]:
     progress = settings.progress and settings.executor == "local"
     spec = resolve(task.agent)
     if task.kind == "train":
-        config = SystemConfig.from_size(task.size)
+        config = training_config(task.size, settings)
         loss = spec.checkpoint_loss(settings.loss)
         agent = spec.cls(config=config, seed=settings.seed, device=settings.device, loss=loss)
         if progress:
@@ -435,12 +454,15 @@ def _load_learning_agent(spec: AgentSpec, config: SystemConfig, settings: Evalua
 # ------------------------------------------------------- partial results
 def _cell_keys(settings: EvaluationSettings) -> dict[str, Any]:
     """What a finished chunk depends on besides its (size, agent, start, stop) and its model."""
-    return {"seed": settings.seed, "max_assignments": settings.max_assignments, "loss": settings.loss,
+    keys = {"seed": settings.seed, "max_assignments": settings.max_assignments, "loss": settings.loss,
             "device": settings.device, "execution": settings.execution,
             "trained_at": list(settings.trained_at) if settings.trained_at else None,
             "checkpoints": str(Path(settings.checkpoints).resolve()), "cfpilot": __version__,
             **({"snapshots_sha256": settings.snapshots_sha256, "snapshots_fields": settings.snapshots_fields}
                if settings.snapshots_file is not None else {})}
+    if settings.objective != "sum":  # runs under the default objective keep their digests and folders
+        keys["objective"] = settings.objective
+    return keys
 
 
 def _fingerprint(settings: EvaluationSettings) -> str:

@@ -26,16 +26,19 @@ import numpy as np
 
 from agents.lab.results import agent_styles, sort_agents
 from agents.learning import CONFIG_JSON, HISTORY_JSON, LOSSES
+from agents.learning.checkpoints import checkpoint_objective
 
 LABEL_FREE_FALLBACK = "reinforce"
 """Fig. 3b: the loss of agents that cannot train unsupervised (autoregressive policies)"""
 
 
-def collect_runs(runs_dir: Path) -> list[dict[str, Any]]:
-    """Every finished run below ``runs_dir``: agent, size, loss, seed, history, parameter counts.
+def collect_runs(runs_dir: Path, objective: str = "sum") -> list[dict[str, Any]]:
+    """Every finished run below ``runs_dir`` trained for ``objective`` (the paper's figures are of
+    sum-rate runs): agent, size, loss, seed, history, parameter counts.
 
-    Folders that are not trainer runs (no ``<loss>-seed<seed>`` name, no history, or a
-    ``config.json`` without agent and parameter counts, such as SB3 models) are left out.
+    Folders that are not trainer runs (no ``<loss>-seed<seed>`` / ``<loss>-<objective>-seed<seed>``
+    name, no history, or a ``config.json`` without agent and parameter counts, such as SB3
+    models) are left out; a ``config.json`` without an objective is a sum-rate run.
     """
     runs = []
     for config_path in sorted(Path(runs_dir).glob(f"*/*/*/{CONFIG_JSON}")):
@@ -45,6 +48,10 @@ def collect_runs(runs_dir: Path) -> list[dict[str, Any]]:
             continue
         loss, seed = run.name.rsplit("-seed", 1)
         meta = json.loads(config_path.read_text())
+        trained_for = checkpoint_objective(meta) if isinstance(meta, dict) else "sum"
+        if trained_for != objective:
+            continue
+        loss = loss.removesuffix(f"-{trained_for}") if trained_for != "sum" else loss
         history = json.loads(history_path.read_text())
         if not seed.isdigit() or "agent" not in meta or "parameters" not in meta or not history:
             continue

@@ -16,19 +16,28 @@ from typing import Any, Sequence
 import numpy as np
 
 from agents.base import TEST_STREAM
-from agents.lab.stats import ci95
+from agents.lab.stats import ci95, fairness_summary
 from agents.learning.diagnostics import collapse_report
 from cfenv import __version__
 from cfenv.channel import Snapshot
 from cfenv.config import SystemConfig
+from cfenv.rates import objective_reward, user_rates
 from cfenv.units import MBPS, Size, size_slug
 
 REFERENCE_AGENT = "exhaustive"
 """the ratio reference where it ran (else the best agent at that size)"""
 RECORD_FIELDS = ["M", "L", "K", "tau_p", "agent", "status", "mean_sum_rate_mbps", "ci95_mbps", "ratio",
                  "ratio_to", "ms_per_snapshot", "warm_up_s", "train_time_s", "parameters", "distinct_assignments",
-                 "ratio_to_best_constant", "collapsed", "snapshots", "seed", "reason"]
+                 "ratio_to_best_constant", "collapsed", "snapshots", "seed", "reason", "objective", "mean_objective",
+                 "ci95_objective", "mean_min_rate_mbps", "ci95_min_rate_mbps", "rate_5pct_mbps",
+                 "ci95_rate_5pct_mbps", "jain_index", "ci95_jain_index"]
 """columns of results.csv"""
+OBJECTIVE_LABELS = {"sum": "sum rate [Mbit/s]", "min": "minimum user rate [Mbit/s]",
+                    "proportional": "sum of ln(R_k / 1 Mbit/s) [nats]"}
+"""what ``mean_objective`` is, per objective (:data:`cfenv.config.OBJECTIVES`)"""
+FAIRNESS_FIELDS = ("mean_min_rate_mbps", "ci95_min_rate_mbps", "rate_5pct_mbps", "ci95_rate_5pct_mbps",
+                   "jain_index", "ci95_jain_index")
+"""the fairness figures every ok record carries, whatever its objective (:func:`fairness_summary`)"""
 TIMING_FIELDS = frozenset({"ms_per_snapshot", "warm_up_s", "train_time_s"})
 """record fields that measure time: they differ between runs of the same settings"""
 
@@ -36,15 +45,22 @@ TIMING_FIELDS = frozenset({"ms_per_snapshot", "warm_up_s", "train_time_s"})
 def cell_record(name: str, size: Size, parts: list[dict[str, Any] | None], error: str | None,
                 snaps: Snapshot, snapshots: int, seed: int, config: SystemConfig | None = None) -> dict[str, Any]:
     """One Table II cell of ``snapshots`` test snapshots (``seed``) from its chunks' results
-    (in snapshot order; ``None`` for a chunk that did not finish); ``config`` scores them
-    (default: the model's constants at ``size``)."""
+    (in snapshot order; ``None`` for a chunk that did not finish); ``config`` scores them and
+    names the objective (default: the model's constants at ``size``, the sum rate).
+
+    Besides the sum-rate figures, an ok record carries, whatever the ``objective``: the mean
+    objective and its 95 % CI (``mean_objective``, units in :data:`OBJECTIVE_LABELS`; under
+    ``"sum"`` it is ``mean_sum_rate_mbps``) and the fairness figures of :data:`FAIRNESS_FIELDS`,
+    from the per-user rates of its assignments on ``snaps`` (:func:`agents.lab.stats.fairness_summary`)."""
+    config = config or SystemConfig.from_size(size)
+    objective = config.objective
     M, L, K, tau_p = size
     record: dict[str, Any] = {"M": M, "L": L, "K": K, "tau_p": tau_p, "agent": name,
                               "snapshots": snapshots, "seed": seed, "train_time_s": None,
-                              "parameters": None}
+                              "parameters": None, "objective": objective}
     empty = dict(mean_sum_rate_mbps=None, ci95_mbps=None, ms_per_snapshot=None, warm_up_s=None, per_snapshot_sum_rate_mbps=[],
                  per_snapshot_assignments=[], distinct_assignments=None, ratio_to_best_constant=None,
-                 collapsed=None)
+                 collapsed=None, mean_objective=None, ci95_objective=None, **dict.fromkeys(FAIRNESS_FIELDS))
     if error is not None or any(p is None for p in parts):
         record.update(status="failed", reason=error or "task failed", **empty)
         return record
@@ -64,22 +80,35 @@ def cell_record(name: str, size: Size, parts: list[dict[str, Any] | None], error
                   ms_per_snapshot=1e3 * sum(p["elapsed_s"] for p in parts) / n,
                   warm_up_s=sum(p.get("warm_up_s", 0.0) for p in parts),
                   per_snapshot_sum_rate_mbps=rates.tolist(), per_snapshot_assignments=pilots.tolist())
-    record.update(collapse_report(pilots, snaps.beta, config or SystemConfig.from_size(size),
-                                  float(np.mean(rates)) * MBPS))
+    record.update(collapse_report(pilots, snaps.beta, config, float(np.mean(rates)) * MBPS))
+    per_user = user_rates(snaps.beta[:n], pilots, config) / MBPS  # (n, K) [Mbit/s]
+    if objective == "sum":  # the sum rates themselves: mean_objective is mean_sum_rate_mbps, bit for bit
+        record.update(mean_objective=record["mean_sum_rate_mbps"], ci95_objective=ci)
+    else:
+        scores = objective_reward(per_user, objective)
+        record.update(mean_objective=float(np.mean(scores)), ci95_objective=ci95(scores))
+    record.update(fairness_summary(per_user))
     return record
 
 
+def _score(record: dict[str, Any]) -> float:
+    """What ratios compare: the record's mean objective (its mean sum rate in records without one)."""
+    value = record.get("mean_objective")
+    return record["mean_sum_rate_mbps"] if value is None else value
+
+
 def add_ratios(size_records: list[dict[str, Any]]) -> None:
-    """Ratio of mean sum rates to EPAS where it ran, else to the best agent at that size."""
+    """Ratio of mean objectives (:func:`cell_record`'s ``mean_objective``; the mean sum rate under
+    ``"sum"``) to EPAS's where it ran, else to the best agent's at that size."""
     ran = [r for r in size_records if r["status"] == "ok"]
     ref = next((r for r in ran if r["agent"] == REFERENCE_AGENT), None)
     label = REFERENCE_AGENT
     if ref is None and ran:
-        ref = max(ran, key=lambda r: r["mean_sum_rate_mbps"])
+        ref = max(ran, key=_score)
         label = f"best ({ref['agent']})"
     for r in size_records:
         if r["status"] == "ok" and ref is not None:
-            r["ratio"] = r["mean_sum_rate_mbps"] / ref["mean_sum_rate_mbps"]
+            r["ratio"] = _score(r) / _score(ref)
             r["ratio_to"] = label
         else:
             r["ratio"], r["ratio_to"] = None, None
@@ -87,6 +116,15 @@ def add_ratios(size_records: list[dict[str, Any]]) -> None:
 
 def _fmt(value: float | None, spec: str) -> str:
     return "–" if value is None else format(value, spec)
+
+
+def _pm(value: float | None, ci: float | None, spec: str) -> str:
+    """``"12.34 ± 0.56"`` (no ± part for a missing or NaN CI), ``"–"`` for no value."""
+    if value is None:
+        return "–"
+    if ci is None or math.isnan(ci):
+        return format(value, spec)
+    return f"{format(value, spec)} ± {format(ci, spec)}"
 
 
 def execution_note(execution: dict[str, Any] | None) -> str:
@@ -104,7 +142,10 @@ def markdown_tables(records: list[dict[str, Any]], execution: dict[str, Any] | N
     sizes = list(dict.fromkeys(_size_of(r) for r in records))
     by_key = {(_size_of(r), r["agent"]): r for r in records}
     note = execution_note(execution)
-    lines = ["Average sum rate [Mbit/s] (ratio to the reference in brackets: EPAS where it ran, "
+    objective = next((r.get("objective") for r in records if r.get("objective")), "sum")
+    what = ("Average sum rate [Mbit/s]" if objective == "sum" else
+            f"Objective {objective!r}: average {OBJECTIVE_LABELS[objective]}")
+    lines = [what + " (ratio to the reference in brackets: EPAS where it ran, "
              "else the best agent, marked *; † = collapsed: (almost) the same assignment for every network)"
              + (f". {note}" if note else ""), ""]
     lines.append("| M, L | K | tau_p | " + " | ".join(agent_names) + " |")
@@ -118,17 +159,23 @@ def markdown_tables(records: list[dict[str, Any]], execution: dict[str, Any] | N
                 continue
             star = "" if r["ratio_to"] == REFERENCE_AGENT else "*"
             dagger = " †" if r.get("collapsed") else ""
-            cells.append(f"{r['mean_sum_rate_mbps']:.2f} ({r['ratio']:.3f}{star}){dagger}")
+            cells.append(f"{_score(r):.2f} ({r['ratio']:.3f}{star}){dagger}")
         lines.append(f"| {size[0]}, {size[1]} | {size[2]} | {size[3]} | " + " | ".join(cells) + " |")
-    lines += ["", "| size | agent | mean [Mbit/s] | 95 % CI | ratio | ratio to | ms/snapshot | warm-up s | train s | "
-              "distinct | vs best constant | collapsed | note |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", *fairness_table(records)]
+    extra = "" if objective == "sum" else f"{objective} objective | "
+    lines += ["", "| size | agent | mean [Mbit/s] | 95 % CI | " + extra + "ratio | ratio to | min [Mbit/s] | "
+              "5 % [Mbit/s] | Jain | ms/snapshot | warm-up s | train s | distinct | vs best constant | collapsed | note |",
+              "|---|---|---|---|" + ("---|" if extra else "") + "---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         size = f"({r['M']},{r['L']},{r['K']},{r['tau_p']})"
+        own = f"{_pm(r.get('mean_objective'), r.get('ci95_objective'), '.3f')} | " if extra else ""
         lines.append(
             f"| {size} | {r['agent']} | {_fmt(r['mean_sum_rate_mbps'], '.2f')} | "
-            f"{'–' if r['ci95_mbps'] is None else '±' + format(r['ci95_mbps'], '.2f')} | "
-            f"{_fmt(r['ratio'], '.4f')} | {r['ratio_to'] or '–'} | {_fmt(r['ms_per_snapshot'], '.3f')} | "
+            f"{'–' if r['ci95_mbps'] is None else '±' + format(r['ci95_mbps'], '.2f')} | {own}"
+            f"{_fmt(r['ratio'], '.4f')} | {r['ratio_to'] or '–'} | "
+            f"{_pm(r.get('mean_min_rate_mbps'), r.get('ci95_min_rate_mbps'), '.2f')} | "
+            f"{_pm(r.get('rate_5pct_mbps'), r.get('ci95_rate_5pct_mbps'), '.2f')} | "
+            f"{_pm(r.get('jain_index'), r.get('ci95_jain_index'), '.3f')} | {_fmt(r['ms_per_snapshot'], '.3f')} | "
             f"{_fmt(r.get('warm_up_s'), '.2f')} | "
             f"{_fmt(r['train_time_s'], '.1f')} | {_fmt(r.get('distinct_assignments'), 'd')} | "
             f"{_fmt(r.get('ratio_to_best_constant'), '.4f')} | "
@@ -138,9 +185,80 @@ def markdown_tables(records: list[dict[str, Any]], execution: dict[str, Any] | N
     return "\n".join(lines) + "\n"
 
 
-def plot_records(records: list[dict[str, Any]], path: Path) -> Path:
-    """Two panels: mean sum rate per system size (95 % CI as error bars) and the ratio to
-    the reference, one line per agent across the sizes.
+def fairness_table(records: list[dict[str, Any]]) -> list[str]:
+    """The compact fairness table beside Table II, as Markdown lines: per size and agent
+    "sum / min / 5 % / J": mean sum rate, mean minimum user rate, 95 %-likely per-user rate
+    [Mbit/s] and Jain's index (:func:`agents.lab.stats.fairness_summary`); "–" where the agent did
+    not run or the record predates these fields."""
+    agent_names = list(dict.fromkeys(r["agent"] for r in records))
+    sizes = list(dict.fromkeys(_size_of(r) for r in records))
+    by_key = {(_size_of(r), r["agent"]): r for r in records}
+    lines = ["Fairness, whatever the objective: sum / min / 5 % / J = mean sum rate, mean minimum user rate, "
+             "95 %-likely user rate (5th percentile over all users and snapshots) [Mbit/s], Jain's index", "",
+             "| M, L | K | tau_p | " + " | ".join(agent_names) + " |", "|---|---|---|" + "---|" * len(agent_names)]
+    for size in sizes:
+        cells = []
+        for name in agent_names:
+            r = by_key.get((size, name))
+            if r is None or r["status"] != "ok" or r.get("mean_min_rate_mbps") is None:
+                cells.append("–")
+                continue
+            cells.append(f"{r['mean_sum_rate_mbps']:.1f} / {r['mean_min_rate_mbps']:.2f} / "
+                         f"{r['rate_5pct_mbps']:.2f} / {r['jain_index']:.3f}")
+        lines.append(f"| {size[0]}, {size[1]} | {size[2]} | {size[3]} | " + " | ".join(cells) + " |")
+    return lines
+
+
+CDF_AGENTS = ("exhaustive", "local-search", "master-ap", "greedy", "location", "random", "gnn", "mlp", "hqcnn",
+              "ppo")
+"""the main agents whose per-user rates the CDF panel of ``results.png`` draws (those present)"""
+
+
+def user_rate_samples(record: dict[str, Any], snapshots: Snapshot) -> np.ndarray:
+    """All per-user rates [Mbit/s] of an ok record's assignments on its test ``snapshots``, flat
+    ``(n K,)``: recomputed from ``per_snapshot_assignments``, so saved records redraw it."""
+    pilots = np.asarray(record["per_snapshot_assignments"], dtype=np.int64)
+    config = SystemConfig.from_size(_size_of(record))
+    return (user_rates(snapshots.beta[:len(pilots)], pilots, config) / MBPS).ravel()
+
+
+def draw_rate_cdf(ax: Any, records: list[dict[str, Any]], snapshots: dict[Size, Snapshot]) -> list[str]:
+    """The per-user-rate CDF (the figure of the fairness papers) on ``ax`` for the agents of
+    :data:`CDF_AGENTS` at the largest size where the most of them ran, with the 5 % level
+    (the 95 %-likely rate) marked; returns the agents drawn (none: the panel says why)."""
+    ok = [r for r in records if r["status"] == "ok" and r["agent"] in CDF_AGENTS and _size_of(r) in snapshots
+          and r.get("per_snapshot_assignments")]
+    if not ok:
+        ax.text(0.5, 0.5, "no per-user rates to draw", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return []
+    counts: dict[Size, int] = {}
+    for r in ok:
+        counts[_size_of(r)] = counts.get(_size_of(r), 0) + 1
+    size = max(counts, key=lambda s: (counts[s], s[2], s[0]))
+    chosen = sorted((r for r in ok if _size_of(r) == size), key=lambda r: _agent_order(r["agent"]))
+    styles = agent_styles([r["agent"] for r in chosen])
+    for r in chosen:
+        rates = np.sort(user_rate_samples(r, snapshots[size]))
+        colour, _ = styles[r["agent"]]
+        ax.step(rates, np.arange(1, len(rates) + 1) / len(rates), where="post", color=colour, lw=1.3,
+                label=r["agent"])
+    ax.set_xscale("log")  # the weak users' tail, where fairness is decided, spans decades
+    ax.axhline(0.05, color="0.5", lw=0.8, ls=":")
+    ax.text(ax.get_xlim()[1], 0.05, "5 %: 95 %-likely rate ", ha="right", va="bottom", fontsize=7, color="0.4")
+    ax.set_xlabel("per-user rate [Mbit/s] (log scale)")
+    ax.set_ylabel("CDF over users and test snapshots")
+    ax.set_title(f"(M, L, K, tau_p) = ({', '.join(map(str, size))})", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+    return [r["agent"] for r in chosen]
+
+
+def plot_records(records: list[dict[str, Any]], path: Path,
+                 snapshots: dict[Size, Snapshot] | None = None) -> Path:
+    """Two panels: mean objective (the sum rate by default) per system size (95 % CI as error
+    bars) and the ratio to the reference, one line per agent across the sizes; with the test
+    ``snapshots``, a third: the per-user-rate CDF of the main agents (:func:`draw_rate_cdf`).
 
     Agents are grouped by family (:data:`AGENT_FAMILIES`): one colour family per family,
     a distinct marker within it, and the legend below the panels lists them family by
@@ -165,7 +283,12 @@ def plot_records(records: list[dict[str, Any]], path: Path) -> Path:
     names = sort_agents([r["agent"] for r in records])
     styles = agent_styles(names)
     offsets = _dodge(len(names))
-    fig, (ax_rate, ax_ratio) = plt.subplots(1, 2, figsize=(max(10.0, 2.4 * len(sizes) + 5), 4.8))
+    panels = 3 if snapshots else 2
+    width = max(10.0, 2.4 * len(sizes) + 5) + (4.5 if snapshots else 0.0)
+    fig, axes = plt.subplots(1, panels, figsize=(width, 4.8), gridspec_kw={"width_ratios": [1, 1, 0.8][:panels]})
+    ax_rate, ax_ratio = axes[0], axes[1]
+    if snapshots:
+        draw_rate_cdf(axes[2], records, snapshots)
     handles: dict[str, list[Line2D]] = {}
     for j, name in enumerate(names):
         colour, marker = styles[name]
@@ -181,8 +304,9 @@ def plot_records(records: list[dict[str, Any]], path: Path) -> Path:
         if not ok:
             continue
         xs = [x for x, _ in ok]
-        means = [r["mean_sum_rate_mbps"] for _, r in ok]
-        ci = [0.0 if r["ci95_mbps"] is None or math.isnan(r["ci95_mbps"]) else r["ci95_mbps"] for _, r in ok]
+        means = [_score(r) for _, r in ok]
+        cis = [r.get("ci95_objective", r["ci95_mbps"]) if "mean_objective" in r else r["ci95_mbps"] for _, r in ok]
+        ci = [0.0 if c is None or math.isnan(c) else c for c in cis]
         ratios = [r["ratio"] for _, r in ok]
         ax_rate.errorbar(xs, means, yerr=ci, fmt="none", ecolor=colour, elinewidth=0.9, capsize=2, alpha=0.85)
         ax_ratio.plot(xs, ratios, **line)
@@ -200,7 +324,8 @@ def plot_records(records: list[dict[str, Any]], path: Path) -> Path:
             ax.axvline(i - 0.5, color="0.85", lw=0.8)
         ax.set_xlabel("system size")
         ax.grid(alpha=0.3, axis="y")
-    ax_rate.set_ylabel("average sum rate [Mbit/s] (95 % CI)")
+    objective = next((r.get("objective") for r in records if r.get("objective")), "sum")
+    ax_rate.set_ylabel(f"average {OBJECTIVE_LABELS[objective]} (95 % CI)")
     ax_ratio.set_ylabel("ratio to EPAS (or to the best agent)")
     fig.tight_layout()
     _family_legend(fig, handles)
@@ -364,7 +489,7 @@ def write_results(records: list[dict[str, Any]], out: Path, seed: int, settings:
     if source:
         table = f"Test snapshots: {source}\n\n{table}"
     paths["results.md"].write_text(table)
-    plot_records(records, paths["results.png"])
+    plot_records(records, paths["results.png"], snapshots)
     origin = ({"test_snapshots_file": settings["snapshots_file"], "test_snapshots_sha256": settings["snapshots_sha256"]}
               if source else {"test_snapshot_seeds": f"numpy default_rng([seed, {TEST_STREAM}, M, L, K, tau_p, i])"})
     paths["run.json"].write_text(json.dumps({**meta, "settings": settings, **origin}, indent=1))

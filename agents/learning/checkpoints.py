@@ -38,14 +38,24 @@ def save_model(directory: Path, model: AssignmentModel, agent: str, config: Syst
     return directory
 
 
+def checkpoint_objective(meta: dict[str, Any]) -> str:
+    """The objective a saved model was trained for: its ``config.json``'s ``system.objective``
+    (``"sum"`` for checkpoints written before objectives existed)."""
+    return str(meta.get("system", {}).get("objective", "sum"))
+
+
 def load_model(directory: Path, device: str | torch.device = "cpu",
                expected: SystemConfig | None = None) -> tuple[AssignmentModel, dict[str, Any]]:
-    """Rebuild a model saved by :func:`save_model`; ``ValueError`` if it was trained for another size."""
+    """Rebuild a model saved by :func:`save_model`; ``ValueError`` if it was trained for another size
+    or, when ``expected`` is given, for another objective than ``expected.objective``."""
     directory = Path(directory)
     if not (directory / CONFIG_JSON).exists():
         raise FileNotFoundError(f"no {CONFIG_JSON} in {directory}")
     meta = json.loads((directory / CONFIG_JSON).read_text())
     config = SystemConfig(**meta["system"])
+    if expected is not None and checkpoint_objective(meta) != expected.objective:
+        raise ValueError(f"checkpoint {directory} was trained for the {checkpoint_objective(meta)!r} objective, "
+                         f"not {expected.objective!r}")
     model = build_model(meta["agent"], config, **meta["model"])
     if expected is not None and expected.size != config.size and not model.size_generalisable:
         raise ValueError(f"checkpoint {directory} was trained for (M, L, K, tau_p) = {config.size}, "

@@ -48,7 +48,8 @@ def make_dataset(config: SystemConfig, n: int, seed: int, stream: int, labels: s
     Exhaustive labels (about a second per snapshot at K = 15) are computed one snapshot at a
     time, announced with an estimate, and saved as they come (``<key>.partial.npz``), so an
     interrupted labelling job continues where it stopped."""
-    key = f"{size_slug(config.size)}_stream{stream}_n{n}_seed{seed}_{labels or 'nolabels'}.npz"
+    objective = f"_{config.objective}" if labels and config.objective != "sum" else ""  # teachers optimise it
+    key = f"{size_slug(config.size)}_stream{stream}_n{n}_seed{seed}_{labels or 'nolabels'}{objective}.npz"
     path = Path(cache_dir) / key if cache_dir is not None else None
     snaps = draw_snapshots(config, stream_rng(seed, stream, *config.size), (n,))
     if path is not None and path.exists():

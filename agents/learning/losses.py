@@ -1,5 +1,7 @@
 """Training losses: supervised (docs/model.md eq. (6.6)), unsupervised (eq. (6.7)) and
-REINFORCE with a greedy-rollout baseline (eq. (6.8))."""
+REINFORCE with a greedy-rollout baseline (eq. (6.8)), each for ``config.objective``: the
+unsupervised loss maximises the relaxed objective (:func:`cfenv.rates.relaxed_objective`),
+REINFORCE the exact one (:func:`cfenv.rates.objective_value`)."""
 
 from __future__ import annotations
 
@@ -8,14 +10,29 @@ import torch
 
 from agents.models import AssignmentModel, PilotModel
 from cfenv.config import SystemConfig
-from cfenv.rates import relaxed_sum_rate, sum_rate
+from cfenv.rates import objective_value, relaxed_objective, relaxed_sum_rate
 from cfenv.units import MBPS
 
 
 def unsupervised_loss(logits: torch.Tensor, beta: torch.Tensor, config: SystemConfig) -> torch.Tensor:
-    """Negative mean relaxed sum rate [Mbit/s] of softmax(logits) (docs/model.md eq. (6.7))."""
+    """Negative mean relaxed ``config.objective`` of softmax(logits) (docs/model.md eq. (6.7)):
+    the relaxed sum rate or (value-exact smooth) minimum rate in Mbit/s, or the relaxed
+    sum_k ln(R~_k / 1 Mbit/s) in nats."""
     q = torch.softmax(logits.to(torch.float64), dim=-1)
-    return -relaxed_sum_rate(beta, q, config).mean() / MBPS
+    if config.objective == "sum":
+        return -relaxed_sum_rate(beta, q, config).mean() / MBPS
+    value = relaxed_objective(beta, q, config).mean()
+    return -value if config.objective == "proportional" else -value / MBPS
+
+
+def reinforce_advantage(reward: np.ndarray, baseline: np.ndarray, config: SystemConfig) -> np.ndarray:
+    """The advantage of sampled assignments over the greedy-rollout baseline (docs/model.md eq. (6.8)):
+    relative, (R - R_g) / R_g, for the rates ("sum", "min", both > 0); for "proportional", whose
+    value in nats can be near 0 or negative, the difference per user (R - R_g) / K, which is
+    already a mean relative rate change (d ln R = dR / R)."""
+    if config.objective == "proportional":
+        return (reward - baseline) / config.K
+    return (reward - baseline) / baseline
 
 
 def supervised_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -39,11 +56,12 @@ def batch_loss(model: AssignmentModel, loss: str, x: torch.Tensor, beta: torch.T
     if loss == "reinforce":
         with torch.no_grad():
             baseline, _, _ = model.decode(x, config.tau_p, "greedy")
-        base = np.repeat(sum_rate(beta_np, baseline.cpu().numpy(), config), samples)
+        base = np.repeat(objective_value(beta_np, baseline.cpu().numpy(), config), samples)
         sampled, log_prob, _ = model.decode(x.repeat_interleave(samples, 0), config.tau_p, "sample",
                                             generator=generator)
-        reward = sum_rate(np.repeat(beta_np, samples, axis=0), sampled.cpu().numpy(), config)
-        advantage = torch.as_tensor((reward - base) / base, dtype=log_prob.dtype, device=log_prob.device)
+        reward = objective_value(np.repeat(beta_np, samples, axis=0), sampled.cpu().numpy(), config)
+        advantage = torch.as_tensor(reinforce_advantage(reward, base, config), dtype=log_prob.dtype,
+                                    device=log_prob.device)
         return -(advantage * log_prob).mean()
     raise ValueError(f"{type(model).__name__} trains with 'reinforce' or 'supervised', not {loss!r}")
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.base import run_folder
-from cfenv.config import SystemConfig
+from agents.base import run_folder, run_name
+from cfenv.config import OBJECTIVES, SystemConfig
 
 DEVICES_HELP = "cpu, cuda, cuda:N or auto (CUDA when available, else the CPU)"
 
@@ -50,6 +50,10 @@ class TrainSettings:
     reinforce (autoregressive policies: exact sum rate, greedy-rollout baseline)"""
     labels: str = "master-ap"
     """label source for supervised training"""
+    objective: str = "sum"
+    """what the model learns to maximise: sum (sum rate), min (minimum user rate; unsupervised
+    through a smooth minimum) or proportional (sum of ln user rates); the run folder and the
+    checkpoint record it"""
     train_snapshots: int = 2048
     """training snapshots"""
     val_snapshots: int = 256
@@ -92,6 +96,8 @@ class TrainSettings:
         SystemConfig.from_size(self.size)
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         if self.labels not in LABEL_SOURCES:
             raise ValueError(f"labels must be one of {LABEL_SOURCES}, got {self.labels!r}")
         for name in ("train_snapshots", "val_snapshots", "epochs", "batch_size", "samples"):
@@ -108,11 +114,13 @@ class TrainSettings:
 
     @property
     def config(self) -> SystemConfig:
-        return SystemConfig.from_size(self.size)
+        """The system of :attr:`size` under :attr:`objective`."""
+        config = SystemConfig.from_size(self.size)
+        return config if self.objective == "sum" else config.replace(objective=self.objective)
 
     @property
     def run_dir(self) -> Path:
-        return run_dir_for(self.runs_dir, self.agent, self.size, self.loss, self.seed)
+        return run_dir_for(self.runs_dir, self.agent, self.size, self.loss, self.seed, self.objective)
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -120,6 +128,9 @@ class TrainSettings:
         return d
 
 
-def run_dir_for(runs_dir: Path, agent: str, size: tuple[int, ...], loss: str, seed: int) -> Path:
-    """``runs/<agent>/<M-L-K-tau_p>/<loss>-seed<seed>`` (see :meth:`agents.base.LearnableAgent.run_dir`)."""
-    return run_folder(runs_dir, agent, size, f"{loss}-seed{seed}")
+def run_dir_for(runs_dir: Path, agent: str, size: tuple[int, ...], loss: str, seed: int,
+                objective: str = "sum") -> Path:
+    """``runs/<agent>/<M-L-K-tau_p>/<loss>-seed<seed>``, ``<loss>-<objective>-seed<seed>`` for an
+    objective other than the sum rate (:func:`agents.base.run_name`; see
+    :meth:`agents.base.LearnableAgent.run_dir`)."""
+    return run_folder(runs_dir, agent, size, run_name(loss, seed, objective))

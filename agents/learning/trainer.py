@@ -44,13 +44,14 @@ from agents.models import AssignmentModel, PilotModel, build_model
 from agents.models.quantum import Execution, apply_execution
 from agents.storage import atomic_write_bytes
 from cfenv.config import SystemConfig
-from cfenv.rates import sum_rate
+from cfenv.rates import objective_reward, sum_rate, user_rates
 from cfenv.units import MBPS, fading_db
 
 EPOCH_METRICS = ("val/sum_rate_mbps", "val/ratio_to_master_ap", "val/ratio_to_best_constant",
                  "val/distinct_assignments", "val/entropy", "train/loss", "train/loss_relative_to_initial",
                  "train/imitation", "train/lr")
-"""what :func:`train` logs every epoch and a sweep may rank trials by (besides ``perf/`` timings)"""
+"""what :func:`train` logs every epoch and a sweep may rank trials by (besides ``perf/`` timings; a
+run for another objective than the sum rate also logs ``val/objective`` and ``val/min_rate_mbps``)"""
 
 
 def predict(model: AssignmentModel, beta: np.ndarray, tau_p: int, device: str | torch.device = "cpu",
@@ -73,18 +74,29 @@ def validation_metrics(model: AssignmentModel, val: Dataset, config: SystemConfi
     pilots, entropy_per_snapshot = predict(model, val.snapshots.beta, config.tau_p, device)
     rate = float((sum_rate(val.snapshots.beta, pilots, config) / MBPS).mean())
     entropy = float(entropy_per_snapshot.mean())
-    return {"val/sum_rate_mbps": rate, "val/ratio_to_master_ap": rate / master_rate,
-            "val/ratio_to_best_constant": rate / constant_rate,
-            "val/distinct_assignments": float(distinct_assignments(pilots)), "val/entropy": entropy}
+    metrics = {"val/sum_rate_mbps": rate, "val/ratio_to_master_ap": rate / master_rate,
+               "val/ratio_to_best_constant": rate / constant_rate,
+               "val/distinct_assignments": float(distinct_assignments(pilots)), "val/entropy": entropy}
+    if config.objective != "sum":  # what the run maximises, in the environment's reward units
+        rates = user_rates(val.snapshots.beta, pilots, config) / MBPS
+        metrics.update({"val/objective": float(objective_reward(rates, config.objective).mean()),
+                        "val/min_rate_mbps": float(rates.min(-1).mean())})
+    return metrics
 
 
 RUN_ONLY_SETTINGS = ("resume", "progress", "runs_dir", "cache_dir", "device")
 """settings that do not change what a run computes (a checkpoint moves between devices)"""
 
 
+SETTINGS_BEFORE_FIELDS = {"objective": "sum"}
+"""settings that runs recorded before the field existed had, in effect (they trained for the sum rate)"""
+
+
 def settings_differences(saved: dict[str, Any], settings: TrainSettings) -> str:
     """``"epochs 10 -> 40, lr 0.005 -> 0.01"`` for the fields where ``saved`` (a run's recorded
-    ``to_json()``) and ``settings`` differ, ignoring :data:`RUN_ONLY_SETTINGS`; ``""`` if none."""
+    ``to_json()``; a field it predates counts as :data:`SETTINGS_BEFORE_FIELDS` says) and
+    ``settings`` differ, ignoring :data:`RUN_ONLY_SETTINGS`; ``""`` if none."""
+    saved = {**SETTINGS_BEFORE_FIELDS, **saved}
     now = settings.to_json()
     keys = [k for k in now if k not in RUN_ONLY_SETTINGS and saved.get(k) != now[k]]
     return ", ".join(f"{k} {saved.get(k)!r} -> {now[k]!r}" for k in keys)
@@ -173,7 +185,8 @@ def train(settings: TrainSettings,
         table = "\n".join(f"|{k}|{v}|" for k, v in settings.to_json().items())
         writer.add_text("hyperparameters", "|parameter|value|\n|-|-|\n" + table
                         + f"\n|classical parameters|{counts['classical']}|\n|quantum parameters|{counts['quantum']}|")
-    print(f"training {settings.agent} ({settings.loss}) at {config.size}: {counts['classical']} classical + "
+    objective = "" if config.objective == "sum" else f", objective {config.objective}"
+    print(f"training {settings.agent} ({settings.loss}{objective}) at {config.size}: {counts['classical']} classical + "
           f"{counts['quantum']} quantum parameters -> {run_dir}")
     started = time.perf_counter()
     epochs = tqdm(range(start_epoch, settings.epochs), desc=f"{settings.agent} {settings.loss}",

@@ -28,8 +28,11 @@ sequential DQN agent uses ``DummyVecEnv``.
 
 Reward scaling (``fit(reward_scaling=...)``):
 
-* ``"mbps"``: the raw sum rate in Mbit/s (what the environments return);
-* ``"master-ap"``: the sum rate divided by master-AP's (:func:`agents.heuristics.master_ap_pilots`)
+The reward is the environments' ``config.objective`` (``train.py --objective``): the sum rate
+(default) or the minimum user rate in Mbit/s, or sum_k ln(R_k / 1 Mbit/s) in nats.
+
+* ``"mbps"``: the raw objective in Mbit/s (what the environments return; nats for "proportional");
+* ``"master-ap"``: the objective divided by master-AP's (:func:`agents.heuristics.master_ap_pilots`)
   on the same snapshot, a dimensionless ratio near 1. Raw rates vary by tens of Mbit/s
   from snapshot to snapshot, more than any assignment changes them; the ratio removes
   most of that variance (for the sequential env every step's reward is divided by the

@@ -18,7 +18,7 @@ from agents.base import (
 from agents.heuristics import master_ap_pilots
 from cfenv.config import SystemConfig
 from cfenv.env import CellFreePilotEnv, CellFreePilotVectorEnv, fading_observation
-from cfenv.rates import sum_rate
+from cfenv.rates import objective_reward, sum_rate, user_rates
 from cfenv.sequential import CellFreePilotSequentialEnv
 from cfenv.units import MBPS, normalise_db
 from cfenv.wrappers import FlattenFadingObservation
@@ -43,14 +43,24 @@ def master_ap_sum_rate_mbps(beta: np.ndarray, config: SystemConfig) -> np.ndarra
     return sum_rate(beta, master_ap_pilots(beta, config.tau_p), config) / MBPS
 
 
+def master_ap_objective(beta: np.ndarray, config: SystemConfig) -> np.ndarray:
+    """``(B, M, K)`` beta -> ``(B,)`` ``config.objective`` of the master-AP assignment, in the
+    environments' reward units (Mbit/s; nats for "proportional"); under "sum"
+    :func:`master_ap_sum_rate_mbps` itself."""
+    if config.objective == "sum":
+        return master_ap_sum_rate_mbps(beta, config)
+    rates = user_rates(beta, master_ap_pilots(beta, config.tau_p), config) / MBPS
+    return objective_reward(rates, config.objective)
+
+
 def _check_reward_scaling(reward_scaling: str) -> None:
     if reward_scaling not in REWARD_SCALINGS:
         raise ValueError(f"reward_scaling must be one of {REWARD_SCALINGS}, got {reward_scaling!r}")
 
 
 class RelativeReward(gym.Wrapper):
-    """Divide every reward by master-AP's sum rate [Mbit/s] on the episode's snapshot
-    (``info["beta"]`` of ``reset``); works for both cfpilot environments."""
+    """Divide every reward by master-AP's on the episode's snapshot (``info["beta"]`` of ``reset``;
+    the environment's objective, :func:`master_ap_objective`); works for both cfpilot environments."""
 
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
@@ -59,7 +69,7 @@ class RelativeReward(gym.Wrapper):
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         obs, info = self.env.reset(**kwargs)
         config = self.env.unwrapped.config
-        self._reference = float(master_ap_sum_rate_mbps(np.asarray(info["beta"])[None], config)[0])
+        self._reference = float(master_ap_objective(np.asarray(info["beta"])[None], config)[0])
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
@@ -74,8 +84,9 @@ class BatchedPilotVecEnv(VecEnv):
 
     Every step ends every episode: ``dones`` is all True, ``infos[i]`` holds
     ``terminal_observation`` (the scored snapshot's observation), ``episode``
-    (``{"r": sum rate in Mbit/s, "l": 1, "t": seconds}``, as SB3's ``Monitor`` writes it)
-    and ``sum_rate`` [Mbit/s]; the returned observations are the next snapshots.
+    (``{"r": the objective (``config.objective``: sum rate by default) in Mbit/s, "l": 1, "t": seconds}``,
+    as SB3's ``Monitor`` writes it) and ``sum_rate`` [Mbit/s]; the returned observations are the next
+    snapshots.
 
     Args:
         num_envs: episodes per step N.
@@ -109,10 +120,10 @@ class BatchedPilotVecEnv(VecEnv):
         final = infos["final_info"]
         rewards = raw
         if self.reward_scaling == "master-ap":
-            rewards = raw / master_ap_sum_rate_mbps(final["beta"], self.config)
+            rewards = raw / master_ap_objective(final["beta"], self.config)
         terminal = _flatten_db(infos["final_obs"])
         elapsed = round(time.perf_counter() - self._started, 6)
-        info_list = [{"episode": {"r": float(r), "l": 1, "t": elapsed}, "sum_rate": float(r),
+        info_list = [{"episode": {"r": float(r), "l": 1, "t": elapsed}, "sum_rate": float(final["sum_rate"][i]),
                       "terminal_observation": terminal[i], "TimeLimit.truncated": False}
                      for i, r in enumerate(raw)]
         return _flatten_db(obs), rewards.astype(np.float32), terminated | truncated, info_list

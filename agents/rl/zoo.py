@@ -23,6 +23,7 @@ from agents.base import (
     VALIDATION_STREAM,
     LearnableAgent,
     run_folder,
+    run_name,
     stream_rng,
 )
 from agents.learning.settings import check_device
@@ -179,8 +180,9 @@ class RLAgent(LearnableAgent):
     @classmethod
     def run_dir(cls, runs_dir: str | Path, config: SystemConfig, seed: int,
                 loss: str = "unsupervised") -> Path:
-        """``runs_dir/<agent>/<M>-<L>-<K>-<tau_p>/rl-seed<seed>`` (``loss`` is ignored)."""
-        return run_folder(runs_dir, cls.name, config.size, f"rl-seed{seed}")
+        """``runs_dir/<agent>/<M>-<L>-<K>-<tau_p>/rl-seed<seed>`` (``rl-<objective>-seed<seed>`` for
+        an objective other than the sum rate, :func:`agents.base.run_name`; ``loss`` is ignored)."""
+        return run_folder(runs_dir, cls.name, config.size, run_name("rl", seed, config.objective))
 
     @classmethod
     def has_checkpoint(cls, directory: str | Path) -> bool:
@@ -455,6 +457,9 @@ class RLAgent(LearnableAgent):
         if config is not None and config.size != saved.size:
             raise ValueError(f"checkpoint {directory} was trained for (M, L, K, tau_p) = {saved.size}, "
                              f"not {config.size}")
+        if config is not None and config.objective != saved.objective:  # saved before objectives: "sum"
+            raise ValueError(f"checkpoint {directory} was trained for the {saved.objective!r} objective, "
+                             f"not {config.objective!r}")
         if cls is not RLAgent and meta.get("agent") != cls.name:
             raise ValueError(f"{directory} holds a {meta.get('agent')!r} model, not {cls.name!r}")
         agent_cls = {c.name: c for c in RL_AGENTS}.get(meta.get("agent"))
