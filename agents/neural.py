@@ -14,6 +14,7 @@ from agents.learning.settings import check_device
 from agents.models import build_model
 from cfenv.channel import Snapshot
 from cfenv.config import SystemConfig
+from cfenv.rates import objective_value
 
 
 class NeuralAgent(LearnableAgent):
