@@ -35,6 +35,16 @@ def reinforce_advantage(reward: np.ndarray, baseline: np.ndarray, config: System
     return (reward - baseline) / baseline
 
 
+def _rewards(beta: torch.Tensor, beta_np: np.ndarray, pilots: torch.Tensor, config: SystemConfig,
+             repeats: int = 1) -> np.ndarray | torch.Tensor:
+    """Exact ``config.objective`` of ``(B * repeats, K)`` assignments of ``(B, M, K)`` snapshots: on a
+    CUDA model by the torch rate path on the device (no round trip to the CPU per batch); on the
+    CPU by the compiled kernel (numpy)."""
+    if pilots.device.type == "cuda":
+        return objective_value(beta.repeat_interleave(repeats, 0), pilots, config)
+    return objective_value(np.repeat(beta_np, repeats, axis=0), pilots.cpu().numpy(), config)
+
+
 def supervised_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of per-user pilot logits against canonical labels (docs/model.md eq. (6.6))."""
     return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
@@ -56,10 +66,11 @@ def batch_loss(model: AssignmentModel, loss: str, x: torch.Tensor, beta: torch.T
     if loss == "reinforce":
         with torch.no_grad():
             baseline, _, _ = model.decode(x, config.tau_p, "greedy")
-        base = np.repeat(objective_value(beta_np, baseline.cpu().numpy(), config), samples)
+        greedy = _rewards(beta, beta_np, baseline, config)
+        base = greedy.repeat_interleave(samples, 0) if isinstance(greedy, torch.Tensor) else np.repeat(greedy, samples)
         sampled, log_prob, _ = model.decode(x.repeat_interleave(samples, 0), config.tau_p, "sample",
                                             generator=generator)
-        reward = objective_value(np.repeat(beta_np, samples, axis=0), sampled.cpu().numpy(), config)
+        reward = _rewards(beta, beta_np, sampled, config, samples)
         advantage = torch.as_tensor(reinforce_advantage(reward, base, config), dtype=log_prob.dtype,
                                     device=log_prob.device)
         return -(advantage * log_prob).mean()
