@@ -538,6 +538,70 @@ def _kick_search(beta_t, bu, best, best_val, kick_users, kick_pilots, tau_p, tau
 
 
 @njit(cache=True, parallel=True, fastmath=_kernels.FASTMATH)
+def tabu_search(beta_t, bu, starts, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, code, iterations, tenure,
+                n_exact, margin, best, best_val):
+    """Screened tabu search over single-user moves, in parallel over snapshots (one start each).
+
+    Each iteration ranks every move by its surrogate (as :func:`_ascend`), scores exactly, in
+    descending surrogate order (ties: scan order, users then pilots), candidates until
+    ``n_exact`` have been scored and one is allowed, skipping tabu moves whose surrogate falls
+    ``margin`` (relative) below the best value seen (they cannot plausibly aspire), and applies
+    the best allowed one -- non-tabu, or tabu but beating the best value seen (aspiration) --
+    even if it lowers the objective. The moved user is tabu for ``tenure`` iterations. Stops
+    after ``iterations`` or when nothing is allowed. ``best`` (S, K) / ``best_val`` (S,) receive
+    the best assignment seen and its exact objective."""
+    S, K = starts.shape
+    M = beta_t.shape[2]
+    for s in prange(S):
+        (cand_k, cand_j, cand_t, cand_s), (rem, add, swp), work = _buffers(K, M, tau_p)
+        scratch = _kernels.new_scratch(K, M, tau_p)
+        scratch2 = _kernels.new_scratch(K, M, tau_p)
+        gval = np.empty(tau_p)
+        changed = np.ones(tau_p, np.bool_)
+        tabu_until = np.zeros(K, np.int64)
+        a = starts[s].copy()
+        val = _state(beta_t[s], bu[s], a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, code, scratch, gval)
+        _refresh(beta_t[s], bu[s], a, tau_p, tau_rho_p, rho_d, n_antennas, code, bandwidth, True, False, changed,
+                 scratch, work, rem, add, swp)
+        top = val
+        best[s, :] = a
+        for it in range(iterations):
+            n_cand = _candidates(a, tau_p, val, gval, scratch[5], code, True, False, rem, add, swp,
+                                 cand_k, cand_j, cand_t, cand_s)
+            order = np.argsort(-cand_s[:n_cand], kind="mergesort")
+            floor = top - margin * abs(top)
+            chosen, chosen_v, n_eval = -1, -np.inf, 0
+            for i in range(n_cand):
+                c = order[i]
+                if n_eval >= n_exact and chosen >= 0:
+                    break
+                is_tabu = tabu_until[cand_k[c]] > it
+                if is_tabu and cand_s[c] < floor:
+                    continue
+                old = _apply(a, cand_k[c], -1, cand_t[c])
+                v = _exact(beta_t[s], bu[s], a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, code, scratch2)
+                _undo(a, cand_k[c], -1, old)
+                n_eval += 1
+                if (not is_tabu or v > top) and v > chosen_v:
+                    chosen, chosen_v = c, v
+            if chosen < 0:
+                break
+            k = cand_k[chosen]
+            changed[:] = False
+            changed[a[k]] = True
+            changed[cand_t[chosen]] = True
+            a[k] = cand_t[chosen]
+            tabu_until[k] = it + 1 + tenure
+            val = _state(beta_t[s], bu[s], a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, code, scratch, gval)
+            _refresh(beta_t[s], bu[s], a, tau_p, tau_rho_p, rho_d, n_antennas, code, bandwidth, True, False,
+                     changed, scratch, work, rem, add, swp)
+            if val > top:
+                top = val
+                best[s, :] = a
+        best_val[s] = top
+
+
+@njit(cache=True, parallel=True, fastmath=_kernels.FASTMATH)
 def objective_values(beta_t, bu, snap_index, pilots, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, code, out):
     """``out[i]`` = objective (code) of assignment ``pilots[i]`` on snapshot ``snap_index[i]``,
     by the full kernel and :func:`cfenv._kernels.objective_of` (the searches' one scorer)."""
