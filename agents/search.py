@@ -103,28 +103,83 @@ def _exhaustive(beta_t, bu, prefixes, tau_p, tau_rho_p, rho_d, n_antennas, bandw
         best_val[p] = best
 
 
+def unrank_rgs(index, K: int, tau_p: int):
+    """Restricted-growth strings of rank ``index`` in lexicographic order, vectorised.
+
+    Args:
+        index: ``(N,)`` int64 torch tensor of ranks in [0, count_assignments(K, tau_p)).
+
+    Returns:
+        ``(N, K)`` int64 tensor on ``index``'s device: user 0 on pilot 0, each later user on a
+        used pilot or the next new one, at most tau_p pilots.
+    """
+    import torch
+
+    ext = torch.tensor(_completions(K, tau_p), dtype=torch.int64, device=index.device)  # (K + 1, tau_p)
+    out = torch.zeros((index.shape[0], K), dtype=torch.int64, device=index.device)
+    r = index.clone()
+    top = torch.zeros_like(r)  # largest label so far
+    for i in range(1, K):
+        per = ext[i + 1, top]  # completions after choosing an old label t <= top
+        old = (top + 1) * per
+        take_old = r < old
+        label = torch.where(take_old, r // per, top + 1)
+        r = torch.where(take_old, r % per, r - old)
+        out[:, i] = label
+        top = torch.maximum(top, label)
+    return out
+
+
+def _torch_device(device):
+    """The torch device of ``ExhaustiveAgent(device=...)``, or None for the numba search."""
+    import torch
+
+    if isinstance(device, torch.device):
+        return device
+    if device == "cpu":
+        return None
+    if device == "auto":
+        return torch.device("cuda") if torch.cuda.is_available() else None
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'cpu', 'auto' or a torch device, got {device!r}") from None
+
+
 class ExhaustiveAgent(Agent):
-    """EPAS: the exact maximiser of the sum rate, enumerating each pilot partition once.
+    """EPAS: the exact maximiser of ``config.objective`` (sum rate, minimum rate or
+    proportional fairness), enumerating each pilot partition once.
 
     Pilot labels are interchangeable, so only restricted-growth strings are scored
     (user 0 on pilot 0, every later user on a used pilot or the next new one):
-    ``sum_{j <= tau_p} S(K, j)`` ~ tau_p^K / tau_p! assignments. The enumeration is
-    split into independent prefixes scored in parallel by a compiled depth-first
-    search; ties go to the lexicographically first assignment. The result is canonical
-    (a restricted-growth string) and independent of batching and thread count.
+    ``sum_{j <= tau_p} S(K, j)`` ~ tau_p^K / tau_p! assignments. On ``device="cpu"`` the
+    enumeration is split into independent prefixes scored in parallel by a compiled
+    depth-first search; on a torch device, blocks of ``block`` consecutive ranks are unranked
+    (:func:`unrank_rgs`) and scored by the batched torch rate path
+    (:func:`cfenv.rates.user_rates`, :func:`cfenv.rates.objective_from_rates`, float64) on
+    that device. Either way ties go to the lexicographically first assignment. The result is
+    canonical (a restricted-growth string) and independent of batching and thread count.
 
     Args:
         max_assignments: refuse (``ValueError``, with the number needed) beyond this.
         progress: show a tqdm bar for searches above ``progress_min`` assignments.
         threads: numba threads (default: all cores).
+        device: ``"cpu"`` (numba, default), ``"auto"`` (``"cuda"`` when available, else numba),
+            or a torch device (``"cuda"``, ``"cuda:1"``, ``torch.device("cpu")``, ...).
+        block: assignments per torch batch (default: about 2e7 / (M K + K^2)).
     """
 
     name = "exhaustive"
 
     def __init__(self, config: SystemConfig | None = None, seed: int = 0,
                  max_assignments: int = DEFAULT_MAX_ASSIGNMENTS, progress: bool = True,
-                 progress_min: int = 20_000_000, threads: int | None = None) -> None:
+                 progress_min: int = 20_000_000, threads: int | None = None, device="cpu",
+                 block: int | None = None) -> None:
         super().__init__(config, seed)
+        if block is not None and block < 1:
+            raise ValueError(f"block must be >= 1, got {block}")
+        self.device = _torch_device(device)
+        self.block = block
         self.max_assignments = int(max_assignments)
         self.progress = progress
         self.progress_min = progress_min
@@ -137,6 +192,8 @@ class ExhaustiveAgent(Agent):
         return None
 
     def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
+        if self.device is not None:
+            return np.stack([self._search_torch(beta, config) for beta in snapshots.beta])
         beta_t, bu = prepare_snapshots(snapshots.beta, config)
         K, tau_p = config.K, config.tau_p
         depth = 1
@@ -148,6 +205,30 @@ class ExhaustiveAgent(Agent):
         for s in range(len(beta_t)):
             out[s] = self._search_one(beta_t[s], bu[s], prefixes, total, config)
         return out
+
+    def _search_torch(self, beta: np.ndarray, config: SystemConfig) -> np.ndarray:
+        """One snapshot's ``(M, K)`` fading on :attr:`device`: the first maximiser over all
+        restricted-growth strings, scored in blocks of consecutive ranks."""
+        import torch
+
+        from cfenv.rates import objective_from_rates, user_rates
+
+        K, tau_p = config.K, config.tau_p
+        total = count_assignments(K, tau_p)
+        block = self.block or max(1, min(1 << 16, int(2e7 // (config.M * K + K * K))))
+        beta_dev = torch.as_tensor(np.asarray(beta, dtype=np.float64), device=self.device)
+        best_val, best_rank = -math.inf, 0
+        with torch.no_grad():
+            for lo in range(0, total, block):
+                index = torch.arange(lo, min(total, lo + block), dtype=torch.int64, device=self.device)
+                pilots = unrank_rgs(index, K, tau_p)
+                values = objective_from_rates(user_rates(beta_dev, pilots, config), config.objective)
+                i = int(torch.argmax(values))  # the first maximiser in the block
+                v = float(values[i])
+                if v > best_val:
+                    best_val, best_rank = v, lo + i
+        rank = torch.tensor([best_rank], dtype=torch.int64)
+        return unrank_rgs(rank, K, tau_p)[0].numpy()
 
     def _search_one(self, beta_t: np.ndarray, bu: np.ndarray, prefixes: np.ndarray, total: int,
                     config: SystemConfig) -> np.ndarray:
