@@ -31,6 +31,9 @@ IMPROVEMENT_RTOL = 1e-12
 """local search accepts a move only if it raises the objective by more than this fraction"""
 DEFAULT_N_EXACT = 4
 """best-ranked candidates a screened search scores exactly per round"""
+EXACT_NEIGHBOURHOOD = 256
+"""local search scores every candidate exactly (plain steepest ascent) when a neighbourhood
+(moves and swaps) has at most this many, unless ``n_exact`` is given"""
 DEFAULT_KICKS = 8
 """iterated-local-search kicks from the best end point after the starts"""
 DEFAULT_MARGIN = 1e-3
@@ -729,7 +732,9 @@ class LocalSearchAgent(Agent):
         restarts: random starts besides master-AP.
         swaps: also consider swapping the pilots of two users.
         max_rounds: cap on improving rounds per start.
-        n_exact: best-ranked candidates scored exactly per round (>= 1).
+        n_exact: best-ranked candidates scored exactly per round (>= 1); default
+            :data:`DEFAULT_N_EXACT`, or all of them (plain steepest ascent, as 0.3.0) when the
+            neighbourhood has at most :data:`EXACT_NEIGHBOURHOOD` candidates.
         margin: relative surrogate shortfall beyond which a candidate is not scored (>= 0).
         verify: end only at an exact local optimum (one more full scan per start).
         kicks: iterated-local-search kicks after the starts (see the class doc).
@@ -739,20 +744,20 @@ class LocalSearchAgent(Agent):
     name = "local-search"
 
     def __init__(self, config: SystemConfig | None = None, seed: int = 0, restarts: int = 4,
-                 swaps: bool = True, max_rounds: int = 10_000, n_exact: int = DEFAULT_N_EXACT,
+                 swaps: bool = True, max_rounds: int = 10_000, n_exact: int | None = None,
                  margin: float = DEFAULT_MARGIN, verify: bool = False, kicks: int = DEFAULT_KICKS,
                  kick_users: int | None = None) -> None:
         super().__init__(config, seed)
         if restarts < 0:
             raise ValueError(f"restarts must be >= 0, got {restarts}")
-        if n_exact < 1:
+        if n_exact is not None and n_exact < 1:
             raise ValueError(f"n_exact must be >= 1, got {n_exact}")
         if not margin >= 0:
             raise ValueError(f"margin must be >= 0, got {margin}")
         self.restarts = int(restarts)
         self.swaps = bool(swaps)
         self.max_rounds = int(max_rounds)
-        self.n_exact = int(n_exact)
+        self.n_exact = None if n_exact is None else int(n_exact)
         self.margin = float(margin)
         self.verify = bool(verify)
         if kicks < 0:
@@ -768,6 +773,15 @@ class LocalSearchAgent(Agent):
         """``(B, 1 + restarts, K)`` canonical starting assignments: master-AP first, then random
         ones from each snapshot's own stream (see the class doc; ``rng`` is not used)."""
         return self._draws(snapshots, config)[0]
+
+    def exact_per_round(self, config: SystemConfig) -> int:
+        """Candidates scored exactly per round: ``n_exact`` if set, else all of a neighbourhood of
+        at most EXACT_NEIGHBOURHOOD candidates (exact steepest ascent), else DEFAULT_N_EXACT."""
+        if self.n_exact is not None:
+            return self.n_exact
+        K, tau_p = config.K, config.tau_p
+        size = K * (tau_p - 1) + (K * (K - 1) // 2 if self.swaps else 0)
+        return size + 1 if size <= EXACT_NEIGHBOURHOOD else DEFAULT_N_EXACT
 
     def kick_size(self, config: SystemConfig) -> int:
         """Users a kick reassigns: ``kick_size`` if set, else max(3, K // 8) (at most K)."""
@@ -814,7 +828,7 @@ class LocalSearchAgent(Agent):
         start_val = np.empty(B * R)
         rounds = np.empty(B * R, dtype=np.int64)
         params = (*_kernels.rate_params(config), config.objective_code)
-        search = (self.swaps, self.max_rounds, self.n_exact, self.margin, self.verify)
+        search = (self.swaps, self.max_rounds, self.exact_per_round(config), self.margin, self.verify)
         _local_search(beta_t, bu, snap_of_start, flat, *params, *search, final, final_val, start_val, rounds)
         # the same partition reached under other labels scores within an ulp of it: score the
         # canonical end points, so that values (and the choice below) depend on partitions only

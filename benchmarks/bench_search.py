@@ -71,7 +71,11 @@ def main() -> None:
     parser.add_argument("--brute-max-k", type=int, default=12, help="largest K for the brute-force reference")
     parser.add_argument("--probe-k", type=int, default=0)
     parser.add_argument("--large-snapshots", type=int, default=4, help="snapshots per large size")
+    parser.add_argument("--objective-snapshots", type=int, default=2,
+                        help="snapshots per large size for the min / proportional searches")
     parser.add_argument("--skip-small", action="store_true", help="only the large sizes (sections 4, 5)")
+    parser.add_argument("--skip-large", action="store_true",
+                        help="sections 1-3 (and 5) only; the large sections of an existing --out are kept")
     parser.add_argument("--device", default="cpu", help="torch device for EPAS (section 5); cpu: numba only")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_search.json"))
     args = parser.parse_args()
@@ -79,24 +83,36 @@ def main() -> None:
     result: dict = {"epas": [], "local_search_small": [], "local_search_medium": [], "epas_probe": [],
                     "large": [], "large_objectives": [], "epas_device": []}
     load_before = os.getloadavg()
+
+    def save() -> None:
+        import numba
+        import torch
+
+        result["meta"] = {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
+                          "numba_threads": numba.get_num_threads(), "python": platform.python_version(),
+                          "numpy": np.__version__, "numba": numba.__version__, "torch": torch.__version__,
+                          "device": args.device,
+                          "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+                          "load_average_before": load_before, "load_average_after": os.getloadavg(),
+                          "snapshots": args.snapshots, "large_snapshots": args.large_snapshots,
+                          "objective_snapshots": args.objective_snapshots,
+                          "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2))
+
+    if args.skip_large and args.out.exists():
+        previous = json.loads(args.out.read_text())
+        for key in ("large", "large_objectives"):
+            result[key] = previous.get(key, [])
+        result["large_meta"] = previous.get("large_meta", previous.get("meta"))
     if not args.skip_small:
         small_sections(args, rng, result)
-    large_section(args, result)
+        save()
+    if not args.skip_large:
+        large_section(args, result, save)
     if args.device != "cpu":
         device_section(args, result)
-    import numba
-    import torch
-
-    result["meta"] = {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
-                      "numba_threads": numba.get_num_threads(), "python": platform.python_version(),
-                      "numpy": np.__version__, "numba": numba.__version__, "torch": torch.__version__,
-                      "device": args.device,
-                      "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-                      "load_average_before": load_before, "load_average_after": os.getloadavg(),
-                      "snapshots": args.snapshots, "large_snapshots": args.large_snapshots,
-                      "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    save()
     print(f"\nwrote {args.out}")
 
 
@@ -122,9 +138,11 @@ def small_sections(args, rng, result) -> None:
               f" {row.get('speedup', float('nan')):>9.1f}")
 
         ls = LocalSearchAgent(config=cfg)
+        _warm(ls, cfg)
         ls_pilots, t_ls = timed(lambda: ls.assign(snaps))
         ratio = sum_rate(snaps.beta, ls_pilots, cfg) / sum_rate(snaps.beta, pilots, cfg)
         old = LegacyLocalSearchAgent(config=cfg)
+        _warm(old, cfg)
         old_pilots, t_old = timed(lambda: old.assign(snaps))
         old_ratio = sum_rate(snaps.beta, old_pilots, cfg) / sum_rate(snaps.beta, pilots, cfg)
         result["local_search_small"].append({"size": list(cfg.size), "mean_ratio_to_epas": float(ratio.mean()),
@@ -146,6 +164,7 @@ def small_sections(args, rng, result) -> None:
     found = {}
     for restarts in (0, 4, 16):
         ls = LocalSearchAgent(config=cfg, restarts=restarts)
+        _warm(ls, cfg)
         p, t = timed(lambda: ls.assign(snaps))
         found[restarts] = (sum_rate(snaps.beta, p, cfg), 1e3 * t / len(snaps.beta))
     best = np.max([v[0] for v in found.values()], axis=0)
@@ -172,7 +191,7 @@ def _warm(agent, cfg) -> None:
     agent.assign(draw_snapshots(cfg, np.random.default_rng(99), (1,)))
 
 
-def large_section(args, result) -> None:
+def large_section(args, result, save) -> None:
     print("\nlarge sizes: ms/snapshot and mean sum rate / best agent's (new vs 0.3.0, same snapshots)")
     for size in LARGE_SIZES:
         cfg = SystemConfig.from_size(size)
@@ -195,6 +214,7 @@ def large_section(args, result) -> None:
             row[f"{name}_speedup"] = ms[f"{name} (0.3.0)"] / ms[name]
             row[f"{name}_ratio_to_0.3.0"] = float((rates[name] / rates[f"{name} (0.3.0)"]).mean())
         result["large"].append(row)
+        save()
         print(f"  {size}")
         for name, r in row["agents"].items():
             print(f"    {name:<22} {r['ms_per_snapshot']:9.1f} ms  quality {r['quality']:.5f} (min {r['min_ratio_to_best']:.5f})")
@@ -204,7 +224,7 @@ def large_section(args, result) -> None:
     for size in LARGE_SIZES:
         for objective in ("min", "proportional"):
             cfg = SystemConfig.from_size(size, objective=objective)
-            snaps = draw_snapshots(cfg, np.random.default_rng([1, *size]), (args.large_snapshots,))
+            snaps = draw_snapshots(cfg, np.random.default_rng([1, *size]), (args.objective_snapshots,))
             master = objective_value(snaps.beta, master_ap_pilots(snaps.beta, cfg.tau_p), cfg)
             row = {"size": list(size), "objective": objective, "agents": {}}
             for name, agent in (("local-search", LocalSearchAgent(config=cfg)), ("tabu", agents.make("tabu", config=cfg))):
@@ -222,6 +242,7 @@ def large_section(args, result) -> None:
                 print(f"  {size} {objective:<12} {name:<13} {entry['ms_per_snapshot']:9.1f} ms  objective vs master-AP "
                       f"{gain:.4f}, sum rate x{entry['sum_rate_ratio_to_master_ap']:.4f}")
             result["large_objectives"].append(row)
+            save()
 
 
 def device_section(args, result) -> None:

@@ -147,6 +147,32 @@ def test_verified_local_search_ends_at_an_exact_local_optimum(objective):
         assert values.max() <= here + 1e-9 * abs(here)
 
 
+def test_small_neighbourhoods_get_exact_steepest_ascent():
+    """At most EXACT_NEIGHBOURHOOD candidates: every one is scored exactly, so even without
+    ``verify`` every start ends at an exact local optimum (moves and swaps)."""
+    from agents.search import DEFAULT_N_EXACT, EXACT_NEIGHBOURHOOD
+
+    cfg, snap = snapshots((10, 2, 9, 3), n=3, seed=14)
+    agent = LocalSearchAgent(config=cfg, restarts=0, kicks=0)
+    assert agent.exact_per_round(cfg) == cfg.K * (cfg.tau_p - 1) + cfg.K * (cfg.K - 1) // 2 + 1 <= EXACT_NEIGHBOURHOOD + 1
+    assert LocalSearchAgent(n_exact=2).exact_per_round(cfg) == 2
+    assert agent.exact_per_round(SystemConfig.from_size((100, 4, 40, 10))) == DEFAULT_N_EXACT
+    pilots = agent.assign(snap)
+    for s in range(len(snap)):
+        here = value(snap[s:s + 1], pilots[s:s + 1], cfg)[0]
+        neighbours = [pilots[s].copy() for _ in range(cfg.K * cfg.tau_p + cfg.K * cfg.K)]
+        n = 0
+        for k in range(cfg.K):
+            for t in range(cfg.tau_p):
+                neighbours[n][k] = t
+                n += 1
+            for j in range(cfg.K):
+                neighbours[n][k], neighbours[n][j] = neighbours[n][j], neighbours[n][k]
+                n += 1
+        values = objective_value(snap.beta[s], np.array(neighbours), cfg, backend="reference")
+        assert values.max() <= here + 1e-9 * abs(here)
+
+
 def test_sum_objective_is_the_default_search():
     cfg, snap = snapshots((30, 2, 20, 10), n=2, seed=1)
     assert cfg.objective == "sum"
