@@ -1,11 +1,14 @@
-"""Search baselines: exact exhaustive search (EPAS) and local search.
+"""Search baselines: exact exhaustive search (EPAS), local search, and the screened
+neighbourhood kernels that local search and tabu search (:mod:`agents.literature`) share.
 
-Both run compiled (numba) over the same per-assignment kernel as the rate
-engine (:func:`cfenv._kernels.sum_rate_one`), in parallel over the machine's
-cores. Both are deterministic functions of (seed, snapshot): every parallel work item is
-independent and ties go to a fixed order, so the pilots (canonical, restricted-growth
-labels: :func:`agents.base.canonical_pilots`) and their sum rates do not depend on the
-batch a snapshot comes in, on the thread count or on the load.
+All optimise ``SystemConfig.objective`` (sum rate, minimum rate or proportional fairness:
+:func:`cfenv._kernels.objective_of`) and score every reported value with the rate engine's
+per-assignment kernel (:func:`cfenv._kernels.rates_one`), compiled (numba) and in parallel
+over the machine's cores; EPAS can also run on a torch device. All are deterministic
+functions of (seed, snapshot): every parallel work item is independent and ties go to a
+fixed order, so the pilots (canonical, restricted-growth labels:
+:func:`agents.base.canonical_pilots`) and their values do not depend on the batch a
+snapshot comes in, on the thread count or on the load. docs/model.md §5.
 """
 
 from __future__ import annotations
@@ -279,11 +282,6 @@ class ExhaustiveAgent(Agent):
 def _neutral(code):
     """Value of an empty pilot group: 0 for a sum of per-user terms, +inf for a minimum."""
     return np.inf if code == 1 else 0.0
-
-
-@njit(cache=True, fastmath=_kernels.FASTMATH, inline="always")
-def _combine(x, y, code):
-    return min(x, y) if code == 1 else x + y
 
 
 @njit(cache=True, fastmath=_kernels.FASTMATH)
