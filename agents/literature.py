@@ -23,9 +23,11 @@ from scipy.optimize import linear_sum_assignment
 
 from agents.base import Agent
 from agents.heuristics import master_ap_pilots
+from agents.search import DEFAULT_MARGIN, DEFAULT_N_EXACT, tabu_search
+from cfenv import _kernels
 from cfenv.channel import Snapshot
 from cfenv.config import SystemConfig
-from cfenv.rates import sum_rate
+from cfenv.rates import prepare_snapshots, sum_rate
 
 SERVING_FRACTION = 0.9
 """a user's serving APs: the fewest strongest APs holding this share of its summed fading"""
@@ -66,83 +68,62 @@ def contamination_weights(beta: np.ndarray, serving: np.ndarray | None = None) -
     return W
 
 
-def _batched_sum_rate(beta: np.ndarray, candidates: np.ndarray, config: SystemConfig) -> np.ndarray:
-    """Sum rates of ``(B, N, K)`` candidate assignments on ``(B, M, K)`` beta -> ``(B, N)``."""
-    return sum_rate(beta[:, None], candidates, config)
-
-
 # -------------------------------------------------------------------------- tabu
 class TabuAgent(Agent):
     """Tabu search (Liu, Zhang, Jin, Ai, "Tabu-search-based pilot assignment for cell-free
-    massive MIMO systems", IEEE TVT 69(2), 2020). Objective: the sum rate.
+    massive MIMO systems", IEEE TVT 69(2), 2020), on ``config.objective`` (the paper: the sum
+    rate).
 
     Rule:
 
     1. Start from master-AP's assignment (:func:`agents.heuristics.master_ap_pilots`).
-    2. Neighbourhood: move one user to another pilot. Choice: every iteration scores *all*
-       K (tau_p - 1) moves in one batched :func:`cfenv.rates.sum_rate` call (the paper
-       evaluates a candidate list; we take the full neighbourhood, which contains it).
-    3. Apply the best non-tabu move, even if it lowers the sum rate (that is what lets tabu
-       search leave local optima). Aspiration: a tabu move is allowed if it beats the best
-       sum rate seen so far. Ties go to the first move in scan order (users, then pilots
-       ``(p_k + 1, p_k + 2, ...) mod tau_p``).
+    2. Neighbourhood: move one user to another pilot (a move to an unused pilot listed once).
+       Choice: every iteration ranks *all* K (tau_p - 1) moves by the screening surrogate of
+       local search (the objective with the APs' power weights eta held fixed, so only the two
+       touched pilot groups are rescored) and scores the ``n_exact`` best-ranked allowed ones
+       exactly (the paper scores a candidate list; ours is the surrogate's top).
+    3. Apply the best allowed move among those scored exactly, even if it lowers the objective
+       (that is what lets tabu search leave local optima). Aspiration: a tabu move is allowed if
+       it beats the best value seen so far. Ties: first in surrogate order, then scan order
+       (users, then pilots).
     4. The moved user becomes tabu for the next ``tenure`` iterations.
     5. Stop after ``iterations`` iterations (or when every move is tabu and none aspires);
        return the best assignment seen -- never below master-AP.
 
-    Deterministic. Cost: ``iterations`` x K (tau_p - 1) sum-rate evaluations of O(M K) each,
-    batched over snapshots.
+    Deterministic; compiled (numba), in parallel over snapshots
+    (:func:`agents.search.tabu_search`). Cost per iteration: K (tau_p - 1) surrogates of O(M n^2)
+    (only those touching the two changed groups are recomputed) and about ``n_exact`` full
+    evaluations.
 
     Args:
         iterations: tabu iterations (default 20).
         tenure: iterations a moved user stays tabu (default 5).
+        n_exact: moves scored exactly per iteration (default 4).
     """
 
     name = "tabu"
 
     def __init__(self, config: SystemConfig | None = None, seed: int = 0, iterations: int = 20,
-                 tenure: int = 5) -> None:
+                 tenure: int = 5, n_exact: int = DEFAULT_N_EXACT) -> None:
         super().__init__(config, seed)
         if iterations < 0 or tenure < 0:
             raise ValueError(f"iterations and tenure must be >= 0, got {iterations}, {tenure}")
+        if n_exact < 1:
+            raise ValueError(f"n_exact must be >= 1, got {n_exact}")
         self.iterations = int(iterations)
         self.tenure = int(tenure)
+        self.n_exact = int(n_exact)
 
     def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
         beta = snapshots.beta
-        tau_p = config.tau_p
-        pilots = master_ap_pilots(beta, tau_p)
-        B, K = pilots.shape
-        best = pilots.copy()
-        best_val = _batched_sum_rate(beta, pilots[:, None], config)[:, 0]
-        if tau_p < 2 or K == 0:
-            return best
-        batch = np.arange(B)
-        user = np.repeat(np.arange(K), tau_p - 1)  # (N,) the user each move changes
-        shift = np.tile(np.arange(1, tau_p), K)  # (N,) pilot offset of the move
-        N = user.size
-        tabu_until = np.zeros((B, K), dtype=np.int64)
-        active = np.ones(B, dtype=bool)
-        for it in range(self.iterations):
-            cand = np.repeat(pilots[:, None, :], N, axis=1)  # (B, N, K)
-            new_pilot = (pilots[:, user] + shift) % tau_p  # (B, N)
-            cand[:, np.arange(N), user] = new_pilot
-            val = _batched_sum_rate(beta, cand, config)  # (B, N)
-            tabu = tabu_until[:, user] > it
-            allowed = ~tabu | (val > best_val[:, None])
-            score = np.where(allowed, val, -np.inf)
-            choice = score.argmax(axis=1)
-            active &= np.isfinite(score[batch, choice])
-            if not active.any():
-                break
-            rows = batch[active]
-            moved = user[choice[rows]]
-            pilots[rows, moved] = new_pilot[rows, choice[rows]]
-            tabu_until[rows, moved] = it + 1 + self.tenure
-            chosen_val = val[rows, choice[rows]]
-            better = chosen_val > best_val[rows]
-            best[rows[better]] = pilots[rows[better]]
-            best_val[rows[better]] = chosen_val[better]
+        pilots = np.ascontiguousarray(master_ap_pilots(beta, config.tau_p), dtype=np.int64)
+        if config.tau_p < 2 or self.iterations == 0:
+            return pilots
+        beta_t, bu = prepare_snapshots(beta, config)
+        best = np.empty_like(pilots)
+        best_val = np.empty(len(pilots))
+        tabu_search(beta_t, bu, pilots, *_kernels.rate_params(config), config.objective_code, self.iterations,
+                    self.tenure, self.n_exact, DEFAULT_MARGIN, best, best_val)
         return best
 
 

@@ -151,7 +151,7 @@ def test_local_search_never_ends_below_its_start():
 
 def test_local_search_is_a_local_optimum():
     cfg, snap = snapshots((10, 2, 9, 3), n=2, seed=4)
-    pilots = LocalSearchAgent(config=cfg, restarts=0).assign(snap)
+    pilots = LocalSearchAgent(config=cfg, restarts=0, kicks=0, verify=True).assign(snap)
     for s in range(2):
         here = float(sum_rate(snap.beta[s], pilots[s], cfg))
         moves = []
