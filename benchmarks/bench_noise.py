@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_qml import layer_step  # one training step, shared with the QML benchmark (same folder)
 
 from agents.models.quantum import Execution, QCNNLayer
-from bench_qml import layer_step  # one training step, shared with the QML benchmark (same folder)
 
 SHARE, READOUT = "level", "all"
 

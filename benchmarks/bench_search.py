@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -36,6 +35,7 @@ import numpy as np
 
 import agents
 from agents.heuristics import master_ap_pilots
+from agents.lab.machine import machine_info
 from agents.search import ExhaustiveAgent, LocalSearchAgent, count_assignments
 from benchmarks.legacy_search import LegacyLocalSearchAgent, LegacyTabuAgent
 from cfenv import SystemConfig, draw_snapshots, sum_rate
@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("--skip-large", action="store_true",
                         help="sections 1-3 (and 5) only; the large sections of an existing --out are kept")
     parser.add_argument("--device", default="cpu", help="torch device for EPAS (section 5); cpu: numba only")
+    parser.add_argument("--device-k", type=int, nargs="+", default=[6, 9, 12],
+                        help="K values of section 5 at (10, 2, K, 3), e.g. 12 18 20 on a GPU")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_search.json"))
     args = parser.parse_args()
     rng = np.random.default_rng(0)
@@ -86,14 +88,9 @@ def main() -> None:
 
     def save() -> None:
         import numba
-        import torch
 
-        result["meta"] = {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
-                          "numba_threads": numba.get_num_threads(), "python": platform.python_version(),
-                          "numpy": np.__version__, "numba": numba.__version__, "torch": torch.__version__,
-                          "device": args.device,
-                          "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-                          "load_average_before": load_before, "load_average_after": os.getloadavg(),
+        result["meta"] = {**machine_info(args.device), "numba_threads": numba.get_num_threads(),
+                          "numba": numba.__version__, "load_average_before": load_before, "load_average_after": os.getloadavg(),
                           "snapshots": args.snapshots, "large_snapshots": args.large_snapshots,
                           "objective_snapshots": args.objective_snapshots,
                           "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -250,11 +247,11 @@ def device_section(args, result) -> None:
 
     device = torch.device(args.device)
     print(f"\nEPAS on {device} vs numba")
-    for K in (6, 9, 12):
+    for K in args.device_k:
         cfg = SystemConfig(M=10, L=2, K=K, tau_p=3)
         snaps = draw_snapshots(cfg, np.random.default_rng([2, K]), (2,))
-        numba_agent = ExhaustiveAgent(config=cfg, progress=False)
-        device_agent = ExhaustiveAgent(config=cfg, progress=False, device=device)
+        numba_agent = ExhaustiveAgent(config=cfg, progress=False, max_assignments=10**12)
+        device_agent = ExhaustiveAgent(config=cfg, progress=False, device=device, max_assignments=10**12)
         _warm(numba_agent, cfg)
         _warm(device_agent, cfg)
         want, t_numba = timed(lambda: numba_agent.assign(snaps))

@@ -17,8 +17,7 @@ import agents
 from agents.base import AGENT_STREAM, canonical_pilots, stream_rng
 from agents.heuristics import master_ap_pilots
 from agents.literature import TabuAgent
-from agents.search import (ExhaustiveAgent, LocalSearchAgent, count_assignments, rgs_prefixes,
-                           unrank_rgs)
+from agents.search import ExhaustiveAgent, LocalSearchAgent, count_assignments, rgs_prefixes, unrank_rgs
 from cfenv import SystemConfig, draw_snapshots
 from cfenv.config import OBJECTIVES
 from cfenv.rates import objective_value
