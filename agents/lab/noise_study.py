@@ -341,7 +341,7 @@ def write_noise_study(records: list[dict[str, Any]], settings: NoiseStudySetting
 
 STUDY_FLAGS = ("checkpoint_dirs", "train_root", "agent", "qubits", "p", "mitigation", "shots", "trajectories",
                "noise_backend", "snapshots", "seed", "out", "epochs", "train_snapshots", "val_snapshots", "cache_dir",
-               "progress")
+               "progress", "device")
 """the :class:`NoiseStudySettings` fields set by flags of the same name (``size`` is ``--size M,L,K,tau_p``)"""
 
 
