@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from agents.base import LearnableAgent
+from agents.base import LearnableAgent, run_folder
 from agents.learning import TrainSettings, beta_db_tensor, load_model, predict, save_model, train
 from agents.models import build_model
 from cfenv.channel import Snapshot
@@ -29,6 +29,9 @@ class NeuralAgent(LearnableAgent):
 
     size_generalisable: ClassVar[bool] = False
     """one trained model runs at any (M, K, tau_p) (the harness's ``--trained-at``)"""
+    model_name: ClassVar[str | None] = None
+    """the model (and run folder) this agent uses when it is not its own name: a hybrid such as
+    ``gnn-polish`` runs the ``gnn`` checkpoint, so it never trains a model of its own"""
     default_budget: ClassVar[dict[str, Any]] = {"train_snapshots": 1024, "val_snapshots": 128, "epochs": 10}
     """training budget of :meth:`fit` when not overridden: what ``evaluate.py`` trains a
     missing agent with (``train.py`` has its own, larger defaults)"""
@@ -41,6 +44,15 @@ class NeuralAgent(LearnableAgent):
         self.model_options = model
         self.model: Any = None
         self.meta: dict[str, Any] = {}
+
+    @classmethod
+    def model_key(cls) -> str:
+        """The name of the model this agent trains, saves and loads (``model_name`` or ``name``)."""
+        return cls.model_name or cls.name
+
+    @classmethod
+    def run_dir(cls, runs_dir: str | Path, config: SystemConfig, seed: int, loss: str = "unsupervised") -> Path:
+        return run_folder(runs_dir, cls.model_key(), config.size, f"{loss}-seed{seed}")
 
     @property
     def trained(self) -> bool:
@@ -60,7 +72,7 @@ class NeuralAgent(LearnableAgent):
         """Give the agent a freshly initialised (untrained) model, seeded by the agent's seed."""
         cfg = self._resolve_config(config)
         torch.manual_seed(self.seed)
-        self.model = build_model(self.name, cfg, **self.model_options).to(self.device)
+        self.model = build_model(self.model_key(), cfg, **self.model_options).to(self.device)
         self.config = cfg
         return self
 
@@ -78,7 +90,7 @@ class NeuralAgent(LearnableAgent):
         settings.setdefault("seed", self.seed)
         settings.setdefault("device", self.device)
         settings.setdefault("model", dict(self.model_options))
-        return TrainSettings(agent=self.name, size=cfg.size, **settings)
+        return TrainSettings(agent=self.model_key(), size=cfg.size, **settings)
 
     def fit(self, config: SystemConfig | None = None, **settings: Any) -> dict[str, Any]:
         """Train with :func:`agents.learning.train`; keyword arguments override
@@ -98,15 +110,16 @@ class NeuralAgent(LearnableAgent):
     def save(self, directory: str | Path) -> Path:
         if self.model is None or self.config is None:
             raise ValueError(f"{self.name} has no trained model to save")
-        return save_model(Path(directory), self.model, self.name, self.config, self.meta)
+        return save_model(Path(directory), self.model, self.model_key(), self.config, self.meta)
 
     @classmethod
     def load(cls, directory: str | Path, device: str = "cpu", config: SystemConfig | None = None) -> "NeuralAgent":
         """Load a saved model; ``config`` (if given) must match the size it was trained for."""
         model, meta = load_model(Path(directory), device, expected=config)
-        if meta["agent"] != cls.name and cls is not NeuralAgent:
-            raise ValueError(f"{directory} holds a {meta['agent']!r} model, not {cls.name!r}")
-        agent = neural_agent_class(meta["agent"])(config=SystemConfig(**meta["system"]), device=device, **meta["model"])
+        if meta["agent"] != cls.model_key() and cls is not NeuralAgent:
+            raise ValueError(f"{directory} holds a {meta['agent']!r} model, not {cls.model_key()!r}")
+        target = neural_agent_class(meta["agent"]) if cls is NeuralAgent else cls
+        agent = target(config=SystemConfig(**meta["system"]), device=device, **meta["model"])
         agent.model, agent.meta = model, meta
         return agent  # type: ignore[return-value]
 
@@ -118,6 +131,11 @@ class GNNAgent(NeuralAgent):
         decode_samples: at inference, also sample this many assignments per snapshot and
             keep the best of them and the greedy one by exact sum rate (0: greedy only).
             Sampling is seeded by the agent's generator.
+        polish_per_user: then spend up to this many exact sum-rate evaluations per user
+            (``round(polish_per_user * K)`` per snapshot) on single-user moves from the decoded
+            assignment (:func:`agents.polish.polish`; 0: none). A polished agent is a hybrid
+            (learned start + a small search), reported apart from the pure decode.
+        polish_candidates: pilots tried per visited user (the least contaminating ones).
     """
 
     name = "gnn"
@@ -127,19 +145,42 @@ class GNNAgent(NeuralAgent):
                       "labels": "local-search", "samples": 4, "batch_size": 64, "lr": 1e-3}
     """imitation of local-search labels (cheap: teacher forcing, near-optimal labels at ~1 ms
     per snapshot), then REINFORCE on the exact sum rate"""
+    default_polish_per_user: ClassVar[float] = 0.0
+    default_decode_samples: ClassVar[int] = 0
 
     def __init__(self, config: SystemConfig | None = None, seed: int = 0, device: str = "cpu",
-                 loss: str = "reinforce", decode_samples: int = 0, **model: Any) -> None:
+                 loss: str = "reinforce", decode_samples: int | None = None, polish_per_user: float | None = None,
+                 polish_candidates: int = 1, **model: Any) -> None:
         super().__init__(config, seed, device, loss if loss in self.losses else "reinforce", **model)
+        decode_samples = self.default_decode_samples if decode_samples is None else decode_samples
+        polish_per_user = self.default_polish_per_user if polish_per_user is None else polish_per_user
         if decode_samples < 0:
             raise ValueError(f"decode_samples must be >= 0, got {decode_samples}")
+        if not 0 <= polish_per_user <= 1000:
+            raise ValueError(f"polish_per_user must be in [0, 1000], got {polish_per_user}")
+        if polish_candidates < 0:
+            raise ValueError(f"polish_candidates must be >= 0, got {polish_candidates}")
         self.decode_samples = int(decode_samples)
+        self.polish_per_user = float(polish_per_user)
+        self.polish_candidates = int(polish_candidates)
 
     def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
-        greedy = super()._assign(snapshots, config, rng)
-        if self.decode_samples == 0:
-            return greedy
+        pilots = super()._assign(snapshots, config, rng)
+        if self.decode_samples:
+            pilots = self._best_of_samples(pilots, snapshots, config, rng)
+        if self.polish_per_user > 0:
+            from agents.polish import polish
+
+            budget = max(1, round(self.polish_per_user * config.K))
+            pilots = polish(snapshots.beta, pilots, config, candidates=self.polish_candidates,
+                            max_evals=budget)[0]
+        return pilots
+
+    def _best_of_samples(self, greedy: np.ndarray, snapshots: Snapshot, config: SystemConfig,
+                         rng: np.random.Generator) -> np.ndarray:
         B, S = greedy.shape[0], self.decode_samples
+        # a CPU generator: the sampler draws its uniforms on the generator's device and moves
+        # them to the model's (agents.models.gnn.sample_categorical), so any device works
         generator = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
         x = beta_db_tensor(snapshots.beta, self.device).repeat_interleave(S, 0)
         with torch.no_grad():
@@ -153,6 +194,27 @@ class HQCNNARAgent(GNNAgent):
     name = "hqcnn-ar"
     # every decision runs the circuit once per open pilot group: a smaller default budget
     default_budget = {**GNNAgent.default_budget, "train_snapshots": 1024, "samples": 2}
+
+
+POLISH_PER_USER = 3.0
+"""the hybrids' default polish budget: exact evaluations per user (docs/learners.md)"""
+
+
+class GNNPolishAgent(GNNAgent):
+    """Hybrid: the ``gnn`` greedy decode, then a small budget of single-user moves
+    (:mod:`agents.polish`). Runs the ``gnn`` checkpoint (trains none of its own)."""
+
+    name = "gnn-polish"
+    model_name = "gnn"
+    default_polish_per_user = POLISH_PER_USER
+
+
+class HQCNNARPolishAgent(HQCNNARAgent):
+    """Hybrid: the ``hqcnn-ar`` greedy decode, then the same polish as ``gnn-polish``."""
+
+    name = "hqcnn-ar-polish"
+    model_name = "hqcnn-ar"
+    default_polish_per_user = POLISH_PER_USER
 
 
 class MLPAgent(NeuralAgent):

@@ -23,3 +23,17 @@ def rng() -> np.random.Generator:
 @pytest.fixture(params=SMALL_SIZES, ids=lambda s: "x".join(map(str, s)))
 def small_config(request: pytest.FixtureRequest) -> SystemConfig:
     return SystemConfig.from_size(request.param)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` are skipped where torch sees no CUDA device."""
+    if not any(item.get_closest_marker("cuda") for item in items):
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if item.get_closest_marker("cuda"):
+            item.add_marker(skip)

@@ -66,6 +66,21 @@ def user_graph(beta_db: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
     return nodes, edges, log_ratio.float()
 
 
+def sample_categorical(probs: torch.Tensor, last_valid: torch.Tensor,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """One draw per row of ``probs`` ``(B, T)`` by inverse CDF, options beyond ``last_valid``
+    ``(B,)`` excluded (their probability is 0; the clamp guards rounding in the cumulative sum).
+
+    The uniforms come from ``generator`` on *its own* device and move to ``probs``' device, so a
+    CPU generator drives a CUDA model (``torch.multinomial`` refuses that: issue #17) and the
+    same seed draws the same uniforms on every device."""
+    device = generator.device if generator is not None else probs.device
+    u = torch.rand(probs.shape[0], 1, generator=generator, device=device, dtype=torch.float64)
+    cdf = torch.cumsum(probs.to(torch.float64), dim=-1)
+    choice = (cdf < u.to(probs.device) * cdf[:, -1:]).sum(-1)
+    return torch.minimum(choice, last_valid)
+
+
 class EncoderLayer(nn.Module):
     """Residual attention over users, with attention logits from the edge features."""
 
@@ -193,7 +208,7 @@ class GNNPolicy(AssignmentModel):
             if mode == "greedy":
                 choice = logits.argmax(-1)
             elif mode == "sample":
-                choice = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+                choice = sample_categorical(probs, n_open.clamp(max=tau_p - 1), generator)
             elif mode == "teacher":
                 if actions is None:
                     raise ValueError("teacher mode needs actions")

@@ -1,0 +1,136 @@
+"""A small compiled polish: a budget of single-user moves from given starts (docs/learners.md).
+
+What the learned decoders (``gnn``, ``hqcnn-ar``) lack at large sizes is the last percent a
+search finds by moving single users. This kernel spends a small, fixed number of exact
+sum-rate evaluations on that: users are visited weakest first; each tries the ``candidates``
+pilots whose current holders would contaminate it least (both directions, from the users'
+fading), and takes the best of those moves if it raises the sum rate; passes repeat until one
+improves nothing or ``max_evals`` evaluations are spent. It reuses the rate kernel of
+:mod:`cfenv._kernels` (read-only) and is independent of :mod:`agents.search` (whose local
+search is being made faster separately; the two can merge later).
+
+Symmetries: the result depends on the partition of the start and on the users' fading, not on
+pilot labels (candidate pilots are ranked by their holders, ties broken by the scan order of
+users, which follows the users' rates) -- equal up to relabelling for relabelled starts, and
+permuted alike for permuted users (up to exact ties in rate).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from agents.base import canonical_pilots
+from cfenv import _kernels
+from cfenv.config import SystemConfig
+from cfenv.rates import prepare_snapshots
+
+IMPROVEMENT_RTOL = 1e-12
+"""a move is taken when it raises the sum rate by more than this, relatively"""
+
+
+@njit(cache=True, fastmath=_kernels.FASTMATH)
+def _polish_one(beta_t, bu, contam, a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, candidates,
+                max_evals, scratch):
+    """Polish assignment ``a`` (K,) in place; returns (sum rate, evaluations, moves)."""
+    K = beta_t.shape[0]
+    val = _kernels.sum_rate_one(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, scratch)
+    evals = 1
+    moves = 0
+    rates = np.empty(K)
+    score = np.empty(tau_p)
+    order = np.empty(K, np.int64)
+    n_cand = tau_p - 1 if candidates <= 0 or candidates > tau_p - 1 else candidates
+    improved = True
+    while improved and evals < max_evals:
+        improved = False
+        rates[:] = scratch[9]
+        order[:] = np.argsort(rates)  # weakest first
+        for i in range(K):
+            if evals >= max_evals:
+                break
+            k = order[i]
+            orig = a[k]
+            # contamination of k by (and of) each pilot's holders
+            for t in range(tau_p):
+                score[t] = 0.0
+            for j in range(K):
+                if j != k:
+                    score[a[j]] += contam[k, j]
+            score[orig] = np.inf
+            ranked = np.argsort(score)
+            best, best_t = val * (1.0 + IMPROVEMENT_RTOL), -1
+            for c in range(n_cand):
+                if evals >= max_evals:
+                    break
+                t = ranked[c]
+                a[k] = t
+                v = _kernels.sum_rate_one(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth,
+                                          scratch)
+                evals += 1
+                if v > best:
+                    best, best_t = v, t
+            if best_t >= 0:
+                a[k] = best_t
+                val = best
+                moves += 1
+                improved = True
+            else:
+                a[k] = orig
+        # per-user rates of the current assignment for the next pass's order
+        val = _kernels.sum_rate_one(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, scratch)
+    return val, evals, moves
+
+
+@njit(cache=True, parallel=True, fastmath=_kernels.FASTMATH)
+def _polish(beta_t, bu, contam, snap_of_start, starts, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth,
+            candidates, max_evals, out_val, out_evals, out_moves):
+    n, K = starts.shape
+    M = beta_t.shape[2]
+    for r in prange(n):
+        s = snap_of_start[r]
+        scratch = _kernels.new_scratch(K, M, tau_p)
+        v, e, m = _polish_one(beta_t[s], bu[s], contam[s], starts[r], tau_p, tau_rho_p, rho_d, n_antennas,
+                              bandwidth, candidates, max_evals, scratch)
+        out_val[r] = v
+        out_evals[r] = e
+        out_moves[r] = m
+
+
+def contamination(beta: np.ndarray) -> np.ndarray:
+    """``(B, K, K)`` symmetric pilot-contamination weights from linear fading ``(B, M, K)``:
+    ``c[k, j] = sum_m beta_mj beta_mk / sum_m beta_mk^2 + (same with k, j swapped)`` (how much
+    each of the two would leak into the other's estimate; docs/model.md §6.4's edge feature)."""
+    cross = np.einsum("bmk,bmj->bkj", beta, beta)
+    own = np.diagonal(cross, axis1=1, axis2=2)
+    ratio = cross / own[:, :, None]
+    return np.ascontiguousarray(ratio + ratio.transpose(0, 2, 1))
+
+
+def polish(beta: np.ndarray, starts: np.ndarray, config: SystemConfig, *, candidates: int = 2,
+           max_evals: int = 200) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Polish ``(B, R, K)`` (or ``(B, K)``) starts on ``(B, M, K)`` fading; returns the best
+    polished assignment per snapshot ``(B, K)`` (canonical labels; ties to the first start) and
+    per-start statistics (``val`` [bit/s], ``evals``, ``moves``, shaped ``(B, R)``).
+
+    Args:
+        candidates: pilots tried per visited user (the least-contaminating ones; 0: all).
+        max_evals: exact sum-rate evaluations per start, the one start included.
+    """
+    starts = np.asarray(starts)
+    if starts.ndim == 2:
+        starts = starts[:, None, :]
+    B, R, K = starts.shape
+    if max_evals < 1:
+        raise ValueError(f"max_evals must be >= 1, got {max_evals}")
+    beta_t, bu = prepare_snapshots(beta, config)
+    flat = np.ascontiguousarray(canonical_pilots(starts.reshape(B * R, K)), dtype=np.int64)
+    snap = np.repeat(np.arange(B, dtype=np.int64), R)
+    val = np.empty(B * R)
+    evals = np.empty(B * R, dtype=np.int64)
+    moves = np.empty(B * R, dtype=np.int64)
+    _polish(beta_t, bu, contamination(beta), snap, flat, *_kernels.rate_params(config), int(candidates),
+            int(max_evals), val, evals, moves)
+    val = val.reshape(B, R)
+    best = flat.reshape(B, R, K)[np.arange(B), val.argmax(axis=1)]
+    return canonical_pilots(best), {"val": val, "evals": evals.reshape(B, R), "moves": moves.reshape(B, R)}
