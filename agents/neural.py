@@ -136,6 +136,9 @@ class GNNAgent(NeuralAgent):
             assignment (:func:`agents.polish.polish`; 0: none). A polished agent is a hybrid
             (learned start + a small search), reported apart from the pure decode.
         polish_candidates: pilots tried per visited user (the least contaminating ones).
+        decode_temperature: the sampled decodes draw from softmax(logits / temperature); below
+            1 they stay close to the greedy decode (0.1: best of 16 gains +0.5 % at (100,4,40,10),
+            where samples at 1 are worse than the greedy one).
     """
 
     name = "gnn"
@@ -150,7 +153,7 @@ class GNNAgent(NeuralAgent):
 
     def __init__(self, config: SystemConfig | None = None, seed: int = 0, device: str = "cpu",
                  loss: str = "reinforce", decode_samples: int | None = None, polish_per_user: float | None = None,
-                 polish_candidates: int = 1, **model: Any) -> None:
+                 polish_candidates: int = 1, decode_temperature: float = 1.0, **model: Any) -> None:
         super().__init__(config, seed, device, loss if loss in self.losses else "reinforce", **model)
         decode_samples = self.default_decode_samples if decode_samples is None else decode_samples
         polish_per_user = self.default_polish_per_user if polish_per_user is None else polish_per_user
@@ -163,6 +166,9 @@ class GNNAgent(NeuralAgent):
         self.decode_samples = int(decode_samples)
         self.polish_per_user = float(polish_per_user)
         self.polish_candidates = int(polish_candidates)
+        if not 0 < decode_temperature <= 100:
+            raise ValueError(f"decode_temperature must be in (0, 100], got {decode_temperature}")
+        self.decode_temperature = float(decode_temperature)
 
     def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
         pilots = super()._assign(snapshots, config, rng)
@@ -184,7 +190,8 @@ class GNNAgent(NeuralAgent):
         generator = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
         x = beta_db_tensor(snapshots.beta, self.device).repeat_interleave(S, 0)
         with torch.no_grad():
-            sampled = self.model.decode(x, config.tau_p, "sample", generator=generator)[0].cpu().numpy()
+            sampled = self.model.decode(x, config.tau_p, "sample", generator=generator,
+                                        temperature=self.decode_temperature)[0].cpu().numpy()
         candidates = np.concatenate([greedy[:, None], sampled.reshape(B, S, -1)], axis=1)  # (B, 1 + S, K)
         rates = sum_rate(snapshots.beta[:, None], candidates, config)
         return candidates[np.arange(B), rates.argmax(axis=1)]

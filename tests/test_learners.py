@@ -157,3 +157,24 @@ def test_harness_runs_the_hybrids_trained_at_one_size_at_others(gnn_run):
     plain = {r["K"]: r for r in records if r["agent"] == "gnn"}
     for r in hybrid:
         assert r["mean_sum_rate_mbps"] >= plain[r["K"]]["mean_sum_rate_mbps"] * (1 - 1e-9)
+
+
+# ------------------------------------------------------------------ incremental decoder
+@pytest.mark.parametrize("size", [(10, 2, 9, 3), (30, 2, 20, 10), (4, 1, 1, 1)], ids=str)
+def test_incremental_decode_is_the_reference_decode(size):
+    """Inference (no gradients) runs the running-sum decoder; it must be the same function."""
+    from agents.learning import beta_db_tensor
+    from agents.models.gnn import GNNPolicy
+
+    cfg = SystemConfig.from_size(size)
+    torch.manual_seed(0)
+    model = GNNPolicy(width=32).eval()
+    x = beta_db_tensor(draw_snapshots(cfg, np.random.default_rng(0), (8,)).beta)
+    for mode in ("greedy", "sample"):
+        with torch.no_grad():
+            fast = model.decode(x, cfg.tau_p, mode, generator=torch.Generator().manual_seed(1))
+        with torch.enable_grad():
+            ref = model.decode(x, cfg.tau_p, mode, generator=torch.Generator().manual_seed(1))
+        torch.testing.assert_close(fast[0], ref[0])
+        torch.testing.assert_close(fast[1], ref[1].detach(), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(fast[2], ref[2].detach(), rtol=1e-4, atol=1e-4)
