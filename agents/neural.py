@@ -203,7 +203,7 @@ class HQCNNARAgent(GNNAgent):
     default_budget = {**GNNAgent.default_budget, "train_snapshots": 1024, "samples": 2}
 
 
-POLISH_PER_USER = 3.0
+POLISH_PER_USER = 5.0
 """the hybrids' default polish budget: exact evaluations per user (docs/learners.md)"""
 
 

@@ -31,7 +31,7 @@ IMPROVEMENT_RTOL = 1e-12
 
 @njit(cache=True, fastmath=_kernels.FASTMATH)
 def _polish_one(beta_t, bu, contam, a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, candidates,
-                max_evals, scratch):
+                max_evals, swaps, scratch):
     """Polish assignment ``a`` (K,) in place; returns (sum rate, evaluations, moves)."""
     K = beta_t.shape[0]
     val = _kernels.sum_rate_one(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, scratch)
@@ -70,13 +70,29 @@ def _polish_one(beta_t, bu, contam, a, tau_p, tau_rho_p, rho_d, n_antennas, band
                 evals += 1
                 if v > best:
                     best, best_t = v, t
+            a[k] = orig
+            best_j = -1
+            if best_t < 0 and swaps:
+                # no improving move: try swapping k with a holder of a candidate pilot
+                for c in range(n_cand):
+                    t = ranked[c]
+                    for j in range(K):
+                        if a[j] != t or evals >= max_evals:
+                            continue
+                        a[k], a[j] = t, orig
+                        v = _kernels.sum_rate_one(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas,
+                                                  bandwidth, scratch)
+                        evals += 1
+                        a[k], a[j] = orig, t
+                        if v > best:
+                            best, best_t, best_j = v, t, j
             if best_t >= 0:
+                if best_j >= 0:
+                    a[best_j] = orig
                 a[k] = best_t
                 val = best
                 moves += 1
                 improved = True
-            else:
-                a[k] = orig
         # per-user rates of the current assignment for the next pass's order
         val = _kernels.sum_rate_one(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, scratch)
     return val, evals, moves
@@ -84,14 +100,14 @@ def _polish_one(beta_t, bu, contam, a, tau_p, tau_rho_p, rho_d, n_antennas, band
 
 @njit(cache=True, parallel=True, fastmath=_kernels.FASTMATH)
 def _polish(beta_t, bu, contam, snap_of_start, starts, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth,
-            candidates, max_evals, out_val, out_evals, out_moves):
+            candidates, max_evals, swaps, out_val, out_evals, out_moves):
     n, K = starts.shape
     M = beta_t.shape[2]
     for r in prange(n):
         s = snap_of_start[r]
         scratch = _kernels.new_scratch(K, M, tau_p)
         v, e, m = _polish_one(beta_t[s], bu[s], contam[s], starts[r], tau_p, tau_rho_p, rho_d, n_antennas,
-                              bandwidth, candidates, max_evals, scratch)
+                              bandwidth, candidates, max_evals, swaps, scratch)
         out_val[r] = v
         out_evals[r] = e
         out_moves[r] = m
@@ -108,7 +124,7 @@ def contamination(beta: np.ndarray) -> np.ndarray:
 
 
 def polish(beta: np.ndarray, starts: np.ndarray, config: SystemConfig, *, candidates: int = 2,
-           max_evals: int = 200) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+           max_evals: int = 200, swaps: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Polish ``(B, R, K)`` (or ``(B, K)``) starts on ``(B, M, K)`` fading; returns the best
     polished assignment per snapshot ``(B, K)`` (canonical labels; ties to the first start) and
     per-start statistics (``val`` [bit/s], ``evals``, ``moves``, shaped ``(B, R)``).
@@ -116,6 +132,8 @@ def polish(beta: np.ndarray, starts: np.ndarray, config: SystemConfig, *, candid
     Args:
         candidates: pilots tried per visited user (the least-contaminating ones; 0: all).
         max_evals: exact sum-rate evaluations per start, the one start included.
+        swaps: a visited user with no improving move also tries swapping pilots with each holder
+            of its candidate pilots.
     """
     starts = np.asarray(starts)
     if starts.ndim == 2:
@@ -130,7 +148,7 @@ def polish(beta: np.ndarray, starts: np.ndarray, config: SystemConfig, *, candid
     evals = np.empty(B * R, dtype=np.int64)
     moves = np.empty(B * R, dtype=np.int64)
     _polish(beta_t, bu, contamination(beta), snap, flat, *_kernels.rate_params(config), int(candidates),
-            int(max_evals), val, evals, moves)
+            int(max_evals), bool(swaps), val, evals, moves)
     val = val.reshape(B, R)
     best = flat.reshape(B, R, K)[np.arange(B), val.argmax(axis=1)]
     return canonical_pilots(best), {"val": val, "evals": evals.reshape(B, R), "moves": moves.reshape(B, R)}
