@@ -136,6 +136,8 @@ class GNNAgent(NeuralAgent):
             assignment (:func:`agents.polish.polish`; 0: none). A polished agent is a hybrid
             (learned start + a small search), reported apart from the pure decode.
         polish_candidates: pilots tried per visited user (the least contaminating ones).
+        polish_master_start: polish master-AP's assignment too (a second start, twice the
+            evaluations) and keep the better end point.
         decode_temperature: the sampled decodes draw from softmax(logits / temperature); below
             1 they stay close to the greedy decode (0.1: best of 16 gains +0.5 % at (100,4,40,10),
             where samples at 1 are worse than the greedy one).
@@ -153,7 +155,8 @@ class GNNAgent(NeuralAgent):
 
     def __init__(self, config: SystemConfig | None = None, seed: int = 0, device: str = "cpu",
                  loss: str = "reinforce", decode_samples: int | None = None, polish_per_user: float | None = None,
-                 polish_candidates: int = 1, decode_temperature: float = 1.0, **model: Any) -> None:
+                 polish_candidates: int = 1, decode_temperature: float = 1.0, polish_master_start: bool = False,
+                 **model: Any) -> None:
         super().__init__(config, seed, device, loss if loss in self.losses else "reinforce", **model)
         decode_samples = self.default_decode_samples if decode_samples is None else decode_samples
         polish_per_user = self.default_polish_per_user if polish_per_user is None else polish_per_user
@@ -169,6 +172,7 @@ class GNNAgent(NeuralAgent):
         if not 0 < decode_temperature <= 100:
             raise ValueError(f"decode_temperature must be in (0, 100], got {decode_temperature}")
         self.decode_temperature = float(decode_temperature)
+        self.polish_master_start = bool(polish_master_start)
 
     def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
         pilots = super()._assign(snapshots, config, rng)
@@ -178,7 +182,12 @@ class GNNAgent(NeuralAgent):
             from agents.polish import polish
 
             budget = max(1, round(self.polish_per_user * config.K))
-            pilots = polish(snapshots.beta, pilots, config, candidates=self.polish_candidates,
+            starts = pilots[:, None]
+            if self.polish_master_start:
+                from agents.heuristics import master_ap_pilots
+
+                starts = np.stack([pilots, master_ap_pilots(snapshots.beta, config.tau_p)], axis=1)
+            pilots = polish(snapshots.beta, starts, config, candidates=self.polish_candidates,
                             max_evals=budget)[0]
         return pilots
 

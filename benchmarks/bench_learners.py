@@ -72,6 +72,8 @@ def variants(runs: Path, trained_at: tuple[int, ...] | None, seed: int) -> dict[
         "gnn-polish": learned("gnn-polish"),
         "gnn-polish-1K": learned("gnn-polish", polish_per_user=1.0),
         "gnn-polish-3K": learned("gnn-polish", polish_per_user=3.0),
+        "gnn+master-ap-polish": learned("gnn-polish", polish_master_start=True),
+        "gnn+master-ap-polish-3K": learned("gnn-polish", polish_master_start=True, polish_per_user=3.0),
         "gnn-best-of-16+polish": learned("gnn-polish", decode_samples=16, decode_temperature=0.1),
         "hqcnn-ar": learned("hqcnn-ar"),
         "hqcnn-ar-polish": learned("hqcnn-ar-polish"),
