@@ -17,6 +17,8 @@ permuted alike for permuted users (up to exact ties in rate).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit, prange
 
@@ -98,16 +100,149 @@ def _polish_one(beta_t, bu, contam, a, tau_p, tau_rho_p, rho_d, n_antennas, band
     return val, evals, moves
 
 
+@njit(cache=True, fastmath=_kernels.FASTMATH, inline="always")
+def _group_rates(beta_t, bu, members, n, w, scale, bandwidth, out):
+    """Rates of the ``n`` users ``members`` sharing one pilot whose per-AP weights are ``w``
+    (sqrt(eta_m) times the pilot's estimate factor, as in :func:`cfenv._kernels.rates_one`); returns
+    their sum and leaves each in ``out[:n]``."""
+    M = beta_t.shape[1]
+    total = 0.0
+    for i in range(n):
+        ki = members[i]
+        y = 0.0
+        for m in range(M):
+            y += w[m] * beta_t[ki, m] * beta_t[ki, m]
+        pc = 0.0
+        for j in range(n):
+            if j == i:
+                continue
+            kj = members[j]
+            x = 0.0
+            for m in range(M):
+                x += w[m] * beta_t[ki, m] * beta_t[kj, m]
+            pc += x * x
+        sinr = scale * y * y / (scale * pc + bu[ki] + 1.0)
+        r = bandwidth * math.log1p(sinr) * _kernels.INV_LN2
+        out[i] = r
+        total += r
+    return total
+
+
+@njit(cache=True, fastmath=_kernels.FASTMATH)
+def _polish_screened_one(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, candidates,
+                         max_evals, scratch):
+    """Like :func:`_polish_one`, but every pilot is screened for each visited user: the sum-rate
+    change of the move is estimated with the APs' power-control factors eta_m held fixed (then only
+    the two pilots' users change rate, O(M (n_a^2 + n_b^2)) instead of a full evaluation), and the
+    ``candidates`` best-screened moves are evaluated exactly; the best improving one is taken."""
+    K, M = beta_t.shape
+    scale = rho_d * n_antennas * n_antennas
+    val = _kernels.sum_rate_one(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, scratch)
+    rates = scratch[9].copy()
+    evals = 1
+    moves = 0
+    gsum = np.zeros((tau_p, M))
+    gsq = np.zeros((tau_p, M))
+    sqrt_eta = np.zeros(M)
+    stale = True
+    w = np.empty(M)
+    members_a = np.empty(K, np.int64)
+    members_b = np.empty(K, np.int64)
+    tmp = np.empty(K)
+    gain = np.empty(tau_p)
+    order = np.empty(K, np.int64)
+    n_cand = tau_p - 1 if candidates <= 0 or candidates > tau_p - 1 else candidates
+    improved = True
+    while improved and evals < max_evals:
+        improved = False
+        order[:] = np.argsort(rates)  # weakest first
+        for i in range(K):
+            if evals >= max_evals:
+                break
+            k = order[i]
+            orig = a[k]
+            if stale:  # per-pilot sums and power-control factors of the current assignment
+                gsum[:, :] = 0.0
+                gsq[:, :] = 0.0
+                for j in range(K):
+                    for m in range(M):
+                        b = beta_t[j, m]
+                        gsum[a[j], m] += b
+                        gsq[a[j], m] += b * b
+                for m in range(M):
+                    acc = 0.0
+                    for t in range(tau_p):
+                        acc += tau_rho_p / (tau_rho_p * gsum[t, m] + 1.0) * gsq[t, m]
+                    sqrt_eta[m] = 1.0 / math.sqrt(n_antennas * acc) if acc > 0.0 else 0.0
+                stale = False
+            na = 0
+            for j in range(K):
+                if a[j] == orig and j != k:
+                    members_a[na] = j
+                    na += 1
+            old_a = rates[k]
+            for c in range(na):
+                old_a += rates[members_a[c]]
+            for m in range(M):
+                w[m] = sqrt_eta[m] * tau_rho_p / (tau_rho_p * (gsum[orig, m] - beta_t[k, m]) + 1.0)
+            new_a = _group_rates(beta_t, bu, members_a, na, w, scale, bandwidth, tmp)
+            for t in range(tau_p):
+                gain[t] = -np.inf
+                if t == orig:
+                    continue
+                nb = 0
+                old_b = 0.0
+                for j in range(K):
+                    if a[j] == t:
+                        members_b[nb] = j
+                        nb += 1
+                        old_b += rates[j]
+                members_b[nb] = k
+                nb += 1
+                for m in range(M):
+                    w[m] = sqrt_eta[m] * tau_rho_p / (tau_rho_p * (gsum[t, m] + beta_t[k, m]) + 1.0)
+                new_b = _group_rates(beta_t, bu, members_b, nb, w, scale, bandwidth, tmp)
+                gain[t] = new_a + new_b - old_a - old_b
+            ranked = np.argsort(-gain)
+            best, best_t = val * (1.0 + IMPROVEMENT_RTOL), -1
+            for c in range(n_cand):
+                t = ranked[c]
+                if evals >= max_evals or gain[t] <= 0.0:
+                    break
+                a[k] = t
+                v = _kernels.sum_rate_one(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth,
+                                          scratch)
+                evals += 1
+                if v > best:
+                    best, best_t = v, t
+                    rates[:] = scratch[9]
+            if best_t >= 0:
+                a[k] = best_t
+                val = best
+                moves += 1
+                improved = True
+                stale = True
+            else:
+                a[k] = orig
+        val = _kernels.sum_rate_one(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, scratch)
+        rates[:] = scratch[9]
+    return val, evals, moves
+
+
 @njit(cache=True, parallel=True, fastmath=_kernels.FASTMATH)
 def _polish(beta_t, bu, contam, snap_of_start, starts, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth,
-            candidates, max_evals, swaps, out_val, out_evals, out_moves):
+            candidates, max_evals, swaps, screen, out_val, out_evals, out_moves):
     n, K = starts.shape
     M = beta_t.shape[2]
     for r in prange(n):
         s = snap_of_start[r]
         scratch = _kernels.new_scratch(K, M, tau_p)
-        v, e, m = _polish_one(beta_t[s], bu[s], contam[s], starts[r], tau_p, tau_rho_p, rho_d, n_antennas,
-                              bandwidth, candidates, max_evals, swaps, scratch)
+        if screen:
+            v, e, m = _polish_screened_one(beta_t[s], bu[s], starts[r], tau_p, tau_rho_p, rho_d, n_antennas,
+                                           bandwidth, candidates, max_evals, scratch)
+        else:
+            v, e, m = _polish_one(beta_t[s], bu[s], contam[s], starts[r], tau_p, tau_rho_p, rho_d, n_antennas,
+                                  bandwidth, candidates, max_evals, swaps, scratch)
         out_val[r] = v
         out_evals[r] = e
         out_moves[r] = m
@@ -124,7 +259,8 @@ def contamination(beta: np.ndarray) -> np.ndarray:
 
 
 def polish(beta: np.ndarray, starts: np.ndarray, config: SystemConfig, *, candidates: int = 2,
-           max_evals: int = 200, swaps: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+           max_evals: int = 200, swaps: bool = False, screen: bool = False
+           ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Polish ``(B, R, K)`` (or ``(B, K)``) starts on ``(B, M, K)`` fading; returns the best
     polished assignment per snapshot ``(B, K)`` (canonical labels; ties to the first start) and
     per-start statistics (``val`` [bit/s], ``evals``, ``moves``, shaped ``(B, R)``).
@@ -134,6 +270,9 @@ def polish(beta: np.ndarray, starts: np.ndarray, config: SystemConfig, *, candid
         max_evals: exact sum-rate evaluations per start, the one start included.
         swaps: a visited user with no improving move also tries swapping pilots with each holder
             of its candidate pilots.
+        screen: rank every pilot for the visited user by the move's sum-rate change with eta held
+            fixed (cheap, two pilots' users), and evaluate the ``candidates`` best exactly
+            (then ``swaps`` is not used).
     """
     starts = np.asarray(starts)
     if starts.ndim == 2:
@@ -148,7 +287,7 @@ def polish(beta: np.ndarray, starts: np.ndarray, config: SystemConfig, *, candid
     evals = np.empty(B * R, dtype=np.int64)
     moves = np.empty(B * R, dtype=np.int64)
     _polish(beta_t, bu, contamination(beta), snap, flat, *_kernels.rate_params(config), int(candidates),
-            int(max_evals), bool(swaps), val, evals, moves)
+            int(max_evals), bool(swaps), bool(screen), val, evals, moves)
     val = val.reshape(B, R)
     best = flat.reshape(B, R, K)[np.arange(B), val.argmax(axis=1)]
     return canonical_pilots(best), {"val": val, "evals": evals.reshape(B, R), "moves": moves.reshape(B, R)}

@@ -69,14 +69,15 @@ def network():
     return cfg, snaps, master_ap_pilots(snaps.beta, cfg.tau_p)
 
 
-@pytest.mark.parametrize("candidates,swaps", [(1, False), (2, False), (0, False), (1, True)])
-def test_polish_never_lowers_the_sum_rate_and_keeps_its_budget(network, candidates, swaps):
+@pytest.mark.parametrize("candidates,swaps,screen", [(1, False, False), (2, False, False), (0, False, False),
+                                                     (1, True, False), (2, False, True)])
+def test_polish_never_lowers_the_sum_rate_and_keeps_its_budget(network, candidates, swaps, screen):
     cfg, snaps, start = network
-    out, stats = polish(snaps.beta, start, cfg, candidates=candidates, max_evals=30, swaps=swaps)
+    out, stats = polish(snaps.beta, start, cfg, candidates=candidates, max_evals=30, swaps=swaps, screen=screen)
     assert np.all(sum_rate(snaps.beta, out, cfg) >= sum_rate(snaps.beta, start, cfg) * (1 - 1e-12))
     assert np.all(stats["evals"] <= 30)
     np.testing.assert_allclose(stats["val"][:, 0], sum_rate(snaps.beta, out, cfg), rtol=1e-9)
-    bigger, _ = polish(snaps.beta, start, cfg, candidates=candidates, max_evals=10_000, swaps=swaps)
+    bigger, _ = polish(snaps.beta, start, cfg, candidates=candidates, max_evals=10_000, swaps=swaps, screen=screen)
     assert sum_rate(snaps.beta, bigger, cfg).mean() >= sum_rate(snaps.beta, out, cfg).mean() * (1 - 1e-12)
 
 
