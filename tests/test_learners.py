@@ -54,7 +54,7 @@ def test_sampler_draws_its_uniforms_on_the_generators_device(monkeypatch):
 def test_gnn_and_hqcnn_ar_train_and_sample_on_cuda(tmp_path):
     cfg = SystemConfig.from_size((6, 2, 4, 2))
     for name in ("gnn", "hqcnn-ar"):
-        agent = agents.make(name, config=cfg, device="cuda", decode_samples=2, **({"width": 8}))
+        agent = agents.make(name, config=cfg, device="cuda", decode_samples=2, width=8)
         agent.fit(cfg, train_snapshots=16, val_snapshots=8, epochs=2, batch_size=8, runs_dir=tmp_path,
                   cache_dir=tmp_path / "c", progress=False)
         pilots = agent.assign(draw_snapshots(cfg, np.random.default_rng(0), (3,)), cfg)
