@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+FLOOR = 0.965
+"""lowest ratio the figure shows (lower ones sit on it, labelled with their value)"""
 SEARCHES = ("exhaustive", "local-search", "tabu")
 """the searches a size's reference is the best of"""
 
@@ -96,19 +98,23 @@ def figure(data: dict[str, dict[str, Any]], sizes: list[str], out: Path) -> None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(sizes), figsize=(5.2 * len(sizes), 4.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(sizes), figsize=(6.2 * len(sizes), 6.4), squeeze=False)
     for ax, size in zip(axes[0], sizes):
         ref, rows = summarise(data[size])
-        for r in rows:
+        for i, r in enumerate(rows):
             learned = r["variant"].startswith(("gnn", "hqcnn"))
             hybrid = "polish" in r["variant"]
             marker = "s" if hybrid else ("o" if learned else "^")
             colour = "tab:purple" if r["variant"].startswith("hqcnn") else (
                 "tab:blue" if learned else "tab:gray")
             x = max(cost_ms(r), 1e-3)
-            ax.scatter(x, r["ratio"], marker=marker, edgecolors=colour, zorder=3,
+            y, name = r["ratio"], r["variant"]
+            if y < FLOOR:  # off the scale: drawn on the floor, its ratio in the label
+                y, name = FLOOR, f"{name} ({r['ratio']:.3f})"
+            ax.scatter(x, y, marker=marker, edgecolors=colour, zorder=3,
                        facecolors="none" if r["cpu_ms"] is None else colour)
-            ax.annotate(r["variant"], (x, r["ratio"]), fontsize=6.5, xytext=(3, 2), textcoords="offset points")
+            ax.annotate(name, (x, y), fontsize=6, xytext=(4, -8 if i % 2 else 3), textcoords="offset points")
+        ax.set_ylim(FLOOR - 0.002, 1.002)
         ax.set_xscale("log")
         ax.set_title(f"({size}), ratio to {ref}")
         ax.set_xlabel("CPU ms per snapshot (one thread, log)")
