@@ -212,7 +212,7 @@ AGENT_FAMILIES: dict[str, tuple[str, ...]] = {
     "search": ("local-search", "exhaustive"),
     "classical nets": ("mlp", "light-cnn", "heavy-cnn"),
     "quantum": ("hqcnn", "hqcnn-hur"),
-    "symmetry-aware": ("gnn", "hqcnn-ar", "gnn-polish", "hqcnn-ar-polish"),
+    "symmetry-aware": ("gnn", "hqcnn-ar"),
     "RL": ("ppo", "a2c", "dqn", "ppo-hqcnn"),
 }
 """agent families of the figures, in legend order; any other agent is in family "other\""""
