@@ -124,6 +124,11 @@ class NeuralAgent(LearnableAgent):
         return agent  # type: ignore[return-value]
 
 
+ORDER_MIXES = (1.0, 0.75, 0.5, 0.25, 0.0, 1.5, 2.0, -0.5)
+"""decoding orders of ``decode_orders``: users in descending ``mix * total + (1 - mix) * strongest``
+gain (normalised dB); the first is the trained order"""
+
+
 class GNNAgent(NeuralAgent):
     """The symmetry-aware policy of :mod:`agents.models.gnn`.
 
@@ -136,6 +141,9 @@ class GNNAgent(NeuralAgent):
             assignment (:func:`agents.polish.polish`; 0: none). A polished agent is a hybrid
             (learned start + a small search), reported apart from the pure decode.
         polish_candidates: pilots tried per visited user (the least contaminating ones).
+        decode_orders: also decode greedily in this many other user orders (descending mixes of
+            total and strongest gain, :data:`ORDER_MIXES`; both symmetries kept) and keep the best
+            by exact sum rate: deterministic test-time augmentation (1: the trained order only).
         polish_master_start: polish master-AP's assignment too (a second start, twice the
             evaluations) and keep the better end point.
         decode_temperature: the sampled decodes draw from softmax(logits / temperature); below
@@ -156,7 +164,7 @@ class GNNAgent(NeuralAgent):
     def __init__(self, config: SystemConfig | None = None, seed: int = 0, device: str = "cpu",
                  loss: str = "reinforce", decode_samples: int | None = None, polish_per_user: float | None = None,
                  polish_candidates: int = 1, decode_temperature: float = 1.0, polish_master_start: bool = False,
-                 **model: Any) -> None:
+                 decode_orders: int = 1, **model: Any) -> None:
         super().__init__(config, seed, device, loss if loss in self.losses else "reinforce", **model)
         decode_samples = self.default_decode_samples if decode_samples is None else decode_samples
         polish_per_user = self.default_polish_per_user if polish_per_user is None else polish_per_user
@@ -173,9 +181,14 @@ class GNNAgent(NeuralAgent):
             raise ValueError(f"decode_temperature must be in (0, 100], got {decode_temperature}")
         self.decode_temperature = float(decode_temperature)
         self.polish_master_start = bool(polish_master_start)
+        if not 1 <= decode_orders <= len(ORDER_MIXES):
+            raise ValueError(f"decode_orders must be in [1, {len(ORDER_MIXES)}], got {decode_orders}")
+        self.decode_orders = int(decode_orders)
 
     def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
         pilots = super()._assign(snapshots, config, rng)
+        if self.decode_orders > 1:
+            pilots = self._best_of_orders(pilots, snapshots, config)
         if self.decode_samples:
             pilots = self._best_of_samples(pilots, snapshots, config, rng)
         if self.polish_per_user > 0:
@@ -190,6 +203,16 @@ class GNNAgent(NeuralAgent):
             pilots = polish(snapshots.beta, starts, config, candidates=self.polish_candidates,
                             max_evals=budget)[0]
         return pilots
+
+    def _best_of_orders(self, greedy: np.ndarray, snapshots: Snapshot, config: SystemConfig) -> np.ndarray:
+        x = beta_db_tensor(snapshots.beta, self.device)
+        candidates = [greedy]
+        with torch.no_grad():
+            for mix in ORDER_MIXES[1:self.decode_orders]:
+                candidates.append(self.model.decode(x, config.tau_p, "greedy", order_mix=mix)[0].cpu().numpy())
+        stacked = np.stack(candidates, axis=1)  # (B, orders, K)
+        rates = sum_rate(snapshots.beta[:, None], stacked, config)
+        return stacked[np.arange(len(stacked)), rates.argmax(axis=1)]
 
     def _best_of_samples(self, greedy: np.ndarray, snapshots: Snapshot, config: SystemConfig,
                          rng: np.random.Generator) -> np.ndarray:

@@ -70,6 +70,8 @@ def variants(runs: Path, trained_at: tuple[int, ...] | None, seed: int) -> dict[
         "gnn-best-of-16": learned("gnn", decode_samples=16, decode_temperature=0.1),
         "gnn-best-of-16-T1": learned("gnn", decode_samples=16),
         "gnn-best-of-64-T0.5": learned("gnn", decode_samples=64, decode_temperature=0.5),
+        "gnn-tta-8": learned("gnn", decode_orders=8),
+        "gnn-tta-8+polish": learned("gnn-polish", decode_orders=8),
         "gnn-polish": learned("gnn-polish"),
         "gnn-polish-1K": learned("gnn-polish", polish_per_user=1.0),
         "gnn-polish-3K": learned("gnn-polish", polish_per_user=3.0),

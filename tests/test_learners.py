@@ -179,3 +179,20 @@ def test_incremental_decode_is_the_reference_decode(size):
         torch.testing.assert_close(fast[0], ref[0])
         torch.testing.assert_close(fast[1], ref[1].detach(), rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(fast[2], ref[2].detach(), rtol=1e-4, atol=1e-4)
+
+
+def test_decoding_in_other_user_orders_keeps_both_symmetries_and_never_loses(gnn_run):
+    """Test-time augmentation by decode order: orders are keyed by user features (total and
+    strongest gain), so permuting the users permutes every decode; the best is kept."""
+    _, _, gnn = gnn_run
+    cfg = SystemConfig.from_size((20, 2, 12, 4))
+    tta = GNNAgent(config=cfg, decode_orders=8)
+    tta.model = gnn.model
+    snaps = draw_snapshots(cfg, np.random.default_rng(4), (6,))
+    a, greedy = tta.assign(snaps, cfg), gnn.assign(snaps, cfg)
+    assert np.all(sum_rate(snaps.beta, a, cfg) >= sum_rate(snaps.beta, greedy, cfg) * (1 - 1e-12))
+    perm = np.random.default_rng(6).permutation(cfg.K)
+    permuted = type(snaps)(snaps.beta[..., perm], snaps.ap_positions, snaps.ue_positions[:, perm])
+    same_partition(a[:, perm], tta.assign(permuted, cfg))
+    with pytest.raises(ValueError, match="decode_orders"):
+        GNNAgent(decode_orders=0)

@@ -154,7 +154,7 @@ class GNNPolicy(AssignmentModel):
 
     def decode(self, beta_db: torch.Tensor, tau_p: int, mode: str = "greedy",
                actions: torch.Tensor | None = None, generator: torch.Generator | None = None,
-               temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               temperature: float = 1.0, order_mix: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Assign every user of a ``(B, M, K)`` dB batch.
 
         Args:
@@ -162,6 +162,9 @@ class GNNPolicy(AssignmentModel):
             actions: ``(B, K)`` pilots to follow in teacher mode (any labelling).
             temperature: sample mode draws from softmax(logits / temperature) (the returned
                 log-probabilities and entropy stay those of the policy itself).
+            order_mix: users are decoded in descending ``order_mix * total gain + (1 - order_mix)
+                * strongest gain`` (dB; 1: the trained order). Other mixes give other decodes of
+                the same model that keep both symmetries (test-time augmentation).
 
         Returns:
             pilots ``(B, K)`` int64 (labels in opening order along the decoding order),
@@ -170,8 +173,9 @@ class GNNPolicy(AssignmentModel):
         if tau_p < 1:
             raise ValueError(f"tau_p must be >= 1, got {tau_p}")
         if mode in ("greedy", "sample") and not torch.is_grad_enabled() and self.scorer_kind == "mlp":
-            return self._decode_incremental(beta_db, tau_p, mode, generator, temperature)
+            return self._decode_incremental(beta_db, tau_p, mode, generator, temperature, order_mix)
         h, cosine, log_ratio, total = self.encode(beta_db)
+        total = self._order_key(beta_db, total, order_mix)
         B, K, d = h.shape
         batch = torch.arange(B, device=h.device)
         order = torch.argsort(total, dim=1, descending=True, stable=True)
@@ -231,8 +235,16 @@ class GNNPolicy(AssignmentModel):
             n_open = torch.maximum(n_open, choice + 1)
         return pilots, log_prob, entropy
 
+    @staticmethod
+    def _order_key(beta_db: torch.Tensor, total: torch.Tensor, order_mix: float) -> torch.Tensor:
+        """The decoding-order key: the normalised total gain, mixed with the strongest gain."""
+        if order_mix == 1.0:
+            return total
+        strongest = normalise_db(beta_db.amax(-2))
+        return order_mix * total + (1.0 - order_mix) * strongest.to(total.dtype)
+
     def _decode_incremental(self, beta_db: torch.Tensor, tau_p: int, mode: str,
-                            generator: torch.Generator | None, temperature: float
+                            generator: torch.Generator | None, temperature: float, order_mix: float = 1.0
                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """:meth:`decode` without gradients, for the MLP scorer: the same function, computed with
         per-group running sums instead of re-reducing every member at every step.
@@ -244,6 +256,7 @@ class GNNPolicy(AssignmentModel):
         projected once per user rather than once per (user, option). Results equal
         :meth:`decode`'s up to float rounding (tested)."""
         h, cosine, log_ratio, total = self.encode(beta_db)
+        total = self._order_key(beta_db, total, order_mix)
         B, K, d = h.shape
         dev = h.device
         first, act, last = self.scorer[0], self.scorer[1], self.scorer[2]
