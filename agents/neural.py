@@ -206,11 +206,8 @@ class GNNAgent(NeuralAgent):
 
     def _best_of_orders(self, greedy: np.ndarray, snapshots: Snapshot, config: SystemConfig) -> np.ndarray:
         x = beta_db_tensor(snapshots.beta, self.device)
-        candidates = [greedy]
-        with torch.no_grad():
-            for mix in ORDER_MIXES[1:self.decode_orders]:
-                candidates.append(self.model.decode(x, config.tau_p, "greedy", order_mix=mix)[0].cpu().numpy())
-        stacked = np.stack(candidates, axis=1)  # (B, orders, K)
+        others = self.model.greedy_orders(x, config.tau_p, ORDER_MIXES[1:self.decode_orders]).cpu().numpy()
+        stacked = np.concatenate([greedy[:, None], others.transpose(1, 0, 2)], axis=1)  # (B, orders, K)
         rates = sum_rate(snapshots.beta[:, None], stacked, config)
         return stacked[np.arange(len(stacked)), rates.argmax(axis=1)]
 

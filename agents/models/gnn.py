@@ -173,7 +173,7 @@ class GNNPolicy(AssignmentModel):
         if tau_p < 1:
             raise ValueError(f"tau_p must be >= 1, got {tau_p}")
         if mode in ("greedy", "sample") and not torch.is_grad_enabled() and self.scorer_kind == "mlp":
-            return self._decode_incremental(beta_db, tau_p, mode, generator, temperature, order_mix)
+            return self._decode_incremental(beta_db, tau_p, mode, generator, temperature, order_mix)[:3]
         h, cosine, log_ratio, total = self.encode(beta_db)
         total = self._order_key(beta_db, total, order_mix)
         B, K, d = h.shape
@@ -244,8 +244,9 @@ class GNNPolicy(AssignmentModel):
         return order_mix * total + (1.0 - order_mix) * strongest.to(total.dtype)
 
     def _decode_incremental(self, beta_db: torch.Tensor, tau_p: int, mode: str,
-                            generator: torch.Generator | None, temperature: float, order_mix: float = 1.0
-                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                            generator: torch.Generator | None, temperature: float, order_mix: float = 1.0,
+                            encoded: tuple[torch.Tensor, ...] | None = None
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
         """:meth:`decode` without gradients, for the MLP scorer: the same function, computed with
         per-group running sums instead of re-reducing every member at every step.
 
@@ -255,7 +256,8 @@ class GNNPolicy(AssignmentModel):
         first layer is split over [user | group | option] so that the user and group parts are
         projected once per user rather than once per (user, option). Results equal
         :meth:`decode`'s up to float rounding (tested)."""
-        h, cosine, log_ratio, total = self.encode(beta_db)
+        encoded = self.encode(beta_db) if encoded is None else encoded
+        h, cosine, log_ratio, total = encoded
         total = self._order_key(beta_db, total, order_mix)
         B, K, d = h.shape
         dev = h.device
@@ -312,7 +314,19 @@ class GNNPolicy(AssignmentModel):
             sum_into[batch, choice] += contam[batch, :, user]
             sum_from[batch, choice] += contam[batch, user]
             n_open = torch.maximum(n_open, choice + 1)
-        return pilots, log_prob, entropy
+        return pilots, log_prob, entropy, encoded
+
+    def greedy_orders(self, beta_db: torch.Tensor, tau_p: int, mixes: tuple[float, ...]) -> torch.Tensor:
+        """Greedy decodes ``(len(mixes), B, K)`` in the user orders of ``mixes`` (see ``order_mix``
+        of :meth:`decode`); the encoder runs once for all of them when the scorer is the MLP."""
+        with torch.no_grad():
+            if self.scorer_kind != "mlp":
+                return torch.stack([self.decode(beta_db, tau_p, "greedy", order_mix=m)[0] for m in mixes])
+            encoded, out = None, []
+            for mix in mixes:
+                pilots, _, _, encoded = self._decode_incremental(beta_db, tau_p, "greedy", None, 1.0, mix, encoded)
+                out.append(pilots)
+            return torch.stack(out)
 
     def greedy(self, beta_db: torch.Tensor, tau_p: int) -> tuple[torch.Tensor, torch.Tensor]:
         pilots, _, entropy = self.decode(beta_db, tau_p, "greedy")
