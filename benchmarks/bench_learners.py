@@ -84,7 +84,7 @@ def variants(runs: Path, trained_at: tuple[int, ...] | None, seed: int) -> dict[
 
 
 def run(sizes: list[tuple[int, ...]], names: list[str], snapshots: int, runs: Path, trained_at: Any,
-        seed: int, out: Path, repeats: int = 3) -> dict[str, Any]:
+        seed: int, out: Path, repeats: int = 3, suffix: str = "") -> dict[str, Any]:
     import numba
     import torch
 
@@ -112,11 +112,11 @@ def run(sizes: list[tuple[int, ...]], names: list[str], snapshots: int, runs: Pa
                 pilots = agent.assign(snaps, config, rng)
                 cpu, wall = min(cpu, time.process_time() - c0), min(wall, time.perf_counter() - w0)
             rates = sum_rate(snaps.beta, np.asarray(pilots), config) / MBPS
-            data["results"].setdefault(key, {})[name] = {
+            data["results"].setdefault(key, {})[name + suffix] = {
                 "rates_mbps": rates.tolist(), "cpu_ms": 1e3 * cpu / snapshots, "wall_ms": 1e3 * wall / snapshots,
                 "snapshots": snapshots, "seed": seed, "trained_at": list(trained_at) if trained_at else None,
                 "repeats": repeats}
-            print(f"{key:>14} {name:24} {rates.mean():9.2f} Mbit/s {1e3 * cpu / snapshots:9.2f} CPU ms "
+            print(f"{key:>14} {name + suffix:24} {rates.mean():9.2f} Mbit/s {1e3 * cpu / snapshots:9.2f} CPU ms "
                   f"{1e3 * wall / snapshots:9.2f} wall ms", flush=True)
             data["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(),
                                "load_average": os.getloadavg()[0], "threads": 1}
@@ -136,11 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trained-at", default=None, help="M,L,K,tau_p of the learned models (default: each size)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per variant (the fastest counts)")
+    parser.add_argument("--suffix", default="", help="appended to the variant names in the JSON (other models)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     names = list(variants(args.runs, None, 0)) if args.variants == "all" else args.variants.split(",")
     trained_at = tuple(int(v) for v in args.trained_at.split(",")) if args.trained_at else None
-    run(parse_sizes(args.sizes), names, args.snapshots, args.runs, trained_at, args.seed, args.out, args.repeats)
+    run(parse_sizes(args.sizes), names, args.snapshots, args.runs, trained_at, args.seed, args.out, args.repeats,
+        args.suffix)
     return 0
 
 
