@@ -158,6 +158,10 @@ class GNNAgent(NeuralAgent):
                       "labels": "local-search", "samples": 4, "batch_size": 64, "lr": 1e-3}
     """imitation of local-search labels (cheap: teacher forcing, near-optimal labels at ~1 ms
     per snapshot), then REINFORCE on the exact sum rate"""
+    budgets: ClassVar[dict[str, dict[str, Any]]] = {
+        "long": {"train_snapshots": 8192, "epochs": 16, "imitation_epochs": 12}}
+    """named budgets (``train.py --budget long``), each overriding fields of :attr:`default_budget`:
+    ``long`` is the large-size model of docs/learners.md (4x the snapshots, 2x the epochs)"""
     default_polish_per_user: ClassVar[float] = 0.0
     default_decode_samples: ClassVar[int] = 0
 
@@ -230,6 +234,7 @@ class HQCNNARAgent(GNNAgent):
     name = "hqcnn-ar"
     # every decision runs the circuit once per open pilot group: a smaller default budget
     default_budget = {**GNNAgent.default_budget, "train_snapshots": 1024, "samples": 2}
+    budgets: ClassVar[dict[str, dict[str, Any]]] = {}  # a long budget was not measured (hours on 2 cores)
 
 
 POLISH_PER_USER = 5.0

@@ -196,3 +196,16 @@ def test_decoding_in_other_user_orders_keeps_both_symmetries_and_never_loses(gnn
     same_partition(a[:, perm], tta.assign(permuted, cfg))
     with pytest.raises(ValueError, match="decode_orders"):
         GNNAgent(decode_orders=0)
+
+
+def test_named_long_budget_is_valid_and_unknown_ones_are_refused(tmp_path):
+    import train
+    from agents.learning import TrainSettings
+
+    cfg = SystemConfig.from_size((40, 2, 20, 10))
+    agent = agents.make("gnn", config=cfg)
+    settings = agent.training_settings(cfg, **agent.budgets["long"])
+    assert isinstance(settings, TrainSettings) and settings.train_snapshots == 8192 and settings.epochs == 16
+    assert settings.labels == "local-search" and settings.imitation_epochs == 12
+    for name in ("mlp", "hqcnn-ar", "ppo"):
+        assert train.main(["--agent", name, "--budget", "long", "--out", str(tmp_path)]) == 2
