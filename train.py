@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_fields(p, TrainSettings, ("progress",))
     budget = p.add_argument_group("training budget of neural agents (default: the agent's own, see "
                                   "agents.make(NAME).default_budget)")
+    budget.add_argument("--budget", default=None,
+                        help="a named budget of the agent instead of its default (gnn: long); "
+                             "the flags below override its fields")
     add_fields(budget, TrainSettings, BUDGET_FLAGS, unset=True, unset_help="the agent's budget")
     model = p.add_argument_group("model options")
     add_fields(model, ModelOptions, MODEL_FLAGS, unset=True, aliases={"n_qubits": ("--qubits",)})
@@ -118,6 +121,12 @@ def main(argv: list[str] | None = None) -> int:
             agent = spec.cls(config=config, seed=args.seed, device=args.device,
                              **ModelOptions(**given(args, MODEL_FLAGS)).given())
             fit = fit_arguments(args, agent)
+            if args.budget is not None:
+                named = getattr(agent, "budgets", {})
+                if args.budget not in named:
+                    raise ValueError(f"{agent.name} has no budget {args.budget!r}; named budgets: "
+                                     f"{', '.join(named) or 'none'}")
+                fit = {**named[args.budget], **fit}
             if isinstance(agent, NeuralAgent):  # every size's settings and model checked before any work
                 agent.training_settings(config, **fit)
                 agent.initialise(config)

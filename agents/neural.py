@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from agents.base import LearnableAgent
+from agents.base import LearnableAgent, run_folder
 from agents.learning import TrainSettings, beta_db_tensor, load_model, predict, save_model, train
 from agents.learning.settings import check_device
 from agents.models import build_model
@@ -30,6 +30,9 @@ class NeuralAgent(LearnableAgent):
 
     size_generalisable: ClassVar[bool] = False
     """one trained model runs at any (M, K, tau_p) (the harness's ``--trained-at``)"""
+    model_name: ClassVar[str | None] = None
+    """the model (and run folder) this agent uses when it is not its own name: a hybrid such as
+    ``gnn-polish`` runs the ``gnn`` checkpoint, so it never trains a model of its own"""
     default_budget: ClassVar[dict[str, Any]] = {"train_snapshots": 1024, "val_snapshots": 128, "epochs": 10}
     """training budget of :meth:`fit` when not overridden: what ``evaluate.py`` trains a
     missing agent with (``train.py`` has its own, larger defaults)"""
@@ -42,6 +45,15 @@ class NeuralAgent(LearnableAgent):
         self.model_options = model
         self.model: Any = None
         self.meta: dict[str, Any] = {}
+
+    @classmethod
+    def model_key(cls) -> str:
+        """The name of the model this agent trains, saves and loads (``model_name`` or ``name``)."""
+        return cls.model_name or cls.name
+
+    @classmethod
+    def run_dir(cls, runs_dir: str | Path, config: SystemConfig, seed: int, loss: str = "unsupervised") -> Path:
+        return run_folder(runs_dir, cls.model_key(), config.size, f"{loss}-seed{seed}")
 
     @property
     def trained(self) -> bool:
@@ -61,7 +73,7 @@ class NeuralAgent(LearnableAgent):
         """Give the agent a freshly initialised (untrained) model, seeded by the agent's seed."""
         cfg = self._resolve_config(config)
         torch.manual_seed(self.seed)
-        self.model = build_model(self.name, cfg, **self.model_options).to(self.device)
+        self.model = build_model(self.model_key(), cfg, **self.model_options).to(self.device)
         self.config = cfg
         return self
 
@@ -82,7 +94,7 @@ class NeuralAgent(LearnableAgent):
         settings.setdefault("objective", cfg.objective)
         if settings["objective"] != cfg.objective:
             raise ValueError(f"objective {settings['objective']!r} differs from the config's {cfg.objective!r}")
-        return TrainSettings(agent=self.name, size=cfg.size, **settings)
+        return TrainSettings(agent=self.model_key(), size=cfg.size, **settings)
 
     def fit(self, config: SystemConfig | None = None, **settings: Any) -> dict[str, Any]:
         """Train with :func:`agents.learning.train`; keyword arguments override
@@ -102,17 +114,23 @@ class NeuralAgent(LearnableAgent):
     def save(self, directory: str | Path) -> Path:
         if self.model is None or self.config is None:
             raise ValueError(f"{self.name} has no trained model to save")
-        return save_model(Path(directory), self.model, self.name, self.config, self.meta)
+        return save_model(Path(directory), self.model, self.model_key(), self.config, self.meta)
 
     @classmethod
     def load(cls, directory: str | Path, device: str = "cpu", config: SystemConfig | None = None) -> "NeuralAgent":
         """Load a saved model; ``config`` (if given) must match the size it was trained for."""
         model, meta = load_model(Path(directory), device, expected=config)
-        if meta["agent"] != cls.name and cls is not NeuralAgent:
-            raise ValueError(f"{directory} holds a {meta['agent']!r} model, not {cls.name!r}")
-        agent = neural_agent_class(meta["agent"])(config=SystemConfig(**meta["system"]), device=device, **meta["model"])
+        if meta["agent"] != cls.model_key() and cls is not NeuralAgent:
+            raise ValueError(f"{directory} holds a {meta['agent']!r} model, not {cls.model_key()!r}")
+        target = neural_agent_class(meta["agent"]) if cls is NeuralAgent else cls
+        agent = target(config=SystemConfig(**meta["system"]), device=device, **meta["model"])
         agent.model, agent.meta = model, meta
         return agent  # type: ignore[return-value]
+
+
+ORDER_MIXES = (1.0, 0.75, 0.5, 0.25, 0.0, 1.5, 2.0, -0.5)
+"""decoding orders of ``decode_orders``: users in descending ``mix * total + (1 - mix) * strongest``
+gain (normalised dB); the first is the trained order"""
 
 
 class GNNAgent(NeuralAgent):
@@ -123,6 +141,19 @@ class GNNAgent(NeuralAgent):
             keep the best of them and the greedy one by the exact objective (``config.objective``;
             0: greedy only).
             Sampling is seeded by the agent's generator.
+        polish_per_user: then spend up to this many exact sum-rate evaluations per user
+            (``round(polish_per_user * K)`` per snapshot) on single-user moves from the decoded
+            assignment (:func:`agents.polish.polish`; 0: none). A polished agent is a hybrid
+            (learned start + a small search), reported apart from the pure decode.
+        polish_candidates: pilots tried per visited user (the least contaminating ones).
+        decode_orders: also decode greedily in this many other user orders (descending mixes of
+            total and strongest gain, :data:`ORDER_MIXES`; both symmetries kept) and keep the best
+            by exact sum rate: deterministic test-time augmentation (1: the trained order only).
+        polish_master_start: polish master-AP's assignment too (a second start, twice the
+            evaluations) and keep the better end point.
+        decode_temperature: the sampled decodes draw from softmax(logits / temperature); below
+            1 they stay close to the greedy decode (0.1: best of 16 gains +0.5 % at (100,4,40,10),
+            where samples at 1 are worse than the greedy one).
     """
 
     name = "gnn"
@@ -132,23 +163,73 @@ class GNNAgent(NeuralAgent):
                       "labels": "local-search", "samples": 4, "batch_size": 64, "lr": 1e-3}
     """imitation of local-search labels (cheap: teacher forcing, near-optimal labels at ~1 ms
     per snapshot), then REINFORCE on the exact sum rate"""
+    budgets: ClassVar[dict[str, dict[str, Any]]] = {
+        "long": {"train_snapshots": 8192, "epochs": 16, "imitation_epochs": 12}}
+    """named budgets (``train.py --budget long``), each overriding fields of :attr:`default_budget`:
+    ``long`` is the large-size model of docs/learners.md (4x the snapshots, 2x the epochs)"""
+    default_polish_per_user: ClassVar[float] = 0.0
+    default_decode_samples: ClassVar[int] = 0
 
     def __init__(self, config: SystemConfig | None = None, seed: int = 0, device: str = "cpu",
-                 loss: str = "reinforce", decode_samples: int = 0, **model: Any) -> None:
+                 loss: str = "reinforce", decode_samples: int | None = None, polish_per_user: float | None = None,
+                 polish_candidates: int = 1, decode_temperature: float = 1.0, polish_master_start: bool = False,
+                 decode_orders: int = 1, **model: Any) -> None:
         super().__init__(config, seed, device, loss if loss in self.losses else "reinforce", **model)
+        decode_samples = self.default_decode_samples if decode_samples is None else decode_samples
+        polish_per_user = self.default_polish_per_user if polish_per_user is None else polish_per_user
         if decode_samples < 0:
             raise ValueError(f"decode_samples must be >= 0, got {decode_samples}")
+        if not 0 <= polish_per_user <= 1000:
+            raise ValueError(f"polish_per_user must be in [0, 1000], got {polish_per_user}")
+        if polish_candidates < 0:
+            raise ValueError(f"polish_candidates must be >= 0, got {polish_candidates}")
         self.decode_samples = int(decode_samples)
+        self.polish_per_user = float(polish_per_user)
+        self.polish_candidates = int(polish_candidates)
+        if not 0 < decode_temperature <= 100:
+            raise ValueError(f"decode_temperature must be in (0, 100], got {decode_temperature}")
+        self.decode_temperature = float(decode_temperature)
+        self.polish_master_start = bool(polish_master_start)
+        if not 1 <= decode_orders <= len(ORDER_MIXES):
+            raise ValueError(f"decode_orders must be in [1, {len(ORDER_MIXES)}], got {decode_orders}")
+        self.decode_orders = int(decode_orders)
 
     def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
-        greedy = super()._assign(snapshots, config, rng)
-        if self.decode_samples == 0:
-            return greedy
+        pilots = super()._assign(snapshots, config, rng)
+        if self.decode_orders > 1:
+            pilots = self._best_of_orders(pilots, snapshots, config)
+        if self.decode_samples:
+            pilots = self._best_of_samples(pilots, snapshots, config, rng)
+        if self.polish_per_user > 0:
+            from agents.polish import polish
+
+            budget = max(1, round(self.polish_per_user * config.K))
+            starts = pilots[:, None]
+            if self.polish_master_start:
+                from agents.heuristics import master_ap_pilots
+
+                starts = np.stack([pilots, master_ap_pilots(snapshots.beta, config.tau_p)], axis=1)
+            pilots = polish(snapshots.beta, starts, config, candidates=self.polish_candidates,
+                            max_evals=budget)[0]
+        return pilots
+
+    def _best_of_orders(self, greedy: np.ndarray, snapshots: Snapshot, config: SystemConfig) -> np.ndarray:
+        x = beta_db_tensor(snapshots.beta, self.device)
+        others = self.model.greedy_orders(x, config.tau_p, ORDER_MIXES[1:self.decode_orders]).cpu().numpy()
+        stacked = np.concatenate([greedy[:, None], others.transpose(1, 0, 2)], axis=1)  # (B, orders, K)
+        rates = sum_rate(snapshots.beta[:, None], stacked, config)
+        return stacked[np.arange(len(stacked)), rates.argmax(axis=1)]
+
+    def _best_of_samples(self, greedy: np.ndarray, snapshots: Snapshot, config: SystemConfig,
+                         rng: np.random.Generator) -> np.ndarray:
         B, S = greedy.shape[0], self.decode_samples
+        # a CPU generator: the sampler draws its uniforms on the generator's device and moves
+        # them to the model's (agents.models.gnn.sample_categorical), so any device works
         generator = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
         x = beta_db_tensor(snapshots.beta, self.device).repeat_interleave(S, 0)
         with torch.no_grad():
-            sampled = self.model.decode(x, config.tau_p, "sample", generator=generator)[0].cpu().numpy()
+            sampled = self.model.decode(x, config.tau_p, "sample", generator=generator,
+                                        temperature=self.decode_temperature)[0].cpu().numpy()
         candidates = np.concatenate([greedy[:, None], sampled.reshape(B, S, -1)], axis=1)  # (B, 1 + S, K)
         scores = objective_value(snapshots.beta[:, None], candidates, config)
         return candidates[np.arange(B), scores.argmax(axis=1)]
@@ -158,6 +239,28 @@ class HQCNNARAgent(GNNAgent):
     name = "hqcnn-ar"
     # every decision runs the circuit once per open pilot group: a smaller default budget
     default_budget = {**GNNAgent.default_budget, "train_snapshots": 1024, "samples": 2}
+    budgets: ClassVar[dict[str, dict[str, Any]]] = {}  # a long budget was not measured (hours on 2 cores)
+
+
+POLISH_PER_USER = 5.0
+"""the hybrids' default polish budget: exact evaluations per user (docs/learners.md)"""
+
+
+class GNNPolishAgent(GNNAgent):
+    """Hybrid: the ``gnn`` greedy decode, then a small budget of single-user moves
+    (:mod:`agents.polish`). Runs the ``gnn`` checkpoint (trains none of its own)."""
+
+    name = "gnn-polish"
+    model_name = "gnn"
+    default_polish_per_user = POLISH_PER_USER
+
+
+class HQCNNARPolishAgent(HQCNNARAgent):
+    """Hybrid: the ``hqcnn-ar`` greedy decode, then the same polish as ``gnn-polish``."""
+
+    name = "hqcnn-ar-polish"
+    model_name = "hqcnn-ar"
+    default_polish_per_user = POLISH_PER_USER
 
 
 class MLPAgent(NeuralAgent):

@@ -66,6 +66,21 @@ def user_graph(beta_db: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
     return nodes, edges, log_ratio.float()
 
 
+def sample_categorical(probs: torch.Tensor, last_valid: torch.Tensor,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """One draw per row of ``probs`` ``(B, T)`` by inverse CDF, options beyond ``last_valid``
+    ``(B,)`` excluded (their probability is 0; the clamp guards rounding in the cumulative sum).
+
+    The uniforms come from ``generator`` on *its own* device and move to ``probs``' device, so a
+    CPU generator drives a CUDA model (``torch.multinomial`` refuses that: issue #17) and the
+    same seed draws the same uniforms on every device."""
+    device = generator.device if generator is not None else probs.device
+    u = torch.rand(probs.shape[0], 1, generator=generator, device=device, dtype=torch.float64)
+    cdf = torch.cumsum(probs.to(torch.float64), dim=-1)
+    choice = (cdf < u.to(probs.device) * cdf[:, -1:]).sum(-1)
+    return torch.minimum(choice, last_valid)
+
+
 class EncoderLayer(nn.Module):
     """Residual attention over users, with attention logits from the edge features."""
 
@@ -138,13 +153,18 @@ class GNNPolicy(AssignmentModel):
         return h, cosine, log_ratio, nodes[..., 0]
 
     def decode(self, beta_db: torch.Tensor, tau_p: int, mode: str = "greedy",
-               actions: torch.Tensor | None = None, generator: torch.Generator | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               actions: torch.Tensor | None = None, generator: torch.Generator | None = None,
+               temperature: float = 1.0, order_mix: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Assign every user of a ``(B, M, K)`` dB batch.
 
         Args:
             mode: ``"greedy"`` (argmax), ``"sample"`` or ``"teacher"`` (follow ``actions``).
             actions: ``(B, K)`` pilots to follow in teacher mode (any labelling).
+            temperature: sample mode draws from softmax(logits / temperature) (the returned
+                log-probabilities and entropy stay those of the policy itself).
+            order_mix: users are decoded in descending ``order_mix * total gain + (1 - order_mix)
+                * strongest gain`` (dB; 1: the trained order). Other mixes give other decodes of
+                the same model that keep both symmetries (test-time augmentation).
 
         Returns:
             pilots ``(B, K)`` int64 (labels in opening order along the decoding order),
@@ -152,7 +172,10 @@ class GNNPolicy(AssignmentModel):
         """
         if tau_p < 1:
             raise ValueError(f"tau_p must be >= 1, got {tau_p}")
+        if mode in ("greedy", "sample") and not torch.is_grad_enabled() and self.scorer_kind == "mlp":
+            return self._decode_incremental(beta_db, tau_p, mode, generator, temperature, order_mix)[:3]
         h, cosine, log_ratio, total = self.encode(beta_db)
+        total = self._order_key(beta_db, total, order_mix)
         B, K, d = h.shape
         batch = torch.arange(B, device=h.device)
         order = torch.argsort(total, dim=1, descending=True, stable=True)
@@ -193,7 +216,8 @@ class GNNPolicy(AssignmentModel):
             if mode == "greedy":
                 choice = logits.argmax(-1)
             elif mode == "sample":
-                choice = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+                draw = probs if temperature == 1.0 else torch.softmax(logits / temperature, dim=-1)
+                choice = sample_categorical(draw, n_open.clamp(max=tau_p - 1), generator)
             elif mode == "teacher":
                 if actions is None:
                     raise ValueError("teacher mode needs actions")
@@ -210,6 +234,99 @@ class GNNPolicy(AssignmentModel):
             member = member + joined  # out of place: earlier steps' graphs still read the old tensor
             n_open = torch.maximum(n_open, choice + 1)
         return pilots, log_prob, entropy
+
+    @staticmethod
+    def _order_key(beta_db: torch.Tensor, total: torch.Tensor, order_mix: float) -> torch.Tensor:
+        """The decoding-order key: the normalised total gain, mixed with the strongest gain."""
+        if order_mix == 1.0:
+            return total
+        strongest = normalise_db(beta_db.amax(-2))
+        return order_mix * total + (1.0 - order_mix) * strongest.to(total.dtype)
+
+    def _decode_incremental(self, beta_db: torch.Tensor, tau_p: int, mode: str,
+                            generator: torch.Generator | None, temperature: float, order_mix: float = 1.0,
+                            encoded: tuple[torch.Tensor, ...] | None = None
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+        """:meth:`decode` without gradients, for the MLP scorer: the same function, computed with
+        per-group running sums instead of re-reducing every member at every step.
+
+        A user joining group t adds its row of each pairwise quantity to that group's sums
+        (cosines, contamination both ways, the largest cosine, the projected embedding), so a
+        decision costs O(B (K + tau_p width)) instead of O(B tau_p (K + width^2)); the scorer's
+        first layer is split over [user | group | option] so that the user and group parts are
+        projected once per user rather than once per (user, option). Results equal
+        :meth:`decode`'s up to float rounding (tested)."""
+        encoded = self.encode(beta_db) if encoded is None else encoded
+        h, cosine, log_ratio, total = encoded
+        total = self._order_key(beta_db, total, order_mix)
+        B, K, d = h.shape
+        dev = h.device
+        first, act, last = self.scorer[0], self.scorer[1], self.scorer[2]
+        w_user, w_group, w_option = first.weight[:, :d], first.weight[:, d:2 * d], first.weight[:, 2 * d:]
+        user_proj = h @ w_user.T + first.bias  # (B, K, width)
+        member_proj = h @ w_group.T  # (B, K, width)
+        empty_proj = self.empty_group @ w_group.T  # (width,)
+        contam = torch.pow(10.0, log_ratio)  # [k, j]: contamination of j on k (as decode's, clipped)
+        batch = torch.arange(B, device=dev)
+        order = torch.argsort(total, dim=1, descending=True, stable=True)
+        groups = torch.arange(tau_p, device=dev)
+        size = torch.zeros(B, tau_p, device=dev)
+        group_proj = torch.zeros(B, tau_p, member_proj.shape[-1], device=dev)
+        sum_cos = torch.zeros(B, tau_p, K, device=dev)  # [b, t, u]: sum over t's members j of cos(u, j)
+        max_cos = torch.zeros(B, tau_p, K, device=dev)  # largest such cosine (0 for an empty group)
+        sum_into = torch.zeros(B, tau_p, K, device=dev)  # contamination of the members on u
+        sum_from = torch.zeros(B, tau_p, K, device=dev)  # contamination of u on the members
+        n_open = torch.zeros(B, dtype=torch.long, device=dev)
+        pilots = torch.zeros(B, K, dtype=torch.long, device=dev)
+        log_prob = torch.zeros(B, device=dev)
+        entropy = torch.zeros(B, device=dev)
+        for step in range(K):
+            user = order[:, step]
+            is_new = groups[None, :] == n_open[:, None]
+            mean_proj = group_proj / size.clamp(min=1)[..., None]
+            g = torch.where(is_new[..., None], empty_proj.expand(B, tau_p, -1), mean_proj)
+            option = torch.stack([
+                sum_cos[batch, :, user],
+                max_cos[batch, :, user],
+                torch.log10(sum_into[batch, :, user] + 1e-6) / 4.0,
+                torch.log10(sum_from[batch, :, user] + 1e-6) / 4.0,
+                size / K,
+                is_new.float(),
+            ], dim=-1)
+            hidden = act(user_proj[batch, user][:, None] + g + option @ w_option.T)
+            logits = last(hidden).squeeze(-1)
+            valid = groups[None, :] <= n_open[:, None]
+            logits = logits.masked_fill(~valid, float("-inf"))
+            logp = torch.log_softmax(logits, dim=-1)
+            probs = logp.exp()
+            entropy = entropy + -(probs * logp.masked_fill(~valid, 0.0)).sum(-1) / K
+            if mode == "greedy":
+                choice = logits.argmax(-1)
+            else:
+                draw = probs if temperature == 1.0 else torch.softmax(logits / temperature, dim=-1)
+                choice = sample_categorical(draw, n_open.clamp(max=tau_p - 1), generator)
+            log_prob = log_prob + logp[batch, choice]
+            pilots[batch, user] = choice
+            size[batch, choice] += 1.0
+            group_proj[batch, choice] += member_proj[batch, user]
+            sum_cos[batch, choice] += cosine[batch, user]
+            max_cos[batch, choice] = torch.maximum(max_cos[batch, choice], cosine[batch, user])
+            sum_into[batch, choice] += contam[batch, :, user]
+            sum_from[batch, choice] += contam[batch, user]
+            n_open = torch.maximum(n_open, choice + 1)
+        return pilots, log_prob, entropy, encoded
+
+    def greedy_orders(self, beta_db: torch.Tensor, tau_p: int, mixes: tuple[float, ...]) -> torch.Tensor:
+        """Greedy decodes ``(len(mixes), B, K)`` in the user orders of ``mixes`` (see ``order_mix``
+        of :meth:`decode`); the encoder runs once for all of them when the scorer is the MLP."""
+        with torch.no_grad():
+            if self.scorer_kind != "mlp":
+                return torch.stack([self.decode(beta_db, tau_p, "greedy", order_mix=m)[0] for m in mixes])
+            encoded, out = None, []
+            for mix in mixes:
+                pilots, _, _, encoded = self._decode_incremental(beta_db, tau_p, "greedy", None, 1.0, mix, encoded)
+                out.append(pilots)
+            return torch.stack(out)
 
     def greedy(self, beta_db: torch.Tensor, tau_p: int) -> tuple[torch.Tensor, torch.Tensor]:
         pilots, _, entropy = self.decode(beta_db, tau_p, "greedy")
