@@ -217,7 +217,7 @@ class GNNAgent(NeuralAgent):
         x = beta_db_tensor(snapshots.beta, self.device)
         others = self.model.greedy_orders(x, config.tau_p, ORDER_MIXES[1:self.decode_orders]).cpu().numpy()
         stacked = np.concatenate([greedy[:, None], others.transpose(1, 0, 2)], axis=1)  # (B, orders, K)
-        rates = sum_rate(snapshots.beta[:, None], stacked, config)
+        rates = objective_value(snapshots.beta[:, None], stacked, config)
         return stacked[np.arange(len(stacked)), rates.argmax(axis=1)]
 
     def _best_of_samples(self, greedy: np.ndarray, snapshots: Snapshot, config: SystemConfig,

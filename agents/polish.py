@@ -2,12 +2,12 @@
 
 What the learned decoders (``gnn``, ``hqcnn-ar``) lack at large sizes is the last percent a
 search finds by moving single users. This kernel spends a small, fixed number of exact
-sum-rate evaluations on that: users are visited weakest first; each tries the ``candidates``
-pilots whose current holders would contaminate it least (both directions, from the users'
-fading), and takes the best of those moves if it raises the sum rate; passes repeat until one
-improves nothing or ``max_evals`` evaluations are spent. It reuses the rate kernel of
-:mod:`cfenv._kernels` (read-only) and is independent of :mod:`agents.search` (whose local
-search is being made faster separately; the two can merge later).
+evaluations of ``config.objective`` on that: users are visited weakest first; each tries the
+``candidates`` pilots whose current holders would contaminate it least (both directions, from
+the users' fading), and takes the best of those moves if it raises the objective; passes repeat
+until one improves nothing or ``max_evals`` evaluations are spent. It uses the rate kernel of
+:mod:`cfenv._kernels`; unlike :mod:`agents.search`'s local search it has a fixed budget and no
+restarts, which is what keeps it within a learned decoder's milliseconds.
 
 Symmetries: the result depends on the partition of the start and on the users' fading, not on
 pilot labels (candidate pilots are ranked by their holders, ties broken by the scan order of
@@ -28,15 +28,16 @@ from cfenv.config import SystemConfig
 from cfenv.rates import prepare_snapshots
 
 IMPROVEMENT_RTOL = 1e-12
-"""a move is taken when it raises the sum rate by more than this, relatively"""
+"""a move is taken when it raises the objective by more than this, relatively"""
 
 
 @njit(cache=True, fastmath=_kernels.FASTMATH)
-def _polish_one(beta_t, bu, contam, a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, candidates,
+def _polish_one(beta_t, bu, contam, a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, code, candidates,
                 max_evals, swaps, scratch):
-    """Polish assignment ``a`` (K,) in place; returns (sum rate, evaluations, moves)."""
+    """Polish assignment ``a`` (K,) in place for the objective ``code``; returns (objective,
+    evaluations, moves)."""
     K = beta_t.shape[0]
-    val = _kernels.sum_rate_one(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, scratch)
+    val = _kernels.objective_one(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, code, scratch)
     evals = 1
     moves = 0
     rates = np.empty(K)
@@ -61,14 +62,14 @@ def _polish_one(beta_t, bu, contam, a, tau_p, tau_rho_p, rho_d, n_antennas, band
                     score[a[j]] += contam[k, j]
             score[orig] = np.inf
             ranked = np.argsort(score)
-            best, best_t = val * (1.0 + IMPROVEMENT_RTOL), -1
+            best, best_t = val + abs(val) * IMPROVEMENT_RTOL, -1
             for c in range(n_cand):
                 if evals >= max_evals:
                     break
                 t = ranked[c]
                 a[k] = t
-                v = _kernels.sum_rate_one(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth,
-                                          scratch)
+                v = _kernels.objective_one(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth,
+                                           code, scratch)
                 evals += 1
                 if v > best:
                     best, best_t = v, t
@@ -82,8 +83,8 @@ def _polish_one(beta_t, bu, contam, a, tau_p, tau_rho_p, rho_d, n_antennas, band
                         if a[j] != t or evals >= max_evals:
                             continue
                         a[k], a[j] = t, orig
-                        v = _kernels.sum_rate_one(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas,
-                                                  bandwidth, scratch)
+                        v = _kernels.objective_one(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas,
+                                                   bandwidth, code, scratch)
                         evals += 1
                         a[k], a[j] = orig, t
                         if v > best:
@@ -96,7 +97,7 @@ def _polish_one(beta_t, bu, contam, a, tau_p, tau_rho_p, rho_d, n_antennas, band
                 moves += 1
                 improved = True
         # per-user rates of the current assignment for the next pass's order
-        val = _kernels.sum_rate_one(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, scratch)
+        val = _kernels.objective_one(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, code, scratch)
     return val, evals, moves
 
 
@@ -204,7 +205,7 @@ def _polish_screened_one(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas, ban
                 new_b = _group_rates(beta_t, bu, members_b, nb, w, scale, bandwidth, tmp)
                 gain[t] = new_a + new_b - old_a - old_b
             ranked = np.argsort(-gain)
-            best, best_t = val * (1.0 + IMPROVEMENT_RTOL), -1
+            best, best_t = val + abs(val) * IMPROVEMENT_RTOL, -1
             for c in range(n_cand):
                 t = ranked[c]
                 if evals >= max_evals or gain[t] <= 0.0:
@@ -231,7 +232,7 @@ def _polish_screened_one(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas, ban
 
 @njit(cache=True, parallel=True, fastmath=_kernels.FASTMATH)
 def _polish(beta_t, bu, contam, snap_of_start, starts, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth,
-            candidates, max_evals, swaps, screen, out_val, out_evals, out_moves):
+            code, candidates, max_evals, swaps, screen, out_val, out_evals, out_moves):
     n, K = starts.shape
     M = beta_t.shape[2]
     for r in prange(n):
@@ -242,7 +243,7 @@ def _polish(beta_t, bu, contam, snap_of_start, starts, tau_p, tau_rho_p, rho_d, 
                                            bandwidth, candidates, max_evals, scratch)
         else:
             v, e, m = _polish_one(beta_t[s], bu[s], contam[s], starts[r], tau_p, tau_rho_p, rho_d, n_antennas,
-                                  bandwidth, candidates, max_evals, swaps, scratch)
+                                  bandwidth, code, candidates, max_evals, swaps, scratch)
         out_val[r] = v
         out_evals[r] = e
         out_moves[r] = m
@@ -263,7 +264,8 @@ def polish(beta: np.ndarray, starts: np.ndarray, config: SystemConfig, *, candid
            ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Polish ``(B, R, K)`` (or ``(B, K)``) starts on ``(B, M, K)`` fading; returns the best
     polished assignment per snapshot ``(B, K)`` (canonical labels; ties to the first start) and
-    per-start statistics (``val`` [bit/s], ``evals``, ``moves``, shaped ``(B, R)``).
+    per-start statistics (``val``: ``config.objective`` [bit/s; nats for "proportional"], ``evals``,
+    ``moves``, shaped ``(B, R)``). Moves are taken when they raise ``config.objective``.
 
     Args:
         candidates: pilots tried per visited user (the least-contaminating ones; 0: all).
@@ -272,7 +274,7 @@ def polish(beta: np.ndarray, starts: np.ndarray, config: SystemConfig, *, candid
             of its candidate pilots.
         screen: rank every pilot for the visited user by the move's sum-rate change with eta held
             fixed (cheap, two pilots' users), and evaluate the ``candidates`` best exactly
-            (then ``swaps`` is not used).
+            (then ``swaps`` is not used; the sum rate only).
     """
     starts = np.asarray(starts)
     if starts.ndim == 2:
@@ -280,13 +282,16 @@ def polish(beta: np.ndarray, starts: np.ndarray, config: SystemConfig, *, candid
     B, R, K = starts.shape
     if max_evals < 1:
         raise ValueError(f"max_evals must be >= 1, got {max_evals}")
+    if screen and config.objective != "sum":
+        raise ValueError(f"screen ranks moves by the sum rate; the objective is {config.objective!r}")
     beta_t, bu = prepare_snapshots(beta, config)
     flat = np.ascontiguousarray(canonical_pilots(starts.reshape(B * R, K)), dtype=np.int64)
     snap = np.repeat(np.arange(B, dtype=np.int64), R)
     val = np.empty(B * R)
     evals = np.empty(B * R, dtype=np.int64)
     moves = np.empty(B * R, dtype=np.int64)
-    _polish(beta_t, bu, contamination(beta), snap, flat, *_kernels.rate_params(config), int(candidates),
+    _polish(beta_t, bu, contamination(beta), snap, flat, *_kernels.rate_params(config), config.objective_code,
+            int(candidates),
             int(max_evals), bool(swaps), bool(screen), val, evals, moves)
     val = val.reshape(B, R)
     best = flat.reshape(B, R, K)[np.arange(B), val.argmax(axis=1)]

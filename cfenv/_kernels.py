@@ -148,6 +148,16 @@ def sum_rate_one(beta_t, bu, pilots, tau_p, tau_rho_p, rho_d, n_antennas, bandwi
     return total
 
 
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def objective_one(beta_t, bu, pilots, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, code, scratch):
+    """The objective (``code``, :func:`objective_of`) of one assignment; per-user rates are left in
+    ``scratch[9]``. Code 0 is :func:`sum_rate_one`'s value, bit for bit (the same sum)."""
+    rates_one(beta_t, bu, pilots, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, scratch[0],
+              scratch[1], scratch[2], scratch[3], scratch[4], scratch[5], scratch[6], scratch[7],
+              scratch[8], scratch[9])
+    return objective_of(scratch[9], code)
+
+
 @njit(cache=True, fastmath=FASTMATH)
 def _evaluate_range(beta_t, bu, snap_index, pilots, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth,
                     per_user, out, lo, hi):

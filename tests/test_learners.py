@@ -81,6 +81,21 @@ def test_polish_never_lowers_the_sum_rate_and_keeps_its_budget(network, candidat
     assert sum_rate(snaps.beta, bigger, cfg).mean() >= sum_rate(snaps.beta, out, cfg).mean() * (1 - 1e-12)
 
 
+@pytest.mark.parametrize("objective", ["min", "proportional"])
+def test_polish_raises_the_chosen_objective(network, objective):
+    from cfenv.rates import objective_value
+
+    cfg, snaps, start = network
+    cfg = cfg.replace(objective=objective)
+    out, stats = polish(snaps.beta, start, cfg, candidates=0, max_evals=500)
+    before, after = objective_value(snaps.beta, start, cfg), objective_value(snaps.beta, out, cfg)
+    assert np.all(after >= before - 1e-9 * np.abs(before))
+    assert np.any(after > before)
+    np.testing.assert_allclose(stats["val"][:, 0], after, rtol=1e-9)
+    with pytest.raises(ValueError, match="screen ranks moves by the sum rate"):
+        polish(snaps.beta, start, cfg, screen=True)
+
+
 def test_polish_is_invariant_to_pilot_labels_of_the_start(network):
     cfg, snaps, start = network
     relabel = np.array([2, 0, 3, 1])
