@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from agents.base import LearnableAgent, run_folder
+from agents.base import LearnableAgent, run_folder, run_name
 from agents.learning import TrainSettings, beta_db_tensor, load_model, predict, save_model, train
 from agents.learning.settings import check_device
 from agents.models import build_model
@@ -53,7 +53,7 @@ class NeuralAgent(LearnableAgent):
 
     @classmethod
     def run_dir(cls, runs_dir: str | Path, config: SystemConfig, seed: int, loss: str = "unsupervised") -> Path:
-        return run_folder(runs_dir, cls.model_key(), config.size, f"{loss}-seed{seed}")
+        return run_folder(runs_dir, cls.model_key(), config.size, run_name(loss, seed, config.objective))
 
     @property
     def trained(self) -> bool:

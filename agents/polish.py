@@ -122,8 +122,7 @@ def _group_rates(beta_t, bu, members, n, w, scale, bandwidth, out):
             for m in range(M):
                 x += w[m] * beta_t[ki, m] * beta_t[kj, m]
             pc += x * x
-        sinr = scale * y * y / (scale * pc + bu[ki] + 1.0)
-        r = bandwidth * math.log1p(sinr) * _kernels.INV_LN2
+        r = _kernels.rate_of_sinr(scale * y * y / (scale * pc + bu[ki] + 1.0), bandwidth)
         out[i] = r
         total += r
     return total

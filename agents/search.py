@@ -278,12 +278,6 @@ class ExhaustiveAgent(Agent):
 # that is the *screening surrogate*. It is exact but for the (small) change of eta, so it
 # ranks candidates; the best-ranked ones are then scored exactly by the full kernel, and
 # only an exactly verified improvement is ever applied.
-@njit(cache=True, fastmath=_kernels.FASTMATH, inline="always")
-def _neutral(code):
-    """Value of an empty pilot group: 0 for a sum of per-user terms, +inf for a minimum."""
-    return np.inf if code == 1 else 0.0
-
-
 @njit(cache=True, fastmath=_kernels.FASTMATH)
 def _group_value(beta_t, bu, mem, n, w, code, scale, bandwidth, y, pc):
     """Objective contribution (sum of R_k, min R_k, or sum of ln(R_k / 1 Mbit/s)) of the users
@@ -307,20 +301,11 @@ def _group_value(beta_t, bu, mem, n, w, code, scale, bandwidth, y, pc):
             x2 = x * x
             pc[a] += x2
             pc[c] += x2
-    total = _neutral(code)
+    total = _kernels.objective_start(code)
     for a in range(n):
         ka = mem[a]
-        sinr = scale * y[a] * y[a] / (scale * pc[a] + bu[ka] + 1.0)
-        if sinr < _kernels.LOG1P_BELOW:
-            r = bandwidth * math.log1p(sinr) * _kernels.INV_LN2
-        else:
-            r = bandwidth * math.log2(1.0 + sinr)
-        if code == 0:
-            total += r
-        elif code == 1:
-            total = min(total, r)
-        else:
-            total += math.log(max(r, _kernels.RATE_FLOOR) / _kernels.PROPORTIONAL_UNIT)
+        r = _kernels.rate_of_sinr(scale * y[a] * y[a] / (scale * pc[a] + bu[ka] + 1.0), bandwidth)
+        total = _kernels.objective_add(total, r, code)
     return total
 
 
@@ -349,15 +334,9 @@ def _state(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, code, 
     members = scratch[4]
     start = scratch[5]
     for t in range(tau_p):
-        v = _neutral(code)
+        v = _kernels.objective_start(code)
         for i in range(start[t], start[t + 1]):
-            r = rates[members[i]]
-            if code == 0:
-                v += r
-            elif code == 1:
-                v = min(v, r)
-            else:
-                v += math.log(max(r, _kernels.RATE_FLOOR) / _kernels.PROPORTIONAL_UNIT)
+            v = _kernels.objective_add(v, rates[members[i]], code)
         gval[t] = v
     return _kernels.objective_of(rates, code)
 

@@ -27,6 +27,15 @@ FASTMATH = {"reassoc", "contract", "nsz"}
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
+def rate_of_sinr(sinr, bandwidth):
+    """R = B log2(1 + SINR) [bit/s] (docs/model.md eq. (2.7)); below :data:`LOG1P_BELOW` through
+    log1p, which keeps weak users' relative precision (log2 is faster elsewhere)."""
+    if sinr < LOG1P_BELOW:
+        return bandwidth * math.log1p(sinr) * INV_LN2
+    return bandwidth * math.log2(1.0 + sinr)
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
 def rates_one(beta_t, bu, pilots, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth,
               group_sum, group_sq, inv, sqrt_eta, members, start, fill, y_diag, pc, out):
     """Per-user rates of one assignment into ``out`` (K,). beta_t is (K, M)."""
@@ -93,11 +102,7 @@ def rates_one(beta_t, bu, pilots, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth
                 pc[kc] += x2
     scale = rho_d * n_antennas * n_antennas
     for k in range(K):
-        sinr = scale * y_diag[k] * y_diag[k] / (scale * pc[k] + bu[k] + 1.0)
-        if sinr < LOG1P_BELOW:  # keeps weak users' relative precision; log2 is faster elsewhere
-            out[k] = bandwidth * math.log1p(sinr) * INV_LN2
-        else:
-            out[k] = bandwidth * math.log2(1.0 + sinr)
+        out[k] = rate_of_sinr(scale * y_diag[k] * y_diag[k] / (scale * pc[k] + bu[k] + 1.0), bandwidth)
 
 
 PROPORTIONAL_UNIT = 1e6
@@ -107,23 +112,34 @@ RATE_FLOOR = 1e-300
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
+def objective_start(code):
+    """The objective of no users: the start of :func:`objective_add`'s accumulation."""
+    return math.inf if code == 1 else 0.0
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def objective_add(total, rate, code):
+    """Accumulate one user's rate [bit/s] into an objective (code 0 sum, 1 min, 2 sum of
+    ln(R / 1 Mbit/s)); partial objectives over groups of users combine the same way."""
+    if code == 0:
+        return total + rate
+    if code == 1:
+        return min(total, rate)
+    return total + math.log(max(rate, RATE_FLOOR) / PROPORTIONAL_UNIT)
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
 def objective_of(rates, code):
     """Objective of one assignment's per-user rates (K,) [bit/s]: code 0 sum [bit/s], 1 min
     [bit/s], 2 sum of ln(R_k / 1 Mbit/s) [nats] (codes: :data:`cfenv.config.OBJECTIVES`)."""
-    if code == 0:
-        total = 0.0
-        for k in range(rates.shape[0]):
-            total += rates[k]
-        return total
     if code == 1:
-        low = rates[0]
+        total = rates[0]
         for k in range(1, rates.shape[0]):
-            if rates[k] < low:
-                low = rates[k]
-        return low
+            total = objective_add(total, rates[k], code)
+        return total
     total = 0.0
     for k in range(rates.shape[0]):
-        total += math.log(max(rates[k], RATE_FLOOR) / PROPORTIONAL_UNIT)
+        total = objective_add(total, rates[k], code)
     return total
 
 
