@@ -26,7 +26,8 @@ class RandomAgent(Agent):
 
 
 def master_ap_pilots(beta: np.ndarray, tau_p: int) -> np.ndarray:
-    """Master-AP assignment (Zaher et al. 2022) for ``(B, M, K)`` beta -> ``(B, K)`` pilots.
+    """Master-AP assignment for ``(B, M, K)`` beta -> ``(B, K)`` pilots: the scalable pilot
+    assignment of Björnson & Sanguinetti (IEEE TCOM 68(7), 2020) as Zaher et al. (2022) coded it.
 
     Users are taken in index order. User k < tau_p gets pilot k; every later user
     takes the pilot whose current holders have the least summed fading at that
@@ -49,7 +50,8 @@ def master_ap_pilots(beta: np.ndarray, tau_p: int) -> np.ndarray:
 
 
 class MasterAPAgent(Agent):
-    """MPA (Zaher et al. 2022): see :func:`master_ap_pilots`."""
+    """MPA: Björnson & Sanguinetti's scalable rule (TCOM 2020) as Zaher et al. (2022) coded it;
+    see :func:`master_ap_pilots`."""
 
     name = "master-ap"
 
