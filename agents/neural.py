@@ -11,7 +11,7 @@ import torch
 from agents.base import LearnableAgent, run_folder, run_name
 from agents.learning import TrainSettings, beta_db_tensor, load_model, predict, save_model, train
 from agents.learning.settings import check_device
-from agents.models import build_model
+from agents.models import build_model, check_model_size
 from cfenv.channel import Snapshot
 from cfenv.config import SystemConfig
 from cfenv.rates import objective_value
@@ -68,6 +68,14 @@ class NeuralAgent(LearnableAgent):
                 raise ValueError(f"{self.name} was trained for (M, K, tau_p) = {trained_for}, "
                                  f"not {(config.M, config.K, config.tau_p)}")
         return predict(self.model, snapshots.beta, config.tau_p, self.device)[0]
+
+    def unsupported_reason(self, config: SystemConfig) -> str | None:
+        """Why the model cannot be built at this size (too many parameters), else ``None``."""
+        try:
+            check_model_size(self.model_key(), config, **self.model_options)
+        except ValueError as err:
+            return str(err)
+        return None
 
     def initialise(self, config: SystemConfig | None = None) -> "NeuralAgent":
         """Give the agent a freshly initialised (untrained) model, seeded by the agent's seed."""

@@ -268,3 +268,36 @@ def test_ctrl_c_during_rl_training_leaves_the_last_validation_checkpoint(tmp_pat
     rate = float((sum_rate(val.beta, loaded.assign(val), CFG) / 1e6).mean())
     assert rate == pytest.approx(meta["val_history"][-1]["val/sum_rate_mbps"], rel=1e-12)
     assert meta["val_history"][-1]["timesteps"] == meta["timesteps_done"]
+
+
+def test_models_too_large_for_memory_are_refused_before_allocation():
+    """heavy-cnn's flattening head at (100,4,100,20) would be 1.3 billion parameters (about 20 GB
+    while training): refused with the count, by the agent (a reason the harness shows) and by
+    build_model, without allocating it; the paper's sizes stay buildable."""
+    from agents.models import MAX_PARAMETERS, build_model
+    from agents.registry import resolve
+
+    big = SystemConfig.from_size((100, 4, 100, 20))
+    agent = resolve("heavy-cnn").cls(config=big)
+    reason = agent.unsupported_reason(big)
+    assert reason is not None and "1,280,020,816 parameters" in reason and f"{MAX_PARAMETERS:,}" in reason
+    with pytest.raises(ValueError, match="above the cap"):
+        build_model("heavy-cnn", big)
+    with pytest.raises(ValueError, match="cannot run at"):
+        agent.assign(draw_snapshots(big, np.random.default_rng(0)))
+    for size in ((45, 2, 20, 10), (100, 4, 40, 10)):
+        cfg = SystemConfig.from_size(size)
+        assert resolve("light-cnn").cls(config=cfg).unsupported_reason(cfg) is None
+    assert resolve("mlp").cls(config=big).unsupported_reason(big) is None
+
+
+def test_harness_skips_a_model_too_large_with_its_reason_and_trains_nothing(tmp_path):
+    import evaluate
+
+    out = tmp_path / "out"
+    assert evaluate.main(["--agents", "heavy-cnn,master-ap", "--sizes", "100,4,100,20", "--snapshots", "1",
+                          "--checkpoints", str(tmp_path / "runs"), "--out", str(out), "--no-progress"]) == 0
+    records = {r["agent"]: r for r in json.loads((out / "results.json").read_text())}
+    assert records["heavy-cnn"]["status"] == "skipped" and "above the cap" in records["heavy-cnn"]["reason"]
+    assert records["master-ap"]["status"] == "ok"
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.pt"))

@@ -285,6 +285,11 @@ def _checkpoint(spec: AgentSpec, size: Size, settings: EvaluationSettings) -> tu
                                 objective=settings.objective)
 
 
+def _unsupported(spec: AgentSpec, config: SystemConfig, settings: EvaluationSettings) -> str | None:
+    """Why a learning agent cannot run at ``config`` (e.g. a model too large), before any training."""
+    return spec.cls(config=config, seed=settings.seed).unsupported_reason(config)
+
+
 def plan_training(settings: EvaluationSettings) -> dict[tuple[str, Size], Task]:
     """Training tasks for the learning agents that have no checkpoint yet (when training is
     on), keyed by the (agent, size) cells that wait for them; one task per run folder."""
@@ -298,8 +303,8 @@ def plan_training(settings: EvaluationSettings) -> dict[tuple[str, Size], Task]:
             if not spec.learnable:
                 continue
             train_config, run_dir = _checkpoint(spec, size, settings)
-            if spec.has_checkpoint(run_dir):
-                continue
+            if spec.has_checkpoint(run_dir) or _unsupported(spec, train_config, settings) is not None:
+                continue  # nothing to train: a model that cannot be built is reported by its cells
             task = by_run_dir.setdefault(run_dir, Task("train", train_config.size, name))
             waiting[(name, size)] = task
     return waiting
@@ -433,7 +438,8 @@ def _load_learning_agent(spec: AgentSpec, config: SystemConfig, settings: Evalua
     cls = spec.cls
     train_config, run_dir = _checkpoint(spec, config.size, settings)
     if not spec.has_checkpoint(run_dir) and not model_files:
-        return None, f"no checkpoint in {run_dir} (train it with train.py, or run without --no-train)"
+        reason = _unsupported(spec, train_config, settings)
+        return None, reason or f"no checkpoint in {run_dir} (train it with train.py, or run without --no-train)"
     if spec.has_checkpoint(run_dir):
         agent = cls.load(run_dir, device=settings.device, config=config)
     else:

@@ -69,6 +69,9 @@ MAX_GNN_WIDTH = 1024
 """widest GNN embedding (``width``)"""
 MAX_GNN_LAYERS = 8
 """most GNN encoder layers (``layers``)"""
+MAX_PARAMETERS = 100_000_000
+"""largest model (parameters) built: 400 MB of float32 weights, about 1.6 GB while Adam trains it;
+the flattening CNN head grows as M K^2 tau_p (heavy-cnn at (100,4,100,20) would be 1.3 billion)"""
 
 
 def check_int(option: str, value: Any, low: int, high: int) -> int:
@@ -115,7 +118,28 @@ def check_model_options(name: str, options: Mapping[str, Any]) -> None:
                              f"got {where['n_qubits']!r}")
 
 
+def check_model_size(name: str, config: SystemConfig, **options: Any) -> None:
+    """``ValueError`` when model ``name`` at ``config`` would exceed :data:`MAX_PARAMETERS`, found
+    without allocating a weight (the model is built on torch's ``meta`` device)."""
+    if name not in ("mlp", "light-cnn", "heavy-cnn"):  # the models whose size grows with (M, K, tau_p)
+        return
+    import torch
+
+    with torch.device("meta"):
+        count = sum(p.numel() for p in _construct(name, config, **options).parameters())
+    if count > MAX_PARAMETERS:
+        raise ValueError(f"{name} at (M, L, K, tau_p) = {config.size} would have {count:,} parameters, above "
+                         f"the cap of {MAX_PARAMETERS:,} (agents.models.MAX_PARAMETERS)")
+
+
 def build_model(name: str, config: SystemConfig, **options: Any) -> AssignmentModel:
+    """The model registered as ``name`` for ``config`` (see :func:`_construct`), refused by
+    :func:`check_model_size` before any weight is allocated when it would be too large."""
+    check_model_size(name, config, **options)
+    return _construct(name, config, **options)
+
+
+def _construct(name: str, config: SystemConfig, **options: Any) -> AssignmentModel:
     """The model registered as ``name`` for ``config``; options are the model's constructor
     arguments (``hidden`` for ``mlp``; ``n_qubits``, ``share``, ``readout``, ``backend`` for
     the quantum ones; see :data:`MODEL_OPTIONS`). ``mlp`` without ``hidden`` is sized to match
@@ -166,5 +190,5 @@ def model_options(model: AssignmentModel) -> dict[str, Any]:
 
 
 __all__ = ["CNN", "HQCNN", "MAX_CNN_CHANNELS", "MAX_GNN_LAYERS", "MAX_GNN_WIDTH", "MAX_HIDDEN_LAYERS",
-           "MAX_HIDDEN_WIDTH", "MLP", "MODEL_NAMES", "AssignmentModel", "GNNPolicy", "HybridFrontEnd", "PilotModel",
-           "build_model", "check_int", "check_model_options", "check_widths", "model_options"]
+           "MAX_HIDDEN_WIDTH", "MAX_PARAMETERS", "MLP", "MODEL_NAMES", "AssignmentModel", "GNNPolicy", "HybridFrontEnd", "PilotModel",
+           "build_model", "check_int", "check_model_size", "check_model_options", "check_widths", "model_options"]
