@@ -323,6 +323,30 @@ def _weights(gsum, beta_t, k_out, k_in, sqrt_eta, tau_rho_p, w):
         w[m] = sqrt_eta[m] * tau_rho_p / (tau_rho_p * g + 1.0)
 
 
+@njit(cache=True, fastmath=_kernels.FASTMATH, inline="always")
+def _changed_group(members, start, g, gsum, beta_t, k_out, k_in, sqrt_eta, tau_rho_p, mem, w):
+    """Pilot group ``g`` (``members[start[g]:start[g + 1]]``) with user ``k_out`` taken out and
+    ``k_in`` put in (-1: none) into ``mem[:n]`` -- ``k_in`` in ``k_out``'s place, else last -- and
+    its weights into ``w`` (:func:`_weights`); returns n. One rule for moves (out of the old group,
+    into the new) and swaps (one user exchanged for the other in each group)."""
+    n = 0
+    placed = False
+    for i in range(start[g], start[g + 1]):
+        if members[i] == k_out:
+            if k_in >= 0:
+                mem[n] = k_in
+                n += 1
+                placed = True
+        else:
+            mem[n] = members[i]
+            n += 1
+    if k_in >= 0 and not placed:
+        mem[n] = k_in
+        n += 1
+    _weights(gsum[g], beta_t, k_out, k_in, sqrt_eta, tau_rho_p, w)
+    return n
+
+
 @njit(cache=True, fastmath=_kernels.FASTMATH)
 def _state(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, code, scratch, gval):
     """Exact state of assignment ``a``: per-user rates (scratch[9]), group sums (scratch[0]),
@@ -358,22 +382,13 @@ def _refresh(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas, code, bandwidth
         for k in range(K):
             p = a[k]
             if changed[p]:
-                n = 0
-                for i in range(start[p], start[p + 1]):
-                    if members[i] != k:
-                        mem[n] = members[i]
-                        n += 1
-                _weights(gsum[p], beta_t, k, -1, sqrt_eta, tau_rho_p, w)
+                n = _changed_group(members, start, p, gsum, beta_t, k, -1, sqrt_eta, tau_rho_p, mem, w)
                 rem[k] = _group_value(beta_t, bu, mem, n, w, code, scale, bandwidth, y, pc)
             for t in range(tau_p):
                 if t == p or not changed[t]:
                     continue
-                nq = start[t + 1] - start[t]
-                for i in range(nq):
-                    mem[i] = members[start[t] + i]
-                mem[nq] = k
-                _weights(gsum[t], beta_t, -1, k, sqrt_eta, tau_rho_p, w)
-                add[k, t] = _group_value(beta_t, bu, mem, nq + 1, w, code, scale, bandwidth, y, pc)
+                n = _changed_group(members, start, t, gsum, beta_t, -1, k, sqrt_eta, tau_rho_p, mem, w)
+                add[k, t] = _group_value(beta_t, bu, mem, n, w, code, scale, bandwidth, y, pc)
     if use_swaps:
         for k in range(K):
             p = a[k]
@@ -381,17 +396,9 @@ def _refresh(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas, code, bandwidth
                 q = a[j]
                 if q == p or not (changed[p] or changed[q]):
                     continue
-                n = 0
-                for i in range(start[p], start[p + 1]):
-                    mem[n] = j if members[i] == k else members[i]
-                    n += 1
-                _weights(gsum[p], beta_t, k, j, sqrt_eta, tau_rho_p, w)
+                n = _changed_group(members, start, p, gsum, beta_t, k, j, sqrt_eta, tau_rho_p, mem, w)
                 swp[k, j, 0] = _group_value(beta_t, bu, mem, n, w, code, scale, bandwidth, y, pc)
-                n = 0
-                for i in range(start[q], start[q + 1]):
-                    mem[n] = k if members[i] == j else members[i]
-                    n += 1
-                _weights(gsum[q], beta_t, j, k, sqrt_eta, tau_rho_p, w)
+                n = _changed_group(members, start, q, gsum, beta_t, j, k, sqrt_eta, tau_rho_p, mem, w)
                 swp[k, j, 1] = _group_value(beta_t, bu, mem, n, w, code, scale, bandwidth, y, pc)
 
 

@@ -132,12 +132,7 @@ def objective_add(total, rate, code):
 def objective_of(rates, code):
     """Objective of one assignment's per-user rates (K,) [bit/s]: code 0 sum [bit/s], 1 min
     [bit/s], 2 sum of ln(R_k / 1 Mbit/s) [nats] (codes: :data:`cfenv.config.OBJECTIVES`)."""
-    if code == 1:
-        total = rates[0]
-        for k in range(1, rates.shape[0]):
-            total = objective_add(total, rates[k], code)
-        return total
-    total = 0.0
+    total = objective_start(code)
     for k in range(rates.shape[0]):
         total = objective_add(total, rates[k], code)
     return total
