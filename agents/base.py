@@ -83,6 +83,8 @@ class Agent(ABC):
 
     name: ClassVar[str] = "agent"
     """registry name; the one-line descriptions live in :mod:`agents.registry`"""
+    needs_positions: ClassVar[bool] = False
+    """reads AP and user positions, not only the fading: skipped on a snapshots file without them"""
 
     def __init__(self, config: SystemConfig | None = None, seed: int = 0) -> None:
         self.config = config

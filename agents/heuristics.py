@@ -122,6 +122,7 @@ class LocationAgent(Agent):
     """
 
     name = "location"
+    needs_positions = True
 
     def __init__(self, config: SystemConfig | None = None, seed: int = 0, grid: int | None = None) -> None:
         super().__init__(config, seed)

@@ -341,6 +341,7 @@ class KMeansAgent(Agent):
     """
 
     name = "kmeans"
+    needs_positions = True
 
     def __init__(self, config: SystemConfig | None = None, seed: int = 0, lloyd_iterations: int = 20) -> None:
         super().__init__(config, seed)

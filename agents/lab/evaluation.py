@@ -339,7 +339,7 @@ def run_task(payload: Payload) -> dict[str, Any]:
                 "files": model_files_of(run_dir) if settings.executor == "ray" else None}
     config = settings.system_config(task.size)
     result: dict[str, Any] = {"status": "ok", "reason": "", "train_time_s": None, "parameters": None}
-    if not settings.snapshots_positions and needs_positions(spec.cls):
+    if not settings.snapshots_positions and spec.cls.needs_positions:
         result.update(status="skipped", reason=f"needs AP and user positions, which {Path(settings.snapshots_file).name} "
                                                "does not hold (add ap_positions and ue_positions: docs/data.md)")
         return result
@@ -363,15 +363,6 @@ def run_task(payload: Payload) -> dict[str, Any]:
     rates = sum_rate(snaps.beta, pilots, config) / MBPS
     result.update(elapsed_s=elapsed, warm_up_s=warm_up, rates=[float(r) for r in rates], pilots=np.asarray(pilots).tolist())
     return result
-
-
-def needs_positions(cls: type) -> bool:
-    """Whether an agent class reads AP/user positions (``location``, ``kmeans``, or a class that
-    sets ``needs_positions = True``): skipped on a snapshots file without positions."""
-    from agents.heuristics import LocationAgent
-    from agents.literature import KMeansAgent
-
-    return issubclass(cls, (LocationAgent, KMeansAgent)) or bool(getattr(cls, "needs_positions", False))
 
 
 def _inject_failure(task: Task, settings: EvaluationSettings) -> None:
