@@ -153,7 +153,10 @@ class GNNAgent(NeuralAgent):
             (``round(polish_per_user * K)`` per snapshot) on single-user moves from the decoded
             assignment (:func:`agents.polish.polish`; 0: none). A polished agent is a hybrid
             (learned start + a small search), reported apart from the pure decode.
-        polish_candidates: pilots tried per visited user (the least contaminating ones).
+        polish_candidates: exact evaluations per visited user, best-estimated move first
+            (:func:`agents.polish.polish`'s ``candidates``).
+        polish_swaps: once no single move improves, the polish goes on with pair swaps (slower,
+            higher: docs/learners.md).
         decode_orders: also decode greedily in this many other user orders (descending mixes of
             total and strongest gain, :data:`ORDER_MIXES`; both symmetries kept) and keep the best
             by exact sum rate: deterministic test-time augmentation (1: the trained order only).
@@ -181,7 +184,7 @@ class GNNAgent(NeuralAgent):
     def __init__(self, config: SystemConfig | None = None, seed: int = 0, device: str = "cpu",
                  loss: str = "reinforce", decode_samples: int | None = None, polish_per_user: float | None = None,
                  polish_candidates: int = 1, decode_temperature: float = 1.0, polish_master_start: bool = False,
-                 decode_orders: int = 1, **model: Any) -> None:
+                 decode_orders: int = 1, polish_swaps: bool = False, **model: Any) -> None:
         super().__init__(config, seed, device, loss if loss in self.losses else "reinforce", **model)
         decode_samples = self.default_decode_samples if decode_samples is None else decode_samples
         polish_per_user = self.default_polish_per_user if polish_per_user is None else polish_per_user
@@ -198,6 +201,7 @@ class GNNAgent(NeuralAgent):
             raise ValueError(f"decode_temperature must be in (0, 100], got {decode_temperature}")
         self.decode_temperature = float(decode_temperature)
         self.polish_master_start = bool(polish_master_start)
+        self.polish_swaps = bool(polish_swaps)
         if not 1 <= decode_orders <= len(ORDER_MIXES):
             raise ValueError(f"decode_orders must be in [1, {len(ORDER_MIXES)}], got {decode_orders}")
         self.decode_orders = int(decode_orders)
@@ -217,7 +221,7 @@ class GNNAgent(NeuralAgent):
                 from agents.heuristics import master_ap_pilots
 
                 starts = np.stack([pilots, master_ap_pilots(snapshots.beta, config.tau_p)], axis=1)
-            pilots = polish(snapshots.beta, starts, config, candidates=self.polish_candidates,
+            pilots = polish(snapshots.beta, starts, config, candidates=self.polish_candidates, swaps=self.polish_swaps,
                             max_evals=budget)[0]
         return pilots
 
