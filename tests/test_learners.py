@@ -222,3 +222,19 @@ def test_named_long_budget_is_valid_and_unknown_ones_are_refused(tmp_path):
     assert settings.labels == "local-search" and settings.imitation_epochs == 12
     for name in ("mlp", "hqcnn-ar", "ppo"):
         assert train.main(["--agent", name, "--budget", "long", "--out", str(tmp_path)]) == 2
+
+
+def test_encoder_without_gradients_is_the_batched_encoder():
+    from agents.models.gnn import GNNPolicy
+
+    torch.manual_seed(0)
+    model = GNNPolicy(width=16, layers=2)
+    cfg = SystemConfig.from_size((20, 2, 12, 4))
+    x = torch.as_tensor(10 * np.log10(draw_snapshots(cfg, np.random.default_rng(2), (3,)).beta))
+    with_grad = model.encode(x)
+    with torch.no_grad():
+        without = model.encode(x)  # the edge MLP one snapshot at a time
+        one = model.encode(x[1:2])
+    for a, b in zip(with_grad, without):
+        assert torch.equal(a.detach(), b)
+    assert torch.equal(one[0][0], without[0][1])
