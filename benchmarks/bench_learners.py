@@ -51,14 +51,18 @@ def variants(runs: Path, trained_at: tuple[int, ...] | None, seed: int) -> dict[
         return lambda config: agents.make(name, config=config, seed=seed, **options)
 
     class Polished:
-        """A classical start (master-AP) with the same polish as the hybrids: the control."""
+        """A start (master-AP, or a learned agent's decode) with a polish of given options: the
+        control of the hybrids (same polish, classical start) and the polish variants."""
 
-        def __init__(self, config: SystemConfig, per_user: float) -> None:
-            self.start, self.per_user = agents.make("master-ap", config=config), per_user
+        def __init__(self, config: SystemConfig, per_user: float, start: Callable[[Any], Any] | None = None,
+                     **options: Any) -> None:
+            self.start = agents.make("master-ap", config=config) if start is None else start(config)
+            self.per_user, self.options = per_user, options
 
         def assign(self, snaps: Any, config: SystemConfig, rng: Any = None) -> np.ndarray:
-            start = self.start.assign(snaps, config)
-            return polish(snaps.beta, start, config, max_evals=max(1, round(self.per_user * config.K)))[0]
+            start = self.start.assign(snaps, config, rng)
+            return polish(snaps.beta, start, config, max_evals=max(1, round(self.per_user * config.K)),
+                          **self.options)[0]
 
     return {
         "master-ap": zoo("master-ap"),
@@ -66,6 +70,8 @@ def variants(runs: Path, trained_at: tuple[int, ...] | None, seed: int) -> dict[
         "tabu": zoo("tabu"),
         "exhaustive": zoo("exhaustive"),
         "master-ap+polish": lambda config: Polished(config, 5.0),
+        "master-ap+polish-swaps": lambda config: Polished(config, 5.0, swaps=True),
+        "master-ap+ranked-polish": lambda config: Polished(config, 5.0, screen=False),
         "gnn": learned("gnn"),
         "gnn-best-of-16": learned("gnn", decode_samples=16, decode_temperature=0.1),
         "gnn-best-of-16-T1": learned("gnn", decode_samples=16),
@@ -73,6 +79,9 @@ def variants(runs: Path, trained_at: tuple[int, ...] | None, seed: int) -> dict[
         "gnn-tta-8": learned("gnn", decode_orders=8),
         "gnn-tta-8+polish": learned("gnn-polish", decode_orders=8),
         "gnn-polish": learned("gnn-polish"),
+        "gnn-polish-swaps": learned("gnn-polish", polish_swaps=True),
+        "gnn+ranked-polish": lambda config: Polished(config, 5.0, learned("gnn"), screen=False),
+        "gnn+polish-all-pilots": lambda config: Polished(config, 5.0, learned("gnn"), screen_pilots=0),
         "gnn-polish-1K": learned("gnn-polish", polish_per_user=1.0),
         "gnn-polish-3K": learned("gnn-polish", polish_per_user=3.0),
         "gnn+master-ap-polish": learned("gnn-polish", polish_master_start=True),
