@@ -162,6 +162,9 @@ class GNNAgent(NeuralAgent):
         decode_temperature: the sampled decodes draw from softmax(logits / temperature); below
             1 they stay close to the greedy decode (0.1: best of 16 gains +0.5 % at (100,4,40,10),
             where samples at 1 are worse than the greedy one).
+        decode_order: the user order of the greedy and sampled decodes
+            (:data:`agents.models.gnn.DECODE_ORDERS`); ``None``: the order the model was trained
+            in (its ``order`` option).
     """
 
     name = "gnn"
@@ -181,7 +184,7 @@ class GNNAgent(NeuralAgent):
     def __init__(self, config: SystemConfig | None = None, seed: int = 0, device: str = "cpu",
                  loss: str = "reinforce", decode_samples: int | None = None, polish_per_user: float | None = None,
                  polish_candidates: int = 1, decode_temperature: float = 1.0, polish_master_start: bool = False,
-                 decode_orders: int = 1, **model: Any) -> None:
+                 decode_orders: int = 1, decode_order: str | None = None, **model: Any) -> None:
         super().__init__(config, seed, device, loss if loss in self.losses else "reinforce", **model)
         decode_samples = self.default_decode_samples if decode_samples is None else decode_samples
         polish_per_user = self.default_polish_per_user if polish_per_user is None else polish_per_user
@@ -201,9 +204,22 @@ class GNNAgent(NeuralAgent):
         if not 1 <= decode_orders <= len(ORDER_MIXES):
             raise ValueError(f"decode_orders must be in [1, {len(ORDER_MIXES)}], got {decode_orders}")
         self.decode_orders = int(decode_orders)
+        from agents.models.gnn import DECODE_ORDERS
+
+        if decode_order is not None and decode_order not in DECODE_ORDERS:
+            raise ValueError(f"decode_order must be one of {', '.join(DECODE_ORDERS)} or None, got {decode_order!r}")
+        self.decode_order = decode_order
 
     def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
-        pilots = super()._assign(snapshots, config, rng)
+        if self.decode_order is None or self.model is None:
+            pilots = super()._assign(snapshots, config, rng)
+        else:
+            self.model.eval()
+            with torch.no_grad():
+                pilots = np.concatenate([
+                    self.model.decode(beta_db_tensor(snapshots.beta[lo:lo + 1024], self.device), config.tau_p,
+                                      "greedy", order=self.decode_order)[0].cpu().numpy()
+                    for lo in range(0, len(snapshots.beta), 1024)]).astype(np.int64)
         if self.decode_orders > 1:
             pilots = self._best_of_orders(pilots, snapshots, config)
         if self.decode_samples:
@@ -237,7 +253,8 @@ class GNNAgent(NeuralAgent):
         x = beta_db_tensor(snapshots.beta, self.device).repeat_interleave(S, 0)
         with torch.no_grad():
             sampled = self.model.decode(x, config.tau_p, "sample", generator=generator,
-                                        temperature=self.decode_temperature)[0].cpu().numpy()
+                                        temperature=self.decode_temperature,
+                                        order=self.decode_order)[0].cpu().numpy()
         candidates = np.concatenate([greedy[:, None], sampled.reshape(B, S, -1)], axis=1)  # (B, 1 + S, K)
         scores = objective_value(snapshots.beta[:, None], candidates, config)
         return candidates[np.arange(B), scores.argmax(axis=1)]

@@ -46,6 +46,14 @@ LOG_RATIO_CLIP = (-6.0, 2.0)
 NODE_FEATURES = 3
 EDGE_FEATURES = 2
 OPTION_FEATURES = 6
+DECODE_ORDERS = ("gain", "confidence", "margin")
+"""user orders of the decoder: ``gain`` (descending total gain, fixed before decoding: the order
+of every model trained before 0.5), ``confidence`` (at each step the undecided user whose most
+likely option has the largest probability) or ``margin`` (the largest gap between its two most
+likely options)"""
+CONFIDENCE_TIE = 1e-6
+"""confidences within this of the step's largest count as tied; ties go to the larger order key
+(total gain), never to the lower index, so both symmetries hold"""
 
 
 def user_graph(beta_db: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -64,6 +72,26 @@ def user_graph(beta_db: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
     log_ratio = torch.log10(cross / own[:, :, None]).clamp(*LOG_RATIO_CLIP)  # [k, j]: j's power at k's APs
     edges = torch.stack([cosine, log_ratio / 4.0], dim=-1).float()
     return nodes, edges, log_ratio.float()
+
+
+def user_confidence(logp: torch.Tensor, order: str) -> torch.Tensor:
+    """How sure the policy is of each user's decision: ``logp`` ``(B, K, T)`` log-probabilities
+    (invalid options at -inf) -> ``(B, K)``, the largest probability (``confidence``) or the gap
+    between the two largest (``margin``; 1 for a user with one valid option)."""
+    probs = logp.exp()
+    if order == "confidence" or probs.shape[-1] == 1:
+        return probs.amax(-1)
+    top = torch.topk(probs, k=2, dim=-1).values
+    return top[..., 0] - top[..., 1]
+
+
+def pick_confident_user(confidence: torch.Tensor, decided: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` the undecided user (``decided`` ``(B, K)`` bool) of largest ``confidence``
+    ``(B, K)``; among those within :data:`CONFIDENCE_TIE` of it, the one of largest ``key``
+    (a function of the user's own features, so the choice does not depend on user indices)."""
+    confidence = confidence.masked_fill(decided, float("-inf"))
+    near = confidence >= confidence.amax(-1, keepdim=True) - CONFIDENCE_TIE
+    return key.masked_fill(~near | decided, float("-inf")).argmax(-1)
 
 
 def sample_categorical(probs: torch.Tensor, last_valid: torch.Tensor,
@@ -124,16 +152,20 @@ class GNNPolicy(AssignmentModel):
         width: embedding width.
         layers: encoder layers.
         scorer: ``"mlp"`` or ``"quantum"`` (then ``quantum`` holds the QCNN options).
+        order: the user order of the decoder (:data:`DECODE_ORDERS`; ``"gain"``: descending total
+            gain, the order of the models trained before this option existed).
     """
 
     size_generalisable = True
 
     def __init__(self, width: int = 64, layers: int = 2, scorer: str = "mlp",
-                 quantum: dict[str, Any] | None = None) -> None:
+                 quantum: dict[str, Any] | None = None, order: str = "gain") -> None:
         super().__init__()
         if scorer not in ("mlp", "quantum"):
             raise ValueError(f"scorer must be 'mlp' or 'quantum', got {scorer!r}")
-        self.width, self.layers, self.scorer_kind = width, layers, scorer
+        if order not in DECODE_ORDERS:
+            raise ValueError(f"order must be one of {', '.join(DECODE_ORDERS)}, got {order!r}")
+        self.width, self.layers, self.scorer_kind, self.order = width, layers, scorer, order
         self.quantum_options = dict(quantum or {})
         self.embed = nn.Linear(NODE_FEATURES, width)
         self.encoder = nn.ModuleList(EncoderLayer(width) for _ in range(layers))
@@ -154,7 +186,8 @@ class GNNPolicy(AssignmentModel):
 
     def decode(self, beta_db: torch.Tensor, tau_p: int, mode: str = "greedy",
                actions: torch.Tensor | None = None, generator: torch.Generator | None = None,
-               temperature: float = 1.0, order_mix: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               temperature: float = 1.0, order_mix: float = 1.0, order: str | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Assign every user of a ``(B, M, K)`` dB batch.
 
         Args:
@@ -164,7 +197,12 @@ class GNNPolicy(AssignmentModel):
                 log-probabilities and entropy stay those of the policy itself).
             order_mix: users are decoded in descending ``order_mix * total gain + (1 - order_mix)
                 * strongest gain`` (dB; 1: the trained order). Other mixes give other decodes of
-                the same model that keep both symmetries (test-time augmentation).
+                the same model that keep both symmetries (test-time augmentation). Under a
+                confidence order this key only breaks ties.
+            order: the user order (:data:`DECODE_ORDERS`; ``None``: the model's own). Under
+                ``confidence`` / ``margin`` every step scores every undecided user against the
+                open groups and decides the one the policy is surest of; teacher mode then
+                follows the teacher's label for that user.
 
         Returns:
             pilots ``(B, K)`` int64 (labels in opening order along the decoding order),
@@ -172,13 +210,18 @@ class GNNPolicy(AssignmentModel):
         """
         if tau_p < 1:
             raise ValueError(f"tau_p must be >= 1, got {tau_p}")
+        order_kind = self.order if order is None else order
+        if order_kind not in DECODE_ORDERS:
+            raise ValueError(f"order must be one of {', '.join(DECODE_ORDERS)}, got {order_kind!r}")
         if mode in ("greedy", "sample") and not torch.is_grad_enabled() and self.scorer_kind == "mlp":
-            return self._decode_incremental(beta_db, tau_p, mode, generator, temperature, order_mix)[:3]
+            return self._decode_incremental(beta_db, tau_p, mode, generator, temperature, order_mix,
+                                            order=order_kind)[:3]
         h, cosine, log_ratio, total = self.encode(beta_db)
         total = self._order_key(beta_db, total, order_mix)
         B, K, d = h.shape
         batch = torch.arange(B, device=h.device)
         order = torch.argsort(total, dim=1, descending=True, stable=True)
+        decided = torch.zeros(B, K, dtype=torch.bool, device=h.device)
         member = torch.zeros(B, tau_p, K, device=h.device)  # member[b, t, j] = 1 if user j holds group t
         n_open = torch.zeros(B, dtype=torch.long, device=h.device)
         pilots = torch.zeros(B, K, dtype=torch.long, device=h.device)
@@ -188,7 +231,14 @@ class GNNPolicy(AssignmentModel):
                                  dtype=torch.long, device=h.device)
         groups = torch.arange(tau_p, device=h.device)
         for step in range(K):
-            user = order[:, step]
+            if order_kind == "gain":
+                user = order[:, step]
+            else:  # every undecided user scored against the open groups; no gradient through the choice
+                with torch.no_grad():
+                    every = self._every_user_logits(h, cosine, log_ratio, member, n_open, tau_p)
+                    conf = user_confidence(torch.log_softmax(every, dim=-1), order_kind)
+                user = pick_confident_user(conf, decided, total)
+            decided[batch, user] = True
             h_u = h[batch, user]  # (B, d)
             size = member.sum(-1)  # (B, tau_p)
             mean_member = (member @ h) / size.clamp(min=1)[..., None]
@@ -235,6 +285,33 @@ class GNNPolicy(AssignmentModel):
             n_open = torch.maximum(n_open, choice + 1)
         return pilots, log_prob, entropy
 
+    def _every_user_logits(self, h: torch.Tensor, cosine: torch.Tensor, log_ratio: torch.Tensor,
+                           member: torch.Tensor, n_open: torch.Tensor, tau_p: int) -> torch.Tensor:
+        """Logits ``(B, K, tau_p)`` of every user against every group of the partial assignment
+        ``member`` ``(B, tau_p, K)`` (invalid groups at -inf), recomputed from the members: the
+        reference that the confidence orders of :meth:`_decode_incremental` are tested against."""
+        B, K, d = h.shape
+        groups = torch.arange(tau_p, device=h.device)
+        size = member.sum(-1)  # (B, tau_p)
+        mean_member = (member @ h) / size.clamp(min=1)[..., None]
+        is_new = groups[None, :] == n_open[:, None]
+        group_emb = torch.where(is_new[..., None], self.empty_group.expand(B, tau_p, d), mean_member)
+        contam = torch.pow(10.0, log_ratio)  # [k, j]: contamination of j on k
+        outside = (1 - member)[:, :, None, :]  # (B, tau, 1, K)
+        option = torch.stack([
+            member @ cosine,  # [t, u]: sum over members j of cos(j, u)
+            (member[:, :, None, :] * cosine[:, None] - outside).amax(-1).clamp(min=0),
+            torch.log10(member @ contam.transpose(-1, -2) + 1e-6) / 4.0,  # the members' contamination on u
+            torch.log10(member @ contam + 1e-6) / 4.0,  # u's contamination on the members
+            (size / K)[..., None].expand(B, tau_p, K),
+            is_new.float()[..., None].expand(B, tau_p, K),
+        ], dim=-1).transpose(1, 2)  # (B, K, tau, 6)
+        features = torch.cat([h[:, :, None].expand(B, K, tau_p, d), group_emb[:, None].expand(B, K, tau_p, d),
+                              option], dim=-1)
+        logits = self.scorer(features).squeeze(-1)
+        valid = groups[None, :] <= n_open[:, None]
+        return logits.masked_fill(~valid[:, None, :], float("-inf"))
+
     @staticmethod
     def _order_key(beta_db: torch.Tensor, total: torch.Tensor, order_mix: float) -> torch.Tensor:
         """The decoding-order key: the normalised total gain, mixed with the strongest gain."""
@@ -245,7 +322,7 @@ class GNNPolicy(AssignmentModel):
 
     def _decode_incremental(self, beta_db: torch.Tensor, tau_p: int, mode: str,
                             generator: torch.Generator | None, temperature: float, order_mix: float = 1.0,
-                            encoded: tuple[torch.Tensor, ...] | None = None
+                            encoded: tuple[torch.Tensor, ...] | None = None, order: str = "gain"
                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
         """:meth:`decode` without gradients, for the MLP scorer: the same function, computed with
         per-group running sums instead of re-reducing every member at every step.
@@ -255,7 +332,12 @@ class GNNPolicy(AssignmentModel):
         decision costs O(B (K + tau_p width)) instead of O(B tau_p (K + width^2)); the scorer's
         first layer is split over [user | group | option] so that the user and group parts are
         projected once per user rather than once per (user, option). Results equal
-        :meth:`decode`'s up to float rounding (tested)."""
+        :meth:`decode`'s up to float rounding (tested).
+
+        Under a confidence ``order`` the logits of every (user, group) pair are cached: a step
+        changes only the joined group and the next new one, so it recomputes those two columns,
+        O(B K width), then picks the surest undecided user from the cache."""
+        order_kind = order
         encoded = self.encode(beta_db) if encoded is None else encoded
         h, cosine, log_ratio, total = encoded
         total = self._order_key(beta_db, total, order_mix)
@@ -280,8 +362,31 @@ class GNNPolicy(AssignmentModel):
         pilots = torch.zeros(B, K, dtype=torch.long, device=dev)
         log_prob = torch.zeros(B, device=dev)
         entropy = torch.zeros(B, device=dev)
+        confident = order_kind != "gain"
+        if confident:
+            cached = torch.zeros(B, K, tau_p, device=dev)  # logits of every (user, group); valid columns current
+            decided = torch.zeros(B, K, dtype=torch.bool, device=dev)
+
+            def refresh(column: torch.Tensor) -> None:  # (B,) group index per snapshot
+                n = size[batch, column]
+                new = column == n_open
+                g = torch.where(new[:, None], empty_proj.expand(B, -1), group_proj[batch, column] / n.clamp(min=1)[:, None])
+                opt = torch.stack([
+                    sum_cos[batch, column], max_cos[batch, column],
+                    torch.log10(sum_into[batch, column] + 1e-6) / 4.0,
+                    torch.log10(sum_from[batch, column] + 1e-6) / 4.0,
+                    (n / K)[:, None].expand(B, K), new.float()[:, None].expand(B, K)], dim=-1)  # (B, K, 6)
+                cached[batch, :, column] = last(act(user_proj + g[:, None] + opt @ w_option.T)).squeeze(-1)
+
+            refresh(n_open)
         for step in range(K):
-            user = order[:, step]
+            if confident:
+                valid = groups[None, :] <= n_open[:, None]
+                every = torch.log_softmax(cached.masked_fill(~valid[:, None, :], float("-inf")), dim=-1)
+                user = pick_confident_user(user_confidence(every, order_kind), decided, total)
+                decided[batch, user] = True
+            else:
+                user = order[:, step]
             is_new = groups[None, :] == n_open[:, None]
             mean_proj = group_proj / size.clamp(min=1)[..., None]
             g = torch.where(is_new[..., None], empty_proj.expand(B, tau_p, -1), mean_proj)
@@ -314,17 +419,24 @@ class GNNPolicy(AssignmentModel):
             sum_into[batch, choice] += contam[batch, :, user]
             sum_from[batch, choice] += contam[batch, user]
             n_open = torch.maximum(n_open, choice + 1)
+            if confident and step < K - 1:
+                refresh(choice)
+                refresh(n_open.clamp(max=tau_p - 1))
         return pilots, log_prob, entropy, encoded
 
-    def greedy_orders(self, beta_db: torch.Tensor, tau_p: int, mixes: tuple[float, ...]) -> torch.Tensor:
+    def greedy_orders(self, beta_db: torch.Tensor, tau_p: int, mixes: tuple[float, ...],
+                      order: str = "gain") -> torch.Tensor:
         """Greedy decodes ``(len(mixes), B, K)`` in the user orders of ``mixes`` (see ``order_mix``
-        of :meth:`decode`); the encoder runs once for all of them when the scorer is the MLP."""
+        of :meth:`decode`; ``order``: :data:`DECODE_ORDERS`, ``"gain"`` by default, whatever the
+        model's own); the encoder runs once for all of them when the scorer is the MLP."""
         with torch.no_grad():
             if self.scorer_kind != "mlp":
-                return torch.stack([self.decode(beta_db, tau_p, "greedy", order_mix=m)[0] for m in mixes])
+                return torch.stack([self.decode(beta_db, tau_p, "greedy", order_mix=m, order=order)[0]
+                                    for m in mixes])
             encoded, out = None, []
             for mix in mixes:
-                pilots, _, _, encoded = self._decode_incremental(beta_db, tau_p, "greedy", None, 1.0, mix, encoded)
+                pilots, _, _, encoded = self._decode_incremental(beta_db, tau_p, "greedy", None, 1.0, mix, encoded,
+                                                                 order)
                 out.append(pilots)
             return torch.stack(out)
 

@@ -1,0 +1,173 @@
+"""The gnn decoder's user orders (docs/model.md §6.4): confidence-ordered decoding keeps both
+symmetries, its incremental (no-gradient) form is the reference decode, teacher forcing follows
+the same order, and models saved before the option existed load and decode as before."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from agents.learning import beta_db_tensor, load_model
+from agents.models import build_model, model_options
+from agents.models.gnn import DECODE_ORDERS, GNNPolicy, pick_confident_user, user_confidence
+from agents.neural import GNNAgent, NeuralAgent
+from cfenv import SystemConfig, draw_snapshots, sum_rate
+
+OLD = Path(__file__).parent / "data" / "gnn-gain-0.4"
+"""a width-16 gnn saved by cfpilot 0.4 (before the ``order`` option) with its greedy decodes"""
+CONFIDENT = [o for o in DECODE_ORDERS if o != "gain"]
+
+
+def policy(order, width=32, seed=0):
+    torch.manual_seed(seed)
+    return GNNPolicy(width=width, order=order).eval()
+
+
+def db(cfg, n=6, seed=0):
+    return beta_db_tensor(draw_snapshots(cfg, np.random.default_rng(seed), (n,)).beta)
+
+
+@pytest.mark.parametrize("order", DECODE_ORDERS)
+@pytest.mark.parametrize("size", [(10, 2, 9, 3), (30, 2, 20, 10), (5, 1, 3, 1), (4, 1, 1, 1)], ids=str)
+def test_incremental_decode_is_the_reference_decode(size, order):
+    cfg = SystemConfig.from_size(size)
+    model = policy(order)
+    x = db(cfg, n=8)
+    for mode in ("greedy", "sample"):
+        with torch.no_grad():
+            fast = model.decode(x, cfg.tau_p, mode, generator=torch.Generator().manual_seed(1))
+        ref = model.decode(x, cfg.tau_p, mode, generator=torch.Generator().manual_seed(1))  # gradients on
+        torch.testing.assert_close(fast[0], ref[0])
+        torch.testing.assert_close(fast[1], ref[1].detach(), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(fast[2], ref[2].detach(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("order", CONFIDENT)
+def test_confidence_order_is_not_the_gain_order(order):
+    """The option changes the decode (else the tests above would pass vacuously)."""
+    cfg = SystemConfig.from_size((30, 2, 20, 10))
+    x = db(cfg, n=8)
+    with torch.no_grad():
+        gain = policy("gain").decode(x, cfg.tau_p, "greedy")[0]
+        confident = policy(order).decode(x, cfg.tau_p, "greedy")[0]
+        overridden = policy("gain").decode(x, cfg.tau_p, "greedy", order=order)[0]
+    assert not torch.equal(gain, confident)
+    torch.testing.assert_close(overridden, confident)  # same weights: the order is a decode option
+
+
+@pytest.mark.parametrize("order", CONFIDENT)
+@pytest.mark.parametrize("grad", [False, True], ids=["incremental", "reference"])
+def test_permuting_users_permutes_the_partition(order, grad):
+    cfg = SystemConfig.from_size((20, 2, 12, 4))
+    x = db(cfg, n=6, seed=2)
+    perm = torch.randperm(cfg.K, generator=torch.Generator().manual_seed(1))
+    model = policy(order)
+    with torch.set_grad_enabled(grad):
+        a, la, _ = model.decode(x, cfg.tau_p, "greedy")
+        b, lb, _ = model.decode(x[..., perm], cfg.tau_p, "greedy")
+    # the same partition: pilots follow opening order, which does not depend on user indices
+    torch.testing.assert_close(b, a[:, perm])
+    torch.testing.assert_close(lb, la, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("order", CONFIDENT)
+def test_teacher_forcing_ignores_pilot_labels_and_follows_the_teacher(order):
+    cfg = SystemConfig.from_size((10, 2, 9, 3))
+    x = db(cfg, seed=3)
+    actions = torch.randint(0, 3, (6, 9), generator=torch.Generator().manual_seed(2))
+    relabel = torch.tensor([2, 0, 1])
+    model = policy(order)
+    p1, lp1, _ = model.decode(x, 3, "teacher", actions=actions)
+    p2, lp2, _ = model.decode(x, 3, "teacher", actions=relabel[actions])
+    torch.testing.assert_close(lp1, lp2)
+    torch.testing.assert_close(p1, p2)
+    for p, a in zip(p1.numpy(), actions.numpy()):  # the teacher's partition
+        np.testing.assert_array_equal(p[:, None] == p[None, :], a[:, None] == a[None, :])
+    # teacher forcing along the model's own greedy decode scores it with the greedy log-probability
+    with torch.no_grad():
+        greedy, lg, _ = model.decode(x, 3, "greedy")
+    _, lt, _ = model.decode(x, 3, "teacher", actions=greedy)
+    torch.testing.assert_close(lt.detach(), lg, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("order", CONFIDENT)
+def test_teacher_order_differs_from_the_gain_order(order):
+    """Teacher forcing in a confidence order scores the labels along another user order than
+    the gain order does: the log-likelihoods differ (same weights, same labels)."""
+    cfg = SystemConfig.from_size((10, 2, 9, 3))
+    x = db(cfg, seed=4)
+    actions = torch.randint(0, 3, (6, 9), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        lg = policy("gain").decode(x, 3, "teacher", actions=actions)[1]
+        lc = policy(order).decode(x, 3, "teacher", actions=actions)[1]
+    assert (lg - lc).abs().max() > 1e-3
+
+
+def test_pick_confident_user_breaks_ties_by_the_key_not_the_index():
+    confidence = torch.tensor([[0.9, 0.9, 0.5, 0.9]])
+    decided = torch.tensor([[False, False, False, True]])
+    key = torch.tensor([[1.0, 2.0, 9.0, 5.0]])
+    assert pick_confident_user(confidence, decided, key).item() == 1  # 3 is decided, 2 less sure
+    assert pick_confident_user(confidence[:, [1, 0, 2, 3]], decided, key[:, [1, 0, 2, 3]]).item() == 0
+
+
+def test_user_confidence():
+    logp = torch.log(torch.tensor([[[0.5, 0.3, 0.2], [1.0, 0.0, 0.0]]]))
+    torch.testing.assert_close(user_confidence(logp, "confidence"), torch.tensor([[0.5, 1.0]]))
+    torch.testing.assert_close(user_confidence(logp, "margin"), torch.tensor([[0.2, 1.0]]))
+
+
+def test_order_option_is_stored_and_validated(tmp_path):
+    cfg = SystemConfig.from_size((10, 2, 9, 3))
+    assert "order" not in model_options(build_model("gnn", cfg))  # a gain model's config is as before
+    model = build_model("gnn", cfg, width=16, order="confidence")
+    assert model_options(model)["order"] == "confidence"
+    with pytest.raises(ValueError, match="order"):
+        build_model("gnn", cfg, order="random")
+    with pytest.raises(ValueError, match="decode_order"):
+        GNNAgent(config=cfg, decode_order="random")
+
+
+def test_old_checkpoint_loads_and_decodes_as_before(tmp_path):
+    meta = json.loads((OLD / "config.json").read_text())
+    assert "order" not in meta["model"]
+    model, _ = load_model(OLD)
+    assert model.order == "gain"
+    expected = np.load(OLD / "expected.npz")
+    for size in [(10, 2, 9, 3), (20, 2, 12, 5)]:
+        tag = "-".join(map(str, size))
+        x = beta_db_tensor(expected[f"beta_{tag}"])
+        with torch.no_grad():
+            pilots, logp, _ = model.decode(x, size[3], "greedy")
+        np.testing.assert_array_equal(pilots.numpy(), expected[f"pilots_{tag}"])
+        np.testing.assert_allclose(logp.numpy(), expected[f"logp_{tag}"], rtol=1e-5, atol=1e-5)
+    # the agent loads it from its folder and assigns as the model decodes; decode_order overrides
+    shutil.copytree(OLD, tmp_path / "run")
+    agent = NeuralAgent.load(tmp_path / "run")
+    assert type(agent) is GNNAgent and agent.model.order == "gain"
+    cfg = SystemConfig.from_size((10, 2, 9, 3))
+    snaps = draw_snapshots(cfg, np.random.default_rng(5), (6,))
+    np.testing.assert_array_equal(agent.assign(snaps, cfg), expected["pilots_10-2-9-3"])
+    other = GNNAgent.load(tmp_path / "run", config=cfg)
+    other.decode_order = "confidence"
+    with torch.no_grad():
+        want = other.model.decode(beta_db_tensor(snaps.beta), 3, "greedy", order="confidence")[0].numpy()
+    np.testing.assert_array_equal(other.assign(snaps, cfg), want)
+
+
+@pytest.mark.parametrize("order", CONFIDENT)
+def test_confidence_model_trains_and_loads_from_its_run_folder(tmp_path, order):
+    cfg = SystemConfig.from_size((6, 2, 5, 2))
+    agent = GNNAgent(config=cfg, width=16, order=order)
+    summary = agent.fit(cfg, train_snapshots=32, val_snapshots=16, epochs=2, imitation_epochs=1, batch_size=16,
+                        runs_dir=tmp_path / "runs", cache_dir=tmp_path / "cache", progress=False)
+    run_dir = Path(summary["run_dir"])
+    assert json.loads((run_dir / "config.json").read_text())["model"]["order"] == order
+    loaded = NeuralAgent.load(run_dir, config=cfg)
+    assert loaded.model.order == order
+    snaps = draw_snapshots(cfg, np.random.default_rng(7), (8,))
+    np.testing.assert_array_equal(loaded.assign(snaps, cfg), agent.assign(snaps, cfg))
+    assert np.all(sum_rate(snaps.beta, loaded.assign(snaps, cfg), cfg) > 0)
