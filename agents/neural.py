@@ -211,15 +211,14 @@ class GNNAgent(NeuralAgent):
         self.decode_order = decode_order
 
     def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
-        if self.decode_order is None or self.model is None:
-            pilots = super()._assign(snapshots, config, rng)
-        else:
-            self.model.eval()
-            with torch.no_grad():
-                pilots = np.concatenate([
-                    self.model.decode(beta_db_tensor(snapshots.beta[lo:lo + 1024], self.device), config.tau_p,
-                                      "greedy", order=self.decode_order)[0].cpu().numpy()
-                    for lo in range(0, len(snapshots.beta), 1024)]).astype(np.int64)
+        if self.model is None:
+            raise ValueError(f"{self.name} is not trained: call fit() or load() first")
+        self.model.eval()
+        with torch.no_grad():  # the greedy decode, in the model's order unless decode_order says otherwise
+            pilots = np.concatenate([
+                self.model.decode(beta_db_tensor(snapshots.beta[lo:lo + 1024], self.device), config.tau_p,
+                                  "greedy", order=self.decode_order, system=config)[0].cpu().numpy()
+                for lo in range(0, len(snapshots.beta), 1024)]).astype(np.int64)
         if self.decode_orders > 1:
             pilots = self._best_of_orders(pilots, snapshots, config)
         if self.decode_samples:
@@ -239,7 +238,8 @@ class GNNAgent(NeuralAgent):
 
     def _best_of_orders(self, greedy: np.ndarray, snapshots: Snapshot, config: SystemConfig) -> np.ndarray:
         x = beta_db_tensor(snapshots.beta, self.device)
-        others = self.model.greedy_orders(x, config.tau_p, ORDER_MIXES[1:self.decode_orders]).cpu().numpy()
+        others = self.model.greedy_orders(x, config.tau_p, ORDER_MIXES[1:self.decode_orders],
+                                          system=config).cpu().numpy()
         stacked = np.concatenate([greedy[:, None], others.transpose(1, 0, 2)], axis=1)  # (B, orders, K)
         rates = objective_value(snapshots.beta[:, None], stacked, config)
         return stacked[np.arange(len(stacked)), rates.argmax(axis=1)]
@@ -254,7 +254,7 @@ class GNNAgent(NeuralAgent):
         with torch.no_grad():
             sampled = self.model.decode(x, config.tau_p, "sample", generator=generator,
                                         temperature=self.decode_temperature,
-                                        order=self.decode_order)[0].cpu().numpy()
+                                        order=self.decode_order, system=config)[0].cpu().numpy()
         candidates = np.concatenate([greedy[:, None], sampled.reshape(B, S, -1)], axis=1)  # (B, 1 + S, K)
         scores = objective_value(snapshots.beta[:, None], candidates, config)
         return candidates[np.arange(B), scores.argmax(axis=1)]

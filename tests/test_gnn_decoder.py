@@ -12,34 +12,37 @@ import torch
 
 from agents.learning import beta_db_tensor, load_model
 from agents.models import build_model, model_options
-from agents.models.gnn import DECODE_ORDERS, GNNPolicy, pick_confident_user, user_confidence
+from agents.models.gnn import (DECODE_ORDERS, RATE_SCALE, GNNPolicy, RateConstants, pick_confident_user,
+                               rate_option_features, user_confidence)
 from agents.neural import GNNAgent, NeuralAgent
 from cfenv import SystemConfig, draw_snapshots, sum_rate
+from cfenv.rates import user_rates
 
 OLD = Path(__file__).parent / "data" / "gnn-gain-0.4"
 """a width-16 gnn saved by cfpilot 0.4 (before the ``order`` option) with its greedy decodes"""
 CONFIDENT = [o for o in DECODE_ORDERS if o != "gain"]
 
 
-def policy(order, width=32, seed=0):
+def policy(order, width=32, seed=0, rate_features=False):
     torch.manual_seed(seed)
-    return GNNPolicy(width=width, order=order).eval()
+    return GNNPolicy(width=width, order=order, rate_features=rate_features).eval()
 
 
 def db(cfg, n=6, seed=0):
     return beta_db_tensor(draw_snapshots(cfg, np.random.default_rng(seed), (n,)).beta)
 
 
+@pytest.mark.parametrize("rates", [False, True], ids=["plain", "rate-features"])
 @pytest.mark.parametrize("order", DECODE_ORDERS)
 @pytest.mark.parametrize("size", [(10, 2, 9, 3), (30, 2, 20, 10), (5, 1, 3, 1), (4, 1, 1, 1)], ids=str)
-def test_incremental_decode_is_the_reference_decode(size, order):
+def test_incremental_decode_is_the_reference_decode(size, order, rates):
     cfg = SystemConfig.from_size(size)
-    model = policy(order)
+    model = policy(order, rate_features=rates)
     x = db(cfg, n=8)
     for mode in ("greedy", "sample"):
         with torch.no_grad():
-            fast = model.decode(x, cfg.tau_p, mode, generator=torch.Generator().manual_seed(1))
-        ref = model.decode(x, cfg.tau_p, mode, generator=torch.Generator().manual_seed(1))  # gradients on
+            fast = model.decode(x, cfg.tau_p, mode, generator=torch.Generator().manual_seed(1), system=cfg)
+        ref = model.decode(x, cfg.tau_p, mode, generator=torch.Generator().manual_seed(1), system=cfg)  # gradients
         torch.testing.assert_close(fast[0], ref[0])
         torch.testing.assert_close(fast[1], ref[1].detach(), rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(fast[2], ref[2].detach(), rtol=1e-4, atol=1e-4)
@@ -58,38 +61,40 @@ def test_confidence_order_is_not_the_gain_order(order):
     torch.testing.assert_close(overridden, confident)  # same weights: the order is a decode option
 
 
-@pytest.mark.parametrize("order", CONFIDENT)
+@pytest.mark.parametrize("rates", [False, True], ids=["plain", "rate-features"])
+@pytest.mark.parametrize("order", DECODE_ORDERS)
 @pytest.mark.parametrize("grad", [False, True], ids=["incremental", "reference"])
-def test_permuting_users_permutes_the_partition(order, grad):
+def test_permuting_users_permutes_the_partition(order, grad, rates):
     cfg = SystemConfig.from_size((20, 2, 12, 4))
     x = db(cfg, n=6, seed=2)
     perm = torch.randperm(cfg.K, generator=torch.Generator().manual_seed(1))
-    model = policy(order)
+    model = policy(order, rate_features=rates)
     with torch.set_grad_enabled(grad):
-        a, la, _ = model.decode(x, cfg.tau_p, "greedy")
-        b, lb, _ = model.decode(x[..., perm], cfg.tau_p, "greedy")
+        a, la, _ = model.decode(x, cfg.tau_p, "greedy", system=cfg)
+        b, lb, _ = model.decode(x[..., perm], cfg.tau_p, "greedy", system=cfg)
     # the same partition: pilots follow opening order, which does not depend on user indices
     torch.testing.assert_close(b, a[:, perm])
     torch.testing.assert_close(lb, la, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("order", CONFIDENT)
-def test_teacher_forcing_ignores_pilot_labels_and_follows_the_teacher(order):
+@pytest.mark.parametrize("rates", [False, True], ids=["plain", "rate-features"])
+@pytest.mark.parametrize("order", DECODE_ORDERS)
+def test_teacher_forcing_ignores_pilot_labels_and_follows_the_teacher(order, rates):
     cfg = SystemConfig.from_size((10, 2, 9, 3))
     x = db(cfg, seed=3)
     actions = torch.randint(0, 3, (6, 9), generator=torch.Generator().manual_seed(2))
     relabel = torch.tensor([2, 0, 1])
-    model = policy(order)
-    p1, lp1, _ = model.decode(x, 3, "teacher", actions=actions)
-    p2, lp2, _ = model.decode(x, 3, "teacher", actions=relabel[actions])
+    model = policy(order, rate_features=rates)
+    p1, lp1, _ = model.decode(x, 3, "teacher", actions=actions, system=cfg)
+    p2, lp2, _ = model.decode(x, 3, "teacher", actions=relabel[actions], system=cfg)
     torch.testing.assert_close(lp1, lp2)
     torch.testing.assert_close(p1, p2)
     for p, a in zip(p1.numpy(), actions.numpy()):  # the teacher's partition
         np.testing.assert_array_equal(p[:, None] == p[None, :], a[:, None] == a[None, :])
     # teacher forcing along the model's own greedy decode scores it with the greedy log-probability
     with torch.no_grad():
-        greedy, lg, _ = model.decode(x, 3, "greedy")
-    _, lt, _ = model.decode(x, 3, "teacher", actions=greedy)
+        greedy, lg, _ = model.decode(x, 3, "greedy", system=cfg)
+    _, lt, _ = model.decode(x, 3, "teacher", actions=greedy, system=cfg)
     torch.testing.assert_close(lt.detach(), lg, rtol=1e-4, atol=1e-4)
 
 
@@ -118,6 +123,36 @@ def test_user_confidence():
     logp = torch.log(torch.tensor([[[0.5, 0.3, 0.2], [1.0, 0.0, 0.0]]]))
     torch.testing.assert_close(user_confidence(logp, "confidence"), torch.tensor([[0.5, 1.0]]))
     torch.testing.assert_close(user_confidence(logp, "margin"), torch.tensor([[0.2, 1.0]]))
+
+
+def test_own_rate_feature_is_the_closed_form_rate():
+    """With the power control of the full assignment, a user's own-rate feature for its group is
+    its rate (docs/model.md eqs. (2.1)-(2.7), cfenv.rates) in bit/s/Hz."""
+    cfg = SystemConfig.from_size((20, 2, 12, 4))
+    snaps = draw_snapshots(cfg, np.random.default_rng(3), (5,))
+    pilots = np.random.default_rng(4).integers(0, 4, (5, 12))
+    consts = RateConstants(cfg, cfg.tau_p)
+    beta, _, noise = consts.setup(beta_db_tensor(snaps.beta))
+    b = torch.as_tensor(snaps.beta)
+    one_hot = torch.nn.functional.one_hot(torch.as_tensor(pilots), 4).double()
+    coupling = one_hot @ one_hot.transpose(1, 2)
+    gamma = consts.tau_rho * b ** 2 / (consts.tau_rho * (b @ coupling) + 1.0)
+    sqrt_eta = (1.0 / (cfg.L * gamma.sum(-1))).sqrt()
+    for u in (0, 7, 11):
+        member = one_hot.transpose(1, 2).clone()
+        member[:, :, u] = 0  # every other user placed; u joins its own pilot's group
+        f = rate_option_features(beta, sqrt_eta, noise, member, consts)
+        own = f[torch.arange(5), u, torch.as_tensor(pilots[:, u]), 0].double() * RATE_SCALE[0]
+        np.testing.assert_allclose(own.numpy(), user_rates(snaps.beta, pilots, cfg)[:, u] / cfg.bandwidth_hz,
+                                   rtol=1e-5)
+        # joining another group changes the members' rates by at most 0 (contamination only adds)
+        assert (f[..., 1] <= 1e-7).all()
+
+
+def test_rate_features_need_the_system():
+    cfg = SystemConfig.from_size((10, 2, 6, 3))
+    with pytest.raises(ValueError, match="system"), torch.no_grad():
+        policy("gain", rate_features=True).decode(db(cfg), 3)
 
 
 def test_order_option_is_stored_and_validated(tmp_path):
@@ -158,16 +193,18 @@ def test_old_checkpoint_loads_and_decodes_as_before(tmp_path):
     np.testing.assert_array_equal(other.assign(snaps, cfg), want)
 
 
-@pytest.mark.parametrize("order", CONFIDENT)
-def test_confidence_model_trains_and_loads_from_its_run_folder(tmp_path, order):
+@pytest.mark.parametrize("order, rates", [("confidence", False), ("margin", False), ("gain", True),
+                                          ("confidence", True)])
+def test_new_options_train_and_load_from_their_run_folder(tmp_path, order, rates):
     cfg = SystemConfig.from_size((6, 2, 5, 2))
-    agent = GNNAgent(config=cfg, width=16, order=order)
+    agent = GNNAgent(config=cfg, width=16, order=order, rate_features=rates)
     summary = agent.fit(cfg, train_snapshots=32, val_snapshots=16, epochs=2, imitation_epochs=1, batch_size=16,
                         runs_dir=tmp_path / "runs", cache_dir=tmp_path / "cache", progress=False)
     run_dir = Path(summary["run_dir"])
-    assert json.loads((run_dir / "config.json").read_text())["model"]["order"] == order
+    saved = json.loads((run_dir / "config.json").read_text())["model"]
+    assert saved.get("order", "gain") == order and saved.get("rate_features", False) == rates
     loaded = NeuralAgent.load(run_dir, config=cfg)
-    assert loaded.model.order == order
+    assert loaded.model.order == order and loaded.model.rate_features == rates
     snaps = draw_snapshots(cfg, np.random.default_rng(7), (8,))
     np.testing.assert_array_equal(loaded.assign(snaps, cfg), agent.assign(snaps, cfg))
     assert np.all(sum_rate(snaps.beta, loaded.assign(snaps, cfg), cfg) > 0)

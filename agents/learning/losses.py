@@ -61,15 +61,15 @@ def batch_loss(model: AssignmentModel, loss: str, x: torch.Tensor, beta: torch.T
             return supervised_loss(model(x), labels)
         raise ValueError(f"{type(model).__name__} trains with 'supervised' or 'unsupervised', not {loss!r}")
     if loss == "supervised":
-        _, log_prob, _ = model.decode(x, config.tau_p, "teacher", actions=labels)
+        _, log_prob, _ = model.decode(x, config.tau_p, "teacher", actions=labels, system=config)
         return -log_prob.mean() / config.K
     if loss == "reinforce":
         with torch.no_grad():
-            baseline, _, _ = model.decode(x, config.tau_p, "greedy")
+            baseline, _, _ = model.decode(x, config.tau_p, "greedy", system=config)
         greedy = _rewards(beta, beta_np, baseline, config)
         base = greedy.repeat_interleave(samples, 0) if isinstance(greedy, torch.Tensor) else np.repeat(greedy, samples)
         sampled, log_prob, _ = model.decode(x.repeat_interleave(samples, 0), config.tau_p, "sample",
-                                            generator=generator)
+                                            generator=generator, system=config)
         reward = _rewards(beta, beta_np, sampled, config, samples)
         advantage = torch.as_tensor(reinforce_advantage(reward, base, config), dtype=log_prob.dtype,
                                     device=log_prob.device)

@@ -40,7 +40,7 @@ from agents.learning.datasets import Dataset, beta_db_tensor, make_dataset
 from agents.learning.diagnostics import best_constant_assignment, distinct_assignments
 from agents.learning.losses import batch_loss
 from agents.learning.settings import TrainSettings, check_device
-from agents.models import AssignmentModel, PilotModel, build_model
+from agents.models import AssignmentModel, GNNPolicy, PilotModel, build_model
 from agents.models.quantum import Execution, apply_execution
 from agents.storage import atomic_write_bytes
 from cfenv.config import SystemConfig
@@ -55,13 +55,15 @@ run for another objective than the sum rate also logs ``val/objective`` and ``va
 
 
 def predict(model: AssignmentModel, beta: np.ndarray, tau_p: int, device: str | torch.device = "cpu",
-            batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic pilots ``(B, K)`` and per-snapshot mean decision entropy ``(B,)`` of a model."""
+            batch_size: int = 1024, config: SystemConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic pilots ``(B, K)`` and per-snapshot mean decision entropy ``(B,)`` of a model
+    (``config``: the system, which a gnn with rate features needs)."""
     model.eval()
     pilots, entropy = [], []
+    system = {"system": config} if isinstance(model, GNNPolicy) else {}
     with torch.no_grad():
         for lo in range(0, beta.shape[0], batch_size):
-            p, h = model.greedy(beta_db_tensor(beta[lo:lo + batch_size], device), tau_p)
+            p, h = model.greedy(beta_db_tensor(beta[lo:lo + batch_size], device), tau_p, **system)
             pilots.append(p.cpu().numpy())
             entropy.append(h.double().cpu().numpy())
     return np.concatenate(pilots).astype(np.int64), np.concatenate(entropy)
@@ -71,7 +73,7 @@ def validation_metrics(model: AssignmentModel, val: Dataset, config: SystemConfi
                        constant_rate: float, device: str | torch.device) -> dict[str, float]:
     """Hard (argmax) sum rate, its ratio to master-AP and to the best constant assignment,
     distinct assignments (partitions) and mean output entropy [nats]."""
-    pilots, entropy_per_snapshot = predict(model, val.snapshots.beta, config.tau_p, device)
+    pilots, entropy_per_snapshot = predict(model, val.snapshots.beta, config.tau_p, device, config=config)
     rate = float((sum_rate(val.snapshots.beta, pilots, config) / MBPS).mean())
     entropy = float(entropy_per_snapshot.mean())
     metrics = {"val/sum_rate_mbps": rate, "val/ratio_to_master_ap": rate / master_rate,

@@ -51,6 +51,11 @@ DECODE_ORDERS = ("gain", "confidence", "margin")
 of every model trained before 0.5), ``confidence`` (at each step the undecided user whose most
 likely option has the largest probability) or ``margin`` (the largest gap between its two most
 likely options)"""
+RATE_FEATURES = 2
+"""extra option features of ``rate_features=True``: the user's own rate if it joins the group and
+the members' rate change [bit/s/Hz], see :func:`rate_option_features`"""
+RATE_SCALE = (8.0, 2.0)
+"""divisors of the two rate features (own rate, members' change)"""
 CONFIDENCE_TIE = 1e-6
 """confidences within this of the step's largest count as tied; ties go to the larger order key
 (total gain), never to the lower index, so both symmetries hold"""
@@ -72,6 +77,61 @@ def user_graph(beta_db: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
     log_ratio = torch.log10(cross / own[:, :, None]).clamp(*LOG_RATIO_CLIP)  # [k, j]: j's power at k's APs
     edges = torch.stack([cosine, log_ratio / 4.0], dim=-1).float()
     return nodes, edges, log_ratio.float()
+
+
+class RateConstants:
+    """What the closed-form rate (docs/model.md eqs. (2.1)-(2.7)) needs beyond beta: the system's
+    L, tau_p rho_p and rho_d (taken from a :class:`cfenv.config.SystemConfig`)."""
+
+    def __init__(self, system: Any, tau_p: int) -> None:
+        self.L = float(system.L)
+        self.tau_rho = float(tau_p * system.rho_p)
+        self.rho_d = float(system.rho_d)
+        self.scale = self.rho_d * self.L * self.L  # rho_d L^2 of S_k and PC_k
+
+    def setup(self, beta_db: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Linear beta ``(B, K, M)`` (float64, users first), sqrt(eta0) ``(B, M)`` and
+        BU_k + 1 ``(B, K)``. eta0 is the power control with every user on a pilot of its own
+        (eq. (2.2) with gamma at C = I): held fixed through the decode, so that an option's features
+        change only when its group does."""
+        beta = torch.pow(10.0, beta_db.to(torch.float64) / 10.0).transpose(1, 2)  # (B, K, M)
+        gamma_alone = self.tau_rho * beta * beta / (self.tau_rho * beta + 1.0)
+        sqrt_eta = (1.0 / (self.L * gamma_alone.sum(1))).sqrt()
+        return beta, sqrt_eta, self.rho_d * beta.sum(-1) + 1.0
+
+
+def rate_option_features(beta: torch.Tensor, sqrt_eta: torch.Tensor, noise: torch.Tensor, member: torch.Tensor,
+                         consts: RateConstants) -> torch.Tensor:
+    """Reference rate features ``(B, K, tau_p, 2)`` of every user u joining every group t of the
+    partial assignment ``member`` ``(B, tau_p, K)``, recomputed from the members, with the APs'
+    power control held at eta0 (:meth:`RateConstants.setup`):
+
+    * own: log2(1 + SINR_u) of u in t ∪ {u} (eqs. (2.1)-(2.6) over t's members, gamma of u and of
+      the pilot contamination it meets from group sums that include u);
+    * members: sum over t's members j of log2(1 + S_j / (D_j + rho_d L^2 Y_uj^2)) - log2(1 + S_j / D_j),
+      the rate they lose to u's contamination: their S_j and denominators D_j = PC_j + BU_j + 1
+      as in t now, Y_uj = sum_m sqrt(eta_m) c'_m beta[m,u] beta[m,j] with u's c'.
+
+    Both divided by :data:`RATE_SCALE`. O(B tau_p K^2 M): the incremental decoder keeps running
+    group sums and refreshes only the groups that change."""
+    tr, sc = consts.tau_rho, consts.scale
+    member = member.to(beta.dtype)
+    G = member @ beta  # (B, tau, M): group sums of beta
+    c = tr / (tr * G + 1.0)
+    Z = torch.einsum("btm,bim,bjm->btij", sqrt_eta[:, None] * c, beta, beta)  # (B, tau, K, K)
+    diag = torch.diagonal(Z, dim1=-2, dim2=-1)  # (B, tau, K)
+    S_mem = sc * diag ** 2
+    D_mem = sc * ((Z ** 2 * member[:, :, None, :]).sum(-1) - diag ** 2 * member) + noise[:, None]
+    cp = tr / (tr * (G[:, :, None, :] + beta[:, None]) + 1.0)  # (B, tau, K_u, M): u's c' in t
+    X = sqrt_eta[:, None, None] * cp * beta[:, None]
+    sig = (X * beta[:, None]).sum(-1)  # (B, tau, K)
+    Y = X @ beta.transpose(1, 2)[:, None]  # (B, tau, K_u, K_j)
+    inside = member[:, :, None, :]
+    own = torch.log2(1.0 + sc * sig ** 2 / (sc * (Y ** 2 * inside).sum(-1) + noise[:, None]))
+    before = torch.log2(1.0 + S_mem / D_mem)[:, :, None, :]
+    after = torch.log2(1.0 + S_mem[:, :, None, :] / (D_mem[:, :, None, :] + sc * Y ** 2))
+    change = ((after - before) * inside).sum(-1)
+    return torch.stack([own / RATE_SCALE[0], change / RATE_SCALE[1]], dim=-1).transpose(1, 2).float()
 
 
 def user_confidence(logp: torch.Tensor, order: str) -> torch.Tensor:
@@ -154,23 +214,27 @@ class GNNPolicy(AssignmentModel):
         scorer: ``"mlp"`` or ``"quantum"`` (then ``quantum`` holds the QCNN options).
         order: the user order of the decoder (:data:`DECODE_ORDERS`; ``"gain"``: descending total
             gain, the order of the models trained before this option existed).
+        rate_features: two more option features, the user's own rate in the group and the
+            members' rate change (:func:`rate_option_features`); the decode then needs the system
+            (``system=`` a :class:`cfenv.config.SystemConfig`, for L, rho_p, rho_d).
     """
 
     size_generalisable = True
 
     def __init__(self, width: int = 64, layers: int = 2, scorer: str = "mlp",
-                 quantum: dict[str, Any] | None = None, order: str = "gain") -> None:
+                 quantum: dict[str, Any] | None = None, order: str = "gain", rate_features: bool = False) -> None:
         super().__init__()
         if scorer not in ("mlp", "quantum"):
             raise ValueError(f"scorer must be 'mlp' or 'quantum', got {scorer!r}")
         if order not in DECODE_ORDERS:
             raise ValueError(f"order must be one of {', '.join(DECODE_ORDERS)}, got {order!r}")
         self.width, self.layers, self.scorer_kind, self.order = width, layers, scorer, order
+        self.rate_features = bool(rate_features)
         self.quantum_options = dict(quantum or {})
         self.embed = nn.Linear(NODE_FEATURES, width)
         self.encoder = nn.ModuleList(EncoderLayer(width) for _ in range(layers))
         self.empty_group = nn.Parameter(torch.zeros(width))
-        in_features = 2 * width + OPTION_FEATURES
+        in_features = 2 * width + OPTION_FEATURES + (RATE_FEATURES if self.rate_features else 0)
         if scorer == "mlp":
             self.scorer: nn.Module = nn.Sequential(nn.Linear(in_features, width), nn.ReLU(), nn.Linear(width, 1))
         else:
@@ -186,8 +250,8 @@ class GNNPolicy(AssignmentModel):
 
     def decode(self, beta_db: torch.Tensor, tau_p: int, mode: str = "greedy",
                actions: torch.Tensor | None = None, generator: torch.Generator | None = None,
-               temperature: float = 1.0, order_mix: float = 1.0, order: str | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               temperature: float = 1.0, order_mix: float = 1.0, order: str | None = None,
+               system: Any = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Assign every user of a ``(B, M, K)`` dB batch.
 
         Args:
@@ -203,6 +267,8 @@ class GNNPolicy(AssignmentModel):
                 ``confidence`` / ``margin`` every step scores every undecided user against the
                 open groups and decides the one the policy is surest of; teacher mode then
                 follows the teacher's label for that user.
+            system: the :class:`cfenv.config.SystemConfig` (L, powers) of the batch; needed by a
+                model with ``rate_features`` and ignored by the others.
 
         Returns:
             pilots ``(B, K)`` int64 (labels in opening order along the decoding order),
@@ -213,9 +279,11 @@ class GNNPolicy(AssignmentModel):
         order_kind = self.order if order is None else order
         if order_kind not in DECODE_ORDERS:
             raise ValueError(f"order must be one of {', '.join(DECODE_ORDERS)}, got {order_kind!r}")
+        consts = self._rate_constants(system, tau_p)
         if mode in ("greedy", "sample") and not torch.is_grad_enabled() and self.scorer_kind == "mlp":
             return self._decode_incremental(beta_db, tau_p, mode, generator, temperature, order_mix,
-                                            order=order_kind)[:3]
+                                            order=order_kind, consts=consts)[:3]
+        rate_inputs = consts.setup(beta_db) if consts is not None else None
         h, cosine, log_ratio, total = self.encode(beta_db)
         total = self._order_key(beta_db, total, order_mix)
         B, K, d = h.shape
@@ -231,11 +299,12 @@ class GNNPolicy(AssignmentModel):
                                  dtype=torch.long, device=h.device)
         groups = torch.arange(tau_p, device=h.device)
         for step in range(K):
+            rates = None if consts is None else rate_option_features(*rate_inputs, member.detach(), consts)
             if order_kind == "gain":
                 user = order[:, step]
             else:  # every undecided user scored against the open groups; no gradient through the choice
                 with torch.no_grad():
-                    every = self._every_user_logits(h, cosine, log_ratio, member, n_open, tau_p)
+                    every = self._every_user_logits(h, cosine, log_ratio, member, n_open, tau_p, rates)
                     conf = user_confidence(torch.log_softmax(every, dim=-1), order_kind)
                 user = pick_confident_user(conf, decided, total)
             decided[batch, user] = True
@@ -256,6 +325,8 @@ class GNNPolicy(AssignmentModel):
                 size / K,
                 is_new.float(),
             ], dim=-1)
+            if rates is not None:
+                option = torch.cat([option, rates[batch, user]], dim=-1)
             features = torch.cat([h_u[:, None].expand(B, tau_p, d), group_emb, option], dim=-1)
             logits = self.scorer(features).squeeze(-1)
             valid = groups[None, :] <= n_open[:, None]
@@ -286,7 +357,8 @@ class GNNPolicy(AssignmentModel):
         return pilots, log_prob, entropy
 
     def _every_user_logits(self, h: torch.Tensor, cosine: torch.Tensor, log_ratio: torch.Tensor,
-                           member: torch.Tensor, n_open: torch.Tensor, tau_p: int) -> torch.Tensor:
+                           member: torch.Tensor, n_open: torch.Tensor, tau_p: int,
+                           rates: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``(B, K, tau_p)`` of every user against every group of the partial assignment
         ``member`` ``(B, tau_p, K)`` (invalid groups at -inf), recomputed from the members: the
         reference that the confidence orders of :meth:`_decode_incremental` are tested against."""
@@ -306,11 +378,20 @@ class GNNPolicy(AssignmentModel):
             (size / K)[..., None].expand(B, tau_p, K),
             is_new.float()[..., None].expand(B, tau_p, K),
         ], dim=-1).transpose(1, 2)  # (B, K, tau, 6)
+        if rates is not None:
+            option = torch.cat([option, rates], dim=-1)
         features = torch.cat([h[:, :, None].expand(B, K, tau_p, d), group_emb[:, None].expand(B, K, tau_p, d),
                               option], dim=-1)
         logits = self.scorer(features).squeeze(-1)
         valid = groups[None, :] <= n_open[:, None]
         return logits.masked_fill(~valid[:, None, :], float("-inf"))
+
+    def _rate_constants(self, system: Any, tau_p: int) -> RateConstants | None:
+        if not self.rate_features:
+            return None
+        if system is None:
+            raise ValueError("a gnn with rate_features needs the system to decode: decode(..., system=config)")
+        return RateConstants(system, tau_p)
 
     @staticmethod
     def _order_key(beta_db: torch.Tensor, total: torch.Tensor, order_mix: float) -> torch.Tensor:
@@ -322,7 +403,8 @@ class GNNPolicy(AssignmentModel):
 
     def _decode_incremental(self, beta_db: torch.Tensor, tau_p: int, mode: str,
                             generator: torch.Generator | None, temperature: float, order_mix: float = 1.0,
-                            encoded: tuple[torch.Tensor, ...] | None = None, order: str = "gain"
+                            encoded: tuple[torch.Tensor, ...] | None = None, order: str = "gain",
+                            consts: RateConstants | None = None
                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
         """:meth:`decode` without gradients, for the MLP scorer: the same function, computed with
         per-group running sums instead of re-reducing every member at every step.
@@ -336,7 +418,12 @@ class GNNPolicy(AssignmentModel):
 
         Under a confidence ``order`` the logits of every (user, group) pair are cached: a step
         changes only the joined group and the next new one, so it recomputes those two columns,
-        O(B K width), then picks the surest undecided user from the cache."""
+        O(B K width), then picks the surest undecided user from the cache.
+
+        With ``rate_features`` (``consts``) it keeps the group sums of beta and every decided
+        user's S_j and D_j (refreshed for the joined group's members, O(B n_t^2 M)); a user's
+        features against every group then cost O(B K M) (gain order), a group's against every
+        user O(B K n_t M) (confidence orders)."""
         order_kind = order
         encoded = self.encode(beta_db) if encoded is None else encoded
         h, cosine, log_ratio, total = encoded
@@ -363,9 +450,59 @@ class GNNPolicy(AssignmentModel):
         log_prob = torch.zeros(B, device=dev)
         entropy = torch.zeros(B, device=dev)
         confident = order_kind != "gain"
+        decided = torch.zeros(B, K, dtype=torch.bool, device=dev)
+        if consts is not None:
+            tr, sc = consts.tau_rho, consts.scale
+            beta, sqrt_eta, noise = consts.setup(beta_db)  # (B, K, M), (B, M), (B, K)
+            M = beta.shape[-1]
+            in_group = torch.zeros(B, tau_p, K, dtype=torch.bool, device=dev)
+            G = torch.zeros(B, tau_p, M, dtype=beta.dtype, device=dev)
+            S_mem = torch.zeros(B, K, dtype=beta.dtype, device=dev)
+            D_mem = noise.clone()
+
+            def members_of(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                """indices (B, n) of the True entries of (B, K) ``mask`` (padded), their mask and beta"""
+                n = int(mask.sum(-1).max())
+                idx = torch.argsort(mask.to(torch.int8), dim=1, descending=True, stable=True)[:, :n]
+                return idx, mask.gather(1, idx), beta.gather(1, idx[..., None].expand(-1, -1, M))
+
+            def rate_column(column: torch.Tensor) -> torch.Tensor:  # (B, K, 2): every user joining `column`
+                X = sqrt_eta[:, None] * (tr / (tr * (G[batch, column][:, None] + beta) + 1.0)) * beta
+                sig = (X * beta).sum(-1)
+                idx, ok, bm = members_of(in_group[batch, column])
+                Y2 = (X @ bm.transpose(1, 2)) ** 2  # (B, K, n)
+                okf = ok.to(beta.dtype)[:, None]
+                own = torch.log2(1.0 + sc * sig ** 2 / (sc * (Y2 * okf).sum(-1) + noise))
+                Sj, Dj = S_mem.gather(1, idx)[:, None], D_mem.gather(1, idx)[:, None]
+                change = ((torch.log2(1.0 + Sj / (Dj + sc * Y2)) - torch.log2(1.0 + Sj / Dj)) * okf).sum(-1)
+                return torch.stack([own / RATE_SCALE[0], change / RATE_SCALE[1]], dim=-1).float()
+
+            def rate_user(user: torch.Tensor) -> torch.Tensor:  # (B, tau, 2): `user` joining every group
+                b_u = beta[batch, user]  # (B, M)
+                cp = tr / (tr * (G + b_u[:, None]) + 1.0)  # (B, tau, M)
+                sig = (sqrt_eta[:, None] * cp * b_u[:, None] ** 2).sum(-1)
+                cp_j = cp.gather(1, pilots[..., None].expand(-1, -1, M))  # (B, K, M): c' of each user's group
+                Y2 = ((sqrt_eta[:, None] * cp_j * b_u[:, None] * beta).sum(-1) ** 2) * decided  # (B, K)
+                held = in_group.to(beta.dtype)
+                pc = (held * Y2[:, None]).sum(-1)
+                own = torch.log2(1.0 + sc * sig ** 2 / (sc * pc + noise[batch, user][:, None]))
+                loss = torch.log2(1.0 + S_mem / (D_mem + sc * Y2)) - torch.log2(1.0 + S_mem / D_mem)
+                change = (held * loss[:, None]).sum(-1)
+                return torch.stack([own / RATE_SCALE[0], change / RATE_SCALE[1]], dim=-1).float()
+
+            def join_rates(user: torch.Tensor, choice: torch.Tensor) -> None:  # the joined group's S_j, D_j
+                in_group[batch, choice, user] = True
+                G[batch, choice] += beta[batch, user]
+                idx, ok, bm = members_of(in_group[batch, choice])
+                w = sqrt_eta * tr / (tr * G[batch, choice] + 1.0)
+                Z = (bm * w[:, None]) @ bm.transpose(1, 2)  # (B, n, n)
+                diag = torch.diagonal(Z, dim1=-2, dim2=-1)
+                S = sc * diag ** 2
+                D = sc * ((Z ** 2 * ok.to(beta.dtype)[:, None]).sum(-1) - diag ** 2) + noise.gather(1, idx)
+                S_mem.scatter_(1, idx, torch.where(ok, S, S_mem.gather(1, idx)))
+                D_mem.scatter_(1, idx, torch.where(ok, D, D_mem.gather(1, idx)))
         if confident:
             cached = torch.zeros(B, K, tau_p, device=dev)  # logits of every (user, group); valid columns current
-            decided = torch.zeros(B, K, dtype=torch.bool, device=dev)
 
             def refresh(column: torch.Tensor) -> None:  # (B,) group index per snapshot
                 n = size[batch, column]
@@ -376,6 +513,8 @@ class GNNPolicy(AssignmentModel):
                     torch.log10(sum_into[batch, column] + 1e-6) / 4.0,
                     torch.log10(sum_from[batch, column] + 1e-6) / 4.0,
                     (n / K)[:, None].expand(B, K), new.float()[:, None].expand(B, K)], dim=-1)  # (B, K, 6)
+                if consts is not None:
+                    opt = torch.cat([opt, rate_column(column)], dim=-1)
                 cached[batch, :, column] = last(act(user_proj + g[:, None] + opt @ w_option.T)).squeeze(-1)
 
             refresh(n_open)
@@ -384,24 +523,26 @@ class GNNPolicy(AssignmentModel):
                 valid = groups[None, :] <= n_open[:, None]
                 every = torch.log_softmax(cached.masked_fill(~valid[:, None, :], float("-inf")), dim=-1)
                 user = pick_confident_user(user_confidence(every, order_kind), decided, total)
-                decided[batch, user] = True
+                logits = cached[batch, user].masked_fill(~valid, float("-inf"))
             else:
                 user = order[:, step]
-            is_new = groups[None, :] == n_open[:, None]
-            mean_proj = group_proj / size.clamp(min=1)[..., None]
-            g = torch.where(is_new[..., None], empty_proj.expand(B, tau_p, -1), mean_proj)
-            option = torch.stack([
-                sum_cos[batch, :, user],
-                max_cos[batch, :, user],
-                torch.log10(sum_into[batch, :, user] + 1e-6) / 4.0,
-                torch.log10(sum_from[batch, :, user] + 1e-6) / 4.0,
-                size / K,
-                is_new.float(),
-            ], dim=-1)
-            hidden = act(user_proj[batch, user][:, None] + g + option @ w_option.T)
-            logits = last(hidden).squeeze(-1)
-            valid = groups[None, :] <= n_open[:, None]
-            logits = logits.masked_fill(~valid, float("-inf"))
+                is_new = groups[None, :] == n_open[:, None]
+                mean_proj = group_proj / size.clamp(min=1)[..., None]
+                g = torch.where(is_new[..., None], empty_proj.expand(B, tau_p, -1), mean_proj)
+                option = torch.stack([
+                    sum_cos[batch, :, user],
+                    max_cos[batch, :, user],
+                    torch.log10(sum_into[batch, :, user] + 1e-6) / 4.0,
+                    torch.log10(sum_from[batch, :, user] + 1e-6) / 4.0,
+                    size / K,
+                    is_new.float(),
+                ], dim=-1)
+                if consts is not None:
+                    option = torch.cat([option, rate_user(user)], dim=-1)
+                hidden = act(user_proj[batch, user][:, None] + g + option @ w_option.T)
+                logits = last(hidden).squeeze(-1)
+                valid = groups[None, :] <= n_open[:, None]
+                logits = logits.masked_fill(~valid, float("-inf"))
             logp = torch.log_softmax(logits, dim=-1)
             probs = logp.exp()
             entropy = entropy + -(probs * logp.masked_fill(~valid, 0.0)).sum(-1) / K
@@ -412,6 +553,9 @@ class GNNPolicy(AssignmentModel):
                 choice = sample_categorical(draw, n_open.clamp(max=tau_p - 1), generator)
             log_prob = log_prob + logp[batch, choice]
             pilots[batch, user] = choice
+            decided[batch, user] = True
+            if consts is not None:
+                join_rates(user, choice)
             size[batch, choice] += 1.0
             group_proj[batch, choice] += member_proj[batch, user]
             sum_cos[batch, choice] += cosine[batch, user]
@@ -425,21 +569,22 @@ class GNNPolicy(AssignmentModel):
         return pilots, log_prob, entropy, encoded
 
     def greedy_orders(self, beta_db: torch.Tensor, tau_p: int, mixes: tuple[float, ...],
-                      order: str = "gain") -> torch.Tensor:
+                      order: str = "gain", system: Any = None) -> torch.Tensor:
         """Greedy decodes ``(len(mixes), B, K)`` in the user orders of ``mixes`` (see ``order_mix``
         of :meth:`decode`; ``order``: :data:`DECODE_ORDERS`, ``"gain"`` by default, whatever the
         model's own); the encoder runs once for all of them when the scorer is the MLP."""
         with torch.no_grad():
             if self.scorer_kind != "mlp":
-                return torch.stack([self.decode(beta_db, tau_p, "greedy", order_mix=m, order=order)[0]
+                return torch.stack([self.decode(beta_db, tau_p, "greedy", order_mix=m, order=order, system=system)[0]
                                     for m in mixes])
+            consts = self._rate_constants(system, tau_p)
             encoded, out = None, []
             for mix in mixes:
                 pilots, _, _, encoded = self._decode_incremental(beta_db, tau_p, "greedy", None, 1.0, mix, encoded,
-                                                                 order)
+                                                                 order, consts)
                 out.append(pilots)
             return torch.stack(out)
 
-    def greedy(self, beta_db: torch.Tensor, tau_p: int) -> tuple[torch.Tensor, torch.Tensor]:
-        pilots, _, entropy = self.decode(beta_db, tau_p, "greedy")
+    def greedy(self, beta_db: torch.Tensor, tau_p: int, system: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+        pilots, _, entropy = self.decode(beta_db, tau_p, "greedy", system=system)
         return pilots, entropy
