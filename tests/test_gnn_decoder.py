@@ -208,3 +208,19 @@ def test_new_options_train_and_load_from_their_run_folder(tmp_path, order, rates
     snaps = draw_snapshots(cfg, np.random.default_rng(7), (8,))
     np.testing.assert_array_equal(loaded.assign(snaps, cfg), agent.assign(snaps, cfg))
     assert np.all(sum_rate(snaps.beta, loaded.assign(snaps, cfg), cfg) > 0)
+
+
+def test_cosine_learning_rate_schedule(tmp_path):
+    from agents.learning import TrainSettings, train
+
+    settings = TrainSettings(agent="gnn", size=(6, 2, 4, 2), loss="supervised", labels="master-ap", epochs=4,
+                             train_snapshots=16, val_snapshots=8, batch_size=8, lr=0.01, lr_schedule="cosine",
+                             model={"width": 8}, runs_dir=tmp_path / "runs", cache_dir=tmp_path / "cache",
+                             progress=False)
+    history = train(settings)["final"]
+    lrs = [e["train/lr"] for e in json.loads((Path(settings.run_dir) / "history.json").read_text())]
+    np.testing.assert_allclose(lrs, [0.01, 0.01 * (1 + np.cos(np.pi / 4)) / 2, 0.005,
+                                     0.01 * (1 + np.cos(3 * np.pi / 4)) / 2])
+    assert history["train/lr"] == lrs[-1]
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainSettings(agent="gnn", lr_schedule="linear")

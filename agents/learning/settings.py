@@ -35,6 +35,7 @@ def check_device(device: str) -> str:
 
 LOSSES = ("supervised", "unsupervised", "reinforce")
 LABEL_SOURCES = ("master-ap", "exhaustive", "local-search")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -64,6 +65,9 @@ class TrainSettings:
     """snapshots per optimiser step"""
     lr: float = 5e-3
     """Adam learning rate"""
+    lr_schedule: str = "constant"
+    """learning rate over the epochs: constant, or cosine (epoch e of E trains at
+    lr (1 + cos(pi e / E)) / 2)"""
     samples: int = 8
     """REINFORCE: assignments sampled per snapshot (each against the greedy-rollout baseline)"""
     imitation_epochs: int = 0
@@ -98,6 +102,8 @@ class TrainSettings:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.labels not in LABEL_SOURCES:
             raise ValueError(f"labels must be one of {LABEL_SOURCES}, got {self.labels!r}")
         for name in ("train_snapshots", "val_snapshots", "epochs", "batch_size", "samples"):

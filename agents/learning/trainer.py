@@ -27,6 +27,7 @@ weights as an uninterrupted run (per-epoch shuffles are seeded by (seed, epoch))
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Any, Callable
 
@@ -90,7 +91,7 @@ RUN_ONLY_SETTINGS = ("resume", "progress", "runs_dir", "cache_dir", "device")
 """settings that do not change what a run computes (a checkpoint moves between devices)"""
 
 
-SETTINGS_BEFORE_FIELDS = {"objective": "sum"}
+SETTINGS_BEFORE_FIELDS = {"objective": "sum", "lr_schedule": "constant"}
 """settings that runs recorded before the field existed had, in effect (they trained for the sum rate)"""
 
 
@@ -196,6 +197,9 @@ def train(settings: TrainSettings,
     try:
         for epoch in epochs:
             model.train()
+            if settings.lr_schedule == "cosine":  # a function of the epoch alone: resuming changes nothing
+                for group in optimiser.param_groups:
+                    group["lr"] = settings.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / settings.epochs))
             epoch_loss = "supervised" if epoch < settings.imitation_epochs else settings.loss
             if epoch == settings.imitation_epochs and epoch > 0:
                 initial_loss = None  # the main loss starts: relative losses refer to its first batch
