@@ -36,6 +36,7 @@ def check_device(device: str) -> str:
 LOSSES = ("supervised", "unsupervised", "reinforce")
 LABEL_SOURCES = ("master-ap", "exhaustive", "local-search")
 LR_SCHEDULES = ("constant", "cosine")
+BASELINES = ("greedy", "mean")
 
 
 @dataclass
@@ -70,6 +71,10 @@ class TrainSettings:
     lr (1 + cos(pi e / E)) / 2)"""
     samples: int = 8
     """REINFORCE: assignments sampled per snapshot (each against the greedy-rollout baseline)"""
+    baseline: str = "greedy"
+    """REINFORCE baseline: greedy (the greedy decode of the same snapshot, Kool et al.) or mean
+    (the mean reward of the snapshot's ``samples`` sampled assignments: a shared baseline, as in
+    POMO; no greedy decode)"""
     imitation_epochs: int = 0
     """the first epochs (of ``epochs``) imitate the ``labels`` teacher (supervised loss) before
     the main ``loss`` takes over: a warm start for REINFORCE"""
@@ -102,6 +107,10 @@ class TrainSettings:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.baseline not in BASELINES:
+            raise ValueError(f"baseline must be one of {BASELINES}, got {self.baseline!r}")
+        if self.baseline == "mean" and self.samples < 2:
+            raise ValueError("a mean baseline needs samples >= 2")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.labels not in LABEL_SOURCES:

@@ -91,7 +91,7 @@ RUN_ONLY_SETTINGS = ("resume", "progress", "runs_dir", "cache_dir", "device")
 """settings that do not change what a run computes (a checkpoint moves between devices)"""
 
 
-SETTINGS_BEFORE_FIELDS = {"objective": "sum", "lr_schedule": "constant"}
+SETTINGS_BEFORE_FIELDS = {"objective": "sum", "lr_schedule": "constant", "baseline": "greedy"}
 """settings that runs recorded before the field existed had, in effect (they trained for the sum rate)"""
 
 
@@ -210,7 +210,7 @@ def train(settings: TrainSettings,
                 idx = order[lo:lo + settings.batch_size]
                 loss = batch_loss(model, epoch_loss, x_all[idx.to(device)], beta_all[idx.to(device)],
                                   beta_np[idx.numpy()], None if y_all is None else y_all[idx.to(device)],
-                                  config, epoch_rng, settings.samples)
+                                  config, epoch_rng, settings.samples, settings.baseline)
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
