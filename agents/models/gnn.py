@@ -134,14 +134,14 @@ def rate_option_features(beta: torch.Tensor, sqrt_eta: torch.Tensor, noise: torc
     return torch.stack([own / RATE_SCALE[0], change / RATE_SCALE[1]], dim=-1).transpose(1, 2).float()
 
 
-def user_confidence(logp: torch.Tensor, order: str) -> torch.Tensor:
-    """How sure the policy is of each user's decision: ``logp`` ``(B, K, T)`` log-probabilities
-    (invalid options at -inf) -> ``(B, K)``, the largest probability (``confidence``) or the gap
-    between the two largest (``margin``; 1 for a user with one valid option)."""
-    probs = logp.exp()
-    if order == "confidence" or probs.shape[-1] == 1:
-        return probs.amax(-1)
-    top = torch.topk(probs, k=2, dim=-1).values
+def user_confidence(logits: torch.Tensor, order: str) -> torch.Tensor:
+    """How sure the policy is of each user's decision: ``logits`` ``(B, K, T)`` (invalid options
+    at -inf; log-probabilities will do) -> ``(B, K)``, the largest probability (``confidence``) or
+    the gap between the two largest (``margin``; 1 for a user with one valid option)."""
+    lse = torch.logsumexp(logits, dim=-1, keepdim=True)
+    if order == "confidence" or logits.shape[-1] == 1:
+        return (logits.amax(-1, keepdim=True) - lse).exp().squeeze(-1)
+    top = (torch.topk(logits, k=2, dim=-1).values - lse).exp()
     return top[..., 0] - top[..., 1]
 
 
@@ -305,7 +305,7 @@ class GNNPolicy(AssignmentModel):
             else:  # every undecided user scored against the open groups; no gradient through the choice
                 with torch.no_grad():
                     every = self._every_user_logits(h, cosine, log_ratio, member, n_open, tau_p, rates)
-                    conf = user_confidence(torch.log_softmax(every, dim=-1), order_kind)
+                    conf = user_confidence(every, order_kind)
                 user = pick_confident_user(conf, decided, total)
             decided[batch, user] = True
             h_u = h[batch, user]  # (B, d)
@@ -460,20 +460,22 @@ class GNNPolicy(AssignmentModel):
             S_mem = torch.zeros(B, K, dtype=beta.dtype, device=dev)
             D_mem = noise.clone()
 
-            def members_of(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-                """indices (B, n) of the True entries of (B, K) ``mask`` (padded), their mask and beta"""
-                n = int(mask.sum(-1).max())
+            def members_of(mask: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                """indices (R, n) of the True entries of (R, K) ``mask`` (padded), their mask and beta"""
+                n = int(mask.sum(-1).max()) if mask.numel() else 0
                 idx = torch.argsort(mask.to(torch.int8), dim=1, descending=True, stable=True)[:, :n]
-                return idx, mask.gather(1, idx), beta.gather(1, idx[..., None].expand(-1, -1, M))
+                return idx, mask.gather(1, idx), b.gather(1, idx[..., None].expand(-1, -1, M))
 
-            def rate_column(column: torch.Tensor) -> torch.Tensor:  # (B, K, 2): every user joining `column`
-                X = sqrt_eta[:, None] * (tr / (tr * (G[batch, column][:, None] + beta) + 1.0)) * beta
-                sig = (X * beta).sum(-1)
-                idx, ok, bm = members_of(in_group[batch, column])
-                Y2 = (X @ bm.transpose(1, 2)) ** 2  # (B, K, n)
+            def rate_column(column: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+                """(R, K, 2): every user joining group ``column`` (R,) of snapshots ``rows`` (R,)"""
+                b_r = beta[rows]
+                X = sqrt_eta[rows][:, None] * (tr / (tr * (G[rows, column][:, None] + b_r) + 1.0)) * b_r
+                sig = (X * b_r).sum(-1)
+                idx, ok, bm = members_of(in_group[rows, column], b_r)
+                Y2 = (X @ bm.transpose(1, 2)) ** 2  # (R, K, n)
                 okf = ok.to(beta.dtype)[:, None]
-                own = torch.log2(1.0 + sc * sig ** 2 / (sc * (Y2 * okf).sum(-1) + noise))
-                Sj, Dj = S_mem.gather(1, idx)[:, None], D_mem.gather(1, idx)[:, None]
+                own = torch.log2(1.0 + sc * sig ** 2 / (sc * (Y2 * okf).sum(-1) + noise[rows]))
+                Sj, Dj = S_mem[rows].gather(1, idx)[:, None], D_mem[rows].gather(1, idx)[:, None]
                 change = ((torch.log2(1.0 + Sj / (Dj + sc * Y2)) - torch.log2(1.0 + Sj / Dj)) * okf).sum(-1)
                 return torch.stack([own / RATE_SCALE[0], change / RATE_SCALE[1]], dim=-1).float()
 
@@ -493,7 +495,7 @@ class GNNPolicy(AssignmentModel):
             def join_rates(user: torch.Tensor, choice: torch.Tensor) -> None:  # the joined group's S_j, D_j
                 in_group[batch, choice, user] = True
                 G[batch, choice] += beta[batch, user]
-                idx, ok, bm = members_of(in_group[batch, choice])
+                idx, ok, bm = members_of(in_group[batch, choice], beta)
                 w = sqrt_eta * tr / (tr * G[batch, choice] + 1.0)
                 Z = (bm * w[:, None]) @ bm.transpose(1, 2)  # (B, n, n)
                 diag = torch.diagonal(Z, dim1=-2, dim2=-1)
@@ -502,28 +504,33 @@ class GNNPolicy(AssignmentModel):
                 S_mem.scatter_(1, idx, torch.where(ok, S, S_mem.gather(1, idx)))
                 D_mem.scatter_(1, idx, torch.where(ok, D, D_mem.gather(1, idx)))
         if confident:
-            cached = torch.zeros(B, K, tau_p, device=dev)  # logits of every (user, group); valid columns current
+            # logits of every (user, group): -inf until the group becomes valid (opened, or the next new one),
+            # then refreshed whenever it changes
+            cached = torch.full((B, K, tau_p), float("-inf"), device=dev)
 
-            def refresh(column: torch.Tensor) -> None:  # (B,) group index per snapshot
-                n = size[batch, column]
-                new = column == n_open
-                g = torch.where(new[:, None], empty_proj.expand(B, -1), group_proj[batch, column] / n.clamp(min=1)[:, None])
+            def refresh(column: torch.Tensor, rows: torch.Tensor = batch) -> None:
+                """recompute the cached logits of group ``column[rows]`` of snapshots ``rows``"""
+                col = column[rows]
+                n = size[rows, col]
+                new = col == n_open[rows]
+                R = len(rows)
+                g = torch.where(new[:, None], empty_proj.expand(R, -1), group_proj[rows, col] / n.clamp(min=1)[:, None])
                 opt = torch.stack([
-                    sum_cos[batch, column], max_cos[batch, column],
-                    torch.log10(sum_into[batch, column] + 1e-6) / 4.0,
-                    torch.log10(sum_from[batch, column] + 1e-6) / 4.0,
-                    (n / K)[:, None].expand(B, K), new.float()[:, None].expand(B, K)], dim=-1)  # (B, K, 6)
+                    sum_cos[rows, col], max_cos[rows, col],
+                    torch.log10(sum_into[rows, col] + 1e-6) / 4.0,
+                    torch.log10(sum_from[rows, col] + 1e-6) / 4.0,
+                    (n / K)[:, None].expand(R, K), new.float()[:, None].expand(R, K)], dim=-1)  # (R, K, 6)
                 if consts is not None:
-                    opt = torch.cat([opt, rate_column(column)], dim=-1)
-                cached[batch, :, column] = last(act(user_proj + g[:, None] + opt @ w_option.T)).squeeze(-1)
+                    opt = torch.cat([opt, rate_column(col, rows)], dim=-1)
+                users = user_proj if R == B else user_proj[rows]
+                cached[rows, :, col] = last(act(users + g[:, None] + opt @ w_option.T)).squeeze(-1)
 
             refresh(n_open)
         for step in range(K):
             if confident:
                 valid = groups[None, :] <= n_open[:, None]
-                every = torch.log_softmax(cached.masked_fill(~valid[:, None, :], float("-inf")), dim=-1)
-                user = pick_confident_user(user_confidence(every, order_kind), decided, total)
-                logits = cached[batch, user].masked_fill(~valid, float("-inf"))
+                user = pick_confident_user(user_confidence(cached, order_kind), decided, total)
+                logits = cached[batch, user]
             else:
                 user = order[:, step]
                 is_new = groups[None, :] == n_open[:, None]
@@ -565,7 +572,9 @@ class GNNPolicy(AssignmentModel):
             n_open = torch.maximum(n_open, choice + 1)
             if confident and step < K - 1:
                 refresh(choice)
-                refresh(n_open.clamp(max=tau_p - 1))
+                opened = ((choice + 1 == n_open) & (n_open < tau_p)).nonzero().squeeze(1)
+                if len(opened):  # the next new group became valid where one was opened
+                    refresh(n_open, opened)
         return pilots, log_prob, entropy, encoded
 
     def greedy_orders(self, beta_db: torch.Tensor, tau_p: int, mixes: tuple[float, ...],
