@@ -170,14 +170,20 @@ class GNNAgent(NeuralAgent):
     name = "gnn"
     losses = ("reinforce", "supervised")
     size_generalisable = True
-    default_budget = {"train_snapshots": 2048, "val_snapshots": 128, "epochs": 8, "imitation_epochs": 6,
+    default_budget = {"train_snapshots": 2048, "val_snapshots": 128, "epochs": 20, "imitation_epochs": 20,
                       "labels": "local-search", "samples": 4, "batch_size": 64, "lr": 1e-3}
     """imitation of local-search labels (cheap: teacher forcing, near-optimal labels at ~1 ms
-    per snapshot), then REINFORCE on the exact sum rate"""
+    per snapshot) for all 20 epochs: REINFORCE epochs after it lowered the validation sum rate
+    at the small sizes (docs/decoder-notes.md); ``loss="reinforce"`` still names the run and
+    trains when ``imitation_epochs`` < ``epochs``"""
+    default_model: ClassVar[dict[str, Any]] = {"order": "confidence", "rate_features": True}
+    """model options of a newly trained model unless given (docs/decoder-notes.md): users decoded in
+    confidence order, with the per-option rate features; a loaded checkpoint keeps its own"""
     budgets: ClassVar[dict[str, dict[str, Any]]] = {
         "long": {"train_snapshots": 8192, "epochs": 16, "imitation_epochs": 12}}
     """named budgets (``train.py --budget long``), each overriding fields of :attr:`default_budget`:
-    ``long`` is the large-size model of docs/learners.md (4x the snapshots, 2x the epochs)"""
+    ``long`` is the large-size model of docs/learners.md (4x the snapshots, 16 epochs of which 12
+    imitate; measured with the gain-order model of 0.4, not re-measured with the new defaults)"""
     default_polish_per_user: ClassVar[float] = 0.0
     default_decode_samples: ClassVar[int] = 0
 
@@ -185,7 +191,8 @@ class GNNAgent(NeuralAgent):
                  loss: str = "reinforce", decode_samples: int | None = None, polish_per_user: float | None = None,
                  polish_candidates: int = 1, decode_temperature: float = 1.0, polish_master_start: bool = False,
                  decode_orders: int = 1, decode_order: str | None = None, **model: Any) -> None:
-        super().__init__(config, seed, device, loss if loss in self.losses else "reinforce", **model)
+        super().__init__(config, seed, device, loss if loss in self.losses else "reinforce",
+                         **{**self.default_model, **model})
         decode_samples = self.default_decode_samples if decode_samples is None else decode_samples
         polish_per_user = self.default_polish_per_user if polish_per_user is None else polish_per_user
         if decode_samples < 0:
@@ -262,8 +269,12 @@ class GNNAgent(NeuralAgent):
 
 class HQCNNARAgent(GNNAgent):
     name = "hqcnn-ar"
-    # every decision runs the circuit once per open pilot group: a smaller default budget
-    default_budget = {**GNNAgent.default_budget, "train_snapshots": 1024, "samples": 2}
+    # every decision runs the circuit once per open pilot group: a smaller default budget, and the
+    # gain order without rate features (the budget and model measured in docs/learners.md; a
+    # confidence order would run the circuit for every undecided user at every step)
+    default_budget = {"train_snapshots": 1024, "val_snapshots": 128, "epochs": 8, "imitation_epochs": 6,
+                      "labels": "local-search", "samples": 2, "batch_size": 64, "lr": 1e-3}
+    default_model: ClassVar[dict[str, Any]] = {}
     budgets: ClassVar[dict[str, dict[str, Any]]] = {}  # a long budget was not measured (hours on 2 cores)
 
 
