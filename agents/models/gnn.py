@@ -459,6 +459,9 @@ class GNNPolicy(AssignmentModel):
             G = torch.zeros(B, tau_p, M, dtype=beta.dtype, device=dev)
             S_mem = torch.zeros(B, K, dtype=beta.dtype, device=dev)
             D_mem = noise.clone()
+            b_shift = beta + 1.0 / tr  # c' = tau rho_p / (tau rho_p (G + beta_u) + 1) = 1 / (G + b_shift)
+            s_beta = sqrt_eta[:, None] * beta
+            s_beta2 = s_beta * beta
 
             def members_of(mask: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
                 """indices (R, n) of the True entries of (R, K) ``mask`` (padded), their mask and beta"""
@@ -468,13 +471,14 @@ class GNNPolicy(AssignmentModel):
 
             def rate_column(column: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
                 """(R, K, 2): every user joining group ``column`` (R,) of snapshots ``rows`` (R,)"""
-                b_r = beta[rows]
-                X = sqrt_eta[rows][:, None] * (tr / (tr * (G[rows, column][:, None] + b_r) + 1.0)) * b_r
-                sig = (X * b_r).sum(-1)
+                full = len(rows) == B
+                b_r, sb_r, sb2_r = (beta, s_beta, s_beta2) if full else (beta[rows], s_beta[rows], s_beta2[rows])
+                cp = torch.reciprocal(G[rows, column][:, None] + (b_shift if full else b_shift[rows]))  # u's c'
+                sig = (cp * sb2_r).sum(-1)
                 idx, ok, bm = members_of(in_group[rows, column], b_r)
-                Y2 = (X @ bm.transpose(1, 2)) ** 2  # (R, K, n)
+                Y2 = ((cp * sb_r) @ bm.transpose(1, 2)) ** 2  # (R, K, n)
                 okf = ok.to(beta.dtype)[:, None]
-                own = torch.log2(1.0 + sc * sig ** 2 / (sc * (Y2 * okf).sum(-1) + noise[rows]))
+                own = torch.log2(1.0 + sc * sig ** 2 / (sc * (Y2 * okf).sum(-1) + (noise if full else noise[rows])))
                 Sj, Dj = S_mem[rows].gather(1, idx)[:, None], D_mem[rows].gather(1, idx)[:, None]
                 change = ((torch.log2(1.0 + Sj / (Dj + sc * Y2)) - torch.log2(1.0 + Sj / Dj)) * okf).sum(-1)
                 return torch.stack([own / RATE_SCALE[0], change / RATE_SCALE[1]], dim=-1).float()
