@@ -176,9 +176,10 @@ class GNNAgent(NeuralAgent):
     per snapshot) for all 20 epochs: REINFORCE epochs after it lowered the validation sum rate
     at the small sizes (docs/decoder-notes.md); ``loss="reinforce"`` still names the run and
     trains when ``imitation_epochs`` < ``epochs``"""
-    default_model: ClassVar[dict[str, Any]] = {"order": "confidence", "rate_features": True}
+    default_model: ClassVar[dict[str, Any]] = {"order": "confidence"}
     """model options of a newly trained model unless given (docs/decoder-notes.md): users decoded in
-    confidence order, with the per-option rate features; a loaded checkpoint keeps its own"""
+    confidence order; a loaded checkpoint keeps its own. ``rate_features=True`` adds 0.2-0.7 points
+    at the small sizes but makes the large-size decode 2-3x slower, so it is not a default"""
     budgets: ClassVar[dict[str, dict[str, Any]]] = {
         "long": {"train_snapshots": 8192, "epochs": 16, "imitation_epochs": 12}}
     """named budgets (``train.py --budget long``), each overriding fields of :attr:`default_budget`:
