@@ -165,27 +165,39 @@ class GNNAgent(NeuralAgent):
         decode_temperature: the sampled decodes draw from softmax(logits / temperature); below
             1 they stay close to the greedy decode (0.1: best of 16 gains +0.5 % at (100,4,40,10),
             where samples at 1 are worse than the greedy one).
+        decode_order: the user order of the greedy and sampled decodes
+            (:data:`agents.models.gnn.DECODE_ORDERS`); ``None``: the order the model was trained
+            in (its ``order`` option).
     """
 
     name = "gnn"
     losses = ("reinforce", "supervised")
     size_generalisable = True
-    default_budget = {"train_snapshots": 2048, "val_snapshots": 128, "epochs": 8, "imitation_epochs": 6,
+    default_budget = {"train_snapshots": 2048, "val_snapshots": 128, "epochs": 20, "imitation_epochs": 20,
                       "labels": "local-search", "samples": 4, "batch_size": 64, "lr": 1e-3}
     """imitation of local-search labels (cheap: teacher forcing, near-optimal labels at ~1 ms
-    per snapshot), then REINFORCE on the exact sum rate"""
+    per snapshot) for all 20 epochs: REINFORCE epochs after it lowered the validation sum rate
+    at the small sizes (docs/decoder-notes.md); ``loss="reinforce"`` still names the run and
+    trains when ``imitation_epochs`` < ``epochs``"""
+    default_model: ClassVar[dict[str, Any]] = {"order": "confidence"}
+    """model options of a newly trained model unless given (docs/decoder-notes.md): users decoded in
+    confidence order; a loaded checkpoint keeps its own. ``rate_features=True`` adds 0.2-0.7 points
+    at the small sizes but makes the large-size decode 2-3x slower, so it is not a default"""
     budgets: ClassVar[dict[str, dict[str, Any]]] = {
         "long": {"train_snapshots": 8192, "epochs": 16, "imitation_epochs": 12}}
     """named budgets (``train.py --budget long``), each overriding fields of :attr:`default_budget`:
-    ``long`` is the large-size model of docs/learners.md (4x the snapshots, 2x the epochs)"""
+    ``long`` is the large-size model of docs/learners.md (4x the snapshots, 16 epochs of which 12
+    imitate; measured with the gain-order model of 0.4, not re-measured with the new defaults)"""
     default_polish_per_user: ClassVar[float] = 0.0
     default_decode_samples: ClassVar[int] = 0
 
     def __init__(self, config: SystemConfig | None = None, seed: int = 0, device: str = "cpu",
                  loss: str = "reinforce", decode_samples: int | None = None, polish_per_user: float | None = None,
                  polish_candidates: int = 1, decode_temperature: float = 1.0, polish_master_start: bool = False,
-                 decode_orders: int = 1, polish_swaps: bool = False, **model: Any) -> None:
-        super().__init__(config, seed, device, loss if loss in self.losses else "reinforce", **model)
+                 decode_orders: int = 1, decode_order: str | None = None, polish_swaps: bool = False,
+                 **model: Any) -> None:
+        super().__init__(config, seed, device, loss if loss in self.losses else "reinforce",
+                         **{**self.default_model, **model})
         decode_samples = self.default_decode_samples if decode_samples is None else decode_samples
         polish_per_user = self.default_polish_per_user if polish_per_user is None else polish_per_user
         if decode_samples < 0:
@@ -205,9 +217,21 @@ class GNNAgent(NeuralAgent):
         if not 1 <= decode_orders <= len(ORDER_MIXES):
             raise ValueError(f"decode_orders must be in [1, {len(ORDER_MIXES)}], got {decode_orders}")
         self.decode_orders = int(decode_orders)
+        from agents.models.gnn import DECODE_ORDERS
+
+        if decode_order is not None and decode_order not in DECODE_ORDERS:
+            raise ValueError(f"decode_order must be one of {', '.join(DECODE_ORDERS)} or None, got {decode_order!r}")
+        self.decode_order = decode_order
 
     def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
-        pilots = super()._assign(snapshots, config, rng)
+        if self.model is None:
+            raise ValueError(f"{self.name} is not trained: call fit() or load() first")
+        self.model.eval()
+        with torch.no_grad():  # the greedy decode, in the model's order unless decode_order says otherwise
+            pilots = np.concatenate([
+                self.model.decode(beta_db_tensor(snapshots.beta[lo:lo + 1024], self.device), config.tau_p,
+                                  "greedy", order=self.decode_order, system=config)[0].cpu().numpy()
+                for lo in range(0, len(snapshots.beta), 1024)]).astype(np.int64)
         if self.decode_orders > 1:
             pilots = self._best_of_orders(pilots, snapshots, config)
         if self.decode_samples:
@@ -227,7 +251,8 @@ class GNNAgent(NeuralAgent):
 
     def _best_of_orders(self, greedy: np.ndarray, snapshots: Snapshot, config: SystemConfig) -> np.ndarray:
         x = beta_db_tensor(snapshots.beta, self.device)
-        others = self.model.greedy_orders(x, config.tau_p, ORDER_MIXES[1:self.decode_orders]).cpu().numpy()
+        others = self.model.greedy_orders(x, config.tau_p, ORDER_MIXES[1:self.decode_orders],
+                                          system=config).cpu().numpy()
         stacked = np.concatenate([greedy[:, None], others.transpose(1, 0, 2)], axis=1)  # (B, orders, K)
         rates = objective_value(snapshots.beta[:, None], stacked, config)
         return stacked[np.arange(len(stacked)), rates.argmax(axis=1)]
@@ -241,7 +266,8 @@ class GNNAgent(NeuralAgent):
         x = beta_db_tensor(snapshots.beta, self.device).repeat_interleave(S, 0)
         with torch.no_grad():
             sampled = self.model.decode(x, config.tau_p, "sample", generator=generator,
-                                        temperature=self.decode_temperature)[0].cpu().numpy()
+                                        temperature=self.decode_temperature,
+                                        order=self.decode_order, system=config)[0].cpu().numpy()
         candidates = np.concatenate([greedy[:, None], sampled.reshape(B, S, -1)], axis=1)  # (B, 1 + S, K)
         scores = objective_value(snapshots.beta[:, None], candidates, config)
         return candidates[np.arange(B), scores.argmax(axis=1)]
@@ -249,8 +275,12 @@ class GNNAgent(NeuralAgent):
 
 class HQCNNARAgent(GNNAgent):
     name = "hqcnn-ar"
-    # every decision runs the circuit once per open pilot group: a smaller default budget
-    default_budget = {**GNNAgent.default_budget, "train_snapshots": 1024, "samples": 2}
+    # every decision runs the circuit once per open pilot group: a smaller default budget, and the
+    # gain order without rate features (the budget and model measured in docs/learners.md; a
+    # confidence order would run the circuit for every undecided user at every step)
+    default_budget = {"train_snapshots": 1024, "val_snapshots": 128, "epochs": 8, "imitation_epochs": 6,
+                      "labels": "local-search", "samples": 2, "batch_size": 64, "lr": 1e-3}
+    default_model: ClassVar[dict[str, Any]] = {}
     budgets: ClassVar[dict[str, dict[str, Any]]] = {}  # a long budget was not measured (hours on 2 cores)
 
 

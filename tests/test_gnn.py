@@ -154,4 +154,7 @@ def test_overriding_epochs_keeps_the_budgets_share_of_imitation(tmp_path):
     summary = agent.fit(cfg, train_snapshots=16, val_snapshots=8, epochs=4, batch_size=16, runs_dir=tmp_path,
                         cache_dir=tmp_path / "cache", progress=False)
     history = json.loads((Path(summary["run_dir"]) / "history.json").read_text())
-    assert [h["train/imitation"] for h in history] == [1.0, 1.0, 1.0, 0.0]  # 6 of 8 -> 3 of 4
+    budget = agents.make("gnn").default_budget
+    kept = int(4 * budget["imitation_epochs"] / budget["epochs"])  # the budget's share of 4 epochs
+    assert [h["train/imitation"] for h in history] == [1.0] * kept + [0.0] * (4 - kept)
+    assert agents.make("hqcnn-ar").training_settings(cfg, epochs=4).imitation_epochs == 3  # 6 of 8 -> 3 of 4

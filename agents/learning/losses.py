@@ -52,7 +52,7 @@ def supervised_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 def batch_loss(model: AssignmentModel, loss: str, x: torch.Tensor, beta: torch.Tensor, beta_np: np.ndarray,
                labels: torch.Tensor | None, config: SystemConfig, generator: torch.Generator,
-               samples: int = 1) -> torch.Tensor:
+               samples: int = 1, baseline: str = "greedy") -> torch.Tensor:
     """The training loss of one batch, for the model kind and loss name."""
     if isinstance(model, PilotModel):
         if loss == "unsupervised":
@@ -61,16 +61,22 @@ def batch_loss(model: AssignmentModel, loss: str, x: torch.Tensor, beta: torch.T
             return supervised_loss(model(x), labels)
         raise ValueError(f"{type(model).__name__} trains with 'supervised' or 'unsupervised', not {loss!r}")
     if loss == "supervised":
-        _, log_prob, _ = model.decode(x, config.tau_p, "teacher", actions=labels)
+        _, log_prob, _ = model.decode(x, config.tau_p, "teacher", actions=labels, system=config)
         return -log_prob.mean() / config.K
     if loss == "reinforce":
-        with torch.no_grad():
-            baseline, _, _ = model.decode(x, config.tau_p, "greedy")
-        greedy = _rewards(beta, beta_np, baseline, config)
-        base = greedy.repeat_interleave(samples, 0) if isinstance(greedy, torch.Tensor) else np.repeat(greedy, samples)
+        if baseline == "greedy":
+            with torch.no_grad():
+                greedy_pilots, _, _ = model.decode(x, config.tau_p, "greedy", system=config)
+            greedy = _rewards(beta, beta_np, greedy_pilots, config)
+            base = (greedy.repeat_interleave(samples, 0) if isinstance(greedy, torch.Tensor)
+                    else np.repeat(greedy, samples))
         sampled, log_prob, _ = model.decode(x.repeat_interleave(samples, 0), config.tau_p, "sample",
-                                            generator=generator)
+                                            generator=generator, system=config)
         reward = _rewards(beta, beta_np, sampled, config, samples)
+        if baseline == "mean":  # shared baseline: the mean of the snapshot's samples (POMO)
+            base = reward.reshape(-1, samples).mean(1)
+            base = (base.repeat_interleave(samples, 0) if isinstance(base, torch.Tensor)
+                    else np.repeat(base, samples))
         advantage = torch.as_tensor(reinforce_advantage(reward, base, config), dtype=log_prob.dtype,
                                     device=log_prob.device)
         return -(advantage * log_prob).mean()

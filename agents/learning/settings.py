@@ -35,6 +35,8 @@ def check_device(device: str) -> str:
 
 LOSSES = ("supervised", "unsupervised", "reinforce")
 LABEL_SOURCES = ("master-ap", "exhaustive", "local-search")
+LR_SCHEDULES = ("constant", "cosine")
+BASELINES = ("greedy", "mean")
 
 
 @dataclass
@@ -64,8 +66,15 @@ class TrainSettings:
     """snapshots per optimiser step"""
     lr: float = 5e-3
     """Adam learning rate"""
+    lr_schedule: str = "constant"
+    """learning rate over the epochs: constant, or cosine (epoch e of E trains at
+    lr (1 + cos(pi e / E)) / 2)"""
     samples: int = 8
     """REINFORCE: assignments sampled per snapshot (each against the greedy-rollout baseline)"""
+    baseline: str = "greedy"
+    """REINFORCE baseline: greedy (the greedy decode of the same snapshot, Kool et al.) or mean
+    (the mean reward of the snapshot's ``samples`` sampled assignments: a shared baseline, as in
+    POMO; no greedy decode)"""
     imitation_epochs: int = 0
     """the first epochs (of ``epochs``) imitate the ``labels`` teacher (supervised loss) before
     the main ``loss`` takes over: a warm start for REINFORCE"""
@@ -98,6 +107,12 @@ class TrainSettings:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.baseline not in BASELINES:
+            raise ValueError(f"baseline must be one of {BASELINES}, got {self.baseline!r}")
+        if self.baseline == "mean" and self.samples < 2:
+            raise ValueError("a mean baseline needs samples >= 2")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.labels not in LABEL_SOURCES:
             raise ValueError(f"labels must be one of {LABEL_SOURCES}, got {self.labels!r}")
         for name in ("train_snapshots", "val_snapshots", "epochs", "batch_size", "samples"):

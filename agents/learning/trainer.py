@@ -27,6 +27,7 @@ weights as an uninterrupted run (per-epoch shuffles are seeded by (seed, epoch))
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Any, Callable
 
@@ -40,7 +41,7 @@ from agents.learning.datasets import Dataset, beta_db_tensor, make_dataset
 from agents.learning.diagnostics import best_constant_assignment, distinct_assignments
 from agents.learning.losses import batch_loss
 from agents.learning.settings import TrainSettings, check_device
-from agents.models import AssignmentModel, PilotModel, build_model
+from agents.models import AssignmentModel, GNNPolicy, PilotModel, build_model
 from agents.models.quantum import Execution, apply_execution
 from agents.storage import atomic_write_bytes
 from cfenv.config import SystemConfig
@@ -55,13 +56,15 @@ run for another objective than the sum rate also logs ``val/objective`` and ``va
 
 
 def predict(model: AssignmentModel, beta: np.ndarray, tau_p: int, device: str | torch.device = "cpu",
-            batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic pilots ``(B, K)`` and per-snapshot mean decision entropy ``(B,)`` of a model."""
+            batch_size: int = 1024, config: SystemConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic pilots ``(B, K)`` and per-snapshot mean decision entropy ``(B,)`` of a model
+    (``config``: the system, which a gnn with rate features needs)."""
     model.eval()
     pilots, entropy = [], []
+    system = {"system": config} if isinstance(model, GNNPolicy) else {}
     with torch.no_grad():
         for lo in range(0, beta.shape[0], batch_size):
-            p, h = model.greedy(beta_db_tensor(beta[lo:lo + batch_size], device), tau_p)
+            p, h = model.greedy(beta_db_tensor(beta[lo:lo + batch_size], device), tau_p, **system)
             pilots.append(p.cpu().numpy())
             entropy.append(h.double().cpu().numpy())
     return np.concatenate(pilots).astype(np.int64), np.concatenate(entropy)
@@ -71,7 +74,7 @@ def validation_metrics(model: AssignmentModel, val: Dataset, config: SystemConfi
                        constant_rate: float, device: str | torch.device) -> dict[str, float]:
     """Hard (argmax) sum rate, its ratio to master-AP and to the best constant assignment,
     distinct assignments (partitions) and mean output entropy [nats]."""
-    pilots, entropy_per_snapshot = predict(model, val.snapshots.beta, config.tau_p, device)
+    pilots, entropy_per_snapshot = predict(model, val.snapshots.beta, config.tau_p, device, config=config)
     rate = float((sum_rate(val.snapshots.beta, pilots, config) / MBPS).mean())
     entropy = float(entropy_per_snapshot.mean())
     metrics = {"val/sum_rate_mbps": rate, "val/ratio_to_master_ap": rate / master_rate,
@@ -88,7 +91,7 @@ RUN_ONLY_SETTINGS = ("resume", "progress", "runs_dir", "cache_dir", "device")
 """settings that do not change what a run computes (a checkpoint moves between devices)"""
 
 
-SETTINGS_BEFORE_FIELDS = {"objective": "sum"}
+SETTINGS_BEFORE_FIELDS = {"objective": "sum", "lr_schedule": "constant", "baseline": "greedy"}
 """settings that runs recorded before the field existed had, in effect (they trained for the sum rate)"""
 
 
@@ -194,6 +197,9 @@ def train(settings: TrainSettings,
     try:
         for epoch in epochs:
             model.train()
+            if settings.lr_schedule == "cosine":  # a function of the epoch alone: resuming changes nothing
+                for group in optimiser.param_groups:
+                    group["lr"] = settings.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / settings.epochs))
             epoch_loss = "supervised" if epoch < settings.imitation_epochs else settings.loss
             if epoch == settings.imitation_epochs and epoch > 0:
                 initial_loss = None  # the main loss starts: relative losses refer to its first batch
@@ -204,7 +210,7 @@ def train(settings: TrainSettings,
                 idx = order[lo:lo + settings.batch_size]
                 loss = batch_loss(model, epoch_loss, x_all[idx.to(device)], beta_all[idx.to(device)],
                                   beta_np[idx.numpy()], None if y_all is None else y_all[idx.to(device)],
-                                  config, epoch_rng, settings.samples)
+                                  config, epoch_rng, settings.samples, settings.baseline)
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()

@@ -55,7 +55,8 @@ _QUANTUM_OPTIONS = ("n_qubits", "share", "readout", "backend")
 MODEL_OPTIONS: dict[str, tuple[str, ...]] = {
     "mlp": ("hidden",), "light-cnn": ("channels",), "heavy-cnn": ("channels",),
     "hqcnn": _QUANTUM_OPTIONS, "hqcnn-hur": _QUANTUM_OPTIONS,
-    "gnn": ("width", "layers"), "hqcnn-ar": ("width", "layers", *_QUANTUM_OPTIONS, "quantum"),
+    "gnn": ("width", "layers", "order", "rate_features"),
+    "hqcnn-ar": ("width", "layers", *_QUANTUM_OPTIONS, "quantum", "order", "rate_features"),
 }
 """the options :func:`build_model` accepts for each model"""
 
@@ -169,7 +170,8 @@ def _construct(name: str, config: SystemConfig, **options: Any) -> AssignmentMod
     if name in ("gnn", "hqcnn-ar"):
         quantum = {k: options[k] for k in ("n_qubits", "share", "readout", "backend") if options.get(k) is not None}
         return GNNPolicy(width=options.get("width", 64), layers=options.get("layers", 2),
-                         scorer="quantum" if name == "hqcnn-ar" else "mlp",
+                         scorer="quantum" if name == "hqcnn-ar" else "mlp", order=options.get("order", "gain"),
+                         rate_features=bool(options.get("rate_features", False)),
                          quantum={**quantum, **options.get("quantum", {})} if name == "hqcnn-ar" else None)
     raise ValueError(f"unknown model {name!r}; valid: {', '.join(MODEL_NAMES)}")
 
@@ -185,6 +187,10 @@ def model_options(model: AssignmentModel) -> dict[str, Any]:
                 "backend": model.backend}
     if isinstance(model, GNNPolicy):
         options = {"width": model.width, "layers": model.layers}
+        if model.order != "gain":  # a model trained before the option existed rebuilds with its default
+            options["order"] = model.order
+        if model.rate_features:
+            options["rate_features"] = True
         return {**options, "quantum": model.quantum_options} if model.quantum_options else options
     raise TypeError(f"unknown model type {type(model).__name__}")
 
