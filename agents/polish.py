@@ -35,9 +35,10 @@ IMPROVEMENT_RTOL = 1e-12
 """a move is taken when it raises the objective by more than this, relatively"""
 SCREEN_PILOTS = 3
 """pilots (the least contaminating) whose moves the default polish ranks per visited user"""
-SCREEN_MARGIN = 1e-4
+SCREEN_MARGIN = 0.0
 """relative shortfall of a move's estimate below the current objective beyond which the default
-polish does not score it exactly (the eta-corrected estimate is within ~1e-5..1e-3 of it)"""
+polish does not score it exactly: 0, only estimated improvements (measured: 1e-4 scores 1.5-2.5x
+as many moves for +0.0000-0.0002 of local search's sum rate at the large sizes)"""
 
 
 @njit(cache=True, fastmath=_kernels.FASTMATH)
