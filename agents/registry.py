@@ -59,7 +59,7 @@ REGISTRY: dict[str, AgentEntry] = {
     "hqcnn-ar": AgentEntry("agents.neural:HQCNNARAgent",
                            "the gnn decoder with the HQCNN circuit as its per-decision scorer", True),
     "gnn-polish": AgentEntry("agents.neural:GNNPolishAgent",
-                             "hybrid: the gnn greedy decode, then up to 5 K exact single-user move evaluations", True),
+                             "hybrid: the gnn greedy decode, then screened single-user moves, each scored exactly", True),
     "hqcnn-ar-polish": AgentEntry("agents.neural:HQCNNARPolishAgent",
                                   "hybrid: the hqcnn-ar greedy decode, then the gnn-polish moves", True),
     "hqcnn-hur": AgentEntry("agents.neural:HQCNNHurAgent",
