@@ -280,12 +280,12 @@ def _polish_screened_one(beta_t, bu, contam, a, tau_p, tau_rho_p, rho_d, n_anten
     contaminating pilots (ranked by their holders; 0: every pilot) are ranked by the screening
     surrogate of :mod:`agents.search` (the exact objective but for the change of the APs' eta:
     only the two touched pilot groups are rescored, O(M n^2)), with ``corrected`` plus the
-    first-order change of the other groups through eta (:func:`_eta_correction`); they are then
+    first-order change of every user's rate through eta (:func:`_eta_correction`); they are then
     scored exactly in that order, at most ``n_try`` of them and only while the ranking value is
     within ``margin`` (relative) of the current objective, and the first exact improvement is
-    taken. A user whose visit takes nothing is skipped until a step changes its pilot group or
-    one it could move to (a don't-look bit); a sweep that takes nothing is repeated once with
-    every user visited before the polish ends. With ``swaps``, a polish that ends so goes on with
+    taken. A user whose visit takes nothing is skipped until a step changes its own pilot group (a
+    don't-look bit); a sweep that takes nothing is repeated once with every user visited before
+    the polish ends. With ``swaps``, a polish that ends so goes on with
     sweeps of swaps (k with every holder of its screened pilots), back to moves after each swap.
     Stops early after ``max_evals`` exact evaluations. Every applied step is exact (full kernel)."""
     K, M = beta_t.shape
