@@ -15,6 +15,24 @@ RTOL_FLOAT32 = 1e-4
 SMALL_SIZES = [(2, 1, 3, 2), (10, 2, 6, 3), (4, 2, 5, 5), (6, 1, 7, 2)]
 
 
+def single_moves(pilots: np.ndarray, tau_p: int) -> np.ndarray:
+    """``(K * tau_p, K)``: assignment ``pilots`` (K,) with user k on pilot t in row k * tau_p + t
+    (a user's own pilot included), the brute-force move neighbourhood of the search tests."""
+    K = len(pilots)
+    moved = np.repeat(np.asarray(pilots)[None], K * tau_p, 0).reshape(K, tau_p, K)
+    moved[np.arange(K), :, np.arange(K)] = np.arange(tau_p)
+    return moved.reshape(K * tau_p, K)
+
+
+def pair_swaps(pilots: np.ndarray) -> np.ndarray:
+    """``(K (K - 1) / 2, K)``: ``pilots`` with users k < j exchanging pilots, one row per pair."""
+    k, j = np.triu_indices(len(pilots), 1)
+    swapped = np.repeat(np.asarray(pilots)[None], len(k), 0)
+    rows = np.arange(len(k))
+    swapped[rows, k], swapped[rows, j] = pilots[j], pilots[k]
+    return swapped
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20261125)

@@ -10,6 +10,7 @@ from agents.registry import is_learnable
 from agents.search import ExhaustiveAgent, LocalSearchAgent, count_assignments
 from cfenv import CellFreePilotEnv, SystemConfig, draw_snapshots, sum_rate, user_rates
 from cfenv.channel import Snapshot
+from tests.conftest import single_moves
 
 ALL_AGENTS = list(agents.available())
 MODEL_FREE = [name for name in ALL_AGENTS if not is_learnable(name)]
@@ -154,13 +155,7 @@ def test_local_search_is_a_local_optimum():
     pilots = LocalSearchAgent(config=cfg, restarts=0, kicks=0, verify=True).assign(snap)
     for s in range(2):
         here = float(sum_rate(snap.beta[s], pilots[s], cfg))
-        moves = []
-        for k in range(cfg.K):
-            for t in range(cfg.tau_p):
-                p = pilots[s].copy()
-                p[k] = t
-                moves.append(p)
-        assert sum_rate(snap.beta[s], np.array(moves), cfg).max() <= here * (1 + 1e-9)
+        assert sum_rate(snap.beta[s], single_moves(pilots[s], cfg.tau_p), cfg).max() <= here * (1 + 1e-9)
 
 
 def test_location_agent_distinct_pilots_within_uncrowded_regions():

@@ -11,23 +11,18 @@ from agents.polish import polish, screened_moves
 from cfenv.channel import draw_snapshots
 from cfenv.config import SystemConfig
 from cfenv.rates import objective_value
+from tests.conftest import pair_swaps, single_moves
 
 
 def moved_values(beta: np.ndarray, pilots: np.ndarray, cfg: SystemConfig) -> np.ndarray:
     """Exact objective of every single move ``(K, tau_p)`` of one assignment (brute force)."""
-    K, tau = cfg.K, cfg.tau_p
-    moved = np.repeat(pilots[None, None], K * tau, 0).reshape(K, tau, K)
-    moved[np.arange(K), :, np.arange(K)] = np.arange(tau)
-    return objective_value(beta[None, None], moved.reshape(1, K * tau, K), cfg).reshape(K, tau)
+    moves = single_moves(pilots, cfg.tau_p)
+    return objective_value(beta[None, None], moves[None], cfg).reshape(cfg.K, cfg.tau_p)
 
 
 def swapped_values(beta: np.ndarray, pilots: np.ndarray, cfg: SystemConfig) -> np.ndarray:
-    """Exact objective of every pair swap (users on different pilots) of one assignment."""
-    pairs = [(k, j) for k in range(cfg.K) for j in range(k + 1, cfg.K) if pilots[k] != pilots[j]]
-    swapped = np.repeat(pilots[None], len(pairs), 0)
-    for i, (k, j) in enumerate(pairs):
-        swapped[i, k], swapped[i, j] = pilots[j], pilots[k]
-    return objective_value(beta[None], swapped[None], cfg)[0]
+    """Exact objective of every pair swap of one assignment (brute force)."""
+    return objective_value(beta[None], pair_swaps(pilots)[None], cfg)[0]
 
 
 @pytest.mark.parametrize("objective", ["sum", "proportional"])

@@ -21,6 +21,7 @@ from agents.search import ExhaustiveAgent, LocalSearchAgent, count_assignments, 
 from cfenv import SystemConfig, draw_snapshots
 from cfenv.config import OBJECTIVES
 from cfenv.rates import objective_value
+from tests.conftest import pair_swaps, single_moves
 
 RTOL = 1e-12
 cuda = pytest.mark.cuda
@@ -132,17 +133,8 @@ def test_verified_local_search_ends_at_an_exact_local_optimum(objective):
     pilots = LocalSearchAgent(config=cfg, restarts=0, kicks=0, verify=True).assign(snap)
     for s in range(2):
         here = value(snap[s:s + 1], pilots[s:s + 1], cfg)[0]
-        neighbours = []
-        for k in range(cfg.K):
-            for t in range(cfg.tau_p):
-                p = pilots[s].copy()
-                p[k] = t
-                neighbours.append(p)
-            for j in range(k + 1, cfg.K):
-                p = pilots[s].copy()
-                p[k], p[j] = p[j], p[k]
-                neighbours.append(p)
-        values = objective_value(snap.beta[s], np.array(neighbours), cfg, backend="reference")
+        neighbours = np.concatenate([single_moves(pilots[s], cfg.tau_p), pair_swaps(pilots[s])])
+        values = objective_value(snap.beta[s], neighbours, cfg, backend="reference")
         assert values.max() <= here + 1e-9 * abs(here)
 
 
@@ -159,16 +151,8 @@ def test_small_neighbourhoods_get_exact_steepest_ascent():
     pilots = agent.assign(snap)
     for s in range(len(snap)):
         here = value(snap[s:s + 1], pilots[s:s + 1], cfg)[0]
-        neighbours = [pilots[s].copy() for _ in range(cfg.K * cfg.tau_p + cfg.K * cfg.K)]
-        n = 0
-        for k in range(cfg.K):
-            for t in range(cfg.tau_p):
-                neighbours[n][k] = t
-                n += 1
-            for j in range(cfg.K):
-                neighbours[n][k], neighbours[n][j] = neighbours[n][j], neighbours[n][k]
-                n += 1
-        values = objective_value(snap.beta[s], np.array(neighbours), cfg, backend="reference")
+        neighbours = np.concatenate([single_moves(pilots[s], cfg.tau_p), pair_swaps(pilots[s])])
+        values = objective_value(snap.beta[s], neighbours, cfg, backend="reference")
         assert values.max() <= here + 1e-9 * abs(here)
 
 
