@@ -169,6 +169,23 @@ def sample_categorical(probs: torch.Tensor, last_valid: torch.Tensor,
     return torch.minimum(choice, last_valid)
 
 
+def decide(logits: torch.Tensor, valid: torch.Tensor, n_open: torch.Tensor, tau_p: int, mode: str,
+           generator: torch.Generator | None, temperature: float
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """One decision of a decoder: log-probabilities ``(B, tau_p)`` of the masked ``logits``, their
+    entropy over the ``valid`` options ``(B,)``, and the option taken -- the argmax (``"greedy"``),
+    a draw from softmax(logits / temperature) (``"sample"``), else None (the caller chooses)."""
+    logp = torch.log_softmax(logits, dim=-1)
+    probs = logp.exp()
+    entropy = -(probs * logp.masked_fill(~valid, 0.0)).sum(-1)
+    if mode == "greedy":
+        return logp, entropy, logits.argmax(-1)
+    if mode == "sample":
+        draw = probs if temperature == 1.0 else torch.softmax(logits / temperature, dim=-1)
+        return logp, entropy, sample_categorical(draw, n_open.clamp(max=tau_p - 1), generator)
+    return logp, entropy, None
+
+
 class EncoderLayer(nn.Module):
     """Residual attention over users, with attention logits from the edge features."""
 
@@ -340,22 +357,16 @@ class GNNPolicy(AssignmentModel):
             logits = self.scorer(features).squeeze(-1)
             valid = groups[None, :] <= n_open[:, None]
             logits = logits.masked_fill(~valid, float("-inf"))
-            logp = torch.log_softmax(logits, dim=-1)
-            probs = logp.exp()
-            entropy = entropy + -(probs * logp.masked_fill(~valid, 0.0)).sum(-1) / K
-            if mode == "greedy":
-                choice = logits.argmax(-1)
-            elif mode == "sample":
-                draw = probs if temperature == 1.0 else torch.softmax(logits / temperature, dim=-1)
-                choice = sample_categorical(draw, n_open.clamp(max=tau_p - 1), generator)
-            elif mode == "teacher":
+            logp, step_entropy, choice = decide(logits, valid, n_open, tau_p, mode, generator, temperature)
+            entropy = entropy + step_entropy / K
+            if mode == "teacher":
                 if actions is None:
                     raise ValueError("teacher mode needs actions")
                 label = actions[batch, user]
                 mapped = teacher_map[batch, label]
                 choice = torch.where(mapped >= 0, mapped, n_open.clamp(max=tau_p - 1))
                 teacher_map[batch, label] = choice
-            else:
+            elif mode not in ("greedy", "sample"):
                 raise ValueError(f"mode must be greedy, sample or teacher, got {mode!r}")
             log_prob = log_prob + logp[batch, choice]
             pilots[batch, user] = choice
@@ -563,14 +574,8 @@ class GNNPolicy(AssignmentModel):
                 logits = last(hidden).squeeze(-1)
                 valid = groups[None, :] <= n_open[:, None]
                 logits = logits.masked_fill(~valid, float("-inf"))
-            logp = torch.log_softmax(logits, dim=-1)
-            probs = logp.exp()
-            entropy = entropy + -(probs * logp.masked_fill(~valid, 0.0)).sum(-1) / K
-            if mode == "greedy":
-                choice = logits.argmax(-1)
-            else:
-                draw = probs if temperature == 1.0 else torch.softmax(logits / temperature, dim=-1)
-                choice = sample_categorical(draw, n_open.clamp(max=tau_p - 1), generator)
+            logp, step_entropy, choice = decide(logits, valid, n_open, tau_p, mode, generator, temperature)
+            entropy = entropy + step_entropy / K
             log_prob = log_prob + logp[batch, choice]
             pilots[batch, user] = choice
             decided[batch, user] = True
