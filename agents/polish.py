@@ -31,8 +31,6 @@ from cfenv import _kernels
 from cfenv.config import SystemConfig
 from cfenv.rates import prepare_snapshots
 
-IMPROVEMENT_RTOL = 1e-12
-"""a move is taken when it raises the objective by more than this, relatively"""
 SCREEN_PILOTS = 3
 """pilots (the least contaminating) whose moves the default polish ranks per visited user"""
 SCREEN_MARGIN = 0.0
@@ -78,7 +76,7 @@ def _polish_one(beta_t, bu, contam, a, tau_p, tau_rho_p, rho_d, n_antennas, band
             orig = a[k]
             _holder_contamination(contam, a, k, score)
             ranked = np.argsort(score)
-            best, best_t = val + abs(val) * IMPROVEMENT_RTOL, -1
+            best, best_t = _search._threshold(val), -1  # improve by more than search.IMPROVEMENT_RTOL
             for c in range(n_cand):
                 if evals >= max_evals:
                     break
