@@ -159,7 +159,8 @@ class GNNAgent(NeuralAgent):
             higher: docs/learners.md).
         decode_orders: also decode greedily in this many other user orders (descending mixes of
             total and strongest gain, :data:`ORDER_MIXES`; both symmetries kept) and keep the best
-            by exact sum rate: deterministic test-time augmentation (1: the trained order only).
+            by exact sum rate: deterministic test-time augmentation (1: the trained order only). The
+            mixes only break ties in a confidence order, so there they decode alike (docs/learners.md).
         polish_master_start: polish master-AP's assignment too (a second start, twice the
             evaluations) and keep the better end point.
         decode_temperature: the sampled decodes draw from softmax(logits / temperature); below
@@ -177,10 +178,10 @@ class GNNAgent(NeuralAgent):
                       "labels": "local-search", "samples": 4, "batch_size": 64, "lr": 1e-3}
     """imitation of local-search labels (cheap: teacher forcing, near-optimal labels at ~1 ms
     per snapshot) for all 20 epochs: REINFORCE epochs after it lowered the validation sum rate
-    at the small sizes (docs/decoder-notes.md); ``loss="reinforce"`` still names the run and
+    at the small sizes (docs/learners.md, "The decoder"); ``loss="reinforce"`` still names the run and
     trains when ``imitation_epochs`` < ``epochs``"""
     default_model: ClassVar[dict[str, Any]] = {"order": "confidence"}
-    """model options of a newly trained model unless given (docs/decoder-notes.md): users decoded in
+    """model options of a newly trained model unless given (docs/learners.md, "The decoder"): users decoded in
     confidence order; a loaded checkpoint keeps its own. ``rate_features=True`` adds 0.2-0.7 points
     at the small sizes but makes the large-size decode 2-3x slower, so it is not a default"""
     budgets: ClassVar[dict[str, dict[str, Any]]] = {
