@@ -36,16 +36,53 @@ def db(cfg, n=6, seed=0):
 @pytest.mark.parametrize("order", DECODE_ORDERS)
 @pytest.mark.parametrize("size", [(10, 2, 9, 3), (30, 2, 20, 10), (5, 1, 3, 1), (4, 1, 1, 1)], ids=str)
 def test_incremental_decode_is_the_reference_decode(size, order, rates):
+    """Without gradients: the torch incremental decoder (greedy and sampled) and, where it applies,
+    the compiled greedy decoder (engine "auto"), against the reference decode with gradients."""
     cfg = SystemConfig.from_size(size)
     model = policy(order, rate_features=rates)
     x = db(cfg, n=8)
-    for mode in ("greedy", "sample"):
+    for mode, engine in (("greedy", "torch"), ("greedy", "auto"), ("sample", "auto")):
         with torch.no_grad():
-            fast = model.decode(x, cfg.tau_p, mode, generator=torch.Generator().manual_seed(1), system=cfg)
+            fast = model.decode(x, cfg.tau_p, mode, generator=torch.Generator().manual_seed(1), system=cfg,
+                                engine=engine)
         ref = model.decode(x, cfg.tau_p, mode, generator=torch.Generator().manual_seed(1), system=cfg)  # gradients
         torch.testing.assert_close(fast[0], ref[0])
         torch.testing.assert_close(fast[1], ref[1].detach(), rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(fast[2], ref[2].detach(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("order", DECODE_ORDERS)
+@pytest.mark.parametrize("size", [(100, 4, 40, 10), (12, 2, 30, 4)], ids=str)
+def test_compiled_greedy_decode_is_the_torch_decode(size, order):
+    """The numba decoder against the torch incremental one on larger, random-weight models and
+    orders of several mixes (greedy_orders takes the compiled path)."""
+    cfg = SystemConfig.from_size(size)
+    model = policy(order, width=48, seed=3)
+    x = db(cfg, n=12, seed=4)
+    with torch.no_grad():
+        for mix in (1.0, 0.25):
+            compiled = model.decode(x, cfg.tau_p, "greedy", order_mix=mix, engine="numba")
+            reference = model.decode(x, cfg.tau_p, "greedy", order_mix=mix, engine="torch")
+            torch.testing.assert_close(compiled[0], reference[0])
+            torch.testing.assert_close(compiled[1], reference[1], rtol=1e-5, atol=1e-4)
+            torch.testing.assert_close(compiled[2], reference[2], rtol=1e-5, atol=1e-5)
+        orders = model.greedy_orders(x, cfg.tau_p, (1.0, 0.25), order=order)
+        torch.testing.assert_close(orders[1], model.decode(x, cfg.tau_p, "greedy", order_mix=0.25, order=order,
+                                                           engine="torch")[0])
+
+
+def test_compiled_engine_applies_only_where_it_is_the_same_function():
+    cfg = SystemConfig.from_size((10, 2, 9, 3))
+    x = db(cfg)
+    with torch.no_grad():
+        with pytest.raises(ValueError, match="numba engine"):
+            policy("confidence").decode(x, 3, "sample", generator=torch.Generator(), engine="numba")
+        with pytest.raises(ValueError, match="numba engine"):
+            policy("confidence", rate_features=True).decode(x, 3, "greedy", system=cfg, engine="numba")
+        with pytest.raises(ValueError, match="engine must be"):
+            policy("gain").decode(x, 3, "greedy", engine="jit")
+    with pytest.raises(ValueError, match="numba engine"):  # gradients: the decode must be differentiable
+        policy("gain").decode(x, 3, "greedy", engine="numba")
 
 
 @pytest.mark.parametrize("order", CONFIDENT)

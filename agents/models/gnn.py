@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -277,7 +278,7 @@ class GNNPolicy(AssignmentModel):
     def decode(self, beta_db: torch.Tensor, tau_p: int, mode: str = "greedy",
                actions: torch.Tensor | None = None, generator: torch.Generator | None = None,
                temperature: float = 1.0, order_mix: float = 1.0, order: str | None = None,
-               system: Any = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               system: Any = None, engine: str = "auto") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Assign every user of a ``(B, M, K)`` dB batch.
 
         Args:
@@ -295,6 +296,10 @@ class GNNPolicy(AssignmentModel):
                 follows the teacher's label for that user.
             system: the :class:`cfenv.config.SystemConfig` (L, powers) of the batch; needed by a
                 model with ``rate_features`` and ignored by the others.
+            engine: how a greedy decode without gradients runs: ``"numba"`` (compiled,
+                :mod:`agents.models._gnn_kernel`: an MLP scorer without rate features on the CPU),
+                ``"torch"`` (:meth:`_decode_incremental`) or ``"auto"`` (numba where it applies).
+                The same function either way (tested); sampling and teacher forcing run in torch.
 
         Returns:
             pilots ``(B, K)`` int64 (labels in opening order along the decoding order),
@@ -306,6 +311,8 @@ class GNNPolicy(AssignmentModel):
         if order_kind not in DECODE_ORDERS:
             raise ValueError(f"order must be one of {', '.join(DECODE_ORDERS)}, got {order_kind!r}")
         consts = self._rate_constants(system, tau_p)
+        if self._compiled(engine, mode, beta_db):
+            return self._decode_compiled(beta_db, tau_p, order_mix, order=order_kind)[:3]
         if mode in ("greedy", "sample") and not torch.is_grad_enabled() and self.scorer_kind == "mlp":
             return self._decode_incremental(beta_db, tau_p, mode, generator, temperature, order_mix,
                                             order=order_kind, consts=consts)[:3]
@@ -420,6 +427,44 @@ class GNNPolicy(AssignmentModel):
             return total
         strongest = normalise_db(beta_db.amax(-2))
         return order_mix * total + (1.0 - order_mix) * strongest.to(total.dtype)
+
+    ENGINES = ("auto", "numba", "torch")
+    """how a greedy decode without gradients runs (:meth:`decode`'s ``engine``)"""
+
+    def _compiled(self, engine: str, mode: str, beta_db: torch.Tensor) -> bool:
+        """Whether :meth:`decode` runs the compiled greedy decoder; ``ValueError`` if ``engine``
+        asks for it where it does not apply."""
+        if engine not in self.ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(self.ENGINES)}, got {engine!r}")
+        applies = (mode == "greedy" and not torch.is_grad_enabled() and self.scorer_kind == "mlp"
+                   and not self.rate_features and beta_db.device.type == "cpu")
+        if engine == "numba" and not applies:
+            raise ValueError("the numba engine decodes greedily without gradients, on the CPU, with the MLP "
+                             "scorer and no rate features")
+        return applies and engine != "torch"
+
+    def _decode_compiled(self, beta_db: torch.Tensor, tau_p: int, order_mix: float = 1.0,
+                         encoded: tuple[torch.Tensor, ...] | None = None, order: str = "gain"
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Greedy :meth:`_decode_incremental` by :func:`agents.models._gnn_kernel.greedy_decode`:
+        the encoder and the scorer's projections in torch, the K decisions compiled."""
+        from agents.models._gnn_kernel import greedy_decode
+
+        encoded = self.encode(beta_db) if encoded is None else encoded
+        h, cosine, log_ratio, total = encoded
+        key = self._order_key(beta_db, total, order_mix)
+        d = h.shape[-1]
+        first, last = self.scorer[0], self.scorer[2]
+        w_user, w_group, w_option = first.weight[:, :d], first.weight[:, d:2 * d], first.weight[:, 2 * d:]
+        dtype = first.weight.dtype
+        arrays = [h @ w_user.T + first.bias, h @ w_group.T, self.empty_group @ w_group.T, cosine.to(dtype),
+                  torch.pow(10.0, log_ratio).to(dtype), key, torch.argsort(key, dim=1, descending=True, stable=True),
+                  w_option, last.weight[0]]
+        arrays = [a.detach().cpu().numpy() for a in arrays]
+        pilots, log_prob, entropy = greedy_decode(*[np.ascontiguousarray(a) for a in arrays], float(last.bias[0]),
+                                                  tau_p, order, CONFIDENCE_TIE)
+        as_tensor = [torch.from_numpy(a).to(h.device) for a in (pilots, log_prob, entropy)]
+        return as_tensor[0], as_tensor[1].to(dtype), as_tensor[2].to(dtype), encoded
 
     def _decode_incremental(self, beta_db: torch.Tensor, tau_p: int, mode: str,
                             generator: torch.Generator | None, temperature: float, order_mix: float = 1.0,
@@ -605,10 +650,14 @@ class GNNPolicy(AssignmentModel):
                 return torch.stack([self.decode(beta_db, tau_p, "greedy", order_mix=m, order=order, system=system)[0]
                                     for m in mixes])
             consts = self._rate_constants(system, tau_p)
+            compiled = self._compiled("auto", "greedy", beta_db)
             encoded, out = None, []
             for mix in mixes:
-                pilots, _, _, encoded = self._decode_incremental(beta_db, tau_p, "greedy", None, 1.0, mix, encoded,
-                                                                 order, consts)
+                if compiled:
+                    pilots, _, _, encoded = self._decode_compiled(beta_db, tau_p, mix, encoded, order)
+                else:
+                    pilots, _, _, encoded = self._decode_incremental(beta_db, tau_p, "greedy", None, 1.0, mix,
+                                                                     encoded, order, consts)
                 out.append(pilots)
             return torch.stack(out)
 
