@@ -264,11 +264,8 @@ class GNNAgent(NeuralAgent):
         # a CPU generator: the sampler draws its uniforms on the generator's device and moves
         # them to the model's (agents.models.gnn.sample_categorical), so any device works
         generator = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
-        x = beta_db_tensor(snapshots.beta, self.device).repeat_interleave(S, 0)
-        with torch.no_grad():
-            sampled = self.model.decode(x, config.tau_p, "sample", generator=generator,
-                                        temperature=self.decode_temperature,
-                                        order=self.decode_order, system=config)[0].cpu().numpy()
+        sampled = self.model.sample(beta_db_tensor(snapshots.beta, self.device), config.tau_p, S, generator,
+                                    self.decode_temperature, self.decode_order, config).cpu().numpy()
         candidates = np.concatenate([greedy[:, None], sampled.reshape(B, S, -1)], axis=1)  # (B, 1 + S, K)
         scores = objective_value(snapshots.beta[:, None], candidates, config)
         return candidates[np.arange(B), scores.argmax(axis=1)]

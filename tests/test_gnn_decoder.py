@@ -36,12 +36,12 @@ def db(cfg, n=6, seed=0):
 @pytest.mark.parametrize("order", DECODE_ORDERS)
 @pytest.mark.parametrize("size", [(10, 2, 9, 3), (30, 2, 20, 10), (5, 1, 3, 1), (4, 1, 1, 1)], ids=str)
 def test_incremental_decode_is_the_reference_decode(size, order, rates):
-    """Without gradients: the torch incremental decoder (greedy and sampled) and, where it applies,
-    the compiled greedy decoder (engine "auto"), against the reference decode with gradients."""
+    """Without gradients: the torch incremental decoder and, where it applies, the compiled one
+    (engine "auto"), greedy and sampled, against the reference decode with gradients."""
     cfg = SystemConfig.from_size(size)
     model = policy(order, rate_features=rates)
     x = db(cfg, n=8)
-    for mode, engine in (("greedy", "torch"), ("greedy", "auto"), ("sample", "auto")):
+    for mode, engine in (("greedy", "torch"), ("greedy", "auto"), ("sample", "torch"), ("sample", "auto")):
         with torch.no_grad():
             fast = model.decode(x, cfg.tau_p, mode, generator=torch.Generator().manual_seed(1), system=cfg,
                                 engine=engine)
@@ -53,16 +53,19 @@ def test_incremental_decode_is_the_reference_decode(size, order, rates):
 
 @pytest.mark.parametrize("order", DECODE_ORDERS)
 @pytest.mark.parametrize("size", [(100, 4, 40, 10), (12, 2, 30, 4)], ids=str)
-def test_compiled_greedy_decode_is_the_torch_decode(size, order):
-    """The numba decoder against the torch incremental one on larger, random-weight models and
-    orders of several mixes (greedy_orders takes the compiled path)."""
+def test_compiled_decode_is_the_torch_decode(size, order):
+    """The numba decoder against the torch incremental one on larger, random-weight models:
+    greedy in orders of two mixes (greedy_orders takes the compiled path) and sampled at two
+    temperatures from the same generator seed (the same draws)."""
     cfg = SystemConfig.from_size(size)
     model = policy(order, width=48, seed=3)
     x = db(cfg, n=12, seed=4)
     with torch.no_grad():
-        for mix in (1.0, 0.25):
-            compiled = model.decode(x, cfg.tau_p, "greedy", order_mix=mix, engine="numba")
-            reference = model.decode(x, cfg.tau_p, "greedy", order_mix=mix, engine="torch")
+        for mix, mode, temperature in ((1.0, "greedy", 1.0), (0.25, "greedy", 1.0), (1.0, "sample", 1.0),
+                                       (1.0, "sample", 0.3)):
+            compiled, reference = (model.decode(x, cfg.tau_p, mode, order_mix=mix, engine=engine,
+                                                generator=torch.Generator().manual_seed(7), temperature=temperature)
+                                   for engine in ("numba", "torch"))
             torch.testing.assert_close(compiled[0], reference[0])
             torch.testing.assert_close(compiled[1], reference[1], rtol=1e-5, atol=1e-4)
             torch.testing.assert_close(compiled[2], reference[2], rtol=1e-5, atol=1e-5)
@@ -71,12 +74,26 @@ def test_compiled_greedy_decode_is_the_torch_decode(size, order):
                                                            engine="torch")[0])
 
 
+@pytest.mark.parametrize("rates", [False, True], ids=["compiled", "torch"])
+def test_sample_encodes_once_and_draws_what_decode_draws(rates):
+    cfg = SystemConfig.from_size((20, 2, 12, 4))
+    model = policy("confidence", rate_features=rates)
+    x = db(cfg, n=5, seed=6)
+    samples = model.sample(x, cfg.tau_p, 7, torch.Generator().manual_seed(2), temperature=0.5, system=cfg)
+    with torch.no_grad():
+        want = model.decode(x.repeat_interleave(7, 0), cfg.tau_p, "sample", generator=torch.Generator().manual_seed(2),
+                            temperature=0.5, system=cfg, engine="torch")[0]
+    torch.testing.assert_close(samples, want)
+    assert len({tuple(row) for row in samples.tolist()}) > 5  # the draws differ
+
+
 def test_compiled_engine_applies_only_where_it_is_the_same_function():
     cfg = SystemConfig.from_size((10, 2, 9, 3))
     x = db(cfg)
     with torch.no_grad():
         with pytest.raises(ValueError, match="numba engine"):
-            policy("confidence").decode(x, 3, "sample", generator=torch.Generator(), engine="numba")
+            policy("confidence").decode(x, 3, "teacher", actions=torch.zeros(6, 9, dtype=torch.long),
+                                        engine="numba")
         with pytest.raises(ValueError, match="numba engine"):
             policy("confidence", rate_features=True).decode(x, 3, "greedy", system=cfg, engine="numba")
         with pytest.raises(ValueError, match="engine must be"):

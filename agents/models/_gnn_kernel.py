@@ -1,7 +1,7 @@
-"""Compiled (numba) greedy decode of the ``gnn`` policy with its MLP scorer.
+"""Compiled (numba) greedy and sampled decodes of the ``gnn`` policy with its MLP scorer.
 
-The same function as :meth:`agents.models.gnn.GNNPolicy._decode_incremental` in greedy mode
-(the torch path it is tested against, and the one that trains, samples and runs on CUDA): the
+The same function as :meth:`agents.models.gnn.GNNPolicy._decode_incremental` in greedy and
+sample mode (the torch path it is tested against, and the one that trains and runs on CUDA): the
 encoder still runs in torch, and this kernel takes its projections and does the K sequential
 decisions. At inference the torch decode is bound by per-step dispatch (tens of small tensor
 operations per decision, about 75 us each at K = 50 on one thread) while a decision's arithmetic
@@ -21,45 +21,46 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from cfenv._kernels import FASTMATH
+
 ORDER_CODES = {"gain": 0, "confidence": 1, "margin": 2}
 """the decoder's user orders (:data:`agents.models.gnn.DECODE_ORDERS`) as kernel codes"""
 CONTAMINATION_FLOOR = 1e-6
 """added inside log10 of the summed contamination (an empty group's features stay finite)"""
 
 
-@njit(cache=True, inline="always")
-def _option_logit(u, t, new, n, K, user_proj, group_row, sum_cos, max_cos, sum_into, sum_from,
-                  w_option, w_last, b_last):
-    """Scorer logit of user ``u`` joining group ``t`` (size ``n``; ``new``: the next new group),
-    its group part ``group_row`` (width,) already projected."""
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _option_logit(u, t, column, user_proj, sum_cos, max_cos, sum_into, sum_from, w_option, w_last, b_last):
+    """Scorer logit of user ``u`` joining group ``t``; ``column`` (width,) holds the parts that are
+    the same for every user: the projected group embedding and the size and newness features."""
     f0 = sum_cos[t, u]
     f1 = max_cos[t, u]
     f2 = math.log10(sum_into[t, u] + CONTAMINATION_FLOOR) / 4.0
     f3 = math.log10(sum_from[t, u] + CONTAMINATION_FLOOR) / 4.0
-    f4 = n / K
-    f5 = 1.0 if new else 0.0
     out = b_last
     for w in range(w_last.shape[0]):
-        x = (user_proj[u, w] + group_row[w] + f0 * w_option[w, 0] + f1 * w_option[w, 1] + f2 * w_option[w, 2]
-             + f3 * w_option[w, 3] + f4 * w_option[w, 4] + f5 * w_option[w, 5])
-        if x > 0.0:
-            out += x * w_last[w]
+        x = (user_proj[u, w] + column[w] + f0 * w_option[w, 0] + f1 * w_option[w, 1] + f2 * w_option[w, 2]
+             + f3 * w_option[w, 3])
+        out += max(x, 0.0) * w_last[w]
     return out
 
 
 @njit(cache=True)
-def _group_row(t, n_open, size, group_proj, empty_proj, row):
-    """Projected group embedding of group ``t`` into ``row``: the empty group's for the next new
-    one, else the mean of its members' projections."""
-    if t == n_open:
-        row[:] = empty_proj
+def _column(t, n_open, K, size, group_proj, empty_proj, w_option, column):
+    """The user-independent part of group ``t``'s scorer input into ``column``: the projected
+    embedding (the empty group's for the next new one, else the mean of its members') plus the
+    size and newness features times their weights."""
+    new = t == n_open
+    if new:
+        column[:] = empty_proj
     else:
-        row[:] = group_proj[t] / max(size[t], 1.0)
+        column[:] = group_proj[t] / max(size[t], 1.0)
+    column += (size[t] / K) * w_option[:, 4] + (1.0 if new else 0.0) * w_option[:, 5]
 
 
 @njit(cache=True)
 def _decode_one(b, user_proj, member_proj, empty_proj, cosine, contam, key, gain_order, w_option, w_last, b_last,
-                tau_p, order_code, tie, pilots, log_prob, entropy):
+                tau_p, order_code, tie, uniforms, temperature, pilots, log_prob, entropy):
     K, W = user_proj.shape
     dtype = user_proj.dtype
     size = np.zeros(tau_p, dtype)
@@ -68,7 +69,7 @@ def _decode_one(b, user_proj, member_proj, empty_proj, cosine, contam, key, gain
     max_cos = np.zeros((tau_p, K), dtype)
     sum_into = np.zeros((tau_p, K), dtype)
     sum_from = np.zeros((tau_p, K), dtype)
-    row = np.zeros(W, dtype)
+    column = np.zeros(W, dtype)
     logits = np.empty(tau_p, np.float64)
     cached = np.full((K, tau_p), -np.inf)
     decided = np.zeros(K, np.bool_)
@@ -76,18 +77,18 @@ def _decode_one(b, user_proj, member_proj, empty_proj, cosine, contam, key, gain
     lp = 0.0
     ent = 0.0
     if order_code != 0:
-        _group_row(0, 0, size, group_proj, empty_proj, row)
+        _column(0, 0, K, size, group_proj, empty_proj, w_option, column)
         for u in range(K):
-            cached[u, 0] = _option_logit(u, 0, True, 0.0, K, user_proj, row, sum_cos, max_cos, sum_into, sum_from,
-                                         w_option, w_last, b_last)
+            cached[u, 0] = _option_logit(u, 0, column, user_proj, sum_cos, max_cos, sum_into, sum_from, w_option,
+                                         w_last, b_last)
     for step in range(K):
         if order_code == 0:
             user = gain_order[step]
             for t in range(tau_p):
                 if t <= n_open:
-                    _group_row(t, n_open, size, group_proj, empty_proj, row)
-                    logits[t] = _option_logit(user, t, t == n_open, size[t], K, user_proj, row, sum_cos, max_cos,
-                                              sum_into, sum_from, w_option, w_last, b_last)
+                    _column(t, n_open, K, size, group_proj, empty_proj, w_option, column)
+                    logits[t] = _option_logit(user, t, column, user_proj, sum_cos, max_cos, sum_into, sum_from,
+                                              w_option, w_last, b_last)
                 else:
                     logits[t] = -np.inf
         else:  # the undecided user the policy is surest of; near-ties go to the larger key
@@ -117,17 +118,31 @@ def _decode_one(b, user_proj, member_proj, empty_proj, cosine, contam, key, gain
                     user = u
             for t in range(tau_p):
                 logits[t] = cached[user, t]
-        choice = 0
-        for t in range(1, min(n_open + 1, tau_p)):
-            if logits[t] > logits[choice]:
-                choice = t
-        top = logits[choice]
+        n_valid = min(n_open + 1, tau_p)
+        best_option = 0
+        for t in range(1, n_valid):
+            if logits[t] > logits[best_option]:
+                best_option = t
+        top = logits[best_option]
         total = 0.0
-        for t in range(min(n_open + 1, tau_p)):
+        for t in range(n_valid):
             total += math.exp(logits[t] - top)
         lse = top + math.log(total)
+        choice = best_option
+        if uniforms.shape[1]:  # inverse CDF of softmax(logits / temperature), as sample_categorical
+            mass = 0.0
+            for t in range(n_valid):
+                mass += math.exp((logits[t] - top) / temperature)
+            target = uniforms[b, step] * mass
+            choice = 0
+            mass = 0.0
+            for t in range(n_valid):
+                mass += math.exp((logits[t] - top) / temperature)
+                if mass < target:
+                    choice += 1
+            choice = min(choice, n_valid - 1)
         h = 0.0
-        for t in range(min(n_open + 1, tau_p)):
+        for t in range(n_valid):
             logp = logits[t] - lse
             h -= math.exp(logp) * logp
         ent += h / K
@@ -149,32 +164,36 @@ def _decode_one(b, user_proj, member_proj, empty_proj, cosine, contam, key, gain
             for t in columns:
                 if t < 0:
                     continue
-                _group_row(t, n_open, size, group_proj, empty_proj, row)
+                _column(t, n_open, K, size, group_proj, empty_proj, w_option, column)
                 for u in range(K):
-                    cached[u, t] = _option_logit(u, t, t == n_open, size[t], K, user_proj, row, sum_cos, max_cos,
-                                                 sum_into, sum_from, w_option, w_last, b_last)
+                    cached[u, t] = _option_logit(u, t, column, user_proj, sum_cos, max_cos, sum_into, sum_from,
+                                                 w_option, w_last, b_last)
     log_prob[b] = lp
     entropy[b] = ent
 
 
 @njit(cache=True, parallel=True)
 def _decode_batch(user_proj, member_proj, empty_proj, cosine, contam, key, gain_order, w_option, w_last, b_last,
-                  tau_p, order_code, tie, pilots, log_prob, entropy):
+                  tau_p, order_code, tie, uniforms, temperature, pilots, log_prob, entropy):
     for b in prange(user_proj.shape[0]):
         _decode_one(b, user_proj[b], member_proj[b], empty_proj, cosine[b], contam[b], key[b], gain_order[b],
-                    w_option, w_last, b_last, tau_p, order_code, tie, pilots, log_prob, entropy)
+                    w_option, w_last, b_last, tau_p, order_code, tie, uniforms, temperature, pilots, log_prob,
+                    entropy)
 
 
-def greedy_decode(user_proj: np.ndarray, member_proj: np.ndarray, empty_proj: np.ndarray, cosine: np.ndarray,
+def decode(user_proj: np.ndarray, member_proj: np.ndarray, empty_proj: np.ndarray, cosine: np.ndarray,
                   contam: np.ndarray, key: np.ndarray, gain_order: np.ndarray, w_option: np.ndarray,
-                  w_last: np.ndarray, b_last: float, tau_p: int, order: str, tie: float
+                  w_last: np.ndarray, b_last: float, tau_p: int, order: str, tie: float,
+                  uniforms: np.ndarray | None = None, temperature: float = 1.0
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Greedy decode of a batch from the encoder's outputs (one dtype throughout, float32 or 64):
+    """Greedy or sampled decode of a batch from the encoder's outputs (one dtype throughout, float32 or 64):
     ``user_proj`` ``(B, K, W)`` (user part of the scorer's first layer, bias included),
     ``member_proj`` ``(B, K, W)`` (its group part applied to each user), ``empty_proj`` ``(W,)``,
     ``cosine`` and ``contam`` ``(B, K, K)`` (entry [k, j]: contamination of j on k), the order
     ``key`` ``(B, K)`` (ties of confidence), ``gain_order`` ``(B, K)`` (the users in gain order),
-    the scorer's option weights ``(W, 6)`` and last layer ``(W,)``, ``b_last``.
+    the scorer's option weights ``(W, 6)`` and last layer ``(W,)``, ``b_last``. With ``uniforms``
+    ``(B, K)`` (float64 in [0, 1), one per decision) every decision draws from
+    softmax(logits / ``temperature``) by inverse CDF instead of taking the argmax.
 
     Returns pilots ``(B, K)`` int64 (labels in opening order), summed log-probability ``(B,)``
     and mean decision entropy ``(B,)`` (float64)."""
@@ -182,6 +201,8 @@ def greedy_decode(user_proj: np.ndarray, member_proj: np.ndarray, empty_proj: np
     pilots = np.zeros((B, K), np.int64)
     log_prob = np.zeros(B)
     entropy = np.zeros(B)
+    uniforms = np.zeros((B, 0)) if uniforms is None else np.ascontiguousarray(uniforms, dtype=np.float64)
     _decode_batch(user_proj, member_proj, empty_proj, cosine, contam, key, gain_order, w_option, w_last,
-                  float(b_last), int(tau_p), ORDER_CODES[order], float(tie), pilots, log_prob, entropy)
+                  float(b_last), int(tau_p), ORDER_CODES[order], float(tie), uniforms, float(temperature), pilots,
+                  log_prob, entropy)
     return pilots, log_prob, entropy

@@ -296,10 +296,10 @@ class GNNPolicy(AssignmentModel):
                 follows the teacher's label for that user.
             system: the :class:`cfenv.config.SystemConfig` (L, powers) of the batch; needed by a
                 model with ``rate_features`` and ignored by the others.
-            engine: how a greedy decode without gradients runs: ``"numba"`` (compiled,
-                :mod:`agents.models._gnn_kernel`: an MLP scorer without rate features on the CPU),
-                ``"torch"`` (:meth:`_decode_incremental`) or ``"auto"`` (numba where it applies).
-                The same function either way (tested); sampling and teacher forcing run in torch.
+            engine: how a greedy or sampled decode without gradients runs: ``"numba"``
+                (compiled, :mod:`agents.models._gnn_kernel`: an MLP scorer without rate features on
+                the CPU), ``"torch"`` (:meth:`_decode_incremental`) or ``"auto"`` (numba where it
+                applies). The same function and the same draws either way (tested).
 
         Returns:
             pilots ``(B, K)`` int64 (labels in opening order along the decoding order),
@@ -312,7 +312,8 @@ class GNNPolicy(AssignmentModel):
             raise ValueError(f"order must be one of {', '.join(DECODE_ORDERS)}, got {order_kind!r}")
         consts = self._rate_constants(system, tau_p)
         if self._compiled(engine, mode, beta_db):
-            return self._decode_compiled(beta_db, tau_p, order_mix, order=order_kind)[:3]
+            return self._decode_compiled(beta_db, tau_p, order_mix, order=order_kind, mode=mode, generator=generator,
+                                         temperature=temperature)[:3]
         if mode in ("greedy", "sample") and not torch.is_grad_enabled() and self.scorer_kind == "mlp":
             return self._decode_incremental(beta_db, tau_p, mode, generator, temperature, order_mix,
                                             order=order_kind, consts=consts)[:3]
@@ -429,26 +430,29 @@ class GNNPolicy(AssignmentModel):
         return order_mix * total + (1.0 - order_mix) * strongest.to(total.dtype)
 
     ENGINES = ("auto", "numba", "torch")
-    """how a greedy decode without gradients runs (:meth:`decode`'s ``engine``)"""
+    """how a greedy or sampled decode without gradients runs (:meth:`decode`'s ``engine``)"""
 
     def _compiled(self, engine: str, mode: str, beta_db: torch.Tensor) -> bool:
         """Whether :meth:`decode` runs the compiled greedy decoder; ``ValueError`` if ``engine``
         asks for it where it does not apply."""
         if engine not in self.ENGINES:
             raise ValueError(f"engine must be one of {', '.join(self.ENGINES)}, got {engine!r}")
-        applies = (mode == "greedy" and not torch.is_grad_enabled() and self.scorer_kind == "mlp"
+        applies = (mode in ("greedy", "sample") and not torch.is_grad_enabled() and self.scorer_kind == "mlp"
                    and not self.rate_features and beta_db.device.type == "cpu")
         if engine == "numba" and not applies:
-            raise ValueError("the numba engine decodes greedily without gradients, on the CPU, with the MLP "
-                             "scorer and no rate features")
+            raise ValueError("the numba engine decodes (greedy or sampled) without gradients, on the CPU, with "
+                             "the MLP scorer and no rate features")
         return applies and engine != "torch"
 
     def _decode_compiled(self, beta_db: torch.Tensor, tau_p: int, order_mix: float = 1.0,
-                         encoded: tuple[torch.Tensor, ...] | None = None, order: str = "gain"
+                         encoded: tuple[torch.Tensor, ...] | None = None, order: str = "gain", mode: str = "greedy",
+                         generator: torch.Generator | None = None, temperature: float = 1.0
                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
-        """Greedy :meth:`_decode_incremental` by :func:`agents.models._gnn_kernel.greedy_decode`:
-        the encoder and the scorer's projections in torch, the K decisions compiled."""
-        from agents.models._gnn_kernel import greedy_decode
+        """:meth:`_decode_incremental` (greedy or sampled) by
+        :func:`agents.models._gnn_kernel.decode`: the encoder and the scorer's projections in
+        torch, the K decisions compiled. A sampled decode draws its K uniforms per snapshot from
+        ``generator`` at once, the stream :func:`sample_categorical` draws step by step."""
+        from agents.models._gnn_kernel import decode
 
         encoded = self.encode(beta_db) if encoded is None else encoded
         h, cosine, log_ratio, total = encoded
@@ -460,9 +464,14 @@ class GNNPolicy(AssignmentModel):
         arrays = [h @ w_user.T + first.bias, h @ w_group.T, self.empty_group @ w_group.T, cosine.to(dtype),
                   torch.pow(10.0, log_ratio).to(dtype), key, torch.argsort(key, dim=1, descending=True, stable=True),
                   w_option, last.weight[0]]
-        arrays = [a.detach().cpu().numpy() for a in arrays]
-        pilots, log_prob, entropy = greedy_decode(*[np.ascontiguousarray(a) for a in arrays], float(last.bias[0]),
-                                                  tau_p, order, CONFIDENCE_TIE)
+        arrays = [np.ascontiguousarray(a.detach().cpu().numpy()) for a in arrays]
+        uniforms = None
+        if mode == "sample":
+            device = generator.device if generator is not None else h.device
+            B, K = key.shape
+            uniforms = torch.rand(K, B, generator=generator, device=device, dtype=torch.float64).T.cpu().numpy()
+        pilots, log_prob, entropy = decode(*arrays, float(last.bias[0]), tau_p, order, CONFIDENCE_TIE, uniforms,
+                                           temperature)
         as_tensor = [torch.from_numpy(a).to(h.device) for a in (pilots, log_prob, entropy)]
         return as_tensor[0], as_tensor[1].to(dtype), as_tensor[2].to(dtype), encoded
 
@@ -660,6 +669,21 @@ class GNNPolicy(AssignmentModel):
                                                                      encoded, order, consts)
                 out.append(pilots)
             return torch.stack(out)
+
+    def sample(self, beta_db: torch.Tensor, tau_p: int, n: int, generator: torch.Generator | None = None,
+               temperature: float = 1.0, order: str | None = None, system: Any = None) -> torch.Tensor:
+        """``n`` sampled decodes of each snapshot, ``(B * n, K)`` snapshot-major: those of
+        ``decode(beta_db.repeat_interleave(n, 0), tau_p, "sample", ...)``, with the encoder run once
+        per snapshot when the compiled decoder applies."""
+        order_kind = self.order if order is None else order
+        repeated = beta_db.repeat_interleave(n, 0)
+        with torch.no_grad():
+            if self._compiled("auto", "sample", beta_db):
+                encoded = tuple(t.repeat_interleave(n, 0) for t in self.encode(beta_db))
+                return self._decode_compiled(repeated, tau_p, encoded=encoded, order=order_kind, mode="sample",
+                                             generator=generator, temperature=temperature)[0]
+            return self.decode(repeated, tau_p, "sample", generator=generator, temperature=temperature,
+                               order=order_kind, system=system)[0]
 
     def greedy(self, beta_db: torch.Tensor, tau_p: int, system: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         pilots, _, entropy = self.decode(beta_db, tau_p, "greedy", system=system)
