@@ -169,6 +169,9 @@ class GNNAgent(NeuralAgent):
         decode_order: the user order of the greedy and sampled decodes
             (:data:`agents.models.gnn.DECODE_ORDERS`); ``None``: the order the model was trained
             in (its ``order`` option).
+        decode_engine: ``"auto"`` (the compiled decoder where it applies), ``"numba"`` or
+            ``"torch"`` (the torch decoder, the reference): see ``engine`` of
+            :meth:`agents.models.gnn.GNNPolicy.decode`; the same assignments either way.
     """
 
     name = "gnn"
@@ -196,7 +199,7 @@ class GNNAgent(NeuralAgent):
                  loss: str = "reinforce", decode_samples: int | None = None, polish_per_user: float | None = None,
                  polish_candidates: int = 1, decode_temperature: float = 1.0, polish_master_start: bool = False,
                  decode_orders: int = 1, decode_order: str | None = None, polish_swaps: bool = False,
-                 **model: Any) -> None:
+                 decode_engine: str = "auto", **model: Any) -> None:
         super().__init__(config, seed, device, loss if loss in self.losses else "reinforce",
                          **{**self.default_model, **model})
         decode_samples = self.default_decode_samples if decode_samples is None else decode_samples
@@ -223,6 +226,11 @@ class GNNAgent(NeuralAgent):
         if decode_order is not None and decode_order not in DECODE_ORDERS:
             raise ValueError(f"decode_order must be one of {', '.join(DECODE_ORDERS)} or None, got {decode_order!r}")
         self.decode_order = decode_order
+        from agents.models.gnn import GNNPolicy
+
+        if decode_engine not in GNNPolicy.ENGINES:
+            raise ValueError(f"decode_engine must be one of {', '.join(GNNPolicy.ENGINES)}, got {decode_engine!r}")
+        self.decode_engine = decode_engine
 
     def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
         if self.model is None:
@@ -231,7 +239,8 @@ class GNNAgent(NeuralAgent):
         with torch.no_grad():  # the greedy decode, in the model's order unless decode_order says otherwise
             pilots = np.concatenate([
                 self.model.decode(beta_db_tensor(snapshots.beta[lo:lo + 1024], self.device), config.tau_p,
-                                  "greedy", order=self.decode_order, system=config)[0].cpu().numpy()
+                                  "greedy", order=self.decode_order, system=config,
+                                  engine=self.decode_engine)[0].cpu().numpy()
                 for lo in range(0, len(snapshots.beta), 1024)]).astype(np.int64)
         if self.decode_orders > 1:
             pilots = self._best_of_orders(pilots, snapshots, config)
@@ -265,7 +274,8 @@ class GNNAgent(NeuralAgent):
         # them to the model's (agents.models.gnn.sample_categorical), so any device works
         generator = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
         sampled = self.model.sample(beta_db_tensor(snapshots.beta, self.device), config.tau_p, S, generator,
-                                    self.decode_temperature, self.decode_order, config).cpu().numpy()
+                                    self.decode_temperature, self.decode_order, config,
+                                    self.decode_engine).cpu().numpy()
         candidates = np.concatenate([greedy[:, None], sampled.reshape(B, S, -1)], axis=1)  # (B, 1 + S, K)
         scores = objective_value(snapshots.beta[:, None], candidates, config)
         return candidates[np.arange(B), scores.argmax(axis=1)]

@@ -73,6 +73,8 @@ def variants(runs: Path, trained_at: tuple[int, ...] | None, seed: int) -> dict[
         "master-ap+polish-swaps": lambda config: Polished(config, 5.0, swaps=True),
         "master-ap+ranked-polish": lambda config: Polished(config, 5.0, screen=False),
         "gnn": learned("gnn"),
+        "gnn-torch-decode": learned("gnn", decode_engine="torch"),
+        "gnn-polish-torch-decode": learned("gnn-polish", decode_engine="torch"),
         "gnn-best-of-16": learned("gnn", decode_samples=16, decode_temperature=0.1),
         "gnn-best-of-16-T1": learned("gnn", decode_samples=16),
         "gnn-best-of-64-T0.5": learned("gnn", decode_samples=64, decode_temperature=0.5),

@@ -278,3 +278,21 @@ def test_cosine_learning_rate_schedule(tmp_path):
     assert history["train/lr"] == lrs[-1]
     with pytest.raises(ValueError, match="lr_schedule"):
         TrainSettings(agent="gnn", lr_schedule="linear")
+
+
+def test_agent_decode_engines_assign_alike():
+    """GNNAgent's decode_engine: the compiled and the torch decoder give the same greedy and
+    best-of-samples assignments; a bad name is refused."""
+    cfg = SystemConfig.from_size((20, 2, 12, 4))
+    snaps = draw_snapshots(cfg, np.random.default_rng(8), (6,))
+    out = {}
+    for engine in ("torch", "numba"):
+        agent = GNNAgent(config=cfg, decode_engine=engine, width=32).initialise()
+        greedy = agent.assign(snaps, cfg, np.random.default_rng(0))
+        agent.decode_samples, agent.decode_temperature = 8, 0.5
+        out[engine] = (greedy, agent.assign(snaps, cfg, np.random.default_rng(0)))
+    np.testing.assert_array_equal(out["numba"][0], out["torch"][0])
+    np.testing.assert_array_equal(out["numba"][1], out["torch"][1])
+    assert sum_rate(snaps.beta, out["numba"][1], cfg).mean() >= sum_rate(snaps.beta, out["numba"][0], cfg).mean()
+    with pytest.raises(ValueError, match="decode_engine"):
+        GNNAgent(config=cfg, decode_engine="cuda")

@@ -671,19 +671,20 @@ class GNNPolicy(AssignmentModel):
             return torch.stack(out)
 
     def sample(self, beta_db: torch.Tensor, tau_p: int, n: int, generator: torch.Generator | None = None,
-               temperature: float = 1.0, order: str | None = None, system: Any = None) -> torch.Tensor:
+               temperature: float = 1.0, order: str | None = None, system: Any = None,
+               engine: str = "auto") -> torch.Tensor:
         """``n`` sampled decodes of each snapshot, ``(B * n, K)`` snapshot-major: those of
         ``decode(beta_db.repeat_interleave(n, 0), tau_p, "sample", ...)``, with the encoder run once
-        per snapshot when the compiled decoder applies."""
+        per snapshot when the compiled decoder runs."""
         order_kind = self.order if order is None else order
         repeated = beta_db.repeat_interleave(n, 0)
         with torch.no_grad():
-            if self._compiled("auto", "sample", beta_db):
+            if self._compiled(engine, "sample", beta_db):
                 encoded = tuple(t.repeat_interleave(n, 0) for t in self.encode(beta_db))
                 return self._decode_compiled(repeated, tau_p, encoded=encoded, order=order_kind, mode="sample",
                                              generator=generator, temperature=temperature)[0]
             return self.decode(repeated, tau_p, "sample", generator=generator, temperature=temperature,
-                               order=order_kind, system=system)[0]
+                               order=order_kind, system=system, engine=engine)[0]
 
     def greedy(self, beta_db: torch.Tensor, tau_p: int, system: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         pilots, _, entropy = self.decode(beta_db, tau_p, "greedy", system=system)
