@@ -9,8 +9,10 @@ answers :meth:`Agent.assign` for a batch of network snapshots and
 
 from __future__ import annotations
 
+import contextlib
 import zlib
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -197,3 +199,22 @@ class LearnableAgent(Agent):
     def load(cls, directory: str | Path, device: str = "cpu", config: SystemConfig | None = None) -> "LearnableAgent":
         """Rebuild an agent saved by :meth:`save`; ``ValueError`` if ``config`` is given and its
         size differs from the one the agent was trained for."""
+
+
+@contextlib.contextmanager
+def thread_limits(torch_threads: int | None = None, numba_threads: int | None = None) -> Iterator[None]:
+    """Run with ``torch_threads`` torch intra-op threads and ``numba_threads`` numba threads
+    (``None``: unchanged; numba's capped at its pool size), then restore both."""
+    import numba
+    import torch
+
+    before = torch.get_num_threads(), numba.get_num_threads()
+    if torch_threads is not None:
+        torch.set_num_threads(int(torch_threads))
+    if numba_threads is not None:
+        numba.set_num_threads(min(int(numba_threads), numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before[0])
+        numba.set_num_threads(before[1])

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from agents.base import LearnableAgent, run_folder, run_name
+from agents.base import LearnableAgent, run_folder, run_name, thread_limits
 from agents.learning import TrainSettings, beta_db_tensor, load_model, predict, save_model, train
 from agents.learning.settings import check_device
 from agents.models import build_model, check_model_size
@@ -236,7 +236,8 @@ class GNNAgent(NeuralAgent):
         if self.model is None:
             raise ValueError(f"{self.name} is not trained: call fit() or load() first")
         self.model.eval()
-        with torch.no_grad():  # the greedy decode, in the model's order unless decode_order says otherwise
+        # the greedy decode, in the model's order unless decode_order says otherwise
+        with torch.no_grad(), thread_limits(self._torch_threads()):
             pilots = np.concatenate([
                 self.model.decode(beta_db_tensor(snapshots.beta[lo:lo + 1024], self.device), config.tau_p,
                                   "greedy", order=self.decode_order, system=config,
@@ -259,10 +260,18 @@ class GNNAgent(NeuralAgent):
                             max_evals=budget)[0]
         return pilots
 
+    def _torch_threads(self) -> int | None:
+        """Torch threads of the decode: one on the CPU. Its ops are small (a decision's tensors,
+        the encoder's per-snapshot edge network), and with two intra-op threads every op waits for
+        both, so a busy core slows the whole decode 3-10x (measured in docs/learners.md); the
+        compiled decoder and the polish still use numba's threads across snapshots."""
+        return 1 if torch.device(self.device).type == "cpu" else None
+
     def _best_of_orders(self, greedy: np.ndarray, snapshots: Snapshot, config: SystemConfig) -> np.ndarray:
         x = beta_db_tensor(snapshots.beta, self.device)
-        others = self.model.greedy_orders(x, config.tau_p, ORDER_MIXES[1:self.decode_orders],
-                                          system=config).cpu().numpy()
+        with thread_limits(self._torch_threads()):
+            others = self.model.greedy_orders(x, config.tau_p, ORDER_MIXES[1:self.decode_orders],
+                                              system=config).cpu().numpy()
         stacked = np.concatenate([greedy[:, None], others.transpose(1, 0, 2)], axis=1)  # (B, orders, K)
         rates = objective_value(snapshots.beta[:, None], stacked, config)
         return stacked[np.arange(len(stacked)), rates.argmax(axis=1)]
@@ -273,9 +282,10 @@ class GNNAgent(NeuralAgent):
         # a CPU generator: the sampler draws its uniforms on the generator's device and moves
         # them to the model's (agents.models.gnn.sample_categorical), so any device works
         generator = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
-        sampled = self.model.sample(beta_db_tensor(snapshots.beta, self.device), config.tau_p, S, generator,
-                                    self.decode_temperature, self.decode_order, config,
-                                    self.decode_engine).cpu().numpy()
+        with thread_limits(self._torch_threads()):
+            sampled = self.model.sample(beta_db_tensor(snapshots.beta, self.device), config.tau_p, S, generator,
+                                        self.decode_temperature, self.decode_order, config,
+                                        self.decode_engine).cpu().numpy()
         candidates = np.concatenate([greedy[:, None], sampled.reshape(B, S, -1)], axis=1)  # (B, 1 + S, K)
         scores = objective_value(snapshots.beta[:, None], candidates, config)
         return candidates[np.arange(B), scores.argmax(axis=1)]

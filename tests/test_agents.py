@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import agents
-from agents.base import canonical_pilots
+from agents.base import canonical_pilots, thread_limits
 from agents.heuristics import LocationAgent, greedy_pilots, master_ap_pilots
 from agents.registry import is_learnable
 from agents.search import ExhaustiveAgent, LocalSearchAgent, count_assignments
@@ -243,3 +243,18 @@ def test_local_search_final_values_are_those_of_the_returned_pilots():
     pilots = agent.assign(snap)
     best = agent.last_stats["final_val"].max(axis=1)
     np.testing.assert_array_equal(best, sum_rate(snap.beta, pilots, cfg))
+
+
+def test_thread_limits_set_and_restore_torch_and_numba_threads():
+    import numba
+    import torch
+
+    before = torch.get_num_threads(), numba.get_num_threads()
+    with pytest.raises(RuntimeError):
+        with thread_limits(1, 1):
+            assert (torch.get_num_threads(), numba.get_num_threads()) == (1, 1)
+            raise RuntimeError("restored even on an error")
+    assert (torch.get_num_threads(), numba.get_num_threads()) == before
+    with thread_limits(numba_threads=1):
+        assert (torch.get_num_threads(), numba.get_num_threads()) == (before[0], 1)
+    assert (torch.get_num_threads(), numba.get_num_threads()) == before

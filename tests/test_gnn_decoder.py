@@ -286,11 +286,13 @@ def test_agent_decode_engines_assign_alike():
     cfg = SystemConfig.from_size((20, 2, 12, 4))
     snaps = draw_snapshots(cfg, np.random.default_rng(8), (6,))
     out = {}
+    threads = torch.get_num_threads()
     for engine in ("torch", "numba"):
         agent = GNNAgent(config=cfg, decode_engine=engine, width=32).initialise()
         greedy = agent.assign(snaps, cfg, np.random.default_rng(0))
         agent.decode_samples, agent.decode_temperature = 8, 0.5
         out[engine] = (greedy, agent.assign(snaps, cfg, np.random.default_rng(0)))
+    assert torch.get_num_threads() == threads  # the decode's single torch thread is given back
     np.testing.assert_array_equal(out["numba"][0], out["torch"][0])
     np.testing.assert_array_equal(out["numba"][1], out["torch"][1])
     assert sum_rate(snaps.beta, out["numba"][1], cfg).mean() >= sum_rate(snaps.beta, out["numba"][0], cfg).mean()

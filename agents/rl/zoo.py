@@ -25,12 +25,13 @@ from agents.base import (
     run_folder,
     run_name,
     stream_rng,
+    thread_limits,
 )
 from agents.learning.settings import check_device
 from agents.models import MAX_HIDDEN_LAYERS, MAX_HIDDEN_WIDTH, check_int, check_widths
 from agents.models.quantum import SUPPORTED_N_QUBITS
 from agents.models.sb3 import HQCNNExtractor
-from agents.rl.callbacks import _Progress, _threads, _Validation
+from agents.rl.callbacks import _Progress, _Validation
 from agents.rl.envs import SpacesVecEnv, flat_observation, make_vec_env
 from agents.storage import atomic_write_bytes
 from cfenv import __version__
@@ -324,7 +325,7 @@ class RLAgent(LearnableAgent):
         vec_env = budget["vec_env"] if vec_env is None else vec_env
         run_dir = self.run_dir(runs_dir, cfg, self.seed)
         run_dir.mkdir(parents=True, exist_ok=True)
-        with _threads(threads):
+        with thread_limits(threads, threads):
             return self._fit(cfg, total, run_dir, progress, n_envs, reward_scaling, vec_env, val_snapshots,
                              val_every, save)
 
