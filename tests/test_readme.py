@@ -65,3 +65,13 @@ def test_examples_run():
     for script in sorted((ROOT / "examples").glob("*.py")):
         out = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True)
         assert out.returncode == 0, (script, out.stderr)
+
+
+def test_citation_and_changelog_name_the_package_version():
+    """CITATION.cff's version and the CHANGELOG's newest entry follow ``cfenv.__version__``."""
+    from cfenv import __version__
+
+    citation = re.search(r"^version:\s*(\S+)\s*$", (ROOT / "CITATION.cff").read_text(), re.MULTILINE)
+    assert citation is not None and citation.group(1) == __version__
+    newest = re.search(r"^## (\S+)", (ROOT / "CHANGELOG.md").read_text(), re.MULTILINE)
+    assert newest is not None and newest.group(1) == __version__
