@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     budget = p.add_argument_group("training budget of neural agents (default: the agent's own, see "
                                   "agents.make(NAME).default_budget)")
     budget.add_argument("--budget", default=None,
-                        help="a named budget of the agent instead of its default (gnn: long); "
+                        help="a named budget of the agent instead of its default (gnn: long, accurate); "
                              "the flags below override its fields")
     add_fields(budget, TrainSettings, BUDGET_FLAGS, unset=True, unset_help="the agent's budget")
     model = p.add_argument_group("model options")
@@ -115,18 +115,18 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"seed must be >= 0, got {args.seed}")
         check_device(args.device)
         check_writable(args.runs_dir)
+        if args.budget is not None and not issubclass(spec.cls, NeuralAgent):
+            raise ValueError(f"{spec.cls.name} has no budget {args.budget!r}; named budgets: none")
+        named = spec.cls.named_budget(args.budget)
         runs = []
         for size in parse_sizes(args.sizes):
             config = SystemConfig.from_size(size).replace(objective=args.objective)
+            # a named budget's model options, then the command line's
             agent = spec.cls(config=config, seed=args.seed, device=args.device,
-                             **ModelOptions(**given(args, MODEL_FLAGS)).given())
+                             **{**named.get("model", {}), **ModelOptions(**given(args, MODEL_FLAGS)).given()})
             fit = fit_arguments(args, agent)
             if args.budget is not None:
-                named = getattr(agent, "budgets", {})
-                if args.budget not in named:
-                    raise ValueError(f"{agent.name} has no budget {args.budget!r}; named budgets: "
-                                     f"{', '.join(named) or 'none'}")
-                fit = {**named[args.budget], **fit}
+                fit["budget"] = args.budget
             if isinstance(agent, NeuralAgent):  # every size's settings and model checked before any work
                 agent.training_settings(config, **fit)
                 agent.initialise(config)

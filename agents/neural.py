@@ -36,6 +36,9 @@ class NeuralAgent(LearnableAgent):
     default_budget: ClassVar[dict[str, Any]] = {"train_snapshots": 1024, "val_snapshots": 128, "epochs": 10}
     """training budget of :meth:`fit` when not overridden: what ``evaluate.py`` trains a
     missing agent with (``train.py`` has its own, larger defaults)"""
+    budgets: ClassVar[dict[str, dict[str, Any]]] = {}
+    """named budgets (``train.py --budget NAME``, :meth:`training_settings`), each overriding fields
+    of :attr:`default_budget`; ``model``: options of the model it trains"""
 
     def __init__(self, config: SystemConfig | None = None, seed: int = 0, device: str = "cpu",
                  loss: str = "unsupervised", **model: Any) -> None:
@@ -85,11 +88,24 @@ class NeuralAgent(LearnableAgent):
         self.config = cfg
         return self
 
-    def training_settings(self, config: SystemConfig | None = None, **settings: Any) -> TrainSettings:
+    @classmethod
+    def named_budget(cls, name: str | None) -> dict[str, Any]:
+        """The fields of the named budget ``name`` (:attr:`budgets`; ``{}`` for ``None``);
+        ``ValueError`` naming the budgets there are for another name."""
+        if name is None:
+            return {}
+        if name not in cls.budgets:
+            raise ValueError(f"{cls.name} has no budget {name!r}; named budgets: {', '.join(cls.budgets) or 'none'}")
+        return dict(cls.budgets[name])
+
+    def training_settings(self, config: SystemConfig | None = None, budget: str | None = None,
+                          **settings: Any) -> TrainSettings:
         """The :class:`agents.learning.TrainSettings` that :meth:`fit` trains with: the agent's
-        :attr:`default_budget`, overridden by ``settings``; ``ValueError`` naming a bad field."""
+        :attr:`default_budget`, then the named ``budget``'s fields (:attr:`budgets`; its ``model``
+        options over the agent's), overridden by ``settings``; ``ValueError`` naming a bad field."""
         cfg = self._resolve_config(config)
-        budget = dict(self.default_budget)
+        named = self.named_budget(budget)
+        budget = {**self.default_budget, **{k: v for k, v in named.items() if k != "model"}}
         if "epochs" in settings and "imitation_epochs" not in settings and budget.get("imitation_epochs"):
             # other epochs than the budget's: keep its share of imitation epochs
             share = budget["imitation_epochs"] / budget["epochs"]
@@ -98,7 +114,7 @@ class NeuralAgent(LearnableAgent):
         settings.setdefault("loss", self.loss)
         settings.setdefault("seed", self.seed)
         settings.setdefault("device", self.device)
-        settings.setdefault("model", dict(self.model_options))
+        settings.setdefault("model", {**self.model_options, **named.get("model", {})})
         settings.setdefault("objective", cfg.objective)
         if settings["objective"] != cfg.objective:
             raise ValueError(f"objective {settings['objective']!r} differs from the config's {cfg.objective!r}")
@@ -187,11 +203,14 @@ class GNNAgent(NeuralAgent):
     """model options of a newly trained model unless given (docs/learners.md, "The decoder"): users decoded in
     confidence order; a loaded checkpoint keeps its own. ``rate_features=True`` adds 0.2-0.7 points
     at the small sizes but makes the large-size decode 2-3x slower, so it is not a default"""
-    budgets: ClassVar[dict[str, dict[str, Any]]] = {
-        "long": {"train_snapshots": 8192, "epochs": 16, "imitation_epochs": 12}}
-    """named budgets (``train.py --budget long``), each overriding fields of :attr:`default_budget`:
-    ``long`` is the large-size model of docs/learners.md (4x the snapshots, 16 epochs of which 12
-    imitate; measured with the gain-order model of 0.4, not re-measured with the new defaults)"""
+    budgets = {
+        "long": {"train_snapshots": 8192, "epochs": 16, "imitation_epochs": 12},
+        "accurate": {"train_snapshots": 8192, "epochs": 40, "imitation_epochs": 40,
+                     "model": {**default_model, "rate_features": True}}}
+    """``long`` is the large-size model of docs/learners.md (4x the snapshots, 16 epochs of which
+    12 imitate; measured with the gain-order model of 0.4, not re-measured with the new defaults);
+    ``accurate`` the small-size model whose one greedy decode reaches 0.99 of EPAS (per-option rate
+    features, 4x the snapshots, 40 imitation epochs; docs/learners.md)"""
     default_polish_per_user: ClassVar[float] = 0.0
     default_decode_samples: ClassVar[int] = 0
 
@@ -299,7 +318,7 @@ class HQCNNARAgent(GNNAgent):
     default_budget = {"train_snapshots": 1024, "val_snapshots": 128, "epochs": 8, "imitation_epochs": 6,
                       "labels": "local-search", "samples": 2, "batch_size": 64, "lr": 1e-3}
     default_model: ClassVar[dict[str, Any]] = {}
-    budgets: ClassVar[dict[str, dict[str, Any]]] = {}  # a long budget was not measured (hours on 2 cores)
+    budgets = {}  # a long budget was not measured (hours on 2 cores)
 
 
 POLISH_PER_USER = 5.0

@@ -224,6 +224,24 @@ def test_named_long_budget_is_valid_and_unknown_ones_are_refused(tmp_path):
         assert train.main(["--agent", name, "--budget", "long", "--out", str(tmp_path)]) == 2
 
 
+def test_named_budget_trains_its_model_options_under_the_command_lines(tmp_path, capsys):
+    import train
+
+    accurate = GNNAgent.named_budget("accurate")
+    assert accurate["model"] == {**GNNAgent.default_model, "rate_features": True}
+    assert GNNAgent.named_budget(None) == {}
+    with pytest.raises(ValueError, match="named budgets: long, accurate"):
+        GNNAgent.named_budget("longer")
+    tiny = ["--train-snapshots", "16", "--val-snapshots", "8", "--epochs", "1", "--no-progress"]
+    assert train.main(["--agent", "gnn", "--budget", "accurate", "--sizes", "10,2,6,3", "--out", str(tmp_path), *tiny]) == 0
+    run_dir = json.loads(capsys.readouterr().out.splitlines()[-1])["run_dir"]
+    agent = GNNAgent.load(run_dir)
+    assert agent.model.rate_features and agent.model.order == "confidence"
+    # the budget's other fields apply where no flag overrides them; its imitation share follows --epochs
+    settings = GNNAgent().training_settings(SystemConfig.from_size((10, 2, 6, 3)), budget="accurate", epochs=8)
+    assert settings.imitation_epochs == 8 and settings.train_snapshots == 8192 and settings.model["rate_features"]
+
+
 def test_encoder_without_gradients_is_the_batched_encoder():
     from agents.models.gnn import GNNPolicy
 
