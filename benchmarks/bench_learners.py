@@ -78,6 +78,7 @@ def variants(runs: Path, trained_at: tuple[int, ...] | None, seed: int) -> dict[
         "gnn-best-of-16": learned("gnn", decode_samples=16, decode_temperature=0.1),
         "gnn-best-of-16-T1": learned("gnn", decode_samples=16),
         "gnn-best-of-64-T0.5": learned("gnn", decode_samples=64, decode_temperature=0.5),
+        **{f"gnn-best-of-{n}-T1": learned("gnn", decode_samples=n) for n in (4, 64, 256)},
         "gnn-tta-8": learned("gnn", decode_orders=8),
         "gnn-tta-8+polish": learned("gnn-polish", decode_orders=8),
         "gnn-polish": learned("gnn-polish"),

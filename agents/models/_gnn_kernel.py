@@ -21,6 +21,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from agents.models.gnn import RATE_SCALE
 from cfenv._kernels import FASTMATH
 
 ORDER_CODES = {"gain": 0, "confidence": 1, "margin": 2}
@@ -30,19 +31,81 @@ CONTAMINATION_FLOOR = 1e-6
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def _option_logit(u, t, column, user_proj, sum_cos, max_cos, sum_into, sum_from, w_option, w_last, b_last):
+def _option_logit(u, t, column, user_proj, sum_cos, max_cos, sum_into, sum_from, rate_own, rate_change, w_option,
+                  w_last, b_last):
     """Scorer logit of user ``u`` joining group ``t``; ``column`` (width,) holds the parts that are
-    the same for every user: the projected group embedding and the size and newness features."""
+    the same for every user: the projected group embedding and the size and newness features.
+    A scorer with 8 option features (rate features) also reads ``rate_own`` / ``rate_change``."""
     f0 = sum_cos[t, u]
     f1 = max_cos[t, u]
     f2 = math.log10(sum_into[t, u] + CONTAMINATION_FLOOR) / 4.0
     f3 = math.log10(sum_from[t, u] + CONTAMINATION_FLOOR) / 4.0
+    rates = w_option.shape[1] > 6
+    f4 = rate_own[t, u] if rates else 0.0
+    f5 = rate_change[t, u] if rates else 0.0
     out = b_last
     for w in range(w_last.shape[0]):
         x = (user_proj[u, w] + column[w] + f0 * w_option[w, 0] + f1 * w_option[w, 1] + f2 * w_option[w, 2]
              + f3 * w_option[w, 3])
+        if rates:
+            x += f4 * w_option[w, 6] + f5 * w_option[w, 7]
         out += max(x, 0.0) * w_last[w]
     return out
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _rate_pair(u, t, beta, b_shift, sqrt_eta, noise, G, members, n_members, S_mem, D_mem, scale, cp, rate_own,
+               rate_change):
+    """The rate features of user ``u`` joining group ``t`` into ``rate_own[t, u]`` and
+    ``rate_change[t, u]`` (:func:`agents.models.gnn.rate_option_features`, divided by
+    ``RATE_SCALE``): u's c' in t from the group sums ``G[t]``, u's signal, the contamination
+    Y_uj^2 it meets from each member j and adds to j's interference. ``cp`` (M,) is scratch."""
+    M = beta.shape[1]
+    sig = 0.0
+    for m in range(M):
+        cp[m] = sqrt_eta[m] * beta[u, m] / (G[t, m] + b_shift[u, m])
+        sig += cp[m] * beta[u, m]
+    pc = 0.0
+    change = 0.0
+    for i in range(n_members[t]):
+        j = members[t, i]
+        y = 0.0
+        for m in range(M):
+            y += cp[m] * beta[j, m]
+        y2 = scale * y * y
+        pc += y2
+        change += math.log2(1.0 + S_mem[j] / (D_mem[j] + y2)) - math.log2(1.0 + S_mem[j] / D_mem[j])
+    rate_own[t, u] = math.log2(1.0 + scale * sig * sig / (pc + noise[u])) / RATE_SCALE[0]
+    rate_change[t, u] = change / RATE_SCALE[1]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _join_rates(user, c, beta, sqrt_eta, noise, G, members, n_members, S_mem, D_mem, tau_rho, scale, w):
+    """``user`` joins group ``c``: its group sums, member list and every member's S_j and D_j
+    (their signal and the pilot contamination within the group, eta held at eta0). ``w`` (M,) is
+    scratch."""
+    M = beta.shape[1]
+    members[c, n_members[c]] = user
+    n_members[c] += 1
+    for m in range(M):
+        G[c, m] += beta[user, m]
+        w[m] = sqrt_eta[m] * tau_rho / (tau_rho * G[c, m] + 1.0)
+    n = n_members[c]
+    for a in range(n):
+        i = members[c, a]
+        diag = 0.0
+        inter = 0.0
+        for e in range(n):
+            k = members[c, e]
+            z = 0.0
+            for m in range(M):
+                z += beta[i, m] * w[m] * beta[k, m]
+            if k == i:
+                diag = z
+            else:
+                inter += z * z
+        S_mem[i] = scale * diag * diag
+        D_mem[i] = scale * inter + noise[i]
 
 
 @njit(cache=True)
@@ -60,9 +123,21 @@ def _column(t, n_open, K, size, group_proj, empty_proj, w_option, column):
 
 @njit(cache=True)
 def _decode_one(b, user_proj, member_proj, empty_proj, cosine, contam, key, gain_order, w_option, w_last, b_last,
-                tau_p, order_code, tie, uniforms, temperature, pilots, log_prob, entropy):
+                tau_p, order_code, tie, uniforms, temperature, beta, sqrt_eta, noise, tau_rho, scale, pilots, log_prob,
+                entropy):
     K, W = user_proj.shape
     dtype = user_proj.dtype
+    rates = w_option.shape[1] > 6
+    M = beta.shape[1]
+    rate_own = np.zeros((tau_p, K), dtype)
+    rate_change = np.zeros((tau_p, K), dtype)
+    G = np.zeros((tau_p, M))
+    members = np.zeros((tau_p, K), np.int64)
+    n_members = np.zeros(tau_p, np.int64)
+    S_mem = np.zeros(K)
+    D_mem = noise.copy()
+    b_shift = beta + 1.0 / tau_rho
+    scratch = np.empty(M)
     size = np.zeros(tau_p, dtype)
     group_proj = np.zeros((tau_p, W), dtype)
     sum_cos = np.zeros((tau_p, K), dtype)
@@ -79,16 +154,22 @@ def _decode_one(b, user_proj, member_proj, empty_proj, cosine, contam, key, gain
     if order_code != 0:
         _column(0, 0, K, size, group_proj, empty_proj, w_option, column)
         for u in range(K):
-            cached[u, 0] = _option_logit(u, 0, column, user_proj, sum_cos, max_cos, sum_into, sum_from, w_option,
-                                         w_last, b_last)
+            if rates:
+                _rate_pair(u, 0, beta, b_shift, sqrt_eta, noise, G, members, n_members, S_mem, D_mem, scale, scratch,
+                           rate_own, rate_change)
+            cached[u, 0] = _option_logit(u, 0, column, user_proj, sum_cos, max_cos, sum_into, sum_from, rate_own,
+                                         rate_change, w_option, w_last, b_last)
     for step in range(K):
         if order_code == 0:
             user = gain_order[step]
             for t in range(tau_p):
                 if t <= n_open:
                     _column(t, n_open, K, size, group_proj, empty_proj, w_option, column)
+                    if rates:
+                        _rate_pair(user, t, beta, b_shift, sqrt_eta, noise, G, members, n_members, S_mem, D_mem, scale,
+                                   scratch, rate_own, rate_change)
                     logits[t] = _option_logit(user, t, column, user_proj, sum_cos, max_cos, sum_into, sum_from,
-                                              w_option, w_last, b_last)
+                                              rate_own, rate_change, w_option, w_last, b_last)
                 else:
                     logits[t] = -np.inf
         else:  # the undecided user the policy is surest of; near-ties go to the larger key
@@ -149,6 +230,9 @@ def _decode_one(b, user_proj, member_proj, empty_proj, cosine, contam, key, gain
         lp += logits[choice] - lse
         pilots[b, user] = choice
         decided[user] = True
+        if rates:
+            _join_rates(user, choice, beta, sqrt_eta, noise, G, members, n_members, S_mem, D_mem, tau_rho, scale,
+                        scratch)
         size[choice] += 1.0
         group_proj[choice] += member_proj[user]
         for j in range(K):
@@ -166,25 +250,32 @@ def _decode_one(b, user_proj, member_proj, empty_proj, cosine, contam, key, gain
                     continue
                 _column(t, n_open, K, size, group_proj, empty_proj, w_option, column)
                 for u in range(K):
+                    if decided[u]:  # never chosen again: its cached logits are not read
+                        continue
+                    if rates:
+                        _rate_pair(u, t, beta, b_shift, sqrt_eta, noise, G, members, n_members, S_mem, D_mem, scale,
+                                   scratch, rate_own, rate_change)
                     cached[u, t] = _option_logit(u, t, column, user_proj, sum_cos, max_cos, sum_into, sum_from,
-                                                 w_option, w_last, b_last)
+                                                 rate_own, rate_change, w_option, w_last, b_last)
     log_prob[b] = lp
     entropy[b] = ent
 
 
 @njit(cache=True, parallel=True)
 def _decode_batch(user_proj, member_proj, empty_proj, cosine, contam, key, gain_order, w_option, w_last, b_last,
-                  tau_p, order_code, tie, uniforms, temperature, pilots, log_prob, entropy):
+                  tau_p, order_code, tie, uniforms, temperature, beta, sqrt_eta, noise, tau_rho, scale, pilots,
+                  log_prob, entropy):
     for b in prange(user_proj.shape[0]):
         _decode_one(b, user_proj[b], member_proj[b], empty_proj, cosine[b], contam[b], key[b], gain_order[b],
-                    w_option, w_last, b_last, tau_p, order_code, tie, uniforms, temperature, pilots, log_prob,
-                    entropy)
+                    w_option, w_last, b_last, tau_p, order_code, tie, uniforms, temperature, beta[b], sqrt_eta[b],
+                    noise[b], tau_rho, scale, pilots, log_prob, entropy)
 
 
 def decode(user_proj: np.ndarray, member_proj: np.ndarray, empty_proj: np.ndarray, cosine: np.ndarray,
                   contam: np.ndarray, key: np.ndarray, gain_order: np.ndarray, w_option: np.ndarray,
                   w_last: np.ndarray, b_last: float, tau_p: int, order: str, tie: float,
-                  uniforms: np.ndarray | None = None, temperature: float = 1.0
+                  uniforms: np.ndarray | None = None, temperature: float = 1.0,
+                  rate_inputs: tuple[np.ndarray, np.ndarray, np.ndarray, float, float] | None = None
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Greedy or sampled decode of a batch from the encoder's outputs (one dtype throughout, float32 or 64):
     ``user_proj`` ``(B, K, W)`` (user part of the scorer's first layer, bias included),
@@ -193,7 +284,10 @@ def decode(user_proj: np.ndarray, member_proj: np.ndarray, empty_proj: np.ndarra
     ``key`` ``(B, K)`` (ties of confidence), ``gain_order`` ``(B, K)`` (the users in gain order),
     the scorer's option weights ``(W, 6)`` and last layer ``(W,)``, ``b_last``. With ``uniforms``
     ``(B, K)`` (float64 in [0, 1), one per decision) every decision draws from
-    softmax(logits / ``temperature``) by inverse CDF instead of taking the argmax.
+    softmax(logits / ``temperature``) by inverse CDF instead of taking the argmax. A scorer with
+    rate features (option weights ``(W, 8)``) needs ``rate_inputs``: linear beta ``(B, K, M)``,
+    sqrt(eta0) ``(B, M)``, BU_k + 1 ``(B, K)`` (float64, :meth:`agents.models.gnn.RateConstants.setup`),
+    tau_p rho_p and rho_d L^2.
 
     Returns pilots ``(B, K)`` int64 (labels in opening order), summed log-probability ``(B,)``
     and mean decision entropy ``(B,)`` (float64)."""
@@ -202,7 +296,13 @@ def decode(user_proj: np.ndarray, member_proj: np.ndarray, empty_proj: np.ndarra
     log_prob = np.zeros(B)
     entropy = np.zeros(B)
     uniforms = np.zeros((B, 0)) if uniforms is None else np.ascontiguousarray(uniforms, dtype=np.float64)
+    if (w_option.shape[1] > 6) != (rate_inputs is not None):
+        raise ValueError("rate_inputs go with a scorer of 8 option features (rate features), and only with it")
+    if rate_inputs is None:
+        rate_inputs = (np.zeros((B, K, 0)), np.zeros((B, 0)), np.ones((B, K)), 1.0, 1.0)
+    beta, sqrt_eta, noise, tau_rho, scale = rate_inputs
     _decode_batch(user_proj, member_proj, empty_proj, cosine, contam, key, gain_order, w_option, w_last,
-                  float(b_last), int(tau_p), ORDER_CODES[order], float(tie), uniforms, float(temperature), pilots,
-                  log_prob, entropy)
+                  float(b_last), int(tau_p), ORDER_CODES[order], float(tie), uniforms, float(temperature),
+                  *(np.ascontiguousarray(a, dtype=np.float64) for a in (beta, sqrt_eta, noise)), float(tau_rho),
+                  float(scale), pilots, log_prob, entropy)
     return pilots, log_prob, entropy

@@ -297,8 +297,7 @@ class GNNPolicy(AssignmentModel):
             system: the :class:`cfenv.config.SystemConfig` (L, powers) of the batch; needed by a
                 model with ``rate_features`` and ignored by the others.
             engine: how a greedy or sampled decode without gradients runs: ``"numba"``
-                (compiled, :mod:`agents.models._gnn_kernel`: an MLP scorer without rate features on
-                the CPU), ``"torch"`` (:meth:`_decode_incremental`) or ``"auto"`` (numba where it
+                (compiled, :mod:`agents.models._gnn_kernel`: the MLP scorer on the CPU), ``"torch"`` (:meth:`_decode_incremental`) or ``"auto"`` (numba where it
                 applies). The same function and the same draws either way (tested).
 
         Returns:
@@ -313,7 +312,7 @@ class GNNPolicy(AssignmentModel):
         consts = self._rate_constants(system, tau_p)
         if self._compiled(engine, mode, beta_db):
             return self._decode_compiled(beta_db, tau_p, order_mix, order=order_kind, mode=mode, generator=generator,
-                                         temperature=temperature)[:3]
+                                         temperature=temperature, consts=consts)[:3]
         if mode in ("greedy", "sample") and not torch.is_grad_enabled() and self.scorer_kind == "mlp":
             return self._decode_incremental(beta_db, tau_p, mode, generator, temperature, order_mix,
                                             order=order_kind, consts=consts)[:3]
@@ -438,20 +437,22 @@ class GNNPolicy(AssignmentModel):
         if engine not in self.ENGINES:
             raise ValueError(f"engine must be one of {', '.join(self.ENGINES)}, got {engine!r}")
         applies = (mode in ("greedy", "sample") and not torch.is_grad_enabled() and self.scorer_kind == "mlp"
-                   and not self.rate_features and beta_db.device.type == "cpu")
+                   and beta_db.device.type == "cpu")
         if engine == "numba" and not applies:
             raise ValueError("the numba engine decodes (greedy or sampled) without gradients, on the CPU, with "
-                             "the MLP scorer and no rate features")
+                             "the MLP scorer")
         return applies and engine != "torch"
 
     def _decode_compiled(self, beta_db: torch.Tensor, tau_p: int, order_mix: float = 1.0,
                          encoded: tuple[torch.Tensor, ...] | None = None, order: str = "gain", mode: str = "greedy",
-                         generator: torch.Generator | None = None, temperature: float = 1.0
+                         generator: torch.Generator | None = None, temperature: float = 1.0,
+                         consts: RateConstants | None = None
                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
         """:meth:`_decode_incremental` (greedy or sampled) by
         :func:`agents.models._gnn_kernel.decode`: the encoder and the scorer's projections in
-        torch, the K decisions compiled. A sampled decode draws its K uniforms per snapshot from
-        ``generator`` at once, the stream :func:`sample_categorical` draws step by step."""
+        torch, the K decisions (and, with ``rate_features``, their rate features from ``consts``)
+        compiled. A sampled decode draws its K uniforms per snapshot from ``generator`` at once,
+        the stream :func:`sample_categorical` draws step by step."""
         from agents.models._gnn_kernel import decode
 
         encoded = self.encode(beta_db) if encoded is None else encoded
@@ -470,8 +471,11 @@ class GNNPolicy(AssignmentModel):
             device = generator.device if generator is not None else h.device
             B, K = key.shape
             uniforms = torch.rand(K, B, generator=generator, device=device, dtype=torch.float64).T.cpu().numpy()
+        rate_inputs = None
+        if consts is not None:
+            rate_inputs = (*(a.cpu().numpy() for a in consts.setup(beta_db)), consts.tau_rho, consts.scale)
         pilots, log_prob, entropy = decode(*arrays, float(last.bias[0]), tau_p, order, CONFIDENCE_TIE, uniforms,
-                                           temperature)
+                                           temperature, rate_inputs)
         as_tensor = [torch.from_numpy(a).to(h.device) for a in (pilots, log_prob, entropy)]
         return as_tensor[0], as_tensor[1].to(dtype), as_tensor[2].to(dtype), encoded
 
@@ -663,7 +667,7 @@ class GNNPolicy(AssignmentModel):
             encoded, out = None, []
             for mix in mixes:
                 if compiled:
-                    pilots, _, _, encoded = self._decode_compiled(beta_db, tau_p, mix, encoded, order)
+                    pilots, _, _, encoded = self._decode_compiled(beta_db, tau_p, mix, encoded, order, consts=consts)
                 else:
                     pilots, _, _, encoded = self._decode_incremental(beta_db, tau_p, "greedy", None, 1.0, mix,
                                                                      encoded, order, consts)
@@ -682,7 +686,8 @@ class GNNPolicy(AssignmentModel):
             if self._compiled(engine, "sample", beta_db):
                 encoded = tuple(t.repeat_interleave(n, 0) for t in self.encode(beta_db))
                 return self._decode_compiled(repeated, tau_p, encoded=encoded, order=order_kind, mode="sample",
-                                             generator=generator, temperature=temperature)[0]
+                                             generator=generator, temperature=temperature,
+                                             consts=self._rate_constants(system, tau_p))[0]
             return self.decode(repeated, tau_p, "sample", generator=generator, temperature=temperature,
                                order=order_kind, system=system, engine=engine)[0]
 
