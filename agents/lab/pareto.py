@@ -1,7 +1,7 @@
 """Quality versus cost of every agent variant: the table and the Pareto figure of docs/learners.md.
 
     python -m agents.lab.pareto benchmarks/results/learners.json benchmarks/results/learners_ref.json \\
-        --sizes 100,4,40,10 200,8,50,15 100,4,100,20 --out docs/pareto.png
+        --sizes 100,4,40,10 200,8,50,15 100,4,100,20 --out docs/pareto.png --exclude gnn-torch-decode gnn-polish-torch-decode
 
 reads what ``benchmarks/bench_learners.py`` measured (several files merge; a later file's
 entry wins), and for each size gives every variant's mean sum rate as a ratio to the best
@@ -132,8 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--sizes", nargs="+", default=None, help="size keys (M,L,K,tau_p); default: all measured")
     parser.add_argument("--out", type=Path, default=None, help="figure path (PNG); default: the table only")
+    parser.add_argument("--exclude", nargs="+", default=[],
+                        help="variants left out of the table and figure (e.g. the torch-decoder references)")
     args = parser.parse_args(argv)
-    data = load(args.files)
+    data = {size: {name: r for name, r in variants.items() if name not in args.exclude}
+            for size, variants in load(args.files).items()}
     sizes = args.sizes or list(data)
     print(markdown(data, sizes))
     if args.out:
