@@ -1,7 +1,8 @@
 """Quality versus cost of every agent variant: the table and the Pareto figure of docs/learners.md.
 
     python -m agents.lab.pareto benchmarks/results/learners.json benchmarks/results/learners_ref.json \\
-        --sizes 100,4,40,10 200,8,50,15 100,4,100,20 --out docs/pareto.png --exclude gnn-torch-decode gnn-polish-torch-decode
+        --sizes 100,4,40,10 200,8,50,15 100,4,100,20 --out docs/pareto.png \\
+        --exclude gnn-torch-decode gnn-polish-torch-decode
 
 reads what ``benchmarks/bench_learners.py`` measured (several files merge; a later file's
 entry wins), and for each size gives every variant's mean sum rate as a ratio to the best
