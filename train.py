@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         check_writable(args.runs_dir)
         if args.budget is not None and not issubclass(spec.cls, NeuralAgent):
             raise ValueError(f"{spec.cls.name} has no budget {args.budget!r}; named budgets: none")
-        named = spec.cls.named_budget(args.budget)
+        named = spec.cls.named_budget(args.budget) if issubclass(spec.cls, NeuralAgent) else {}
         runs = []
         for size in parse_sizes(args.sizes):
             config = SystemConfig.from_size(size).replace(objective=args.objective)
