@@ -37,6 +37,24 @@ def test_same_seed_same_losses_and_weights(tmp_path):
         assert torch.equal(v, weights(b)[k]), k
 
 
+def test_same_model_whatever_the_thread_count(tmp_path):
+    """Torch splits float reductions by its thread count; training runs on one thread so that a
+    seed gives the same gnn on 1 or 2 threads (this run differed on the machine default)."""
+    settings = dict(agent="gnn", size=(20, 2, 12, 4), train_snapshots=256, val_snapshots=16, epochs=2,
+                    imitation_epochs=2, labels="local-search", loss="reinforce", batch_size=64)
+    before = torch.get_num_threads()
+    models = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        try:
+            models.append(weights(train(tiny(tmp_path / str(threads), **settings))))
+        finally:
+            torch.set_num_threads(before)
+        assert torch.get_num_threads() == before  # given back
+    for k, v in models[0].items():
+        assert torch.equal(v, models[1][k]), k
+
+
 @pytest.mark.parametrize("loss", ["supervised", "unsupervised"])
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, loss, monkeypatch):
     full = train(tiny(tmp_path / "full", epochs=3, loss=loss))

@@ -34,7 +34,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from agents.base import TRAIN_STREAM, VALIDATION_STREAM
+from agents.base import TRAIN_STREAM, VALIDATION_STREAM, thread_limits
 from agents.heuristics import master_ap_pilots
 from agents.learning.checkpoints import CHECKPOINT, CONFIG_JSON, HISTORY_JSON, load_model, save_model
 from agents.learning.datasets import Dataset, beta_db_tensor, make_dataset
@@ -129,7 +129,16 @@ def train(settings: TrainSettings,
     """Train one model; returns a summary (final metrics, timings, run folder).
 
     ``on_epoch(epoch, metrics)`` is called after each epoch's checkpoint is written (a Ray
-    Tune trial reports through it, and may stop the run there)."""
+    Tune trial reports through it, and may stop the run there). On the CPU it runs on one torch
+    thread: torch splits float reductions by its thread count, so with the machine's default a
+    seed gave other weights on 1 and 2 threads; on one the same settings give the same model on
+    any machine and under any load (tested)."""
+    device = torch.device(check_device(settings.device))
+    with thread_limits(1 if device.type == "cpu" else None):
+        return _train(settings, on_epoch)
+
+
+def _train(settings: TrainSettings, on_epoch: Callable[[int, dict[str, float]], None] | None) -> dict[str, Any]:
     from torch.utils.tensorboard import SummaryWriter
     from tqdm.auto import tqdm
 
