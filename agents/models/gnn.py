@@ -297,8 +297,9 @@ class GNNPolicy(AssignmentModel):
             system: the :class:`cfenv.config.SystemConfig` (L, powers) of the batch; needed by a
                 model with ``rate_features`` and ignored by the others.
             engine: how a greedy or sampled decode without gradients runs: ``"numba"``
-                (compiled, :mod:`agents.models._gnn_kernel`: the MLP scorer on the CPU), ``"torch"`` (:meth:`_decode_incremental`) or ``"auto"`` (numba where it
-                applies). The same function and the same draws either way (tested).
+                (compiled, :mod:`agents.models._gnn_kernel`: the MLP scorer on the CPU),
+                ``"torch"`` (:meth:`_decode_incremental`) or ``"auto"`` (numba where it applies).
+                The same function and the same draws either way (tested).
 
         Returns:
             pilots ``(B, K)`` int64 (labels in opening order along the decoding order),
