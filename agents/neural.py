@@ -201,16 +201,18 @@ class GNNAgent(NeuralAgent):
     trains when ``imitation_epochs`` < ``epochs``"""
     default_model: ClassVar[dict[str, Any]] = {"order": "confidence"}
     """model options of a newly trained model unless given (docs/learners.md, "The decoder"): users decoded in
-    confidence order; a loaded checkpoint keeps its own. ``rate_features=True`` adds 0.2-0.7 points
-    at the small sizes but makes the large-size decode 2-3x slower, so it is not a default"""
+    confidence order; a loaded checkpoint keeps its own. ``rate_features=True`` (the ``accurate``
+    budget) pays with more data and epochs, which would make ``evaluate.py --agents all`` train
+    for minutes per size, so it is not a default"""
     budgets = {
         "long": {"train_snapshots": 8192, "epochs": 16, "imitation_epochs": 12},
         "accurate": {"train_snapshots": 8192, "epochs": 40, "imitation_epochs": 40,
                      "model": {**default_model, "rate_features": True}}}
     """``long`` is the large-size model of docs/learners.md (4x the snapshots, 16 epochs of which
     12 imitate; measured with the gain-order model of 0.4, not re-measured with the new defaults);
-    ``accurate`` the small-size model whose one greedy decode reaches 0.99 of EPAS (per-option rate
-    features, 4x the snapshots, 40 imitation epochs; docs/learners.md)"""
+    ``accurate`` (per-option rate features, 4x the snapshots, 40 imitation epochs) the model whose
+    one greedy decode reaches 0.993-0.998 of EPAS at the small sizes and, trained at (40,2,20,10),
+    0.996-0.998 of local search at the large ones (docs/learners.md)"""
     default_polish_per_user: ClassVar[float] = 0.0
     default_decode_samples: ClassVar[int] = 0
 
