@@ -21,8 +21,11 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from agents.models.gnn import RATE_SCALE
 from cfenv._kernels import FASTMATH
+
+RATE_SCALE = (8.0, 2.0)
+"""divisors of the two rate features of :mod:`agents.models.gnn` (own rate, members' change),
+here so that the torch features and the compiled ones share them"""
 
 ORDER_CODES = {"gain": 0, "confidence": 1, "margin": 2}
 """the decoder's user orders (:data:`agents.models.gnn.DECODE_ORDERS`) as kernel codes"""

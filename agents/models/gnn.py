@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from agents.models._gnn_kernel import RATE_SCALE
 from agents.models.base import AssignmentModel
 from agents.models.hybrid import HybridFrontEnd
 from cfenv.units import normalise_db
@@ -55,8 +56,6 @@ likely options)"""
 RATE_FEATURES = 2
 """extra option features of ``rate_features=True``: the user's own rate if it joins the group and
 the members' rate change [bit/s/Hz], see :func:`rate_option_features`"""
-RATE_SCALE = (8.0, 2.0)
-"""divisors of the two rate features (own rate, members' change)"""
 CONFIDENCE_TIE = 1e-6
 """confidences within this of the step's largest count as tied; ties go to the larger order key
 (total gain), never to the lower index, so both symmetries hold"""
