@@ -25,7 +25,7 @@ from agents.lab.evaluation import parse_sizes
 from agents.lab.outdir import check_writable
 from agents.learning import TrainSettings
 from agents.learning.settings import check_device
-from agents.models import ModelOptions
+from agents.models import ModelOptions, build_model
 from agents.models.quantum import Execution
 from agents.neural import NeuralAgent
 from agents.registry import REGISTRY, resolve
@@ -117,19 +117,17 @@ def main(argv: list[str] | None = None) -> int:
         check_writable(args.runs_dir)
         if args.budget is not None and not issubclass(spec.cls, NeuralAgent):
             raise ValueError(f"{spec.cls.name} has no budget {args.budget!r}; named budgets: none")
-        named = spec.cls.named_budget(args.budget) if issubclass(spec.cls, NeuralAgent) else {}
         runs = []
         for size in parse_sizes(args.sizes):
             config = SystemConfig.from_size(size).replace(objective=args.objective)
-            # a named budget's model options, then the command line's
             agent = spec.cls(config=config, seed=args.seed, device=args.device,
-                             **{**named.get("model", {}), **ModelOptions(**given(args, MODEL_FLAGS)).given()})
+                             **ModelOptions(**given(args, MODEL_FLAGS)).given())
             fit = fit_arguments(args, agent)
             if args.budget is not None:
                 fit["budget"] = args.budget
-            if isinstance(agent, NeuralAgent):  # every size's settings and model checked before any work
-                agent.training_settings(config, **fit)
-                agent.initialise(config)
+            if isinstance(agent, NeuralAgent):  # every size's settings and model (a budget's too) checked first
+                settings = agent.training_settings(config, **fit)
+                build_model(settings.agent, config, **settings.model)
             runs.append((agent, config, fit))
     except ValueError as err:
         return error("train.py", str(err))
