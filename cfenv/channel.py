@@ -6,7 +6,7 @@ any leading ``batch_shape``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,11 +28,15 @@ class Snapshot:
         beta: ``(..., M, K)`` large-scale fading, linear power gain in (0, 1], float64.
         ap_positions: ``(..., M, 2)`` AP coordinates in [0, D) [m], float64.
         ue_positions: ``(..., K, 2)`` user coordinates in [0, D) [m], float64.
+        extras: a model's further arrays by name (e.g. spatial correlation matrices), each with
+            the same leading batch dimensions (:attr:`cfenv.models.base.SystemModel.snapshot_extras`);
+            empty for the paper's model.
     """
 
     beta: np.ndarray
     ap_positions: np.ndarray
     ue_positions: np.ndarray
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in SNAPSHOT_FIELDS:
@@ -53,6 +57,13 @@ class Snapshot:
                 "Snapshot shapes must be beta (..., M, K), ap_positions (..., M, 2), ue_positions (..., K, 2) "
                 f"with the same leading dimensions, got {beta.shape}, {ap.shape}, {ue.shape}"
             )
+        extras = {str(name): np.asarray(value) for name, value in dict(self.extras).items()}
+        batch = beta.shape[:-2]
+        for name, value in extras.items():
+            if value.shape[:len(batch)] != batch:
+                raise ValueError(f"Snapshot.extras[{name!r}] must lead with the batch dimensions {batch}, "
+                                 f"got shape {value.shape}")
+        object.__setattr__(self, "extras", extras)
 
     @property
     def batch_shape(self) -> tuple[int, ...]:
@@ -60,12 +71,23 @@ class Snapshot:
 
     def __getitem__(self, index: int | slice | np.ndarray) -> "Snapshot":
         """Index the batch dimension(s)."""
-        return Snapshot(self.beta[index], self.ap_positions[index], self.ue_positions[index])
+        return Snapshot(self.beta[index], self.ap_positions[index], self.ue_positions[index],
+                        {name: value[index] for name, value in self.extras.items()})
 
     def __len__(self) -> int:
         if self.beta.ndim < 3:
             raise TypeError("a single Snapshot has no length")
         return self.beta.shape[0]
+
+
+def stack_snapshots(snapshots: "list[Snapshot]") -> Snapshot:
+    """Single snapshots (or batches of one shape) stacked along a new first axis, extras included."""
+    if not snapshots:
+        raise ValueError("stack_snapshots needs at least one snapshot")
+    names = snapshots[0].extras.keys()
+    return Snapshot(np.stack([s.beta for s in snapshots]), np.stack([s.ap_positions for s in snapshots]),
+                    np.stack([s.ue_positions for s in snapshots]),
+                    {name: np.stack([s.extras[name] for s in snapshots]) for name in names})
 
 
 def validate_snapshot(snapshot: object, config: SystemConfig, *, batch_shape: tuple[int, ...] | None = (),

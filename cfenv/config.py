@@ -13,6 +13,7 @@ import math
 import numbers
 from dataclasses import dataclass
 
+from cfenv.models.registry import model_names  # the standard library only: the models load on first use
 from cfenv.units import SIZE_FIELDS, parse_size, size_label
 
 #: The eight (M, L, K, tau_p) sizes of the paper's Table II (docs/model.md §3).
@@ -121,6 +122,9 @@ class SystemConfig:
     objective: str = "sum"
     """what agents maximise and tables rank by: "sum" (sum rate), "min" (minimum user rate) or
     "proportional" (sum of log user rates)"""
+    model: str = "paper"
+    """the system model (:mod:`cfenv.models`, docs/model.md §0): "paper" (the seed paper's, docs/model.md
+    §1-2) or another registered name ("paper-reference": the same physics without fast paths)"""
 
     def __post_init__(self) -> None:
         for name in _INT_FIELDS:
@@ -141,6 +145,8 @@ class SystemConfig:
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if not isinstance(self.model, str) or self.model not in model_names():
+            raise ValueError(f"model must be one of {', '.join(model_names())}, got {self.model!r}")
         if self.d1_m <= self.d0_m:
             raise ValueError(f"d1_m must be > d0_m, got d0_m={self.d0_m!r}, d1_m={self.d1_m!r}")
         gain = self.max_path_gain_db
