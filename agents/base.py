@@ -20,7 +20,7 @@ import numpy as np
 
 from cfenv.channel import Snapshot, validate_snapshot
 from cfenv.config import SystemConfig
-from cfenv.units import size_slug
+from agents.runs import RunKey, run_folder, run_name  # noqa: F401 - run_folder, run_name: 0.7 names
 
 # Disjoint random streams: the first entropy word after the user's seed names the stream,
 # so training, validation and test snapshots can never coincide, whatever the seeds.
@@ -56,18 +56,6 @@ def canonical_pilots(pilots: np.ndarray) -> np.ndarray:
     first = np.where(hits.any(1), hits.argmax(1), K)
     rank = np.argsort(np.argsort(first, axis=1, kind="stable"), axis=1, kind="stable")
     return np.take_along_axis(rank, flat, axis=1).reshape(pilots.shape)
-
-
-def run_folder(runs_dir: str | Path, agent: str, size: tuple[int, ...], run: str) -> Path:
-    """Where a learning agent's run lives: ``<runs_dir>/<agent>/<M-L-K-tau_p>/<run>``."""
-    return Path(runs_dir) / agent / size_slug(size) / run
-
-
-def run_name(kind: str, seed: int, objective: str = "sum") -> str:
-    """A run folder's name: ``<kind>-seed<seed>`` for the sum rate (the names before objectives
-    existed, so those runs read as sum-rate runs), ``<kind>-<objective>-seed<seed>`` otherwise
-    (``kind``: the loss, or ``rl``): a model trained for one objective is never found under another."""
-    return f"{kind}-seed{seed}" if objective == "sum" else f"{kind}-{objective}-seed{seed}"
 
 
 class Agent(ABC):
@@ -170,12 +158,47 @@ class LearnableAgent(Agent):
     meta: dict[str, Any]
     losses: ClassVar[tuple[str, ...]] = ("unsupervised", "supervised")
     """training losses the agent supports; the first is its default"""
+    run_kind: ClassVar[str | None] = None
+    """what names its runs instead of the training loss (``"rl"`` for the Stable-Baselines3 agents)"""
+    size_generalisable: ClassVar[bool] = False
+    """one trained model runs at any (M, K, tau_p) (the harness's ``--trained-at``)"""
+    resumable: ClassVar[bool] = False
+    """``fit(resume=True)`` continues a cut run from its run folder's checkpoint"""
+    settings_class: ClassVar[type | None] = None
+    """the dataclass whose fields are the training options :meth:`fit` takes (``train.py`` offers
+    an agent the flags of its fields and refuses the others)"""
+    budgets: ClassVar[dict[str, dict[str, Any]]] = {}
+    """named training budgets (``train.py --budget NAME``), each overriding fields of its default"""
+
+    @classmethod
+    def named_budget(cls, name: str | None) -> dict[str, Any]:
+        """The fields of the named budget ``name`` (:attr:`budgets`; ``{}`` for ``None``);
+        ``ValueError`` naming the budgets there are for another name."""
+        if name is None:
+            return {}
+        if name not in cls.budgets:
+            raise ValueError(f"{cls.name} has no budget {name!r}; named budgets: {', '.join(cls.budgets) or 'none'}")
+        return dict(cls.budgets[name])
+
+    def check_fit(self, config: SystemConfig, **settings: Any) -> None:
+        """``ValueError`` if :meth:`fit` with these arguments would be refused, found before any
+        training (``train.py`` checks every size first); nothing to check by default."""
+
+    @classmethod
+    def model_key(cls) -> str:
+        """The name the agent's runs are filed under (its own; a hybrid's model's)."""
+        return cls.name
+
+    @classmethod
+    def run_key(cls, config: SystemConfig, seed: int, loss: str = "unsupervised") -> RunKey:
+        """The :class:`agents.runs.RunKey` of this agent's model for a size, objective
+        (``config.objective``), seed and loss (``run_kind`` instead where the agent declares one)."""
+        return RunKey(cls.model_key(), config.size, cls.run_kind or loss, config.objective, seed)
 
     @classmethod
     def run_dir(cls, runs_dir: str | Path, config: SystemConfig, seed: int, loss: str = "unsupervised") -> Path:
-        """The run folder of this agent for a size, objective (``config.objective``), seed and (for
-        neural agents) loss (:func:`run_name`)."""
-        return run_folder(runs_dir, cls.name, config.size, run_name(loss, seed, config.objective))
+        """The run folder of this agent's model (:meth:`run_key`)."""
+        return cls.run_key(config, seed, loss).folder(runs_dir)
 
     @classmethod
     def has_checkpoint(cls, directory: str | Path) -> bool:

@@ -8,10 +8,11 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from agents.base import LearnableAgent, run_folder, run_name, thread_limits
+from agents.base import LearnableAgent, thread_limits
 from agents.learning import TrainSettings, beta_db_tensor, load_model, predict, save_model, train
 from agents.learning.settings import check_device
-from agents.models import build_model, check_model_size
+from agents.models import MODELS, build_model, check_model_size
+from agents.registry import REGISTRY, resolve
 from cfenv.channel import Snapshot
 from cfenv.config import SystemConfig
 from cfenv.rates import objective_value
@@ -28,8 +29,8 @@ class NeuralAgent(LearnableAgent):
         **model: model options (see :func:`agents.models.build_model`).
     """
 
-    size_generalisable: ClassVar[bool] = False
-    """one trained model runs at any (M, K, tau_p) (the harness's ``--trained-at``)"""
+    resumable = True
+    settings_class = TrainSettings
     model_name: ClassVar[str | None] = None
     """the model (and run folder) this agent uses when it is not its own name: a hybrid such as
     ``gnn-polish`` runs the ``gnn`` checkpoint, so it never trains a model of its own"""
@@ -53,10 +54,6 @@ class NeuralAgent(LearnableAgent):
     def model_key(cls) -> str:
         """The name of the model this agent trains, saves and loads (``model_name`` or ``name``)."""
         return cls.model_name or cls.name
-
-    @classmethod
-    def run_dir(cls, runs_dir: str | Path, config: SystemConfig, seed: int, loss: str = "unsupervised") -> Path:
-        return run_folder(runs_dir, cls.model_key(), config.size, run_name(loss, seed, config.objective))
 
     @property
     def trained(self) -> bool:
@@ -88,16 +85,6 @@ class NeuralAgent(LearnableAgent):
         self.config = cfg
         return self
 
-    @classmethod
-    def named_budget(cls, name: str | None) -> dict[str, Any]:
-        """The fields of the named budget ``name`` (:attr:`budgets`; ``{}`` for ``None``);
-        ``ValueError`` naming the budgets there are for another name."""
-        if name is None:
-            return {}
-        if name not in cls.budgets:
-            raise ValueError(f"{cls.name} has no budget {name!r}; named budgets: {', '.join(cls.budgets) or 'none'}")
-        return dict(cls.budgets[name])
-
     def training_settings(self, config: SystemConfig | None = None, budget: str | None = None,
                           **settings: Any) -> TrainSettings:
         """The :class:`agents.learning.TrainSettings` that :meth:`fit` trains with: the agent's
@@ -119,6 +106,12 @@ class NeuralAgent(LearnableAgent):
         if settings["objective"] != cfg.objective:
             raise ValueError(f"objective {settings['objective']!r} differs from the config's {cfg.objective!r}")
         return TrainSettings(agent=self.model_key(), size=cfg.size, **settings)
+
+    def check_fit(self, config: SystemConfig, **settings: Any) -> None:
+        """The training settings and the model they describe (a named budget's too), checked
+        without training: ``ValueError`` naming what :meth:`fit` would refuse."""
+        checked = self.training_settings(config, **settings)
+        build_model(checked.agent, config, **checked.model)
 
     def fit(self, config: SystemConfig | None = None, **settings: Any) -> dict[str, Any]:
         """Train with :func:`agents.learning.train`; keyword arguments override
@@ -365,9 +358,9 @@ class HQCNNHurAgent(NeuralAgent):
 
 
 def neural_agent_class(name: str) -> type[NeuralAgent]:
-    """The :class:`NeuralAgent` subclass whose model is ``name`` (what a checkpoint's config names)."""
-    classes = {cls.name: cls for cls in (MLPAgent, LightCNNAgent, HeavyCNNAgent, HQCNNAgent, HQCNNHurAgent,
-                                         GNNAgent, HQCNNARAgent)}
-    if name not in classes:
-        raise ValueError(f"no neural agent has a model named {name!r}; valid: {', '.join(classes)}")
-    return classes[name]
+    """The :class:`NeuralAgent` whose model is ``name`` (what a checkpoint's config names): the
+    registry's agent of that name."""
+    cls = resolve(name).cls if name in REGISTRY else None
+    if cls is None or not issubclass(cls, NeuralAgent) or cls.model_key() != name:
+        raise ValueError(f"no neural agent has a model named {name!r}; valid: {', '.join(MODELS)}")
+    return cls

@@ -9,18 +9,33 @@ from pathlib import Path
 from typing import Any
 
 from agents.base import Agent, LearnableAgent
+from agents.runs import RunKey
 from cfenv.config import SystemConfig
 from cfenv.units import Size
 
 
 @dataclass(frozen=True)
 class AgentEntry:
+    """Everything the harness, ``train.py`` and :func:`make` need to know about one agent name.
+
+    A neural agent of a new model is one entry: ``AgentEntry("agents.neural:NeuralAgent",
+    "one line", learnable=True, model="package.module:MODEL")``, where ``MODEL`` is an
+    :class:`agents.models.ModelEntry` (its factory and options); resolving the name registers the
+    model under it and gives a :class:`agents.neural.NeuralAgent` of that name, which trains,
+    saves, loads and is evaluated like every other."""
+
     target: str
     """``module:Class``"""
     description: str
     """one line for ``evaluate.py --list-agents``"""
     learnable: bool = False
     """needs training (``fit``/``save``/``load``) before it can assign"""
+    model: str | None = None
+    """``module:NAME`` of the :class:`agents.models.ModelEntry` of a neural agent whose model is not
+    one of :data:`agents.models.MODELS` (registered there under the agent's name when resolved)"""
+    run_options: tuple[str, ...] = ()
+    """the harness settings its constructor takes: ``progress`` (a progress bar of its own) and
+    ``max_assignments`` (``--max-assignments``, the EPAS cap)"""
 
 
 REGISTRY: dict[str, AgentEntry] = {
@@ -34,7 +49,8 @@ REGISTRY: dict[str, AgentEntry] = {
     "local-search": AgentEntry("agents.search:LocalSearchAgent",
                                "screened moves and swaps from master-AP, random starts and kicks while the objective rises"),
     "exhaustive": AgentEntry("agents.search:ExhaustiveAgent",
-                             "EPAS: the exact optimum of the objective over all assignments up to pilot relabelling"),
+                             "EPAS: the exact optimum of the objective over all assignments up to pilot relabelling",
+                             run_options=("progress", "max_assignments")),
     "tabu": AgentEntry("agents.literature:TabuAgent",
                        "tabu search (Liu et al. 2020): best non-tabu single-user move from master-AP, 20 iterations, screened"),
     "graph-colouring": AgentEntry("agents.literature:GraphColouringAgent",
@@ -81,30 +97,46 @@ class AgentSpec:
     cls: type[Agent]
     description: str
     learnable: bool
+    run_options: tuple[str, ...] = ()
+    """see :attr:`AgentEntry.run_options`"""
 
     @property
     def size_generalisable(self) -> bool:
         """One trained model runs at any (M, K, tau_p) (``--trained-at``)."""
-        return bool(getattr(self.cls, "size_generalisable", False))
+        return self.learnable and self._learner.size_generalisable
+
+    @property
+    def resumable(self) -> bool:
+        """Its ``fit(resume=True)`` continues a cut run from the run folder's checkpoint."""
+        return self.learnable and self._learner.resumable
+
+    @property
+    def _learner(self) -> type[LearnableAgent]:
+        assert issubclass(self.cls, LearnableAgent), f"{self.name} is not a learning agent"
+        return self.cls
 
     def checkpoint_loss(self, requested: str) -> str:
         """The loss of the checkpoint to use: ``requested`` if the agent trains with it, else its default."""
-        losses = getattr(self.cls, "losses", ())
+        losses = self._learner.losses
         return requested if requested in losses else losses[0]
 
     def train_size(self, size: Size, trained_at: Size | None) -> Size:
         """The size whose model serves ``size``: ``trained_at`` for size-generalisable agents."""
         return tuple(trained_at) if trained_at and self.size_generalisable else tuple(size)  # type: ignore[return-value]
 
-    def run_dir(self, runs_dir: str | Path, size: Size, seed: int, loss: str, objective: str = "sum") -> Path:
-        """The run folder of this agent's checkpoint for a size, seed, requested loss and objective."""
-        assert issubclass(self.cls, LearnableAgent), f"{self.name} is not a learning agent"
+    def run_key(self, size: Size, seed: int, loss: str, objective: str = "sum") -> RunKey:
+        """The :class:`agents.runs.RunKey` of this agent's model for a size (the one it was trained
+        at), seed, requested loss (:meth:`checkpoint_loss`) and objective."""
         config = SystemConfig.from_size(size).replace(objective=objective)
-        return self.cls.run_dir(runs_dir, config, seed, self.checkpoint_loss(loss))
+        return self._learner.run_key(config, seed, self.checkpoint_loss(loss))
+
+    def run_dir(self, runs_dir: str | Path, size: Size, seed: int, loss: str, objective: str = "sum") -> Path:
+        """The run folder of :meth:`run_key` under ``runs_dir``."""
+        return self.run_key(size, seed, loss, objective).folder(runs_dir)
 
     def has_checkpoint(self, run_dir: str | Path) -> bool:
         """Whether ``run_dir`` holds this agent's finished model."""
-        return issubclass(self.cls, LearnableAgent) and self.cls.has_checkpoint(run_dir)
+        return self.learnable and self._learner.has_checkpoint(run_dir)
 
 
 ENTRY_POINT_GROUP = "cfpilot.agents"
@@ -142,7 +174,10 @@ def resolve(name: str) -> AgentSpec:
     ``package.module:Class`` of the user's own (imported once); ``ValueError`` otherwise."""
     if name in REGISTRY:
         entry = REGISTRY[name]
-        return AgentSpec(name, load_agent_class(entry.target), entry.description, entry.learnable)
+        cls = load_agent_class(entry.target)
+        if entry.model is not None:
+            cls = _model_agent(name, cls, entry.model)
+        return AgentSpec(name, cls, entry.description, entry.learnable, entry.run_options)
     target = plugin_agents().get(name) or (name if ":" in name else None)
     if target is None:
         raise ValueError(f"unknown agent {name!r}; valid: {', '.join(available())}, or package.module:Class "
@@ -150,6 +185,27 @@ def resolve(name: str) -> AgentSpec:
     cls = load_agent_class(target)
     description = (cls.__doc__ or target).strip().splitlines()[0]
     return AgentSpec(name, cls, description, issubclass(cls, LearnableAgent))
+
+
+def _model_agent(name: str, cls: type[Agent], model: str) -> type[Agent]:
+    """The agent class of a registry entry with a model of its own: the model (``module:NAME`` of an
+    :class:`agents.models.ModelEntry`) registered under ``name``, and ``cls`` itself if it is
+    already called ``name``, else a subclass of it that is."""
+    from agents.models import ModelEntry, register_model
+
+    module, _, attr = model.partition(":")
+    try:
+        entry = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"cannot load the model {model!r} of agent {name!r}: {err}") from None
+    if not isinstance(entry, ModelEntry):
+        raise ValueError(f"{model} is not an agents.models.ModelEntry")
+    register_model(name, entry)
+    if cls.name == name:
+        return cls
+    title = "".join(part.capitalize() for part in name.replace("_", "-").split("-"))
+    return type(f"{title}Agent", (cls,), {"name": name, "__module__": cls.__module__,
+                                          "__doc__": f"The {name} model as a learning agent."})
 
 
 def is_learnable(name: str) -> bool:

@@ -1,4 +1,4 @@
-"""What a training run depends on: :class:`TrainSettings`, and where its run folder is."""
+"""What a training run depends on: :class:`TrainSettings`, and its :class:`agents.runs.RunKey`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.base import run_folder, run_name
+from agents.runs import RunKey
 from cfenv.config import OBJECTIVES, SystemConfig
 
 DEVICES_HELP = "cpu, cuda, cuda:N or auto (CUDA when available, else the CPU)"
@@ -134,8 +134,14 @@ class TrainSettings:
         return config if self.objective == "sum" else config.replace(objective=self.objective)
 
     @property
+    def run_key(self) -> RunKey:
+        """What names this run's folder: (agent, size, loss, objective, seed)."""
+        return RunKey(self.agent, self.size, self.loss, self.objective, self.seed)
+
+    @property
     def run_dir(self) -> Path:
-        return run_dir_for(self.runs_dir, self.agent, self.size, self.loss, self.seed, self.objective)
+        """``runs_dir/<agent>/<M-L-K-tau_p>/<run name>`` (:meth:`agents.runs.RunKey.folder`)."""
+        return self.run_key.folder(self.runs_dir)
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -145,7 +151,6 @@ class TrainSettings:
 
 def run_dir_for(runs_dir: Path, agent: str, size: tuple[int, ...], loss: str, seed: int,
                 objective: str = "sum") -> Path:
-    """``runs/<agent>/<M-L-K-tau_p>/<loss>-seed<seed>``, ``<loss>-<objective>-seed<seed>`` for an
-    objective other than the sum rate (:func:`agents.base.run_name`; see
-    :meth:`agents.base.LearnableAgent.run_dir`)."""
-    return run_folder(runs_dir, agent, size, run_name(loss, seed, objective))
+    """The run folder of ``(agent, size, loss, objective, seed)`` (kept for callers of 0.7; use
+    :meth:`agents.runs.RunKey.folder`)."""
+    return RunKey(agent, size, loss, objective, seed).folder(runs_dir)

@@ -7,13 +7,14 @@
 * :mod:`agents.models.quantum`: the QCNN circuit, its simulators and noisy execution.
 * :mod:`agents.models.sb3`: the HQCNN as a Stable-Baselines3 features extractor.
 
-:func:`build_model` turns a model name and its options into a module; :func:`model_options`
+:data:`MODELS` names every model (:class:`ModelEntry`: its factory and options); :func:`build_model`
+turns a model name and its options into a module; :func:`model_options`
 is its inverse (what a checkpoint's ``config.json`` stores).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from numbers import Integral
 from typing import Any
@@ -25,9 +26,6 @@ from agents.models.hybrid import HQCNN, HybridFrontEnd, hqcnn_parameter_count
 from agents.models.quantum import SUPPORTED_N_QUBITS
 from cfenv.config import SystemConfig
 
-LABEL_MODELS = ("mlp", "light-cnn", "heavy-cnn", "hqcnn", "hqcnn-hur")
-"""models that emit K x tau_p pilot logits"""
-MODEL_NAMES = (*LABEL_MODELS, "gnn", "hqcnn-ar")
 
 
 @dataclass(frozen=True)
@@ -52,13 +50,6 @@ class ModelOptions:
 
 
 _QUANTUM_OPTIONS = ("n_qubits", "share", "readout", "backend")
-MODEL_OPTIONS: dict[str, tuple[str, ...]] = {
-    "mlp": ("hidden",), "light-cnn": ("channels",), "heavy-cnn": ("channels",),
-    "hqcnn": _QUANTUM_OPTIONS, "hqcnn-hur": _QUANTUM_OPTIONS,
-    "gnn": ("width", "layers", "order", "rate_features"),
-    "hqcnn-ar": ("width", "layers", *_QUANTUM_OPTIONS, "quantum", "order", "rate_features"),
-}
-"""the options :func:`build_model` accepts for each model"""
 
 MAX_HIDDEN_WIDTH = 4096
 """widest hidden layer of an MLP (``hidden``) or an SB3 policy (``net_arch``)"""
@@ -122,7 +113,7 @@ def check_model_options(name: str, options: Mapping[str, Any]) -> None:
 def check_model_size(name: str, config: SystemConfig, **options: Any) -> None:
     """``ValueError`` when model ``name`` at ``config`` would exceed :data:`MAX_PARAMETERS`, found
     without allocating a weight (the model is built on torch's ``meta`` device)."""
-    if name not in ("mlp", "light-cnn", "heavy-cnn"):  # the models whose size grows with (M, K, tau_p)
+    if name not in MODELS or not MODELS[name].sized:  # only some models grow with (M, K, tau_p)
         return
     import torch
 
@@ -141,60 +132,134 @@ def build_model(name: str, config: SystemConfig, **options: Any) -> AssignmentMo
 
 
 def _construct(name: str, config: SystemConfig, **options: Any) -> AssignmentModel:
-    """The model registered as ``name`` for ``config``; options are the model's constructor
-    arguments (``hidden`` for ``mlp``; ``n_qubits``, ``share``, ``readout``, ``backend`` for
-    the quantum ones; see :data:`MODEL_OPTIONS`). ``mlp`` without ``hidden`` is sized to match
-    ``hqcnn``'s parameter count. An option the model does not have, or one outside the bounds
-    of :func:`check_model_options` (hidden widths 1..4096, at most 8 layers; CNN channels
-    1..512; ``n_qubits`` 4, 8 or 16; GNN width 1..1024, layers 1..8), is a ``ValueError``
-    raised before anything is built."""
+    """The model registered as ``name`` in :data:`MODELS` for ``config``; options are its
+    :attr:`ModelEntry.options` (``hidden`` for ``mlp``; ``n_qubits``, ``share``, ``readout``,
+    ``backend`` for the quantum ones). An option the model does not have, or one outside the
+    bounds of :func:`check_model_options` (hidden widths 1..4096, at most 8 layers; CNN channels
+    1..512; ``n_qubits`` 4, 8 or 16; GNN width 1..1024, layers 1..8), is a ``ValueError`` raised
+    before anything is built."""
+    entry = MODELS.get(name)
     given = {k for k, v in options.items() if v is not None and not (isinstance(v, (dict, list, tuple)) and not v)}
-    unknown = sorted(given - set(MODEL_OPTIONS.get(name, ())))
-    if unknown and name in MODEL_OPTIONS:
-        raise ValueError(f"{name} has no option {', '.join(unknown)}; valid: {', '.join(MODEL_OPTIONS[name])}")
+    unknown = sorted(given - set(entry.options if entry else ()))
+    if unknown and entry is not None:
+        raise ValueError(f"{name} has no option {', '.join(unknown)}; valid: {', '.join(entry.options)}")
     check_model_options(name, options)
-    if name == "mlp":
-        if "hidden" not in options:
-            options = {**options, "hidden": (mlp_width_matching(config, hqcnn_parameter_count(config)),)}
-        return MLP(config, hidden=tuple(options["hidden"]))
-    if name == "light-cnn":
-        return CNN(config, tuple(options.get("channels", LIGHT_CNN_CHANNELS)))
-    if name == "heavy-cnn":
-        return CNN(config, tuple(options.get("channels", HEAVY_CNN_CHANNELS)))
-    if name in ("hqcnn", "hqcnn-hur"):
-        share = options.get("share", "level" if name == "hqcnn" else "block")
-        if name == "hqcnn-hur" and share != "block":
+    if entry is None:
+        raise ValueError(f"unknown model {name!r}; valid: {', '.join(MODELS)}")
+    model = entry.build(config, **options)
+    if entry.options_of is None:  # rebuilt from the options it was built with (model_options)
+        model.build_options = dict(options)
+    return model
+
+
+def _mlp(config: SystemConfig, **options: Any) -> MLP:
+    """The paper's MLP; without ``hidden``, one layer sized to match ``hqcnn``'s parameter count."""
+    if "hidden" not in options:
+        options = {**options, "hidden": (mlp_width_matching(config, hqcnn_parameter_count(config)),)}
+    return MLP(config, hidden=tuple(options["hidden"]))
+
+
+def _cnn(channels: tuple[int, int]) -> Callable[..., CNN]:
+    """The factory of a CNN with these default channels."""
+    return lambda config, **options: CNN(config, tuple(options.get("channels", channels)))
+
+
+def _hqcnn(hur: bool) -> Callable[..., HQCNN]:
+    """The factory of the paper's HQCNN (shared per level) or Hur et al.'s (own parameters per block)."""
+    def build(config: SystemConfig, **options: Any) -> HQCNN:
+        share = options.get("share", "block" if hur else "level")
+        if hur and share != "block":
             raise ValueError("hqcnn-hur has its own parameters per block: share must be 'block'")
         return HQCNN(config, n_qubits=options.get("n_qubits", 8), share=share,
                      readout=options.get("readout", "all"), backend=options.get("backend"))
-    if name in ("gnn", "hqcnn-ar"):
-        quantum = {k: options[k] for k in ("n_qubits", "share", "readout", "backend") if options.get(k) is not None}
+    return build
+
+
+def _gnn(quantum_scorer: bool) -> Callable[..., GNNPolicy]:
+    """The factory of the gnn policy with an MLP scorer, or the HQCNN circuit's (``hqcnn-ar``)."""
+    def build(config: SystemConfig, **options: Any) -> GNNPolicy:
+        quantum = {k: options[k] for k in _QUANTUM_OPTIONS if options.get(k) is not None}
         return GNNPolicy(width=options.get("width", 64), layers=options.get("layers", 2),
-                         scorer="quantum" if name == "hqcnn-ar" else "mlp", order=options.get("order", "gain"),
+                         scorer="quantum" if quantum_scorer else "mlp", order=options.get("order", "gain"),
                          rate_features=bool(options.get("rate_features", False)),
-                         quantum={**quantum, **options.get("quantum", {})} if name == "hqcnn-ar" else None)
-    raise ValueError(f"unknown model {name!r}; valid: {', '.join(MODEL_NAMES)}")
+                         quantum={**quantum, **options.get("quantum", {})} if quantum_scorer else None)
+    return build
+
+
+def _hqcnn_options(model: HQCNN) -> dict[str, Any]:
+    return {"n_qubits": model.n_qubits, "share": model.share, "readout": model.readout, "backend": model.backend}
+
+
+def _gnn_options(model: GNNPolicy) -> dict[str, Any]:
+    options = {"width": model.width, "layers": model.layers}
+    if model.order != "gain":  # a model trained before the option existed rebuilds with its default
+        options["order"] = model.order
+    if model.rate_features:
+        options["rate_features"] = True
+    return {**options, "quantum": model.quantum_options} if model.quantum_options else options
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One trainable model: how to build it and what it accepts. A new model is one entry (here,
+    or through an :class:`agents.registry.AgentEntry`'s ``model``)."""
+
+    build: Callable[..., AssignmentModel]
+    """``build(config, **options)`` -> the untrained model for ``config``"""
+    options: tuple[str, ...] = ()
+    """the options ``build`` accepts (anything else is refused by name)"""
+    sized: bool = False
+    """its parameter count grows with (M, K, tau_p): checked against :data:`MAX_PARAMETERS` first"""
+    labels: bool = True
+    """emits K x tau_p pilot logits (a :class:`PilotModel`), not an autoregressive policy"""
+    options_of: Callable[[Any], dict[str, Any]] | None = None
+    """the options that rebuild a built model (what ``config.json`` stores); ``None``: the options
+    it was built with"""
+
+
+MODELS: dict[str, ModelEntry] = {
+    "mlp": ModelEntry(_mlp, ("hidden",), sized=True, options_of=lambda m: {"hidden": list(m.hidden)}),
+    "light-cnn": ModelEntry(_cnn(LIGHT_CNN_CHANNELS), ("channels",), sized=True,
+                            options_of=lambda m: {"channels": list(m.channels)}),
+    "heavy-cnn": ModelEntry(_cnn(HEAVY_CNN_CHANNELS), ("channels",), sized=True,
+                            options_of=lambda m: {"channels": list(m.channels)}),
+    "hqcnn": ModelEntry(_hqcnn(False), _QUANTUM_OPTIONS, options_of=_hqcnn_options),
+    "hqcnn-hur": ModelEntry(_hqcnn(True), _QUANTUM_OPTIONS, options_of=_hqcnn_options),
+    "gnn": ModelEntry(_gnn(False), ("width", "layers", "order", "rate_features"), labels=False,
+                      options_of=_gnn_options),
+    "hqcnn-ar": ModelEntry(_gnn(True), ("width", "layers", *_QUANTUM_OPTIONS, "quantum", "order", "rate_features"),
+                           labels=False, options_of=_gnn_options),
+}
+"""model name -> :class:`ModelEntry`: the one table :func:`build_model` reads"""
+LABEL_MODELS = tuple(name for name, entry in MODELS.items() if entry.labels)
+"""models that emit K x tau_p pilot logits"""
+MODEL_NAMES = tuple(MODELS)
+"""the models of cfpilot (:func:`register_model` adds others to :data:`MODELS`)"""
+MODEL_OPTIONS: dict[str, tuple[str, ...]] = {name: entry.options for name, entry in MODELS.items()}
+"""the options :func:`build_model` accepts for each of cfpilot's models"""
+
+
+def register_model(name: str, entry: ModelEntry) -> None:
+    """Make ``name`` buildable by :func:`build_model` (and so trainable, saved and loaded);
+    ``ValueError`` if another model already has the name."""
+    if MODELS.get(name, entry) is not entry:
+        raise ValueError(f"a model named {name!r} is registered already")
+    MODELS[name] = entry
 
 
 def model_options(model: AssignmentModel) -> dict[str, Any]:
     """Constructor options that rebuild ``model`` with :func:`build_model` (JSON-serialisable)."""
-    if isinstance(model, MLP):
-        return {"hidden": list(model.hidden)}
-    if isinstance(model, CNN):
-        return {"channels": list(model.channels)}
-    if isinstance(model, HQCNN):
-        return {"n_qubits": model.n_qubits, "share": model.share, "readout": model.readout,
-                "backend": model.backend}
-    if isinstance(model, GNNPolicy):
-        options = {"width": model.width, "layers": model.layers}
-        if model.order != "gain":  # a model trained before the option existed rebuilds with its default
-            options["order"] = model.order
-        if model.rate_features:
-            options["rate_features"] = True
-        return {**options, "quantum": model.quantum_options} if model.quantum_options else options
-    raise TypeError(f"unknown model type {type(model).__name__}")
+    recorded = getattr(model, "build_options", None)
+    if recorded is not None:
+        return dict(recorded)
+    kinds = {MLP: "mlp", CNN: "light-cnn", HQCNN: "hqcnn", GNNPolicy: "gnn"}
+    name = next((name for kind, name in kinds.items() if isinstance(model, kind)), None)
+    if name is None:
+        raise TypeError(f"unknown model type {type(model).__name__}")
+    return MODELS[name].options_of(model)  # type: ignore[misc]
 
 
 __all__ = ["CNN", "HQCNN", "MAX_CNN_CHANNELS", "MAX_GNN_LAYERS", "MAX_GNN_WIDTH", "MAX_HIDDEN_LAYERS",
-           "MAX_HIDDEN_WIDTH", "MAX_PARAMETERS", "MLP", "MODEL_NAMES", "AssignmentModel", "GNNPolicy", "HybridFrontEnd", "PilotModel",
-           "build_model", "check_int", "check_model_size", "check_model_options", "check_widths", "model_options"]
+           "MAX_HIDDEN_WIDTH", "MAX_PARAMETERS", "MLP", "MODELS", "MODEL_NAMES", "AssignmentModel", "GNNPolicy",
+           "HybridFrontEnd", "ModelEntry", "PilotModel", "build_model", "check_int", "check_model_size",
+           "check_model_options", "check_widths", "model_options", "register_model"]

@@ -22,8 +22,6 @@ from stable_baselines3.common.utils import set_random_seed
 from agents.base import (
     VALIDATION_STREAM,
     LearnableAgent,
-    run_folder,
-    run_name,
     stream_rng,
     thread_limits,
 )
@@ -152,6 +150,9 @@ class RLAgent(LearnableAgent):
     """
 
     name: ClassVar[str] = "rl"
+    run_kind: ClassVar[str | None] = "rl"
+    """runs are ``rl-seed<seed>`` (``rl-<objective>-seed<seed>``): SB3 agents have no loss"""
+    settings_class: ClassVar[type | None] = RLBudget
     algorithm: ClassVar[str] = "PPO"
     """SB3 algorithm class name"""
     sequential: ClassVar[bool] = False
@@ -178,13 +179,6 @@ class RLAgent(LearnableAgent):
         check_rl_options(self.name, self.algorithm, self.algorithm_options(), self.options, 1)
 
     # ------------------------------------------------------------ protocol
-    @classmethod
-    def run_dir(cls, runs_dir: str | Path, config: SystemConfig, seed: int,
-                loss: str = "unsupervised") -> Path:
-        """``runs_dir/<agent>/<M>-<L>-<K>-<tau_p>/rl-seed<seed>`` (``rl-<objective>-seed<seed>`` for
-        an objective other than the sum rate, :func:`agents.base.run_name`; ``loss`` is ignored)."""
-        return run_folder(runs_dir, cls.name, config.size, run_name("rl", seed, config.objective))
-
     @classmethod
     def has_checkpoint(cls, directory: str | Path) -> bool:
         """Whether ``directory`` holds a finished model in cfpilot's format (``config.json`` +
