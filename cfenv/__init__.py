@@ -5,14 +5,7 @@
 PennyLane or Stable-Baselines3).
 """
 
-import os
-
-# OpenMP threads (torch, numba) that spin while waiting burn the cores a busy neighbour needs:
-# on a loaded 2-core machine they made training several times slower. Sleep instead, unless
-# the user chose otherwise; set before torch or numba start their thread pools.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from gymnasium.envs.registration import register, registry  # noqa: E402
+from gymnasium.envs.registration import register, registry
 
 from cfenv.channel import Snapshot, draw_snapshots
 from cfenv.config import PRESETS, TABLE2_SIZES, SystemConfig
