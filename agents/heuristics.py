@@ -11,9 +11,9 @@ import math
 import numpy as np
 
 from agents.base import Agent
-from cfenv.channel import Snapshot
+from cfenv.channel import Snapshot, as_snapshot
 from cfenv.config import SystemConfig
-from cfenv.rates import user_rates
+from cfenv.models import model_of
 
 
 class RandomAgent(Agent):
@@ -56,7 +56,7 @@ class MasterAPAgent(Agent):
     name = "master-ap"
 
     def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
-        return master_ap_pilots(snapshots.beta, config.tau_p)
+        return master_ap_pilots(model_of(config).gains(snapshots), config.tau_p)
 
 
 class GreedyAgent(Agent):
@@ -82,17 +82,22 @@ class GreedyAgent(Agent):
     def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
         start = rng.integers(0, config.tau_p, (snapshots.beta.shape[0], config.K))
         iterations = config.K if self.iterations is None else self.iterations
-        return greedy_pilots(snapshots.beta, start, config, iterations)
+        return greedy_pilots(snapshots, start, config, iterations)
 
 
-def greedy_pilots(beta: np.ndarray, pilots: np.ndarray, config: SystemConfig, iterations: int) -> np.ndarray:
-    """GPA iterations from given ``(B, K)`` pilots on ``(B, M, K)`` beta; returns new pilots."""
+def greedy_pilots(snapshots: Snapshot | np.ndarray, pilots: np.ndarray, config: SystemConfig,
+                  iterations: int) -> np.ndarray:
+    """GPA iterations from given ``(B, K)`` pilots on a batch of snapshots (or their ``(B, M, K)``
+    beta); the weakest user by the model's exact rates, contamination from its gains. Returns new pilots."""
+    model = model_of(config)
+    snapshots = as_snapshot(snapshots)
+    beta = model.gains(snapshots)
     pilots = np.array(pilots, dtype=np.int64)
     B, K = pilots.shape
     batch = np.arange(B)
     total_gain = beta.sum(axis=1)  # (B, K): sum_m beta[m, j]
     for _ in range(iterations):
-        weakest = user_rates(beta, pilots, config).argmin(axis=1)  # (B,)
+        weakest = model.user_rates(snapshots, pilots).argmin(axis=1)  # (B,)
         others = total_gain.copy()
         others[batch, weakest] = 0.0
         contamination = np.zeros((B, config.tau_p))

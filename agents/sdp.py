@@ -26,7 +26,7 @@ from agents.literature import contamination_weights
 from agents.search import snapshot_key
 from cfenv.channel import Snapshot
 from cfenv.config import SystemConfig
-from cfenv.rates import objective_value
+from cfenv.models import model_of
 
 DEFAULT_MAX_USERS = 100
 """the agent refuses larger K (one SDP with a K x K matrix variable and K^2 inequalities per
@@ -158,7 +158,7 @@ class MaxKCutAgent(Agent):
        ``roundings`` draws (choice: 64), from the snapshot's own stream
        ``stream_rng(seed, AGENT_STREAM, "max-k-cut", M, L, K, tau_p, crc32(beta))``, so the
        answer does not depend on the batch or on the order of the snapshots.
-    4. Keep the rounding with the best true objective ``cfenv.rates.objective_value``
+    4. Keep the rounding with the best true objective (the model's ``objective``)
        (``config.objective``: sum rate, minimum rate or proportional fairness; choice,
        ``select="objective"``), or with the largest cut (``select="cut"``, the max-k-cut
        rule itself); ties to the first draw; returned in canonical (restricted-growth) form.
@@ -219,7 +219,7 @@ class MaxKCutAgent(Agent):
         return canonical_pilots(scores.argmax(axis=2))
 
     def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
-        beta = snapshots.beta
+        beta = model_of(config).gains(snapshots)
         B, K, k = beta.shape[0], config.K, config.tau_p
         out = np.zeros((B, K), dtype=np.int64)
         bounds = np.zeros(B)
@@ -234,7 +234,7 @@ class MaxKCutAgent(Agent):
             if self.select == "cut":
                 values = cut_value(weights[b], candidates)
             else:
-                values = np.asarray(objective_value(beta[b][None], candidates, config), dtype=np.float64)
+                values = np.asarray(model_of(config).objective(snapshots[b][None], candidates), dtype=np.float64)
             out[b] = candidates[int(np.argmax(values))]
             cuts[b] = cut_value(weights[b], out[b])
         self.last_stats = {"sdp_bound": bounds, "cut": cuts}

@@ -80,6 +80,19 @@ class Snapshot:
         return self.beta.shape[0]
 
 
+def as_snapshot(value: "Snapshot | np.ndarray | dict", extra_names: tuple[str, ...] = ()) -> Snapshot:
+    """A :class:`Snapshot` from a Snapshot (as it is), an ``info``-style dict (``beta``, the positions and
+    the arrays named in ``extra_names``, a model's ``snapshot_extras``) or a bare beta ``(..., M, K)``
+    (positions 0): for code that holds only what an environment's ``info`` gives. Not checked here."""
+    if isinstance(value, Snapshot):
+        return value
+    given = value if isinstance(value, dict) else {"beta": value}
+    beta = np.asarray(given["beta"])
+    ap = given.get("ap_positions", np.zeros((*beta.shape[:-1], 2)))
+    ue = given.get("ue_positions", np.zeros((*beta.shape[:-2], beta.shape[-1], 2)))
+    return Snapshot(beta, np.asarray(ap), np.asarray(ue), {k: np.asarray(given[k]) for k in extra_names if k in given})
+
+
 def stack_snapshots(snapshots: "list[Snapshot]") -> Snapshot:
     """Single snapshots (or batches of one shape) stacked along a new first axis, extras included."""
     if not snapshots:

@@ -11,9 +11,10 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from cfenv.channel import Snapshot, draw_snapshots, validate_snapshot
+from cfenv.channel import Snapshot
 from cfenv.config import DEFAULT_CONFIG, MAX_SNAPSHOT_BYTES, SystemConfig
-from cfenv.rates import as_pilot_indices, objective_reward, user_rates
+from cfenv.models import model_of
+from cfenv.rates import as_pilot_indices, objective_reward
 from cfenv.units import MBPS, fading_db
 
 OBS_DB_LOW = -300.0
@@ -52,7 +53,7 @@ def snapshot_from_options(options: dict[str, Any], config: SystemConfig,
     ``batch_shape``, as float64; ``ValueError`` on bad shapes or values
     (:func:`cfenv.channel.validate_snapshot`: beta float32/float64 in (0, 1], positions
     finite and inside the area)."""
-    return validate_snapshot(options["snapshot"], config, batch_shape=batch_shape, where="options['snapshot']")
+    return model_of(config).validate(options["snapshot"], batch_shape=batch_shape, where="options['snapshot']")
 
 
 def rate_info(rates_mbps: np.ndarray, objective: str) -> dict[str, Any]:
@@ -62,6 +63,13 @@ def rate_info(rates_mbps: np.ndarray, objective: str) -> dict[str, Any]:
         return float(x) if np.ndim(x) == 0 else x
     return {"rates": rates_mbps, "sum_rate": scalar(rates_mbps.sum(-1)), "min_rate": scalar(rates_mbps.min(-1)),
             "objective": scalar(objective_reward(rates_mbps, objective))}
+
+
+def snapshot_info(snapshot: Snapshot) -> dict[str, Any]:
+    """Copies of a snapshot's arrays for ``info``: ``beta``, ``ap_positions``, ``ue_positions`` and the
+    model's extras by name (:attr:`cfenv.channel.Snapshot.extras`)."""
+    return {"beta": snapshot.beta.copy(), "ap_positions": snapshot.ap_positions.copy(),
+            "ue_positions": snapshot.ue_positions.copy(), **{k: v.copy() for k, v in snapshot.extras.items()}}
 
 
 def _config_from_kwargs(config: SystemConfig | None, fields: dict[str, Any]) -> SystemConfig:
@@ -133,7 +141,7 @@ class SnapshotEpisodes:
     def _new_snapshot(self, given: Snapshot | None) -> Snapshot:
         """The episode's snapshot: ``given`` if not ``None``, else one drawn from ``self.np_random``
         (call after ``super().reset``)."""
-        self._snapshot = given if given is not None else draw_snapshots(self.config, self.np_random)
+        self._snapshot = given if given is not None else model_of(self.config).draw(self.np_random)
         return self._snapshot
 
 
@@ -272,7 +280,7 @@ class CellFreePilotEnv(SnapshotEpisodes, gym.Env[np.ndarray, np.ndarray]):
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         snapshot = self.snapshot
         pilots = self.action_to_pilots(action)
-        rates = user_rates(snapshot.beta, pilots, self.config) / MBPS
+        rates = model_of(self.config).user_rates(snapshot, pilots) / MBPS
         self._pilots, self._rates_mbps = pilots, rates
         info = self._info()
         info.update(pilots=pilots, **rate_info(rates, self.config.objective))
@@ -284,9 +292,7 @@ class CellFreePilotEnv(SnapshotEpisodes, gym.Env[np.ndarray, np.ndarray]):
         return actions_to_pilots(action, self.config)
 
     def _info(self) -> dict[str, Any]:
-        s = self.snapshot
-        return {"beta": s.beta.copy(), "ap_positions": s.ap_positions.copy(),
-                "ue_positions": s.ue_positions.copy()}
+        return snapshot_info(self.snapshot)
 
     def render(self) -> np.ndarray | str | None:
         if self.render_mode is None:
@@ -356,7 +362,7 @@ class CellFreePilotVectorEnv(VectorEnv):
         if "snapshot" in options:
             given = snapshot_from_options(options, self.config, batch_shape=(self.num_envs,))
         super().reset(seed=seed)
-        self._snapshots = given if given is not None else draw_snapshots(self.config, self.np_random,
+        self._snapshots = given if given is not None else model_of(self.config).draw(self.np_random,
                                                                         (self.num_envs,))
         return fading_observation(self._snapshots.beta), self._infos()
 
@@ -374,12 +380,11 @@ class CellFreePilotVectorEnv(VectorEnv):
             )
         pilots = actions_to_pilots(actions, cfg, (self.num_envs,))
         scored = self._snapshots
-        rates = user_rates(scored.beta, pilots, cfg) / MBPS
+        rates = model_of(cfg).user_rates(scored, pilots) / MBPS
         scores = rate_info(rates, cfg.objective)
         final_obs = fading_observation(scored.beta)
-        final_info = {"beta": scored.beta, "ap_positions": scored.ap_positions,
-                      "ue_positions": scored.ue_positions, "pilots": pilots, **scores}
-        self._snapshots = draw_snapshots(cfg, self.np_random, (self.num_envs,))
+        final_info = {**snapshot_info(scored), "pilots": pilots, **scores}
+        self._snapshots = model_of(cfg).draw(self.np_random, (self.num_envs,))
         infos = self._infos()
         infos.update(pilots=pilots, **scores, final_obs=final_obs, final_info=final_info)
         done = np.ones(self.num_envs, dtype=np.bool_)
@@ -387,7 +392,5 @@ class CellFreePilotVectorEnv(VectorEnv):
                 np.zeros(self.num_envs, dtype=np.bool_), infos)
 
     def _infos(self) -> dict[str, Any]:
-        s = self._snapshots
-        assert s is not None
-        return {"beta": s.beta.copy(), "ap_positions": s.ap_positions.copy(),
-                "ue_positions": s.ue_positions.copy()}
+        assert self._snapshots is not None
+        return snapshot_info(self._snapshots)

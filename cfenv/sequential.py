@@ -12,6 +12,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from cfenv.channel import Snapshot, as_snapshot
 from cfenv.config import SystemConfig
 from cfenv.env import (
     OBS_DB_HIGH,
@@ -20,8 +21,10 @@ from cfenv.env import (
     _config_from_kwargs,
     fading_observation,
     rate_info,
+    snapshot_info,
 )
-from cfenv.rates import objective_reward, user_rates
+from cfenv.models import model_of
+from cfenv.rates import objective_reward
 from cfenv.units import MBPS, normalise_db
 
 REWARD_MODES = ("final", "increments")
@@ -61,31 +64,38 @@ def sequential_observation(beta: np.ndarray, pilots: np.ndarray, user: int,
     return np.concatenate([fading.astype(np.float32), one_hot, current], axis=-1)
 
 
-def partial_sum_rate_mbps(beta: np.ndarray, pilots: np.ndarray, n_assigned: int,
+def _partial_rates_mbps(snapshot: Snapshot | np.ndarray, pilots: np.ndarray, n_assigned: int,
+                        config: SystemConfig) -> np.ndarray:
+    """Per-user rates [Mbit/s] ``(n,)`` of the network reduced to its first ``n`` users
+    (:meth:`cfenv.models.base.SystemModel.restrict_users`); a bare beta ``(M, K)`` is a snapshot
+    without positions."""
+    sub, sub_config = model_of(config).restrict_users(as_snapshot(snapshot), n_assigned)
+    return model_of(sub_config).user_rates(sub, pilots[:n_assigned]) / MBPS
+
+
+def partial_sum_rate_mbps(snapshot: Snapshot | np.ndarray, pilots: np.ndarray, n_assigned: int,
                           config: SystemConfig) -> float:
     """Sum rate [Mbit/s] of the network reduced to its first ``n_assigned`` users (0 for none).
 
-    The rate formula is :func:`cfenv.rates.user_rates` on ``beta[:, :n]`` with ``K = n``;
-    at ``n = K`` it is the sum rate of the full assignment.
+    The rates are the model's (:func:`cfenv.models.model_of`) on the first ``n`` users with
+    ``K = n``; at ``n = K`` it is the sum rate of the full assignment. ``snapshot`` is a
+    :class:`Snapshot` or its beta ``(M, K)``.
     """
     if n_assigned == 0:
         return 0.0
-    sub = config.replace(K=n_assigned)
-    rates = user_rates(np.ascontiguousarray(beta[:, :n_assigned]), pilots[:n_assigned], sub)
-    return float(rates.sum() / MBPS)
+    return float(_partial_rates_mbps(snapshot, pilots, n_assigned, config).sum())
 
 
-def partial_objective(beta: np.ndarray, pilots: np.ndarray, n_assigned: int, config: SystemConfig) -> float:
+def partial_objective(snapshot: Snapshot | np.ndarray, pilots: np.ndarray, n_assigned: int,
+                      config: SystemConfig) -> float:
     """``config.objective`` (Mbit/s, or nats for ``"proportional"``; :func:`cfenv.rates.objective_reward`)
     of the network reduced to its first ``n_assigned`` users (0 for none); with ``"sum"`` it is
     :func:`partial_sum_rate_mbps`."""
     if config.objective == "sum":
-        return partial_sum_rate_mbps(beta, pilots, n_assigned, config)
+        return partial_sum_rate_mbps(snapshot, pilots, n_assigned, config)
     if n_assigned == 0:
         return 0.0
-    sub = config.replace(K=n_assigned)
-    rates = user_rates(np.ascontiguousarray(beta[:, :n_assigned]), pilots[:n_assigned], sub) / MBPS
-    return float(objective_reward(rates, config.objective))
+    return float(objective_reward(_partial_rates_mbps(snapshot, pilots, n_assigned, config), config.objective))
 
 
 class CellFreePilotSequentialEnv(SnapshotEpisodes, gym.Env[np.ndarray, np.int64]):
@@ -222,11 +232,11 @@ class CellFreePilotSequentialEnv(SnapshotEpisodes, gym.Env[np.ndarray, np.int64]
         done = self._user == cfg.K
         reward = 0.0
         if self.reward_mode == "increments":
-            partial = partial_objective(snapshot.beta, self._pilots, self._user, cfg)
+            partial = partial_objective(snapshot, self._pilots, self._user, cfg)
             reward, self._partial = partial - self._partial, partial
         info = self._info()
         if done:
-            rates = user_rates(snapshot.beta, self._pilots, cfg) / MBPS
+            rates = model_of(cfg).user_rates(snapshot, self._pilots) / MBPS
             self._rates_mbps = rates
             scores = rate_info(rates, cfg.objective)
             if self.reward_mode == "final":
@@ -238,9 +248,7 @@ class CellFreePilotSequentialEnv(SnapshotEpisodes, gym.Env[np.ndarray, np.int64]
         return sequential_observation(self.snapshot.beta, self._pilots, self._user, self.config)
 
     def _info(self) -> dict[str, Any]:
-        s = self.snapshot
-        return {"beta": s.beta.copy(), "ap_positions": s.ap_positions.copy(),
-                "ue_positions": s.ue_positions.copy(), "pilots": self._pilots.copy(), "user": self._user}
+        return {**snapshot_info(self.snapshot), "pilots": self._pilots.copy(), "user": self._user}
 
     def render(self) -> str | None:
         if self.render_mode is None:

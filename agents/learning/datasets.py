@@ -13,8 +13,9 @@ from agents.base import Agent, canonical_pilots, stream_rng
 from agents.heuristics import MasterAPAgent
 from agents.search import ExhaustiveAgent, LocalSearchAgent
 from agents.storage import atomic_write_bytes
-from cfenv.channel import Snapshot, draw_snapshots
+from cfenv.channel import Snapshot
 from cfenv.config import SystemConfig
+from cfenv.models import model_of
 from cfenv.units import fading_db, size_slug
 
 LABEL_TEACHERS: dict[str, type[Agent]] = {"master-ap": MasterAPAgent, "exhaustive": ExhaustiveAgent,
@@ -51,7 +52,7 @@ def make_dataset(config: SystemConfig, n: int, seed: int, stream: int, labels: s
     objective = f"_{config.objective}" if labels and config.objective != "sum" else ""  # teachers optimise it
     key = f"{size_slug(config.size)}_stream{stream}_n{n}_seed{seed}_{labels or 'nolabels'}{objective}.npz"
     path = Path(cache_dir) / key if cache_dir is not None else None
-    snaps = draw_snapshots(config, stream_rng(seed, stream, *config.size), (n,))
+    snaps = model_of(config).draw(stream_rng(seed, stream, *config.size), (n,))
     if path is not None and path.exists():
         cached = _read_cache(path, snaps, config, labels is not None)
         if cached is not None:

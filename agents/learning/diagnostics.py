@@ -18,7 +18,8 @@ from agents.base import canonical_pilots
 from agents.heuristics import master_ap_pilots
 from agents.search import count_assignments, rgs_prefixes
 from cfenv.config import SystemConfig
-from cfenv.rates import sum_rate
+from cfenv.channel import Snapshot, as_snapshot
+from cfenv.models import model_of
 
 EXACT_EVALUATIONS = 5_000_000
 """search every constant partition when (partitions x snapshots) is at most this, else local search"""
@@ -62,19 +63,24 @@ def _best_constant(beta: np.ndarray, config: SystemConfig) -> tuple[np.ndarray, 
     n = beta.shape[0]
     if count_assignments(K, tau_p) * n <= EXACT_EVALUATIONS:
         candidates = rgs_prefixes(K, tau_p, K)
-        means = sum_rate(beta[None], candidates[:, None, :], config).mean(axis=1)
+        means = _sum_rate(beta[None], candidates[:, None, :], config).mean(axis=1)
         best = int(np.argmax(means))
         return candidates[best], float(means[best]), "exact"
     current = master_ap_pilots(beta.mean(axis=0)[None], tau_p)[0].astype(np.int64)
-    value = float(sum_rate(beta, current, config).mean())
+    value = float(_sum_rate(beta, current, config).mean())
     while True:
         moves = np.repeat(current[None], K * tau_p, axis=0)
         moves[np.arange(K * tau_p), np.repeat(np.arange(K), tau_p)] = np.tile(np.arange(tau_p), K)
-        means = sum_rate(beta[None], moves[:, None, :], config).mean(axis=1)
+        means = _sum_rate(beta[None], moves[:, None, :], config).mean(axis=1)
         best = int(np.argmax(means))
         if means[best] <= value * (1 + 1e-12):
             return current, value, "local"
         current, value = moves[best], float(means[best])
+
+
+def _sum_rate(snapshots: Snapshot | np.ndarray, pilots: np.ndarray, config: SystemConfig) -> np.ndarray:
+    """The model's sum rate [bit/s] (a bare beta is a snapshot without positions)."""
+    return model_of(config).sum_rate(as_snapshot(snapshots), pilots)
 
 
 def collapse_report(pilots: np.ndarray, beta: np.ndarray, config: SystemConfig,
@@ -90,7 +96,7 @@ def collapse_report(pilots: np.ndarray, beta: np.ndarray, config: SystemConfig,
     distinct = distinct_assignments(pilots)
     possible = min(n, count_assignments(config.K, config.tau_p))
     if mean_rate is None:
-        mean_rate = float(sum_rate(beta, pilots, config).mean())
+        mean_rate = float(_sum_rate(beta, pilots, config).mean())
     _, constant_rate, method = best_constant_assignment(beta, config)
     return {"distinct_assignments": distinct, "ratio_to_best_constant": mean_rate / constant_rate,
             "best_constant_search": method,

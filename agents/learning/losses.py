@@ -1,7 +1,7 @@
 """Training losses: supervised (docs/model.md eq. (6.6)), unsupervised (eq. (6.7)) and
 REINFORCE with a greedy-rollout baseline (eq. (6.8)), each for ``config.objective``: the
-unsupervised loss maximises the relaxed objective (:func:`cfenv.rates.relaxed_objective`),
-REINFORCE the exact one (:func:`cfenv.rates.objective_value`)."""
+unsupervised loss maximises the relaxed objective (the model's ``differentiable`` path, for the paper
+model :func:`cfenv.rates.relaxed_objective`), REINFORCE the exact one (the model's ``objective``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import torch
 
 from agents.models import AssignmentModel, PilotModel
 from cfenv.config import SystemConfig
-from cfenv.rates import objective_value, relaxed_objective, relaxed_sum_rate
+from cfenv.channel import as_snapshot
+from cfenv.models import model_of
 from cfenv.units import MBPS
 
 
@@ -18,10 +19,14 @@ def unsupervised_loss(logits: torch.Tensor, beta: torch.Tensor, config: SystemCo
     """Negative mean relaxed ``config.objective`` of softmax(logits) (docs/model.md eq. (6.7)):
     the relaxed sum rate or (value-exact smooth) minimum rate in Mbit/s, or the relaxed
     sum_k ln(R~_k / 1 Mbit/s) in nats."""
+    relaxed = model_of(config).differentiable
+    if relaxed is None:
+        raise ValueError(f"the unsupervised loss needs relaxed (differentiable) rates, which model "
+                         f"{config.model!r} does not offer: train with another loss")
     q = torch.softmax(logits.to(torch.float64), dim=-1)
     if config.objective == "sum":
-        return -relaxed_sum_rate(beta, q, config).mean() / MBPS
-    value = relaxed_objective(beta, q, config).mean()
+        return -relaxed.relaxed_sum_rate(beta, q).mean() / MBPS
+    value = relaxed.relaxed_objective(beta, q).mean()
     return -value if config.objective == "proportional" else -value / MBPS
 
 
@@ -40,9 +45,10 @@ def _rewards(beta: torch.Tensor, beta_np: np.ndarray, pilots: torch.Tensor, conf
     """Exact ``config.objective`` of ``(B * repeats, K)`` assignments of ``(B, M, K)`` snapshots: on a
     CUDA model by the torch rate path on the device (no round trip to the CPU per batch); on the
     CPU by the compiled kernel (numpy)."""
-    if pilots.device.type == "cuda":
-        return objective_value(beta.repeat_interleave(repeats, 0), pilots, config)
-    return objective_value(np.repeat(beta_np, repeats, axis=0), pilots.cpu().numpy(), config)
+    model = model_of(config)
+    if pilots.device.type == "cuda" and model.differentiable is not None:
+        return model.differentiable.objective(beta.repeat_interleave(repeats, 0), pilots)
+    return model.objective(as_snapshot(np.repeat(beta_np, repeats, axis=0)), pilots.cpu().numpy())
 
 
 def supervised_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

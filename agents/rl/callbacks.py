@@ -51,7 +51,7 @@ class _Validation(BaseCallback):
         self.agent, self.snapshots, self.every, self.settings = agent, snapshots, max(int(every), 1), settings
         self.progress = progress
         self.on_evaluate = on_evaluate
-        self.master = float(master_ap_sum_rate_mbps(snapshots.beta, agent._trained_config()).mean())
+        self.master = float(master_ap_sum_rate_mbps(snapshots, agent._trained_config()).mean())
         self.history: list[dict[str, float]] = []
         self._next = self.every
 

@@ -16,9 +16,12 @@ from agents.base import (
     stream_rng,
 )
 from agents.heuristics import master_ap_pilots
+from cfenv.channel import Snapshot, as_snapshot
 from cfenv.config import SystemConfig
 from cfenv.env import CellFreePilotEnv, CellFreePilotVectorEnv, fading_observation
-from cfenv.rates import objective_reward, sum_rate, user_rates
+from cfenv.models import model_of
+from cfenv.models.base import SystemModel
+from cfenv.rates import objective_reward
 from cfenv.sequential import CellFreePilotSequentialEnv
 from cfenv.units import MBPS, normalise_db
 from cfenv.wrappers import FlattenFadingObservation
@@ -38,19 +41,27 @@ def _flatten_db(db: np.ndarray) -> np.ndarray:
     return normalise_db(db.reshape(db.shape[0], -1)).astype(np.float32)
 
 
-def master_ap_sum_rate_mbps(beta: np.ndarray, config: SystemConfig) -> np.ndarray:
-    """``(B, M, K)`` beta -> ``(B,)`` sum rate [Mbit/s] of the master-AP assignment."""
-    return sum_rate(beta, master_ap_pilots(beta, config.tau_p), config) / MBPS
+def _master_ap(snapshots: Snapshot | np.ndarray | dict, config: SystemConfig) -> tuple[SystemModel, Snapshot, np.ndarray]:
+    model = model_of(config)
+    snapshots = as_snapshot(snapshots, tuple(model.snapshot_extras))
+    return model, snapshots, master_ap_pilots(model.gains(snapshots), config.tau_p)
 
 
-def master_ap_objective(beta: np.ndarray, config: SystemConfig) -> np.ndarray:
-    """``(B, M, K)`` beta -> ``(B,)`` ``config.objective`` of the master-AP assignment, in the
-    environments' reward units (Mbit/s; nats for "proportional"); under "sum"
-    :func:`master_ap_sum_rate_mbps` itself."""
+def master_ap_sum_rate_mbps(snapshots: Snapshot | np.ndarray | dict, config: SystemConfig) -> np.ndarray:
+    """``(B,)`` sum rate [Mbit/s] of the master-AP assignment on a batch of snapshots (a
+    :class:`Snapshot`, an ``info``-style dict or a bare beta ``(B, M, K)``)."""
+    model, snapshots, pilots = _master_ap(snapshots, config)
+    return model.sum_rate(snapshots, pilots) / MBPS
+
+
+def master_ap_objective(snapshots: Snapshot | np.ndarray | dict, config: SystemConfig) -> np.ndarray:
+    """``(B,)`` ``config.objective`` of the master-AP assignment (snapshots as
+    :func:`master_ap_sum_rate_mbps`), in the environments' reward units (Mbit/s; nats for
+    "proportional"); under "sum" :func:`master_ap_sum_rate_mbps` itself."""
     if config.objective == "sum":
-        return master_ap_sum_rate_mbps(beta, config)
-    rates = user_rates(beta, master_ap_pilots(beta, config.tau_p), config) / MBPS
-    return objective_reward(rates, config.objective)
+        return master_ap_sum_rate_mbps(snapshots, config)
+    model, snapshots, pilots = _master_ap(snapshots, config)
+    return objective_reward(model.user_rates(snapshots, pilots) / MBPS, config.objective)
 
 
 def _check_reward_scaling(reward_scaling: str) -> None:
@@ -69,7 +80,8 @@ class RelativeReward(gym.Wrapper):
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         obs, info = self.env.reset(**kwargs)
         config = self.env.unwrapped.config
-        self._reference = float(master_ap_objective(np.asarray(info["beta"])[None], config)[0])
+        extras = tuple(model_of(config).snapshot_extras)
+        self._reference = float(master_ap_objective(as_snapshot(info, extras)[None], config)[0])
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
@@ -120,7 +132,7 @@ class BatchedPilotVecEnv(VecEnv):
         final = infos["final_info"]
         rewards = raw
         if self.reward_scaling == "master-ap":
-            rewards = raw / master_ap_objective(final["beta"], self.config)
+            rewards = raw / master_ap_objective(final, self.config)
         terminal = _flatten_db(infos["final_obs"])
         elapsed = round(time.perf_counter() - self._started, 6)
         info_list = [{"episode": {"r": float(r), "l": 1, "t": elapsed}, "sum_rate": float(final["sum_rate"][i]),

@@ -43,6 +43,10 @@ class IncrementalKernel(Protocol):
         """The kernels' typed parameter record (a ``NamedTuple`` numba reads by field name)."""
 
 
+FAST_PATHS = ("incremental", "rate_features", "differentiable")
+"""the optional fast paths a model may offer (docs/model.md §0.2)"""
+
+
 class SystemModel(abc.ABC):
     """One physics model bound to one :class:`SystemConfig`.
 
@@ -94,6 +98,10 @@ class SystemModel(abc.ABC):
 
         return objective_from_rates(self.user_rates(snapshots, pilots), self.config.objective)
 
+    def sum_rate(self, snapshots: Snapshot, pilots: Any) -> np.ndarray:
+        """Sum over users of :meth:`user_rates` [bit/s], ``(...)``: what tables report beside the objective."""
+        return self.user_rates(snapshots, pilots).sum(-1)
+
     def gains(self, snapshots: Snapshot) -> np.ndarray:
         """Per-AP large-scale gains ``(..., M, K)``, linear in (0, 1]: what heuristics, observations
         and learners read (the average channel gain over an AP's antennas)."""
@@ -129,6 +137,13 @@ class SystemModel(abc.ABC):
         return None
 
     @property
+    def differentiable(self) -> Any | None:
+        """The torch path (exact ``objective(beta, pilots)`` on tensors, ``relaxed_sum_rate(beta, q)``,
+        ``relaxed_objective(beta, q)`` of pilot probabilities, differentiable): what the unsupervised
+        loss and training on a GPU need, or ``None``."""
+        return None
+
+    @property
     def fast_paths(self) -> tuple[str, ...]:
         """Names of the fast paths offered, for messages and ``--list-models``."""
-        return tuple(name for name in ("incremental", "rate_features") if getattr(self, name) is not None)
+        return tuple(name for name in FAST_PATHS if getattr(self, name) is not None)

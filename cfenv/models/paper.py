@@ -67,6 +67,26 @@ class PaperRateConstants:
         return cls(float(config.L), float(tau * config.rho_p), float(config.rho_d))
 
 
+@dataclass(frozen=True)
+class PaperTorchRates:
+    """The paper model's torch (autograd) path: exact rates of hard assignments on torch tensors, and
+    the relaxed rates of pilot probabilities the unsupervised loss differentiates (docs/model.md eq. (2.9))."""
+
+    config: SystemConfig
+
+    def objective(self, beta: Any, pilots: Any) -> Any:
+        """``config.objective`` of hard assignments on torch beta ``(..., M, K)``, on beta's device."""
+        return rates.objective_value(beta, pilots, self.config)
+
+    def relaxed_sum_rate(self, beta: Any, q: Any) -> Any:
+        """Relaxed sum rate [bit/s] of row-stochastic ``q`` ``(..., K, tau_p)`` (eq. (2.9) summed)."""
+        return rates.relaxed_sum_rate(beta, q, self.config)
+
+    def relaxed_objective(self, beta: Any, q: Any) -> Any:
+        """Relaxed ``config.objective`` (:func:`cfenv.rates.relaxed_objective`)."""
+        return rates.relaxed_objective(beta, q, self.config)
+
+
 class PaperModel(SystemModel):
     """The seed paper's model: every AP serves every user, conjugate-beamforming downlink."""
 
@@ -86,6 +106,9 @@ class PaperModel(SystemModel):
     def user_rates(self, snapshots: Snapshot, pilots: Any) -> np.ndarray:
         return rates.user_rates(snapshots.beta, pilots, self.config, backend=self.backend)
 
+    def sum_rate(self, snapshots: Snapshot, pilots: Any) -> np.ndarray:
+        return rates.sum_rate(snapshots.beta, pilots, self.config, backend=self.backend)
+
     def objective(self, snapshots: Snapshot, pilots: Any) -> np.ndarray:
         # the sum through sum_rate itself: the same kernel, the same bits as before the interface
         return rates.objective_value(snapshots.beta, pilots, self.config, backend=self.backend)
@@ -97,6 +120,10 @@ class PaperModel(SystemModel):
     @property
     def rate_features(self) -> PaperRateConstants | None:
         return PaperRateConstants.of(self.config)
+
+    @property
+    def differentiable(self) -> PaperTorchRates | None:
+        return PaperTorchRates(self.config)
 
 
 class PaperReferenceModel(PaperModel):
@@ -113,4 +140,8 @@ class PaperReferenceModel(PaperModel):
 
     @property
     def rate_features(self) -> None:
+        return None
+
+    @property
+    def differentiable(self) -> None:
         return None
