@@ -114,15 +114,18 @@ class SystemModel(abc.ABC):
 
     def restrict_users(self, snapshots: Snapshot, n: int) -> tuple[Snapshot, SystemConfig]:
         """The first ``n`` users alone (the sequential environment's partial assignment), with the
-        config of ``K = n``; extras are sliced on the axis their model names (:meth:`user_axes`)."""
+        config of ``K = n``; extras are sliced on the axis their model names (:meth:`user_axes`), the
+        others (no user axis) kept whole."""
         beta = np.ascontiguousarray(snapshots.beta[..., :n])
-        extras = {name: np.take(value, np.arange(n), axis=self.user_axes()[name])
+        axes = self.user_axes()
+        extras = {name: value if name not in axes else np.take(value, np.arange(n), axis=axes[name])
                   for name, value in snapshots.extras.items()}
         sub = Snapshot(beta, snapshots.ap_positions, snapshots.ue_positions[..., :n, :], extras)
         return sub, self.config.replace(K=n)
 
     def user_axes(self) -> dict[str, int]:
-        """The user axis (negative, from the end) of every extra array; none here."""
+        """The user axis (negative, counted from the end) of each extra array that has one (e.g.
+        ``{"R": -3}`` for ``R (..., M, K, L, L)``); none here."""
         return {}
 
     # ----------------------------------------------------------- fast paths
