@@ -18,18 +18,8 @@ import sys
 import time
 
 from agents.lab.cli import EXECUTION_FLAGS, add_fields, fail, field_docs, given
-from agents.lab.evaluation import (
-    CELLS_DIR,
-    SIZE_GROUPS,
-    EvaluationSettings,
-    evaluate,
-    parse_agents,
-    parse_sizes,
-)
-from agents.lab.outdir import claimed, point_latest
-from agents.lab.results import markdown_tables, provenance, write_results
-from agents.models.quantum import Execution
 from agents.registry import available
+from agents.runtime import set_thread_policy
 from cfenv import __version__
 from cfenv.units import parse_size, size_label
 
@@ -40,6 +30,9 @@ SCALE_FLAGS = ("executor", "workers", "ray_address", "chunk_size", "retries", "r
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from agents.lab.settings import SIZE_GROUPS, EvaluationSettings  # torch loads here: after set_thread_policy
+    from agents.models.quantum import Execution
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"cfpilot {__version__}")
     parser.add_argument("--agents", default="all", help="'all' or comma-separated names (see --list-agents)")
@@ -56,7 +49,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_fields(noise, Execution, EXECUTION_FLAGS, unset=True)
     scale = parser.add_argument_group("scale-out: the grid (size x agent x chunk of snapshots) as independent tasks")
     add_fields(scale, EvaluationSettings, SCALE_FLAGS)
-    scale.add_argument("--fail-task", action="append", default=[], help=argparse.SUPPRESS)  # test hook
     add_fields(parser, EvaluationSettings, ("progress",))
     parser.add_argument("--list-agents", action="store_true", help="list agent names and exit")
     return parser
@@ -64,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def execution_options(args: argparse.Namespace) -> dict | None:
     """The execution flags as :class:`Execution` fields, validated there (``ValueError`` naming a bad one)."""
+    from agents.models.quantum import Execution
+
     options = given(args, EXECUTION_FLAGS)
     if options:
         Execution(**options)
@@ -71,6 +65,7 @@ def execution_options(args: argparse.Namespace) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    set_thread_policy()  # before torch and numba load (this module imports neither)
     args = build_parser().parse_args(argv)
     if args.list_agents:
         width = max(map(len, available()))
@@ -80,14 +75,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.snapshots_file is not None and args.snapshots is not None:
         fail("evaluate.py", "--snapshots does not apply with --snapshots-file (every snapshot of the file is "
                             "evaluated): write a smaller file to evaluate fewer")
+    from agents.lab.evaluation import evaluate
+    from agents.lab.outdir import CELLS_DIR, claimed, point_latest
+    from agents.lab.results import markdown_tables, provenance, write_results
+    from agents.lab.settings import SIZE_GROUPS, EvaluationSettings, parse_agents, parse_sizes
+
     try:
         default = [] if args.snapshots_file is not None else ["default"]
         settings = EvaluationSettings(
             agents=parse_agents(args.agents), sizes=parse_sizes(args.sizes or default),
             trained_at=parse_size(args.trained_at) if args.trained_at else None,
-            execution=execution_options(args), fail_tasks=tuple(args.fail_task),
+            execution=execution_options(args),
             **given(args, RUN_FLAGS + SCALE_FLAGS + DATA_FLAGS + ("progress",)),
-        )
+        ).prepare()
     except ValueError as err:
         fail("evaluate.py", str(err))
     if settings.snapshots_file is not None:

@@ -17,21 +17,14 @@ single fields of it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from typing import Any
 
 from agents.lab.cli import EXECUTION_FLAGS, add_fields, error, given
-from agents.lab.evaluation import parse_sizes
-from agents.lab.outdir import check_writable
-from agents.learning import TrainSettings
-from agents.learning.settings import check_device
-from agents.models import ModelOptions, build_model
-from agents.models.quantum import Execution
-from agents.neural import NeuralAgent
 from agents.registry import REGISTRY, resolve
-from agents.rl import RLAgent, RLBudget
+from agents.runtime import set_thread_policy
 from cfenv import __version__
-from cfenv.config import SystemConfig
 from cfenv.units import size_label
 
 LEARNABLE = tuple(name for name, entry in REGISTRY.items() if entry.learnable)
@@ -39,11 +32,28 @@ BUDGET_FLAGS = ("loss", "labels", "train_snapshots", "val_snapshots", "epochs", 
                 "batch_size", "lr", "data_seed")
 """TrainSettings fields a neural agent's budget fills unless given"""
 RUN_FLAGS = ("seed", "device", "resume")
-MODEL_FLAGS = tuple(ModelOptions.__dataclass_fields__)
-RL_FLAGS = tuple(RLBudget.__dataclass_fields__)
+
+
+def model_flags() -> tuple[str, ...]:
+    """The model options a command line sets (:class:`agents.models.ModelOptions` fields)."""
+    from agents.models import ModelOptions
+
+    return tuple(ModelOptions.__dataclass_fields__)
+
+
+def rl_flags() -> tuple[str, ...]:
+    """The Stable-Baselines3 budget flags (:class:`agents.rl.RLBudget` fields)."""
+    from agents.rl import RLBudget
+
+    return tuple(RLBudget.__dataclass_fields__)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from agents.learning import TrainSettings  # torch loads here: after main's set_thread_policy
+    from agents.models import ModelOptions
+    from agents.models.quantum import Execution
+    from agents.rl import RLBudget
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"cfpilot {__version__}")
     p.add_argument("--agent", default="hqcnn", help=f"one of {', '.join(LEARNABLE)} (default: hqcnn)")
@@ -61,9 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "the flags below override its fields")
     add_fields(budget, TrainSettings, BUDGET_FLAGS, unset=True, unset_help="the agent's budget")
     model = p.add_argument_group("model options")
-    add_fields(model, ModelOptions, MODEL_FLAGS, unset=True, aliases={"n_qubits": ("--qubits",)})
+    add_fields(model, ModelOptions, model_flags(), unset=True, aliases={"n_qubits": ("--qubits",)})
     rl = p.add_argument_group("Stable-Baselines3 agents (ppo, a2c, dqn, ppo-hqcnn)")
-    add_fields(rl, RLBudget, RL_FLAGS, unset=True, unset_help="the agent's budget")
+    add_fields(rl, RLBudget, rl_flags(), unset=True, unset_help="the agent's budget")
     noise = p.add_argument_group("quantum execution while training (hardware-like; default exact, backprop)")
     add_fields(noise, Execution, EXECUTION_FLAGS, unset=True)
     sweep = p.add_argument_group("hyperparameter / seed sweeps on Ray Tune (pip install 'cfpilot[distributed]')")
@@ -76,22 +86,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def fit_arguments(args: argparse.Namespace, agent: Any) -> dict[str, Any]:
-    """What ``agent.fit`` takes from the command line; ``ValueError`` for flags of the other kind."""
-    if isinstance(agent, RLAgent):
-        foreign = {**given(args, BUDGET_FLAGS), **given(args, EXECUTION_FLAGS)}
-        fit = {"runs_dir": args.runs_dir, "progress": args.progress, **given(args, RL_FLAGS)}
-        if args.resume:
-            raise ValueError(f"{agent.name} trains in one go (Stable-Baselines3): --resume is not supported")
-    else:
-        foreign = given(args, RL_FLAGS)
-        execution = given(args, EXECUTION_FLAGS)
-        if execution:
-            Execution(**execution)
-        fit = {"runs_dir": args.runs_dir, "cache_dir": args.cache_dir, "progress": args.progress, "resume": args.resume,
-               "execution": execution, **given(args, BUDGET_FLAGS)}
+    """What ``agent.fit`` takes from the command line: the flags that are fields of its
+    ``settings_class``; ``ValueError`` naming the others it was given."""
+    fields = {f.name for f in dataclasses.fields(agent.settings_class)} if agent.settings_class else set()
+    if args.resume and not agent.resumable:
+        raise ValueError(f"{agent.name} trains in one go: --resume is not supported")
+    offered = {**given(args, BUDGET_FLAGS), **given(args, rl_flags())}
+    execution = given(args, EXECUTION_FLAGS)
+    foreign = [k for k in offered if k not in fields] + (list(execution) if "execution" not in fields else [])
     if foreign:
-        flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
-        raise ValueError(f"{agent.name} does not take {flags}")
+        raise ValueError(f"{agent.name} does not take {', '.join('--' + k.replace('_', '-') for k in foreign)}")
+    fit = {"runs_dir": args.runs_dir, "progress": args.progress, **offered}
+    if "cache_dir" in fields:
+        fit["cache_dir"] = args.cache_dir
+    if agent.resumable:
+        fit["resume"] = args.resume
+    if "execution" in fields:
+        if execution:
+            from agents.models.quantum import Execution
+
+            Execution(**execution)
+        fit["execution"] = execution
     return fit
 
 
@@ -104,9 +119,16 @@ def summary_line(agent: Any, summary: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    set_thread_policy()  # before torch and numba load (this module imports neither)
     args = build_parser().parse_args(argv)
     if args.sweep is not None:
         return train_sweep(args)
+    from agents.lab.outdir import check_writable
+    from agents.lab.settings import parse_sizes
+    from agents.learning.settings import check_device
+    from agents.models import ModelOptions
+    from cfenv.config import SystemConfig
+
     try:
         spec = resolve(args.agent)
         if not spec.learnable:
@@ -115,19 +137,16 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"seed must be >= 0, got {args.seed}")
         check_device(args.device)
         check_writable(args.runs_dir)
-        if args.budget is not None and not issubclass(spec.cls, NeuralAgent):
-            raise ValueError(f"{spec.cls.name} has no budget {args.budget!r}; named budgets: none")
+        spec.cls.named_budget(args.budget)  # ValueError naming the agent's budgets
         runs = []
         for size in parse_sizes(args.sizes):
             config = SystemConfig.from_size(size).replace(objective=args.objective)
             agent = spec.cls(config=config, seed=args.seed, device=args.device,
-                             **ModelOptions(**given(args, MODEL_FLAGS)).given())
+                             **ModelOptions(**given(args, model_flags())).given())
             fit = fit_arguments(args, agent)
             if args.budget is not None:
                 fit["budget"] = args.budget
-            if isinstance(agent, NeuralAgent):  # every size's settings and model (a budget's too) checked first
-                settings = agent.training_settings(config, **fit)
-                build_model(settings.agent, config, **settings.model)
+            agent.check_fit(config, **fit)  # every size's settings and model (a budget's too) checked first
             runs.append((agent, config, fit))
     except ValueError as err:
         return error("train.py", str(err))

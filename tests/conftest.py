@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -55,3 +63,54 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("cuda"):
             item.add_marker(skip)
+
+
+# ------------------------------------------------------------- harness faults
+@dataclass(frozen=True)
+class FailingTasks:
+    """The harness's task function with injected faults: a task whose key starts with one of
+    ``patterns`` raises; a pattern prefixed ``once:`` fails only the first attempt (a marker file
+    in the output folder remembers it across processes and machines sharing the folder), one
+    prefixed ``crash:`` kills its worker process outright (``os._exit``, as an out-of-memory kill
+    would) -- only where the task runs in a worker, never in the driver. Picklable (by reference
+    to this module), so worker processes and Ray nodes run it too."""
+
+    patterns: tuple[str, ...]
+
+    def __call__(self, payload: Any) -> Any:
+        from agents.lab.outdir import CELLS_DIR
+        from agents.lab.tasks import run_task
+
+        task, settings, _ = payload
+        for pattern in self.patterns:
+            kind, _, prefix = pattern.partition(":") if pattern.startswith(("once:", "crash:")) else ("", "", pattern)
+            if not task.key.startswith(prefix):
+                continue
+            if kind == "crash":
+                if settings.executor != "local":
+                    os._exit(13)
+                continue
+            if kind == "once":
+                marker = Path(settings.out) / CELLS_DIR / ".failed-once" / re.sub(r"[^\w.@,#-]", "_", task.key)
+                if marker.exists():
+                    continue
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.touch()
+            raise RuntimeError(f"injected failure in task {task.key} (FailingTasks test hook)")
+        return run_task(payload)
+
+
+@pytest.fixture
+def failing_tasks() -> Callable[..., contextlib.AbstractContextManager[None]]:
+    """``with failing_tasks("agent@M,L,K,tau_p#0", "once:...", "crash:..."):`` runs the harness with
+    :class:`FailingTasks` as its task function."""
+
+    @contextlib.contextmanager
+    def install(*patterns: str) -> Iterator[None]:
+        from agents.lab import evaluation
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(evaluation, "run_task", FailingTasks(tuple(patterns)))
+            yield
+
+    return install

@@ -65,32 +65,33 @@ def test_sizes_from_the_command_line_must_match_the_file(tmp_path):
     path = make(tmp_path)
     path.with_suffix(".json").write_text(json.dumps({"area_side_m": 500.0}))  # no L, tau_p
     with pytest.raises(ValueError, match="L and tau_p not given"):
-        EvaluationSettings(agents=["master-ap"], sizes=[], snapshots_file=path)
-    settings = EvaluationSettings(agents=["master-ap"], sizes=[(9, 1, 6, 2), (9, 1, 6, 4)], snapshots_file=path)
+        EvaluationSettings(agents=["master-ap"], sizes=[], snapshots_file=path).prepare()
+    settings = EvaluationSettings(agents=["master-ap"], sizes=[(9, 1, 6, 2), (9, 1, 6, 4)], snapshots_file=path).prepare()
     assert settings.sizes == [(9, 1, 6, 2), (9, 1, 6, 4)] and settings.snapshots == 3
     assert settings.system_config((9, 1, 6, 2)).area_side_m == 500.0
     with pytest.raises(ValueError, match=r"does not match my.npz, whose beta has \(M, K\) = \(9, 6\)"):
-        EvaluationSettings(agents=["master-ap"], sizes=[(10, 2, 6, 3)], snapshots_file=path)
+        EvaluationSettings(agents=["master-ap"], sizes=[(10, 2, 6, 3)], snapshots_file=path).prepare()
     path.with_suffix(".json").write_text(json.dumps({"L": 2, "tau_p": 3}))
     with pytest.raises(ValueError, match="sets tau_p=4, the sidecar"):
-        EvaluationSettings(agents=["master-ap"], sizes=[(9, 2, 6, 4)], snapshots_file=path)
+        EvaluationSettings(agents=["master-ap"], sizes=[(9, 2, 6, 4)], snapshots_file=path).prepare()
 
 
 def test_explicit_sidecar_and_the_digest_in_the_fingerprint(tmp_path):
     path = make(tmp_path)
     other = tmp_path / "elsewhere.json"
     other.write_text(json.dumps({"L": 1, "tau_p": 2}))
-    settings = EvaluationSettings(agents=["master-ap"], sizes=[], snapshots_file=path, snapshots_config=other)
+    settings = EvaluationSettings(agents=["master-ap"], sizes=[], snapshots_file=path,
+                                  snapshots_config=other).prepare()
     assert settings.sizes == [(9, 1, 6, 2)]
-    same = EvaluationSettings(agents=["master-ap"], sizes=[], snapshots_file=path)
+    same = EvaluationSettings(agents=["master-ap"], sizes=[], snapshots_file=path).prepare()
     copy = tmp_path / "copy" / "my.npz"
     copy.parent.mkdir()
     copy.write_bytes(path.read_bytes())
     copy.with_suffix(".json").write_bytes(path.with_suffix(".json").read_bytes())
-    moved = EvaluationSettings(agents=["master-ap"], sizes=[], snapshots_file=copy)
+    moved = EvaluationSettings(agents=["master-ap"], sizes=[], snapshots_file=copy).prepare()
     assert moved.fingerprint() == same.fingerprint()  # the same bytes are the same test set
     make(tmp_path / "b", "my", "--seed", "1")
-    changed = EvaluationSettings(agents=["master-ap"], sizes=[], snapshots_file=tmp_path / "b" / "my.npz")
+    changed = EvaluationSettings(agents=["master-ap"], sizes=[], snapshots_file=tmp_path / "b" / "my.npz").prepare()
     assert changed.fingerprint() != same.fingerprint()
     drawn = EvaluationSettings(agents=["master-ap"], sizes=[(9, 2, 6, 3)], snapshots=3)
     assert drawn.fingerprint() != same.fingerprint()

@@ -89,9 +89,10 @@ def test_deterministic_agents_do_not_depend_on_the_chunk_size(local_reference, t
             assert without_timing([a]) == without_timing([b])
 
 
-def test_failing_task_is_reported_and_the_others_finish_then_resume(local_reference, tmp_path):
+def test_failing_task_is_reported_and_the_others_finish_then_resume(local_reference, tmp_path, failing_tasks):
     _, reference = local_reference
-    records = run_grid(tmp_path, "--fail-task", "master-ap@6,1,4,2#5", expect=1)
+    with failing_tasks("master-ap@6,1,4,2#5"):
+        records = run_grid(tmp_path, expect=1)
     failed = [r for r in records if r["status"] != "ok"]
     assert [(r["agent"], r["K"]) for r in failed] == [("master-ap", 4)]
     assert failed[0]["status"] == "failed" and "injected failure" in failed[0]["reason"]
@@ -120,16 +121,18 @@ def test_resume_ignores_chunks_of_other_settings(tmp_path, capsys):
     assert stats["reused"] == 0 and stats["computed"] == 24
 
 
-def test_a_task_failing_once_is_retried(local_reference, tmp_path):
+def test_a_task_failing_once_is_retried(local_reference, tmp_path, failing_tasks):
     _, reference = local_reference
-    records = run_grid(tmp_path, "--executor", "processes", "--workers", "2", "--fail-task", "once:exhaustive@10,2,6,3")
+    with failing_tasks("once:exhaustive@10,2,6,3"):
+        records = run_grid(tmp_path, "--executor", "processes", "--workers", "2")
     assert without_timing(records) == without_timing(reference)
     stats = json.loads((tmp_path / "run.json").read_text())["tasks"]
     assert stats["retried"] == 3 and stats["failed"] == 0
 
 
-def test_without_retries_a_failing_task_fails(tmp_path):
-    records = run_grid(tmp_path, "--retries", "0", "--fail-task", "once:random@10,2,6,3#10", expect=1)
+def test_without_retries_a_failing_task_fails(tmp_path, failing_tasks):
+    with failing_tasks("once:random@10,2,6,3#10"):
+        records = run_grid(tmp_path, "--retries", "0", expect=1)
     assert [r["status"] for r in records].count("failed") == 1
 
 
@@ -191,10 +194,11 @@ def test_ray_executor_gives_the_local_numbers(local_reference, ray_instance, tmp
 
 
 @needs_ray
-def test_ray_failing_task_keeps_the_other_cells_and_retries_flaky_ones(local_reference, ray_instance, tmp_path):
+def test_ray_failing_task_keeps_the_other_cells_and_retries_flaky_ones(local_reference, ray_instance, tmp_path,
+                                                                      failing_tasks):
     _, reference = local_reference
-    records = run_grid(tmp_path, "--executor", "ray", "--fail-task", "local-search@10,2,6,3#0",
-                       "--fail-task", "once:random@6,1,4,2", expect=1)
+    with failing_tasks("local-search@10,2,6,3#0", "once:random@6,1,4,2"):
+        records = run_grid(tmp_path, "--executor", "ray", expect=1)
     by_agent = {(r["agent"], r["K"]): r for r in records}
     assert by_agent[("local-search", 6)]["status"] == "failed"
     assert "injected failure in task local-search@10,2,6,3#0-5" in by_agent[("local-search", 6)]["reason"]
@@ -324,10 +328,11 @@ def test_a_node_without_the_checkpoints_folder_loads_the_shipped_model(tmp_path)
     assert run_task((task, elsewhere, None))["pilots"] == local["pilots"]
 
 
-def test_a_dead_worker_process_loses_no_finished_chunk_and_resume_completes(local_reference, tmp_path):
+def test_a_dead_worker_process_loses_no_finished_chunk_and_resume_completes(local_reference, tmp_path,
+                                                                           failing_tasks):
     _, reference = local_reference
-    records = run_grid(tmp_path, "--executor", "processes", "--workers", "2", "--fail-task",
-                       "crash:exhaustive@6,1,4,2#0", expect=1)
+    with failing_tasks("crash:exhaustive@6,1,4,2#0"):
+        records = run_grid(tmp_path, "--executor", "processes", "--workers", "2", expect=1)
     failed = [r for r in records if r["status"] == "failed"]
     assert failed and all("worker process died" in r["reason"] for r in failed)
     unrelated = {"ratio", "ratio_to"}  # without EPAS at a size, ratios refer to the best agent there
@@ -342,9 +347,11 @@ def test_a_dead_worker_process_loses_no_finished_chunk_and_resume_completes(loca
 
 
 @needs_ray
-def test_ray_retries_a_task_whose_worker_died_and_keeps_the_others(local_reference, ray_instance, tmp_path):
+def test_ray_retries_a_task_whose_worker_died_and_keeps_the_others(local_reference, ray_instance, tmp_path,
+                                                                   failing_tasks):
     _, reference = local_reference
-    records = run_grid(tmp_path, "--executor", "ray", "--fail-task", "crash:master-ap@10,2,6,3#5", expect=1)
+    with failing_tasks("crash:master-ap@10,2,6,3#5"):
+        records = run_grid(tmp_path, "--executor", "ray", expect=1)
     failed = [r for r in records if r["status"] != "ok"]
     assert [(r["agent"], r["K"]) for r in failed] == [("master-ap", 6)]
     assert "Ray" in failed[0]["reason"] or "died" in failed[0]["reason"].lower()

@@ -42,10 +42,11 @@ from pathlib import Path
 from typing import Any
 
 from agents.lab.executors import RAY_MISSING, ray_available, ray_session
-from agents.learning import LOSSES, TrainSettings, run_dir_for, train
+from agents.learning import LOSSES, TrainSettings, train
 from agents.learning.trainer import EPOCH_METRICS
-from agents.models import MODEL_NAMES, build_model
+from agents.models import MODELS, build_model
 from agents.registry import resolve
+from agents.runs import RunKey
 from cfenv.config import SystemConfig
 from cfenv.units import Size, parse_size, size_slug
 
@@ -154,8 +155,8 @@ class SweepSpec:
     def __post_init__(self) -> None:
         """Every check a sweep file can fail, each a one-line ``ValueError`` naming the key, before
         Ray starts (and without importing it)."""
-        if not isinstance(self.agent, str) or self.agent not in MODEL_NAMES:
-            raise ValueError(f"sweep agent must be one of {', '.join(MODEL_NAMES)}, got {self.agent!r}")
+        if not isinstance(self.agent, str) or self.agent not in MODELS:
+            raise ValueError(f"sweep agent must be one of {', '.join(MODELS)}, got {self.agent!r}")
         if not isinstance(self.loss, str) or self.loss not in LOSSES:
             raise ValueError(f"sweep loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if not self.sizes:
@@ -455,7 +456,7 @@ def _export_best(spec: SweepSpec, size: Size, sweep_dir: Path, trials: list[dict
                               f"--resume; trials in {sweep_dir / 'sweep.json'}")
     pick = max if spec.mode == "max" else min
     best = pick(completed, key=lambda t: t["metric"])
-    export = run_dir_for(sweep_dir / "best", spec.agent, size, spec.loss, spec.export_seed)
+    export = RunKey(spec.agent, size, spec.loss, seed=spec.export_seed).folder(sweep_dir / "best")
     if export.exists():
         shutil.rmtree(export)
     shutil.copytree(best["run_dir"], export)
