@@ -12,8 +12,10 @@ import torch
 
 from agents.learning import beta_db_tensor, load_model
 from agents.models import build_model, model_options
-from agents.models.gnn import (DECODE_ORDERS, RATE_SCALE, GNNPolicy, RateConstants, pick_confident_user,
-                               rate_option_features, user_confidence)
+from agents.models.gnn import DECODE_ORDERS, GNNPolicy, pick_confident_user, user_confidence
+from agents.models.gnn_features import option_features, option_features_one
+from agents.models.rate_features import (RATE_SCALE, rate_constants, rate_inputs, rate_option_features,
+                                         unsupported_reason)
 from agents.neural import GNNAgent, NeuralAgent
 from cfenv import SystemConfig, draw_snapshots, sum_rate
 from cfenv.rates import user_rates
@@ -196,8 +198,8 @@ def test_own_rate_feature_is_the_closed_form_rate():
     cfg = SystemConfig.from_size((20, 2, 12, 4))
     snaps = draw_snapshots(cfg, np.random.default_rng(3), (5,))
     pilots = np.random.default_rng(4).integers(0, 4, (5, 12))
-    consts = RateConstants(cfg, cfg.tau_p)
-    beta, _, noise = consts.setup(beta_db_tensor(snaps.beta))
+    consts = rate_constants(cfg, cfg.tau_p)
+    beta, _, noise = rate_inputs(beta_db_tensor(snaps.beta), consts)
     b = torch.as_tensor(snaps.beta)
     one_hot = torch.nn.functional.one_hot(torch.as_tensor(pilots), 4).double()
     coupling = one_hot @ one_hot.transpose(1, 2)
@@ -218,6 +220,48 @@ def test_rate_features_need_the_system():
     cfg = SystemConfig.from_size((10, 2, 6, 3))
     with pytest.raises(ValueError, match="system"), torch.no_grad():
         policy("gain", rate_features=True).decode(db(cfg), 3)
+
+
+def test_rate_features_come_from_the_system_model_and_refuse_a_model_without_them():
+    """The constants are the model's (``model_of(config).rate_features``, at the decode's tau_p);
+    on ``paper-reference`` (no rate-features fast path) a rate-features gnn refuses with one
+    clear ValueError, and a plain gnn decodes as on the paper model."""
+    from cfenv.models import model_of
+    from cfenv.models.paper import PaperRateConstants
+
+    cfg = SystemConfig.from_size((10, 2, 6, 3))
+    assert rate_constants(cfg, 3) == model_of(cfg).rate_features
+    assert rate_constants(cfg, 5) == PaperRateConstants.of(cfg, 5)
+    assert unsupported_reason(cfg) is None
+    reference = cfg.replace(model="paper-reference")
+    assert "rate_features fast path" in unsupported_reason(reference)
+    x = db(cfg)
+    with torch.no_grad():
+        for engine in ("numba", "torch"):
+            with pytest.raises(ValueError, match="rate_features fast path.*'paper-reference'"):
+                policy("gain", rate_features=True).decode(x, 3, "greedy", system=reference, engine=engine)
+            np.testing.assert_array_equal(policy("confidence").decode(x, 3, system=reference, engine=engine)[0],
+                                          policy("confidence").decode(x, 3, system=cfg, engine=engine)[0])
+    with pytest.raises(ValueError, match="rate_features fast path"):  # the differentiable decode too
+        policy("gain", rate_features=True).decode(x, 3, "greedy", system=reference)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_option_features_torch_and_numba_agree(dtype):
+    """The numba twin (the compiled decoder's) computes the torch option features."""
+    g = torch.Generator().manual_seed(0)
+    n = 64
+    sum_cos, max_cos = torch.rand(n, generator=g, dtype=dtype) * 3, torch.rand(n, generator=g, dtype=dtype)
+    into, out = (torch.rand(n, generator=g, dtype=dtype) * 10.0 ** torch.randint(-8, 2, (n,), generator=g)
+                 for _ in range(2))
+    into[:4] = 0.0  # an empty group
+    size = torch.randint(0, 9, (n,), generator=g).to(dtype)
+    new = torch.rand(n, generator=g) < 0.3
+    want = option_features(sum_cos, max_cos, into, out, size, new, 9)
+    assert want.shape == (n, 6)
+    got = torch.tensor([option_features_one(*(float(a[i]) for a in (sum_cos, max_cos, into, out, size)),
+                                            bool(new[i]), 9) for i in range(n)], dtype=torch.float64)
+    torch.testing.assert_close(got, want.double(), rtol=1e-6 if dtype == torch.float32 else 1e-12, atol=1e-7)
 
 
 def test_order_option_is_stored_and_validated(tmp_path):
