@@ -101,3 +101,37 @@ def test_train_rejects_bad_combinations_in_one_line(argv, message, capsys):
     assert train.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_importing_sets_nothing_and_the_clis_set_the_thread_policy_before_torch_loads():
+    """No module sets ``OMP_WAIT_POLICY`` on import; ``evaluate.py`` and ``train.py`` load neither
+    torch nor numba on import, and set it first thing in ``main`` (an OpenMP runtime reads it when
+    it loads), keeping a value the user chose."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import os, sys; import evaluate, train; assert not {'torch', 'numba'} & set(sys.modules), "
+            "sorted({'torch', 'numba'} & set(sys.modules)); import cfenv, agents, agents.lab.evaluation, agents.neural; "
+            "assert 'OMP_WAIT_POLICY' not in os.environ")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("OMP_WAIT_POLICY", raising=False)
+        assert evaluate.main(["--list-agents"]) == 0 and os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+        patch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+        assert train.main(["--agent", "random"]) == 2 and os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_train_offers_each_agent_the_flags_of_its_settings_class():
+    from agents.rl import PPOAgent
+
+    args = train.build_parser().parse_args(["--agent", "ppo", "--total-timesteps", "64"])
+    ppo = PPOAgent(config=SystemConfig.from_size((6, 2, 4, 2)))
+    assert train.fit_arguments(args, ppo) == {"runs_dir": args.runs_dir, "progress": True, "total_timesteps": 64}
+    args = train.build_parser().parse_args(["--agent", "gnn", "--epochs", "2", "--noise-p", "0.01"])
+    fit = train.fit_arguments(args, GNNAgent(config=SystemConfig.from_size((6, 2, 4, 2))))
+    assert fit == {"runs_dir": args.runs_dir, "progress": True, "epochs": 2, "cache_dir": args.cache_dir,
+                   "resume": False, "execution": {"noise_p": 0.01}}

@@ -11,6 +11,7 @@ import agents
 import evaluate
 from agents.learning import TrainSettings, make_dataset, train
 from agents.learning import trainer as training
+from agents.models import ModelEntry, PilotModel
 from agents.neural import NeuralAgent
 from cfenv import SystemConfig, draw_snapshots, sum_rate
 
@@ -183,3 +184,114 @@ def test_train_cli_trains_an_sb3_agent(tmp_path):
     assert out.returncode == 0, out.stderr
     run_dir = Path(json.loads(out.stdout.strip().splitlines()[-1])["run_dir"])
     assert (run_dir / "config.json").exists() and run_dir.name == "rl-seed0"
+
+
+# ----------------------------------------------------------------- run keys
+FOLDERS_OF_0_7 = [  # (agent, size, --trained-at, requested loss, objective, seed, the folder 0.7 used)
+    ("mlp", (10, 2, 6, 3), None, "unsupervised", "sum", 0, "mlp/10-2-6-3/unsupervised-seed0"),
+    ("mlp", (100, 4, 40, 10), (40, 2, 20, 10), "unsupervised", "sum", 7, "mlp/100-4-40-10/unsupervised-seed7"),
+    ("mlp", (10, 2, 6, 3), None, "supervised", "min", 7, "mlp/10-2-6-3/supervised-min-seed7"),
+    ("hqcnn", (10, 2, 6, 3), None, "unsupervised", "proportional", 0, "hqcnn/10-2-6-3/unsupervised-proportional-seed0"),
+    ("gnn", (10, 2, 6, 3), None, "unsupervised", "sum", 0, "gnn/10-2-6-3/reinforce-seed0"),
+    ("gnn", (10, 2, 6, 3), None, "supervised", "min", 7, "gnn/10-2-6-3/supervised-min-seed7"),
+    ("gnn-polish", (100, 4, 40, 10), (40, 2, 20, 10), "unsupervised", "sum", 7, "gnn/40-2-20-10/reinforce-seed7"),
+    ("hqcnn-ar-polish", (10, 2, 6, 3), None, "supervised", "proportional", 0,
+     "hqcnn-ar/10-2-6-3/supervised-proportional-seed0"),
+    ("ppo", (10, 2, 6, 3), None, "supervised", "sum", 0, "ppo/10-2-6-3/rl-seed0"),
+    ("dqn", (10, 2, 6, 3), None, "unsupervised", "min", 7, "dqn/10-2-6-3/rl-min-seed7"),
+]
+
+
+@pytest.mark.parametrize("name, size, trained_at, loss, objective, seed, folder", FOLDERS_OF_0_7)
+def test_run_keys_name_the_folders_of_0_7(name, size, trained_at, loss, objective, seed, folder):
+    from agents.registry import resolve
+
+    spec = resolve(name)
+    key = spec.run_key(spec.train_size(size, trained_at), seed, loss, objective)
+    assert key.folder("runs") == Path("runs") / folder
+    assert spec.run_dir("runs", key.size, seed, loss, objective) == Path("runs") / folder
+    config = SystemConfig.from_size(key.size).replace(objective=objective)
+    assert spec.cls.run_dir("runs", config, seed, spec.checkpoint_loss(loss)) == Path("runs") / folder
+    if spec.resumable:  # the trainer's settings file the same run in the same folder
+        settings = TrainSettings(agent=key.agent, size=key.size, loss=key.loss, objective=objective, seed=seed)
+        assert settings.run_key == key and settings.run_dir == Path("runs") / folder
+
+
+def test_the_old_name_rule_and_the_names_of_0_7():
+    from agents.base import run_folder, run_name
+    from agents.learning import run_dir_for
+    from agents.runs import RunKey
+
+    size = (6, 2, 4, 2)
+    assert RunKey("mlp", size, "unsupervised").name == "unsupervised-seed0"  # sum-rate runs: no objective
+    assert RunKey("mlp", size, "unsupervised", "min", 3).name == "unsupervised-min-seed3"
+    assert RunKey("mlp", [6, 2, 4, 2], "unsupervised") == RunKey("mlp", size, "unsupervised")  # frozen, hashable
+    assert len({RunKey("mlp", size, "unsupervised"), RunKey("mlp", size, "unsupervised", "sum", 0)}) == 1
+    for objective, seed in (("sum", 0), ("proportional", 5)):
+        key = RunKey("mlp", size, "supervised", objective, seed)
+        assert run_name("supervised", seed, objective) == key.name
+        assert run_folder("runs", "mlp", size, key.name) == key.folder("runs")
+        assert run_dir_for(Path("runs"), "mlp", size, "supervised", seed, objective) == key.folder("runs")
+
+
+# ------------------------------------------------- a new model in one entry
+class TinyNet(PilotModel):
+    """A test model: a one-hidden-layer network from the standardised fading to the pilot logits."""
+
+    def __init__(self, config: SystemConfig, width: int = 4) -> None:
+        super().__init__(config)
+        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(config.M * config.K, width),
+                                       torch.nn.Tanh(), torch.nn.Linear(width, config.K * config.tau_p))
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+TINY_MODEL = ModelEntry(TinyNet, ("width",))
+"""the ModelEntry the registry entry of the test below names (``tests.test_training:TINY_MODEL``)"""
+
+
+@pytest.fixture
+def tiny_registered(monkeypatch):
+    """``tiny`` registered by one :class:`agents.registry.AgentEntry`, removed again afterwards."""
+    from agents import models
+    from agents.registry import REGISTRY, AgentEntry, resolve
+
+    monkeypatch.setattr(models, "MODELS", dict(models.MODELS))
+    monkeypatch.setitem(REGISTRY, "tiny", AgentEntry("agents.neural:NeuralAgent", "a tiny test model", True,
+                                                     model="tests.test_training:TINY_MODEL"))
+    resolve.cache_clear()
+    yield
+    resolve.cache_clear()
+
+
+def test_a_new_neural_model_is_one_registry_entry(tiny_registered, tmp_path):
+    import train as train_cli
+    from agents.lab.evaluation import EvaluationSettings, evaluate
+    from agents.registry import resolve
+
+    cfg = SystemConfig.from_size((6, 1, 4, 2))
+    agent = agents.make("tiny", config=cfg, seed=0, width=3)
+    assert isinstance(agent, NeuralAgent) and agent.name == "tiny" and resolve("tiny").learnable
+    agent.fit(cfg, train_snapshots=32, val_snapshots=16, epochs=1, batch_size=16, runs_dir=tmp_path / "runs",
+              cache_dir=tmp_path / "cache", progress=False)
+    run_dir = tmp_path / "runs" / "tiny" / "6-1-4-2" / "unsupervised-seed0"
+    assert agent.run_dir(tmp_path / "runs", cfg, 0) == run_dir and agent.has_checkpoint(run_dir)
+    loaded = NeuralAgent.load(run_dir)
+    assert type(loaded) is type(agent) and loaded.meta["model"] == {"width": 3}
+    snaps = draw_snapshots(cfg, np.random.default_rng(1), (5,))
+    assert np.array_equal(loaded.assign(snaps), agent.assign(snaps))
+    # train.py trains it like any neural agent
+    assert train_cli.main(["--agent", "tiny", "--sizes", "6,1,4,2", "--seed", "1", "--epochs", "1",
+                           "--train-snapshots", "32", "--val-snapshots", "16", "--batch-size", "16",
+                           "--out", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache"),
+                           "--no-progress"]) == 0
+    assert (tmp_path / "runs" / "tiny" / "6-1-4-2" / "unsupervised-seed1" / "weights.pt").exists()
+    # the harness trains a missing model with the default budget, then evaluates it
+    settings = EvaluationSettings(agents=["tiny", "master-ap"], sizes=[cfg.size], snapshots=4, seed=2,
+                                  checkpoints=tmp_path / "runs", out=tmp_path / "out", progress=False)
+    stats: dict = {}
+    records, _ = evaluate(settings, stats)
+    assert [r["status"] for r in records] == ["ok", "ok"] and stats["training_tasks"] == 1
+    assert records[0]["trained_at"] == [6, 1, 4, 2] and records[0]["parameters"] > 0
+    assert (tmp_path / "runs" / "tiny" / "6-1-4-2" / "unsupervised-seed2" / "config.json").exists()

@@ -43,6 +43,7 @@ from agents.learning.losses import batch_loss
 from agents.learning.settings import TrainSettings, check_device
 from agents.models import AssignmentModel, GNNPolicy, PilotModel, build_model
 from agents.models.quantum import Execution, apply_execution
+from agents.runtime import set_thread_policy
 from agents.storage import atomic_write_bytes
 from cfenv.config import SystemConfig
 from cfenv.rates import objective_reward, sum_rate, user_rates
@@ -133,6 +134,7 @@ def train(settings: TrainSettings,
     thread: torch splits float reductions by its thread count, so with the machine's default a
     seed gave other weights on 1 and 2 threads; on one the same settings give the same model on
     any machine and under any load (tested)."""
+    set_thread_policy()
     device = torch.device(check_device(settings.device))
     with thread_limits(1 if device.type == "cpu" else None):
         return _train(settings, on_epoch)
