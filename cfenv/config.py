@@ -14,6 +14,7 @@ import numbers
 from dataclasses import dataclass
 
 from cfenv.models.registry import model_names  # the standard library only: the models load on first use
+from cfenv.objectives import OBJECTIVES, Objective  # noqa: F401 -- OBJECTIVES re-exported (its old home)
 from cfenv.units import SIZE_FIELDS, parse_size, size_label
 
 #: The eight (M, L, K, tau_p) sizes of the paper's Table II (docs/model.md §3).
@@ -41,12 +42,6 @@ _INT_FIELDS = SIZE_FIELDS
 MAX_SNAPSHOT_BYTES = 1 << 30
 """cap (1 GiB) on :attr:`SystemConfig.snapshot_bytes`, the estimated memory of one snapshot's
 working set: a larger (M, L, K, tau_p) is refused by ``SystemConfig`` before anything is allocated"""
-
-OBJECTIVES: tuple[str, ...] = ("sum", "min", "proportional")
-"""what an assignment is chosen to maximise (docs/model.md eq. (2.8) and its fairness variants):
-the sum of the per-user rates [bit/s], the minimum per-user rate [bit/s] (max-min fairness), or
-the sum of ln(R_k / 1 Mbit/s) [nats] (proportional fairness); ``OBJECTIVES.index`` is the code
-the compiled kernels take"""
 
 MAX_ANTENNAS = 10_000
 """largest accepted L (antennas per AP)"""
@@ -119,9 +114,9 @@ class SystemConfig:
     """measure distances on the torus so that no AP sits at an edge"""
     shadow_near: bool = False
     """apply shadowing also where d <= d1 (off: the three-slope model of Ngo et al. 2017)"""
-    objective: str = "sum"
-    """what agents maximise and tables rank by: "sum" (sum rate), "min" (minimum user rate) or
-    "proportional" (sum of log user rates)"""
+    objective: Objective = Objective.SUM
+    """what agents maximise and tables rank by (:class:`cfenv.objectives.Objective`, given as itself or
+    its name): "sum" (sum rate), "min" (minimum user rate) or "proportional" (sum of log user rates)"""
     model: str = "paper"
     """the system model (:mod:`cfenv.models`, docs/model.md §0): "paper" (the seed paper's, docs/model.md
     §1-2) or another registered name ("paper-reference": the same physics without fast paths)"""
@@ -143,8 +138,7 @@ class SystemConfig:
         for name in ("wrap_around", "shadow_near"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        object.__setattr__(self, "objective", Objective.parse(self.objective))
         if not isinstance(self.model, str) or self.model not in model_names():
             raise ValueError(f"model must be one of {', '.join(model_names())}, got {self.model!r}")
         if self.d1_m <= self.d0_m:
@@ -172,8 +166,8 @@ class SystemConfig:
     # ----------------------------------------------------------------- derived
     @property
     def objective_code(self) -> int:
-        """Index of :attr:`objective` in :data:`OBJECTIVES` (the compiled kernels' argument)."""
-        return OBJECTIVES.index(self.objective)
+        """The compiled kernels' code of :attr:`objective` (:attr:`cfenv.objectives.Objective.code`)."""
+        return self.objective.code
 
     @property
     def size(self) -> tuple[int, int, int, int]:

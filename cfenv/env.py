@@ -14,7 +14,8 @@ from gymnasium.vector.utils import batch_space
 from cfenv.channel import Snapshot
 from cfenv.config import DEFAULT_CONFIG, MAX_SNAPSHOT_BYTES, SystemConfig
 from cfenv.models import model_of
-from cfenv.rates import as_pilot_indices, objective_reward
+from cfenv.objectives import Objective
+from cfenv.rates import as_pilot_indices
 from cfenv.units import MBPS, fading_db
 
 OBS_DB_LOW = -300.0
@@ -62,7 +63,7 @@ def rate_info(rates_mbps: np.ndarray, objective: str) -> dict[str, Any]:
     def scalar(x: Any) -> Any:
         return float(x) if np.ndim(x) == 0 else x
     return {"rates": rates_mbps, "sum_rate": scalar(rates_mbps.sum(-1)), "min_rate": scalar(rates_mbps.min(-1)),
-            "objective": scalar(objective_reward(rates_mbps, objective))}
+            "objective": scalar(Objective.parse(objective).reward(rates_mbps))}
 
 
 def snapshot_info(snapshot: Snapshot) -> dict[str, Any]:

@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
-from cfenv.config import OBJECTIVES, SystemConfig
-from cfenv.units import MBPS
+from cfenv.config import SystemConfig
+from cfenv.objectives import Objective
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -460,29 +460,18 @@ def relaxed_sum_rate(beta: "torch.Tensor", q: "torch.Tensor", config: SystemConf
 
 
 def objective_from_rates(rates: Any, objective: str) -> Any:
-    """The objective (:data:`cfenv.config.OBJECTIVES`) of per-user rates ``(..., K)`` [bit/s],
-    shape ``(...)``: ``"sum"`` and ``"min"`` in bit/s, ``"proportional"`` = sum_k ln(R_k / 1 Mbit/s)
-    [nats], rates floored at 1e-300 bit/s. The reference of :func:`cfenv._kernels.objective_of`."""
-    from cfenv._kernels import PROPORTIONAL_UNIT, RATE_FLOOR
-
-    if objective == "sum":
-        return rates.sum(-1)
-    if objective == "min":
-        return rates.amin(-1) if _is_torch(rates) else rates.min(-1)
-    if objective == "proportional":
-        floored = rates.clamp_min(RATE_FLOOR) if _is_torch(rates) else np.maximum(rates, RATE_FLOOR)
-        log = floored.log() if _is_torch(rates) else np.log(floored)
-        return (log - math.log(PROPORTIONAL_UNIT)).sum(-1)
-    raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    """The objective (:class:`cfenv.objectives.Objective`, or its name) of per-user rates ``(..., K)``
+    [bit/s], shape ``(...)``: ``"sum"`` and ``"min"`` in bit/s, ``"proportional"`` = sum_k ln(R_k / 1 Mbit/s)
+    [nats], rates floored at 1e-300 bit/s (:meth:`Objective.of_rates`; the reference of
+    :func:`cfenv._kernels.objective_of`)."""
+    return Objective.parse(objective).of_rates(rates)
 
 
 def objective_reward(rates_mbps: Any, objective: str) -> Any:
     """The objective of per-user rates ``(..., K)`` in Mbit/s, shape ``(...)``: ``"sum"`` sum_k R_k and
     ``"min"`` min_k R_k in Mbit/s, ``"proportional"`` sum_k ln(R_k / 1 Mbit/s) in nats (docs/model.md
-    eqs. (2.8), (2.10), (2.11)): the environments' reward. ``"sum"`` is ``rates_mbps.sum(-1)``."""
-    if objective == "proportional":  # the same nats whether the rates are in bit/s or Mbit/s
-        return objective_from_rates(rates_mbps * MBPS, objective)
-    return objective_from_rates(rates_mbps, objective)
+    eqs. (2.8), (2.10), (2.11)): the environments' reward (:meth:`Objective.reward`)."""
+    return Objective.parse(objective).reward(rates_mbps)
 
 
 SMOOTH_MIN_TEMPERATURE = 1e6
@@ -500,9 +489,9 @@ def objective_value(beta: Any, pilots: Any, config: SystemConfig, *, backend: Ba
     sum rate to this function change no number under the default objective; the other objectives
     reduce the kernel's per-user rates (:func:`user_rates`) with :func:`objective_from_rates`, the
     reference of the compiled :func:`cfenv._kernels.objective_of` that the searches use."""
-    if config.objective == "sum":
+    if config.objective is Objective.SUM:
         return sum_rate(beta, pilots, config, backend=backend)
-    return objective_from_rates(user_rates(beta, pilots, config, backend=backend), config.objective)
+    return config.objective.of_rates(user_rates(beta, pilots, config, backend=backend))
 
 
 def smooth_min(rates: "torch.Tensor", temperature: float = SMOOTH_MIN_TEMPERATURE) -> "torch.Tensor":
@@ -527,10 +516,10 @@ def relaxed_objective(beta: "torch.Tensor", q: "torch.Tensor", config: SystemCon
       instead of the one argmin user that the hard minimum's gradient reaches.
     * ``"proportional"``: sum_k ln(max(R~_k, 1e-300) / 1 Mbit/s) [nats], already smooth.
     """
-    if config.objective == "sum":
+    if config.objective is Objective.SUM:
         return relaxed_sum_rate(beta, q, config)
     rates = relaxed_user_rates(beta, q, config)
-    if config.objective == "min":
+    if config.objective is Objective.MIN:
         soft = smooth_min(rates, temperature)
         return rates.amin(-1).detach() + (soft - soft.detach())
-    return objective_from_rates(rates, config.objective)
+    return config.objective.of_rates(rates)

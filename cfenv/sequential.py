@@ -24,7 +24,6 @@ from cfenv.env import (
     snapshot_info,
 )
 from cfenv.models import model_of
-from cfenv.rates import objective_reward
 from cfenv.units import MBPS, normalise_db
 
 REWARD_MODES = ("final", "increments")
@@ -88,14 +87,14 @@ def partial_sum_rate_mbps(snapshot: Snapshot | np.ndarray, pilots: np.ndarray, n
 
 def partial_objective(snapshot: Snapshot | np.ndarray, pilots: np.ndarray, n_assigned: int,
                       config: SystemConfig) -> float:
-    """``config.objective`` (Mbit/s, or nats for ``"proportional"``; :func:`cfenv.rates.objective_reward`)
+    """``config.objective`` (Mbit/s, or nats for ``"proportional"``; :meth:`cfenv.objectives.Objective.reward`)
     of the network reduced to its first ``n_assigned`` users (0 for none); with ``"sum"`` it is
     :func:`partial_sum_rate_mbps`."""
-    if config.objective == "sum":
+    if config.objective.is_default:  # the sum rate as computed before objectives, bit for bit
         return partial_sum_rate_mbps(snapshot, pilots, n_assigned, config)
     if n_assigned == 0:
         return 0.0
-    return float(objective_reward(_partial_rates_mbps(snapshot, pilots, n_assigned, config), config.objective))
+    return float(config.objective.reward(_partial_rates_mbps(snapshot, pilots, n_assigned, config)))
 
 
 class CellFreePilotSequentialEnv(SnapshotEpisodes, gym.Env[np.ndarray, np.int64]):

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-MBPS = 1e6
-"""bit/s per Mbit/s: rates are computed in bit/s and reported in Mbit/s"""
+from cfenv.objectives import MBPS  # noqa: F401 -- defined beside the objectives (standard library only)
 
 NORMALISED_DB_CENTER = -120.0
 """dB value mapped to 0 by :func:`normalise_db` (typical fading lies in -160..-80 dB)"""

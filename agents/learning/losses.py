@@ -12,7 +12,6 @@ from agents.models import AssignmentModel, PilotModel
 from cfenv.config import SystemConfig
 from cfenv.channel import as_snapshot
 from cfenv.models import model_of
-from cfenv.units import MBPS
 
 
 def unsupervised_loss(logits: torch.Tensor, beta: torch.Tensor, config: SystemConfig) -> torch.Tensor:
@@ -24,10 +23,7 @@ def unsupervised_loss(logits: torch.Tensor, beta: torch.Tensor, config: SystemCo
         raise ValueError(f"the unsupervised loss needs relaxed (differentiable) rates, which model "
                          f"{config.model!r} does not offer: train with another loss")
     q = torch.softmax(logits.to(torch.float64), dim=-1)
-    if config.objective == "sum":
-        return -relaxed.relaxed_sum_rate(beta, q).mean() / MBPS
-    value = relaxed.relaxed_objective(beta, q).mean()
-    return -value if config.objective == "proportional" else -value / MBPS
+    return -config.objective.in_reward_units(relaxed.relaxed_objective(beta, q).mean())
 
 
 def reinforce_advantage(reward: np.ndarray, baseline: np.ndarray, config: SystemConfig) -> np.ndarray:
@@ -35,9 +31,7 @@ def reinforce_advantage(reward: np.ndarray, baseline: np.ndarray, config: System
     relative, (R - R_g) / R_g, for the rates ("sum", "min", both > 0); for "proportional", whose
     value in nats can be near 0 or negative, the difference per user (R - R_g) / K, which is
     already a mean relative rate change (d ln R = dR / R)."""
-    if config.objective == "proportional":
-        return (reward - baseline) / config.K
-    return (reward - baseline) / baseline
+    return config.objective.advantage(reward, baseline, config.K)
 
 
 def _rewards(beta: torch.Tensor, beta_np: np.ndarray, pilots: torch.Tensor, config: SystemConfig,

@@ -21,7 +21,6 @@ from cfenv.config import SystemConfig
 from cfenv.env import CellFreePilotEnv, CellFreePilotVectorEnv, fading_observation
 from cfenv.models import model_of
 from cfenv.models.base import SystemModel
-from cfenv.rates import objective_reward
 from cfenv.sequential import CellFreePilotSequentialEnv
 from cfenv.units import MBPS, normalise_db
 from cfenv.wrappers import FlattenFadingObservation
@@ -58,10 +57,10 @@ def master_ap_objective(snapshots: Snapshot | np.ndarray | dict, config: SystemC
     """``(B,)`` ``config.objective`` of the master-AP assignment (snapshots as
     :func:`master_ap_sum_rate_mbps`), in the environments' reward units (Mbit/s; nats for
     "proportional"); under "sum" :func:`master_ap_sum_rate_mbps` itself."""
-    if config.objective == "sum":
+    if config.objective.is_default:  # the sum rate as computed before objectives, bit for bit
         return master_ap_sum_rate_mbps(snapshots, config)
     model, snapshots, pilots = _master_ap(snapshots, config)
-    return objective_reward(model.user_rates(snapshots, pilots) / MBPS, config.objective)
+    return config.objective.reward(model.user_rates(snapshots, pilots) / MBPS)
 
 
 def _check_reward_scaling(reward_scaling: str) -> None:
