@@ -68,10 +68,11 @@ def test_examples_run():
 
 
 def test_citation_and_changelog_name_the_package_version():
-    """CITATION.cff's version and the CHANGELOG's newest entry follow ``cfenv.__version__``."""
+    """CITATION.cff's version and the CHANGELOG's newest released entry follow ``cfenv.__version__``
+    (an ``Unreleased`` section may come first)."""
     from cfenv import __version__
 
     citation = re.search(r"^version:\s*(\S+)\s*$", (ROOT / "CITATION.cff").read_text(), re.MULTILINE)
     assert citation is not None and citation.group(1) == __version__
-    newest = re.search(r"^## (\S+)", (ROOT / "CHANGELOG.md").read_text(), re.MULTILINE)
+    newest = re.search(r"^## (?!Unreleased$)(\S+)", (ROOT / "CHANGELOG.md").read_text(), re.MULTILINE)
     assert newest is not None and newest.group(1) == __version__
