@@ -53,7 +53,7 @@ from agents.learning.settings import check_device
 from agents.models.quantum import MITIGATIONS, SUPPORTED_N_QUBITS, Execution, QCNNLayer, apply_execution
 from agents.registry import agent_class
 from cfenv.config import SystemConfig
-from cfenv.rates import sum_rate
+from cfenv.models import model_of
 from cfenv.units import MBPS, parse_size, size_label
 
 NOISE_AGENTS = ("hqcnn", "hqcnn-ar")
@@ -199,7 +199,8 @@ def run_noise_study(settings: NoiseStudySettings) -> list[dict[str, Any]]:
 
     config = SystemConfig.from_size(settings.size)
     snaps = draw_test_snapshots(config, settings.snapshots, settings.seed)
-    master_ap = float(np.mean(sum_rate(snaps.beta, master_ap_pilots(snaps.beta, config.tau_p), config))) / MBPS
+    physics = model_of(config)
+    master_ap = float(np.mean(physics.sum_rate(snaps, master_ap_pilots(physics.gains(snaps), config.tau_p)))) / MBPS
     checkpoints = checkpoints_for(settings)
     models = []
     for directory in checkpoints:
@@ -229,7 +230,7 @@ def run_noise_study(settings: NoiseStudySettings) -> list[dict[str, Any]]:
         start = time.perf_counter()
         pilots, _ = predict(model, snaps.beta, config.tau_p, settings.device)
         elapsed = time.perf_counter() - start
-        rates = sum_rate(snaps.beta, pilots, config) / MBPS
+        rates = physics.sum_rate(snaps, pilots) / MBPS
         k = len(rates)
         on_trajectories = layer.execution_backend == "trajectories" and p > 0
         records.append({
