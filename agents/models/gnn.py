@@ -28,6 +28,11 @@ teacher-forced log-likelihood of the canonicalised labels).
 The per-decision scorer is an MLP (``gnn``) or the HQCNN circuit
 (``hqcnn-ar``: FC -> QCNN -> FC), so the quantum layer can be judged inside a
 design that can learn.
+
+Where the parts live: the graph, the option features and their constants in
+:mod:`agents.models.gnn_features`, the rate features in :mod:`agents.models.rate_features`,
+the torch decoder (reference and incremental) in :mod:`agents.models.gnn_decoder`, its compiled
+form in :mod:`agents.models._gnn_kernel`; this module holds the policy and dispatches its decodes.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from agents.models.gnn_features import (CONFIDENCE_TIE, CONTAMINATION_FLOOR, EDG
 from agents.models.hybrid import HybridFrontEnd
 from agents.models.rate_features import (RATE_FEATURES, RATE_SCALE, rate_constants, rate_inputs,
                                          rate_option_features)
+from agents.models.rate_features import unsupported_reason as rate_features_unsupported
 from cfenv.models.paper import PaperRateConstants
 from cfenv.units import normalise_db
 
@@ -114,8 +120,10 @@ class GNNPolicy(AssignmentModel):
         order: the user order of the decoder (:data:`DECODE_ORDERS`; ``"gain"``: descending total
             gain, the order of the models trained before this option existed).
         rate_features: two more option features, the user's own rate in the group and the
-            members' rate change (:func:`rate_option_features`); the decode then needs the system
-            (``system=`` a :class:`cfenv.config.SystemConfig`, for L, rho_p, rho_d).
+            members' rate change (:mod:`agents.models.rate_features`); the decode then needs the
+            system (``system=`` a :class:`cfenv.config.SystemConfig`) and its model's rate features
+            (``cfenv.models.model_of(system).rate_features``: L, tau_p rho_p, rho_d), which a model
+            without that fast path lacks (:meth:`unsupported_reason`).
     """
 
     size_generalisable = True
@@ -138,6 +146,11 @@ class GNNPolicy(AssignmentModel):
             self.scorer: nn.Module = nn.Sequential(nn.Linear(in_features, width), nn.ReLU(), nn.Linear(width, 1))
         else:
             self.scorer = QuantumScorer(in_features, **self.quantum_options)
+
+    def unsupported_reason(self, config: Any) -> str | None:
+        """Why this model cannot decode on ``config``'s system model (a rate-features model on a
+        model without rate features), else ``None``."""
+        return rate_features_unsupported(config) if self.rate_features else None
 
     def encode(self, beta_db: torch.Tensor) -> Encoded:
         """The user embeddings, cosines, log contamination ratios and normalised total gains."""
