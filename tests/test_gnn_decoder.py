@@ -235,6 +235,9 @@ def test_rate_features_come_from_the_system_model_and_refuse_a_model_without_the
     assert unsupported_reason(cfg) is None
     reference = cfg.replace(model="paper-reference")
     assert "rate_features fast path" in unsupported_reason(reference)
+    assert policy("gain", rate_features=True).unsupported_reason(reference) == unsupported_reason(reference)
+    assert policy("gain", rate_features=True).unsupported_reason(cfg) is None
+    assert policy("gain").unsupported_reason(reference) is None
     x = db(cfg)
     with torch.no_grad():
         for engine in ("numba", "torch"):
