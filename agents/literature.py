@@ -3,7 +3,8 @@
 Five rules, each written out in its class docstring with the paper it follows and the
 details the paper leaves open (our choices, marked "choice"):
 
-* :class:`TabuAgent` (``tabu``) -- Liu, Zhang, Jin, Ai, IEEE TVT 69(2), 2020.
+* :class:`TabuAgent` (``tabu``) -- Liu, Zhang, Jin, Ai, IEEE TVT 69(2), 2020 (it lives in
+  :mod:`agents.search.tabu`, beside the screened kernels it runs on; re-exported here).
 * :class:`GraphColouringAgent` (``graph-colouring``) -- Liu et al., IEEE TVT 69(8), 2020.
 * :class:`WGFAgent` (``wgf``) -- Zeng, He, Li, Wang, IEEE TVT 70(6), 2021.
 * :class:`HungarianAgent` (``hungarian``) -- Buzzi, D'Andrea, Fresia, Zhang, Feng, IEEE WCL 10(1), 2021.
@@ -22,12 +23,10 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from agents.base import Agent
-from agents.heuristics import master_ap_pilots
-from agents.search import DEFAULT_MARGIN, DEFAULT_N_EXACT, tabu_search
-from cfenv import _kernels
+from agents.search.tabu import TabuAgent  # noqa: F401  (moved to agents.search.tabu; importable here)
 from cfenv.channel import Snapshot
 from cfenv.config import SystemConfig
-from cfenv.rates import prepare_snapshots, sum_rate
+from cfenv.rates import sum_rate
 
 SERVING_FRACTION = 0.9
 """a user's serving APs: the fewest strongest APs holding this share of its summed fading"""
@@ -69,64 +68,6 @@ def contamination_weights(beta: np.ndarray, serving: np.ndarray | None = None) -
 
 
 # -------------------------------------------------------------------------- tabu
-class TabuAgent(Agent):
-    """Tabu search (Liu, Zhang, Jin, Ai, "Tabu-search-based pilot assignment for cell-free
-    massive MIMO systems", IEEE TVT 69(2), 2020), on ``config.objective`` (the paper: the sum
-    rate).
-
-    Rule:
-
-    1. Start from master-AP's assignment (:func:`agents.heuristics.master_ap_pilots`).
-    2. Neighbourhood: move one user to another pilot (a move to an unused pilot listed once).
-       Choice: every iteration ranks *all* K (tau_p - 1) moves by the screening surrogate of
-       local search (the objective with the APs' power weights eta held fixed, so only the two
-       touched pilot groups are rescored) and scores the ``n_exact`` best-ranked allowed ones
-       exactly (the paper scores a candidate list; ours is the surrogate's top).
-    3. Apply the best allowed move among those scored exactly, even if it lowers the objective
-       (that is what lets tabu search leave local optima). Aspiration: a tabu move is allowed if
-       it beats the best value seen so far. Ties: first in surrogate order, then scan order
-       (users, then pilots).
-    4. The moved user becomes tabu for the next ``tenure`` iterations.
-    5. Stop after ``iterations`` iterations (or when every move is tabu and none aspires);
-       return the best assignment seen -- never below master-AP.
-
-    Deterministic; compiled (numba), in parallel over snapshots
-    (:func:`agents.search.tabu_search`). Cost per iteration: K (tau_p - 1) surrogates of O(M n^2)
-    (only those touching the two changed groups are recomputed) and about ``n_exact`` full
-    evaluations.
-
-    Args:
-        iterations: tabu iterations (default 20).
-        tenure: iterations a moved user stays tabu (default 5).
-        n_exact: moves scored exactly per iteration (default 4).
-    """
-
-    name = "tabu"
-
-    def __init__(self, config: SystemConfig | None = None, seed: int = 0, iterations: int = 20,
-                 tenure: int = 5, n_exact: int = DEFAULT_N_EXACT) -> None:
-        super().__init__(config, seed)
-        if iterations < 0 or tenure < 0:
-            raise ValueError(f"iterations and tenure must be >= 0, got {iterations}, {tenure}")
-        if n_exact < 1:
-            raise ValueError(f"n_exact must be >= 1, got {n_exact}")
-        self.iterations = int(iterations)
-        self.tenure = int(tenure)
-        self.n_exact = int(n_exact)
-
-    def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
-        beta = snapshots.beta
-        pilots = np.ascontiguousarray(master_ap_pilots(beta, config.tau_p), dtype=np.int64)
-        if config.tau_p < 2 or self.iterations == 0:
-            return pilots
-        beta_t, bu = prepare_snapshots(beta, config)
-        best = np.empty_like(pilots)
-        best_val = np.empty(len(pilots))
-        tabu_search(beta_t, bu, pilots, *_kernels.rate_params(config), config.objective_code, self.iterations,
-                    self.tenure, self.n_exact, DEFAULT_MARGIN, best, best_val)
-        return best
-
-
 # ---------------------------------------------------------------- graph colouring
 class GraphColouringAgent(Agent):
     """Graph colouring (Liu et al., "Graph coloring based pilot assignment for cell-free

@@ -4,7 +4,7 @@
 What the learned decoders (``gnn``, ``hqcnn-ar``) lack at large sizes is the last percent a
 search finds by moving single users. The default polish (``screen=True``) sweeps the users,
 weakest first; for each it ranks the moves to its ``screen_pilots`` least contaminating pilots by
-a cheap estimate -- the screening surrogate of :mod:`agents.search` (only the two touched pilot
+a cheap estimate -- the screening surrogate of :mod:`agents.search.screening` (only the two touched pilot
 groups rescored, the APs' eta held fixed) plus the first-order change of every user's rate
 through eta (:func:`_eta_gradient`, :func:`_eta_correction`), which picks the exactly best move of
 a user almost always (tests/test_polish.py) -- and scores the best-ranked exactly, taking the
@@ -25,11 +25,21 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from agents import search as _search
 from agents.base import canonical_pilots
+from agents.search.screening import (
+    changed_group,
+    exact_objective,
+    exact_state,
+    group_value,
+    group_values,
+    kernel_inputs,
+    new_group_work,
+    surrogate,
+    threshold,
+)
 from cfenv import _kernels
+from cfenv._kernels import JIT
 from cfenv.config import SystemConfig
-from cfenv.rates import prepare_snapshots
 
 SCREEN_PILOTS = 3
 """pilots (the least contaminating) whose moves the default polish ranks per visited user"""
@@ -39,7 +49,7 @@ polish does not score it exactly: 0, only estimated improvements (measured: 1e-4
 as many moves for +0.0000-0.0002 of local search's sum rate at the large sizes)"""
 
 
-@njit(cache=True, fastmath=_kernels.FASTMATH, inline="always")
+@njit(inline="always", **JIT)
 def _holder_contamination(contam, a, k, score):
     """``score[t]`` (tau_p,): the contamination between user k and the holders of pilot t under
     assignment ``a`` (both ways, :func:`contamination`); inf for k's own pilot. Pilots are ranked
@@ -51,13 +61,13 @@ def _holder_contamination(contam, a, k, score):
     score[a[k]] = np.inf
 
 
-@njit(cache=True, fastmath=_kernels.FASTMATH)
-def _polish_one(beta_t, bu, contam, a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, code, candidates,
-                max_evals, swaps, scratch):
-    """Polish assignment ``a`` (K,) in place for the objective ``code``; returns (objective,
+@njit(**JIT)
+def _polish_one(beta_t, bu, contam, a, params, candidates, max_evals, swaps, scratch):
+    """Polish assignment ``a`` (K,) in place for the objective ``params.code``; returns (objective,
     evaluations, moves)."""
     K = beta_t.shape[0]
-    val = _kernels.objective_one(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, code, scratch)
+    tau_p = params.tau_p
+    val = _kernels.objective_one(beta_t, bu, a, params, scratch)
     evals = 1
     moves = 0
     rates = np.empty(K)
@@ -67,7 +77,7 @@ def _polish_one(beta_t, bu, contam, a, tau_p, tau_rho_p, rho_d, n_antennas, band
     improved = True
     while improved and evals < max_evals:
         improved = False
-        rates[:] = scratch[9]
+        rates[:] = scratch.rates
         order[:] = np.argsort(rates)  # weakest first
         for i in range(K):
             if evals >= max_evals:
@@ -76,14 +86,13 @@ def _polish_one(beta_t, bu, contam, a, tau_p, tau_rho_p, rho_d, n_antennas, band
             orig = a[k]
             _holder_contamination(contam, a, k, score)
             ranked = np.argsort(score)
-            best, best_t = _search._threshold(val), -1  # improve by more than search.IMPROVEMENT_RTOL
+            best, best_t = threshold(val), -1  # improve by more than screening.IMPROVEMENT_RTOL
             for c in range(n_cand):
                 if evals >= max_evals:
                     break
                 t = ranked[c]
                 a[k] = t
-                v = _kernels.objective_one(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth,
-                                           code, scratch)
+                v = _kernels.objective_one(beta_t, bu, a, params, scratch)
                 evals += 1
                 if v > best:
                     best, best_t = v, t
@@ -97,8 +106,7 @@ def _polish_one(beta_t, bu, contam, a, tau_p, tau_rho_p, rho_d, n_antennas, band
                         if a[j] != t or evals >= max_evals:
                             continue
                         a[k], a[j] = t, orig
-                        v = _kernels.objective_one(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas,
-                                                   bandwidth, code, scratch)
+                        v = _kernels.objective_one(beta_t, bu, a, params, scratch)
                         evals += 1
                         a[k], a[j] = orig, t
                         if v > best:
@@ -111,31 +119,21 @@ def _polish_one(beta_t, bu, contam, a, tau_p, tau_rho_p, rho_d, n_antennas, band
                 moves += 1
                 improved = True
         # per-user rates of the current assignment for the next pass's order
-        val = _kernels.objective_one(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, code, scratch)
+        val = _kernels.objective_one(beta_t, bu, a, params, scratch)
     return val, evals, moves
 
 
-@njit(cache=True, fastmath=_kernels.FASTMATH, inline="always")
-def _group_values(scratch, tau_p, code, gval):
-    """Each pilot group's objective contribution ``gval`` (tau_p,) from the exact state in
-    ``scratch`` (rates in scratch[9], members bucketed in scratch[4], scratch[5])."""
-    rates, members, start = scratch[9], scratch[4], scratch[5]
-    for t in range(tau_p):
-        v = _kernels.objective_start(code)
-        for i in range(start[t], start[t + 1]):
-            v = _kernels.objective_add(v, rates[members[i]], code)
-        gval[t] = v
-
-
-@njit(cache=True, fastmath=_kernels.FASTMATH)
-def _eta_gradient(beta_t, bu, scratch, tau_p, scale, bandwidth, code, n_antennas, h, tg):
+@njit(**JIT)
+def _eta_gradient(beta_t, bu, scratch, params, h, tg):
     """Sensitivity ``h`` (M,) of the objective to each AP's power-control sum E_m = sum_t c[t, m]
     gsq[t, m] (eta_m = 1 / (N E_m)) at the exact state in ``scratch``, the c-factors held fixed;
     ``tg`` (tau_p, M) gets each group's term c[t, m] gsq[t, m] of E_m. Zero for the minimum rate
     (not differentiable: its screening stays uncorrected)."""
     K, M = beta_t.shape
-    gsq, w, sqrt_eta, members, start = scratch[1], scratch[2], scratch[3], scratch[4], scratch[5]
-    y, pc, rates = scratch[7], scratch[8], scratch[9]
+    tau_p, code, bandwidth, n_antennas = params.tau_p, params.code, params.bandwidth, params.n_antennas
+    scale = params.rho_d * n_antennas * n_antennas
+    gsq, w, sqrt_eta, members, start = scratch.group_sq, scratch.weights, scratch.sqrt_eta, scratch.members, scratch.start
+    y, pc, rates = scratch.y_diag, scratch.contamination, scratch.rates
     h[:] = 0.0
     for t in range(tau_p):
         for m in range(M):
@@ -171,7 +169,7 @@ def _eta_gradient(beta_t, bu, scratch, tau_p, scale, bandwidth, code, n_antennas
         h[m] *= -0.5 * n_antennas * sqrt_eta[m] * sqrt_eta[m]
 
 
-@njit(cache=True, fastmath=_kernels.FASTMATH, inline="always")
+@njit(inline="always", **JIT)
 def _term_change(beta_t, gsum, gsq, tg, t, k_out, k_in, tau_rho_p, out):
     """``out`` (M,) = the change of pilot group t's term c[t, m] gsq[t, m] of E_m when user
     ``k_out`` leaves it and ``k_in`` joins it (-1: none)."""
@@ -190,7 +188,7 @@ def _term_change(beta_t, gsum, gsq, tg, t, k_out, k_in, tau_rho_p, out):
         out[m] = tau_rho_p / (tau_rho_p * g + 1.0) * q - tg[t, m]
 
 
-@njit(cache=True, fastmath=_kernels.FASTMATH, inline="always")
+@njit(inline="always", **JIT)
 def _eta_correction(h, dp, dq):
     """First-order change of the objective through the APs' eta when two pilot groups' terms of
     E_m change by ``dp`` and ``dq`` (M,): what the screening surrogate (eta held fixed) leaves
@@ -202,18 +200,18 @@ def _eta_correction(h, dp, dq):
     return corr
 
 
-@njit(cache=True, fastmath=_kernels.FASTMATH)
-def _screen_moves(beta_t, bu, k, p, members, start, gsum, gsq, sqrt_eta, gval, val, code, tau_p, tau_rho_p,
-                  scale, bandwidth, screened, corrected, h, tg, dp, dq, mem, w, y, pc, cand):
+@njit(**JIT)
+def _screen_moves(beta_t, bu, k, p, scratch, gval, val, params, screened, corrected, h, tg, dp, dq, work, cand):
     """``cand[t]`` = the ranking value of moving user k from pilot p to each ``screened`` pilot t
     (-inf elsewhere, and for all but the first unused pilot: they give the same partition): the
     screening surrogate, plus (``corrected``) the first-order change through eta."""
-    n = _search._changed_group(members, start, p, gsum, beta_t, k, -1, sqrt_eta, tau_rho_p, mem, w)
-    rem = _search._group_value(beta_t, bu, mem, n, w, code, scale, bandwidth, y, pc)
+    gsum, gsq, start, tau_rho_p = scratch.group_sum, scratch.group_sq, scratch.start, params.tau_rho_p
+    n = changed_group(beta_t, scratch, p, k, -1, params, work)
+    rem = group_value(beta_t, bu, work, n, params)
     if corrected:
         _term_change(beta_t, gsum, gsq, tg, p, k, -1, tau_rho_p, dp)
     empty_done = False
-    for t in range(tau_p):
+    for t in range(params.tau_p):
         cand[t] = -np.inf
         if not screened[t] or t == p:
             continue
@@ -221,62 +219,61 @@ def _screen_moves(beta_t, bu, k, p, members, start, gsum, gsq, sqrt_eta, gval, v
             if empty_done:
                 continue
             empty_done = True
-        n = _search._changed_group(members, start, t, gsum, beta_t, -1, k, sqrt_eta, tau_rho_p, mem, w)
-        add = _search._group_value(beta_t, bu, mem, n, w, code, scale, bandwidth, y, pc)
-        cand[t] = _search._surrogate(val, gval, p, t, rem, add, code)
+        n = changed_group(beta_t, scratch, t, -1, k, params, work)
+        add = group_value(beta_t, bu, work, n, params)
+        cand[t] = surrogate(val, gval, p, t, rem, add, params.code)
         if corrected:
             _term_change(beta_t, gsum, gsq, tg, t, -1, k, tau_rho_p, dq)
             cand[t] += _eta_correction(h, dp, dq)
 
 
-@njit(cache=True, fastmath=_kernels.FASTMATH)
-def _screen_swaps(beta_t, bu, a, k, p, members, start, gsum, gsq, sqrt_eta, gval, val, code, tau_rho_p,
-                  scale, bandwidth, screened, corrected, h, tg, dp, dq, mem, w, y, pc, cand):
+@njit(**JIT)
+def _screen_swaps(beta_t, bu, a, k, p, scratch, gval, val, params, screened, corrected, h, tg, dp, dq, work, cand):
     """``cand[j]`` = the ranking value of user k (on pilot p) swapping pilots with each user j on a
     ``screened`` pilot (-inf for the others), as :func:`_screen_moves`."""
     K = beta_t.shape[0]
+    gsum, gsq, tau_rho_p = scratch.group_sum, scratch.group_sq, params.tau_rho_p
     for j in range(K):
         cand[j] = -np.inf
         q = a[j]
         if q == p or not screened[q]:
             continue
-        n = _search._changed_group(members, start, p, gsum, beta_t, k, j, sqrt_eta, tau_rho_p, mem, w)
-        v1 = _search._group_value(beta_t, bu, mem, n, w, code, scale, bandwidth, y, pc)
-        n = _search._changed_group(members, start, q, gsum, beta_t, j, k, sqrt_eta, tau_rho_p, mem, w)
-        v2 = _search._group_value(beta_t, bu, mem, n, w, code, scale, bandwidth, y, pc)
-        cand[j] = _search._surrogate(val, gval, p, q, v1, v2, code)
+        n = changed_group(beta_t, scratch, p, k, j, params, work)
+        v1 = group_value(beta_t, bu, work, n, params)
+        n = changed_group(beta_t, scratch, q, j, k, params, work)
+        v2 = group_value(beta_t, bu, work, n, params)
+        cand[j] = surrogate(val, gval, p, q, v1, v2, params.code)
         if corrected:
             _term_change(beta_t, gsum, gsq, tg, p, k, j, tau_rho_p, dp)
             _term_change(beta_t, gsum, gsq, tg, q, j, k, tau_rho_p, dq)
             cand[j] += _eta_correction(h, dp, dq)
 
 
-@njit(cache=True, fastmath=_kernels.FASTMATH)
-def _all_moves(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, code, corrected, out):
+@njit(**JIT)
+def _all_moves(beta_t, bu, a, params, corrected, out):
     """``out[k, t]``: the ranking value of every single move of assignment ``a`` (see
     :func:`screened_moves`)."""
     K, M = beta_t.shape
+    tau_p = params.tau_p
     scratch = _kernels.new_scratch(K, M, tau_p)
     gval = np.empty(tau_p)
-    val = _search._state(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, code, scratch, gval)
+    val = exact_state(beta_t, bu, a, params, scratch, gval)
     h, tg = np.zeros(M), np.zeros((tau_p, M))
-    scale = rho_d * n_antennas * n_antennas
     if corrected:
-        _eta_gradient(beta_t, bu, scratch, tau_p, scale, bandwidth, code, n_antennas, h, tg)
+        _eta_gradient(beta_t, bu, scratch, params, h, tg)
     screened = np.ones(tau_p, np.bool_)
     cand = np.empty(tau_p)
-    dp, dq, w = np.empty(M), np.empty(M), np.empty(M)
-    mem, y, pc = np.empty(K + 1, np.int64), np.empty(K + 1), np.empty(K + 1)
+    dp, dq = np.empty(M), np.empty(M)
+    work = new_group_work(K, M)
     for k in range(K):
-        _screen_moves(beta_t, bu, k, a[k], scratch[4], scratch[5], scratch[0], scratch[1], scratch[3], gval, val,
-                      code, tau_p, tau_rho_p, scale, bandwidth, screened, corrected, h, tg, dp, dq, mem, w, y, pc, cand)
+        _screen_moves(beta_t, bu, k, a[k], scratch, gval, val, params, screened, corrected, h, tg, dp, dq, work, cand)
         out[k] = cand
     return val
 
 
-@njit(cache=True, fastmath=_kernels.FASTMATH)
-def _polish_screened_one(beta_t, bu, contam, a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, code, max_evals,
-                         margin, n_try, n_screen, swaps, corrected, scratch, scratch2):
+@njit(**JIT)
+def _polish_screened_one(beta_t, bu, contam, a, params, max_evals, margin, n_try, n_screen, swaps, corrected, scratch,
+                         scratch2):
     """Screened first-improvement sweeps of single-user moves (then, with ``swaps``, of pair swaps)
     of assignment ``a`` (K,) in place for the objective ``code``; returns (objective, evaluations,
     moves).
@@ -294,25 +291,22 @@ def _polish_screened_one(beta_t, bu, contam, a, tau_p, tau_rho_p, rho_d, n_anten
     sweeps of swaps (k with every holder of its screened pilots), back to moves after each swap.
     Stops early after ``max_evals`` exact evaluations. Every applied step is exact (full kernel)."""
     K, M = beta_t.shape
+    tau_p = params.tau_p
     gval = np.empty(tau_p)
-    mem = np.empty(K + 1, np.int64)
-    w = np.empty(M)
-    y = np.empty(K + 1)
-    pc = np.empty(K + 1)
+    work = new_group_work(K, M)
     cand = np.empty(max(tau_p, K))
     score = np.empty(tau_p)
     order = np.empty(K, np.int64)
     asleep = np.zeros(K, np.bool_)
     screened = np.zeros(tau_p, np.bool_)
-    scale = rho_d * n_antennas * n_antennas
     n_pilots = tau_p - 1 if n_screen <= 0 or n_screen > tau_p - 1 else n_screen
-    val = _search._state(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, code, scratch, gval)
+    val = exact_state(beta_t, bu, a, params, scratch, gval)
     h = np.zeros(M)
     tg = np.zeros((tau_p, M))
     dp = np.empty(M)
     dq = np.empty(M)
     if corrected:
-        _eta_gradient(beta_t, bu, scratch, tau_p, scale, bandwidth, code, n_antennas, h, tg)
+        _eta_gradient(beta_t, bu, scratch, params, h, tg)
     evals = 1
     moves = 0
     use_swaps = False
@@ -320,7 +314,7 @@ def _polish_screened_one(beta_t, bu, contam, a, tau_p, tau_rho_p, rho_d, n_anten
     while evals < max_evals:
         taken = False
         skipped = False
-        order[:] = np.argsort(scratch[9])  # weakest first
+        order[:] = np.argsort(scratch.rates)  # weakest first
         for i in range(K):
             if evals >= max_evals:
                 break
@@ -329,12 +323,11 @@ def _polish_screened_one(beta_t, bu, contam, a, tau_p, tau_rho_p, rho_d, n_anten
                 skipped = True
                 continue
             p = a[k]
-            gsum, gsq, sqrt_eta, members, start = scratch[0], scratch[1], scratch[3], scratch[4], scratch[5]
             # the n_pilots pilots whose holders would contaminate k least (both ways)
             _holder_contamination(contam, a, k, score)
             empty_seen = False
             for t in range(tau_p):  # unused pilots all give one partition: screen one of them
-                if scratch[5][t + 1] == scratch[5][t]:
+                if scratch.start[t + 1] == scratch.start[t]:
                     if empty_seen:
                         score[t] = np.inf
                     empty_seen = True
@@ -343,18 +336,16 @@ def _polish_screened_one(beta_t, bu, contam, a, tau_p, tau_rho_p, rho_d, n_anten
             for c in range(n_pilots):
                 screened[ranked_pilots[c]] = True
             if not use_swaps:
-                _screen_moves(beta_t, bu, k, p, members, start, gsum, gsq, sqrt_eta, gval, val, code, tau_p,
-                              tau_rho_p, scale, bandwidth, screened, corrected, h, tg, dp, dq, mem, w, y, pc,
+                _screen_moves(beta_t, bu, k, p, scratch, gval, val, params, screened, corrected, h, tg, dp, dq, work,
                               cand)
                 n_cand = tau_p
             else:
-                _screen_swaps(beta_t, bu, a, k, p, members, start, gsum, gsq, sqrt_eta, gval, val, code,
-                              tau_rho_p, scale, bandwidth, screened, corrected, h, tg, dp, dq, mem, w, y, pc,
-                              cand)
+                _screen_swaps(beta_t, bu, a, k, p, scratch, gval, val, params, screened, corrected, h, tg, dp, dq,
+                              work, cand)
                 n_cand = K
             ranked = np.argsort(-cand[:n_cand], kind="mergesort")
             floor = val - margin * abs(val)
-            best = _search._threshold(val)
+            best = threshold(val)
             step = False
             for c in range(min(n_try, n_cand)):
                 x = ranked[c]
@@ -365,14 +356,14 @@ def _polish_screened_one(beta_t, bu, contam, a, tau_p, tau_rho_p, rho_d, n_anten
                     a[k], a[x] = q, p
                 else:
                     a[k] = x
-                v = _search._exact(beta_t, bu, a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, code, scratch2)
+                v = exact_objective(beta_t, bu, a, params, scratch2)
                 evals += 1
                 if v > best:  # first exact improvement: keep it, its exact state is scratch2's
                     scratch, scratch2 = scratch2, scratch
                     val = v
-                    _group_values(scratch, tau_p, code, gval)
+                    group_values(scratch, tau_p, params.code, gval)
                     if corrected:
-                        _eta_gradient(beta_t, bu, scratch, tau_p, scale, bandwidth, code, n_antennas, h, tg)
+                        _eta_gradient(beta_t, bu, scratch, params, h, tg)
                     for j in range(K):  # wake the users of the two changed groups
                         if a[j] == p or a[j] == q:
                             asleep[j] = False
@@ -403,22 +394,22 @@ def _polish_screened_one(beta_t, bu, contam, a, tau_p, tau_rho_p, rho_d, n_anten
     return val, evals, moves
 
 
-@njit(cache=True, parallel=True, fastmath=_kernels.FASTMATH)
-def _polish(beta_t, bu, contam, snap_of_start, starts, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth,
-            code, candidates, max_evals, swaps, screen, margin, corrected, n_screen, out_val, out_evals, out_moves):
+@njit(parallel=True, **JIT)
+def _polish(beta_t, bu, contam, snap_of_start, starts, params, candidates, max_evals, swaps, screen, margin,
+            corrected, n_screen, out_val, out_evals, out_moves):
     n, K = starts.shape
     M = beta_t.shape[2]
+    tau_p = params.tau_p
     for r in prange(n):
         s = snap_of_start[r]
         scratch = _kernels.new_scratch(K, M, tau_p)
         if screen:
             n_try = candidates if candidates > 0 else max(K, tau_p)
-            v, e, m = _polish_screened_one(beta_t[s], bu[s], contam[s], starts[r], tau_p, tau_rho_p, rho_d, n_antennas,
-                                           bandwidth, code, max_evals, margin, n_try, n_screen, swaps, corrected, scratch,
-                                           _kernels.new_scratch(K, M, tau_p))
+            v, e, m = _polish_screened_one(beta_t[s], bu[s], contam[s], starts[r], params, max_evals, margin, n_try,
+                                           n_screen, swaps, corrected, scratch, _kernels.new_scratch(K, M, tau_p))
         else:
-            v, e, m = _polish_one(beta_t[s], bu[s], contam[s], starts[r], tau_p, tau_rho_p, rho_d, n_antennas,
-                                  bandwidth, code, candidates, max_evals, swaps, scratch)
+            v, e, m = _polish_one(beta_t[s], bu[s], contam[s], starts[r], params, candidates, max_evals, swaps,
+                                  scratch)
         out_val[r] = v
         out_evals[r] = e
         out_moves[r] = m
@@ -431,10 +422,10 @@ def screened_moves(beta: np.ndarray, pilots: np.ndarray, config: SystemConfig, c
     user's own pilot and for all unused pilots but the first). What a move would give exactly is
     ``objective_value`` of the moved assignment; the values here are its cheap estimate (tests
     and docs/learners.md measure how close)."""
-    beta_t, bu = prepare_snapshots(np.asarray(beta)[None], config)
+    beta_t, bu = kernel_inputs(np.asarray(beta)[None], config)
     out = np.empty((config.K, config.tau_p))
-    val = _all_moves(beta_t[0], bu[0], np.ascontiguousarray(pilots, dtype=np.int64), *_kernels.rate_params(config),
-                     config.objective_code, bool(corrected), out)
+    val = _all_moves(beta_t[0], bu[0], np.ascontiguousarray(pilots, dtype=np.int64), _kernels.rate_params(config),
+                     bool(corrected), out)
     return float(val), out
 
 
@@ -482,14 +473,13 @@ def polish(beta: np.ndarray, starts: np.ndarray, config: SystemConfig, *, candid
         raise ValueError(f"margin must be >= 0, got {margin}")
     if candidates < 0 or screen_pilots < 0:
         raise ValueError(f"candidates and screen_pilots must be >= 0, got {candidates}, {screen_pilots}")
-    beta_t, bu = prepare_snapshots(beta, config)
+    beta_t, bu = kernel_inputs(beta, config)
     flat = np.ascontiguousarray(canonical_pilots(starts.reshape(B * R, K)), dtype=np.int64)
     snap = np.repeat(np.arange(B, dtype=np.int64), R)
     val = np.empty(B * R)
     evals = np.empty(B * R, dtype=np.int64)
     moves = np.empty(B * R, dtype=np.int64)
-    _polish(beta_t, bu, contamination(beta), snap, flat, *_kernels.rate_params(config), config.objective_code,
-            int(candidates), int(max_evals), bool(swaps), bool(screen), float(margin), bool(corrected),
+    _polish(beta_t, bu, contamination(beta), snap, flat, _kernels.rate_params(config), int(candidates), int(max_evals), bool(swaps), bool(screen), float(margin), bool(corrected),
             int(screen_pilots), val, evals, moves)
     val = val.reshape(B, R)
     best = flat.reshape(B, R, K)[np.arange(B), val.argmax(axis=1)]

@@ -3,7 +3,7 @@
 ``LegacyLocalSearchAgent`` scores every move and swap of every round by a full rate evaluation
 (:func:`cfenv._kernels.sum_rate_one`); ``LegacyTabuAgent`` scores every move of every iteration
 by a batched :func:`cfenv.rates.sum_rate` call. Both optimise the sum rate only. The package's
-agents (:mod:`agents.search`, :mod:`agents.literature`) replace them.
+agents (:mod:`agents.search.local`, :mod:`agents.search.tabu`) replace them.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from numba import njit, prange
 from agents.base import Agent
 from agents.heuristics import master_ap_pilots
 from agents.search import LocalSearchAgent
+from agents.search.screening import kernel_inputs
 from cfenv import _kernels
 from cfenv.channel import Snapshot
 from cfenv.config import SystemConfig
-from cfenv.rates import prepare_snapshots, sum_rate
+from cfenv.rates import sum_rate
 
 IMPROVEMENT_RTOL = 1e-12
 
@@ -26,9 +27,9 @@ def _batched_sum_rate(beta, candidates, config):
     return sum_rate(beta[:, None], candidates, config)
 
 
-@njit(cache=True, parallel=True, fastmath=_kernels.FASTMATH)
-def _local_search(beta_t, bu, snap_of_start, starts, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth,
-                  use_swaps, max_rounds, final, final_val, start_val, rounds):
+@njit(parallel=True, **_kernels.JIT)
+def _local_search(beta_t, bu, snap_of_start, starts, params, use_swaps, max_rounds, final, final_val, start_val,
+                  rounds):
     """Steepest ascent from every start: each round scores every single-user move and
     (optionally) every swap of two users on different pilots, and applies the best one
     if it raises the sum rate by more than IMPROVEMENT_RTOL; stops when none does."""
@@ -36,9 +37,10 @@ def _local_search(beta_t, bu, snap_of_start, starts, tau_p, tau_rho_p, rho_d, n_
     M = beta_t.shape[2]
     for r in prange(n_starts):
         s = snap_of_start[r]
+        tau_p = params.tau_p
         scratch = _kernels.new_scratch(K, M, tau_p)
         a = starts[r].copy()
-        val = _kernels.sum_rate_one(beta_t[s], bu[s], a, tau_p, tau_rho_p, rho_d, n_antennas, bandwidth, scratch)
+        val = _kernels.sum_rate_one(beta_t[s], bu[s], a, params, scratch)
         start_val[r] = val
         n_rounds = 0
         while n_rounds < max_rounds:
@@ -50,8 +52,7 @@ def _local_search(beta_t, bu, snap_of_start, starts, tau_p, tau_rho_p, rho_d, n_
                     if t == orig:
                         continue
                     a[k] = t
-                    v = _kernels.sum_rate_one(beta_t[s], bu[s], a, tau_p, tau_rho_p, rho_d, n_antennas,
-                                              bandwidth, scratch)
+                    v = _kernels.sum_rate_one(beta_t[s], bu[s], a, params, scratch)
                     if v > best:
                         best, move_k, move_j, move_t = v, k, -1, t
                 a[k] = orig
@@ -61,8 +62,7 @@ def _local_search(beta_t, bu, snap_of_start, starts, tau_p, tau_rho_p, rho_d, n_
                         if a[k] == a[j]:
                             continue
                         a[k], a[j] = a[j], a[k]
-                        v = _kernels.sum_rate_one(beta_t[s], bu[s], a, tau_p, tau_rho_p, rho_d, n_antennas,
-                                                  bandwidth, scratch)
+                        v = _kernels.sum_rate_one(beta_t[s], bu[s], a, params, scratch)
                         if v > best:
                             best, move_k, move_j, move_t = v, k, j, -1
                         a[k], a[j] = a[j], a[k]
@@ -75,8 +75,7 @@ def _local_search(beta_t, bu, snap_of_start, starts, tau_p, tau_rho_p, rho_d, n_
             val = best
             n_rounds += 1
         final[r, :] = a
-        final_val[r] = _kernels.sum_rate_one(beta_t[s], bu[s], a, tau_p, tau_rho_p, rho_d, n_antennas,
-                                             bandwidth, scratch)
+        final_val[r] = _kernels.sum_rate_one(beta_t[s], bu[s], a, params, scratch)
         rounds[r] = n_rounds
 
 
@@ -93,14 +92,14 @@ class LegacyLocalSearchAgent(LocalSearchAgent):
         from agents.base import canonical_pilots
 
         B, R, K = starts.shape
-        beta_t, bu = prepare_snapshots(snapshots.beta, config)
+        beta_t, bu = kernel_inputs(snapshots.beta, config)
         flat = np.ascontiguousarray(starts.reshape(B * R, K), dtype=np.int64)
         snap_of_start = np.repeat(np.arange(B, dtype=np.int64), R)
         final = np.empty_like(flat)
         final_val = np.empty(B * R)
         start_val = np.empty(B * R)
         rounds = np.empty(B * R, dtype=np.int64)
-        _local_search(beta_t, bu, snap_of_start, flat, *_kernels.rate_params(config), self.swaps,
+        _local_search(beta_t, bu, snap_of_start, flat, _kernels.rate_params(config), self.swaps,
                       self.max_rounds, final, final_val, start_val, rounds)
         final = canonical_pilots(final)
         final_val = _kernels.evaluate(beta_t, bu, snap_of_start, final, config, per_user=False)

@@ -1,0 +1,34 @@
+"""Search baselines (docs/model.md §5), one module each: exact exhaustive search (EPAS,
+:mod:`~agents.search.exhaustive`), screened local search (:mod:`~agents.search.local`), tabu
+search (:mod:`~agents.search.tabu`), and the incremental move / swap evaluation kernels they
+and the polish share (:mod:`~agents.search.screening`, the public kernel API).
+
+All optimise ``SystemConfig.objective`` (sum rate, minimum rate or proportional fairness:
+:func:`cfenv._kernels.objective_of`) and score every reported value with the rate engine's
+per-assignment kernel (:func:`cfenv._kernels.rates_one`), compiled (numba) and in parallel
+over the machine's cores; EPAS can also run on a torch device. All are deterministic
+functions of (seed, snapshot): every parallel work item is independent and ties go to a
+fixed order, so the pilots (canonical, restricted-growth labels:
+:func:`agents.base.canonical_pilots`) and their values do not depend on the batch a
+snapshot comes in, on the thread count or on the load.
+
+Every name the former single module ``agents/search.py`` offered is importable from here.
+"""
+
+from agents.search.exhaustive import (
+    DEFAULT_MAX_ASSIGNMENTS,
+    PREFIX_TARGET,
+    ExhaustiveAgent,
+    count_assignments,
+    rgs_prefixes,
+    unrank_rgs,
+)
+from agents.search.local import DEFAULT_KICKS, EXACT_NEIGHBOURHOOD, LocalSearchAgent, snapshot_key
+from agents.search.screening import DEFAULT_MARGIN, DEFAULT_N_EXACT, IMPROVEMENT_RTOL, objective_values
+from agents.search.tabu import TabuAgent, tabu_search
+
+__all__ = [
+    "DEFAULT_KICKS", "DEFAULT_MARGIN", "DEFAULT_MAX_ASSIGNMENTS", "DEFAULT_N_EXACT", "EXACT_NEIGHBOURHOOD",
+    "IMPROVEMENT_RTOL", "PREFIX_TARGET", "ExhaustiveAgent", "LocalSearchAgent", "TabuAgent", "count_assignments",
+    "objective_values", "rgs_prefixes", "snapshot_key", "tabu_search", "unrank_rgs",
+]
