@@ -295,3 +295,38 @@ def test_unknown_backend_raises():
     cfg = SystemConfig(M=3, K=2, tau_p=2)
     with pytest.raises(ValueError, match="backend"):
         user_rates(np.full((3, 2), 1e-9), np.array([0, 1]), cfg, backend="fast")
+
+
+# ------------------------------------------------------- the compiled kernel's records
+@pytest.mark.parametrize("objective", ["sum", "min", "proportional"])
+def test_kernel_takes_a_rate_params_record_and_leaves_its_state_in_a_named_scratch(objective):
+    """rates_one / objective_one called with a RateParams and a Scratch record give the reference
+    rates; the record's fields are the exact state the screened searches read (groups, weights)."""
+    from cfenv import _kernels
+    from cfenv.rates import objective_value, prepare_snapshots
+
+    cfg = SystemConfig.from_size((12, 2, 9, 4), objective=objective)
+    rng = np.random.default_rng(5)
+    beta = draw_snapshots(cfg, rng, (1,)).beta[0]
+    pilots = np.array([0, 2, 2, 0, 1, 2, 0, 0, 2], dtype=np.int64)  # pilot 3 unused
+    params = _kernels.rate_params(cfg)
+    assert isinstance(params, _kernels.RateParams)
+    assert (params.tau_p, params.code) == (cfg.tau_p, cfg.objective_code)
+    assert params.tau_rho_p == cfg.tau_p * cfg.rho_p and params.n_antennas == cfg.L
+    beta_t, bu = prepare_snapshots(beta[None], cfg)
+    scratch = _kernels.new_scratch(cfg.K, cfg.M, cfg.tau_p)
+    assert isinstance(scratch, _kernels.Scratch) and scratch._fields[-1] == "rates"
+    value = _kernels.objective_one(beta_t[0], bu[0], pilots, params, scratch)
+    reference = user_rates(beta, pilots, cfg, backend="reference")
+    np.testing.assert_allclose(scratch.rates, reference, rtol=RTOL_FLOAT64)
+    np.testing.assert_allclose(scratch.rates, user_rates_loop(beta, pilots, cfg), rtol=RTOL_FLOAT64)
+    assert value == pytest.approx(objective_value(beta, pilots, cfg, backend="reference"), rel=RTOL_FLOAT64)
+    for t in range(cfg.tau_p):  # users bucketed by pilot, ascending; group sums and weights named
+        users = np.flatnonzero(pilots == t)
+        np.testing.assert_array_equal(scratch.members[scratch.start[t]:scratch.start[t + 1]], users)
+        np.testing.assert_allclose(scratch.group_sum[t], beta[:, users].sum(axis=1), rtol=1e-14)
+        np.testing.assert_allclose(scratch.group_sq[t], (beta[:, users] ** 2).sum(axis=1), rtol=1e-14)
+        c = params.tau_rho_p / (params.tau_rho_p * scratch.group_sum[t] + 1.0)
+        np.testing.assert_allclose(scratch.weights[t], scratch.sqrt_eta * c, rtol=1e-14)
+    gamma_sum = (scratch.weights / scratch.sqrt_eta * scratch.group_sq).sum(axis=0)
+    np.testing.assert_allclose(scratch.sqrt_eta, 1.0 / np.sqrt(cfg.L * gamma_sum), rtol=1e-14)
