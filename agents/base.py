@@ -18,8 +18,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from cfenv.channel import Snapshot, validate_snapshot
+from cfenv.channel import Snapshot, as_snapshot, validate_snapshot
 from cfenv.config import SystemConfig
+from cfenv.models import model_of
 from agents.runs import RunKey, run_folder, run_name  # noqa: F401 - run_folder, run_name: 0.7 names
 
 # Disjoint random streams: the first entropy word after the user's seed names the stream,
@@ -115,9 +116,8 @@ class Agent(ABC):
 
     def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
         """One ``CellFreePilot-v0`` action ``(K,)`` from ``env.reset``'s ``(obs, info)``."""
-        snapshot = Snapshot(np.asarray(info["beta"]), np.asarray(info["ap_positions"]),
-                            np.asarray(info["ue_positions"]))
-        return self.assign(snapshot)
+        extras = tuple(model_of(self.config).snapshot_extras) if self.config is not None else ()
+        return self.assign(as_snapshot(info, extras))
 
     def unsupported_reason(self, config: SystemConfig) -> str | None:
         """Why the agent cannot run at this size (``None`` if it can), e.g. a search too large."""

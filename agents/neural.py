@@ -15,7 +15,7 @@ from agents.models import MODELS, build_model, check_model_size
 from agents.registry import REGISTRY, resolve
 from cfenv.channel import Snapshot
 from cfenv.config import SystemConfig
-from cfenv.rates import objective_value
+from cfenv.models import model_of
 
 
 class NeuralAgent(LearnableAgent):
@@ -287,7 +287,7 @@ class GNNAgent(NeuralAgent):
             others = self.model.greedy_orders(x, config.tau_p, ORDER_MIXES[1:self.decode_orders],
                                               system=config).cpu().numpy()
         stacked = np.concatenate([greedy[:, None], others.transpose(1, 0, 2)], axis=1)  # (B, orders, K)
-        rates = objective_value(snapshots.beta[:, None], stacked, config)
+        rates = model_of(config).objective(snapshots[:, None], stacked)
         return stacked[np.arange(len(stacked)), rates.argmax(axis=1)]
 
     def _best_of_samples(self, greedy: np.ndarray, snapshots: Snapshot, config: SystemConfig,
@@ -301,7 +301,7 @@ class GNNAgent(NeuralAgent):
                                         self.decode_temperature, self.decode_order, config,
                                         self.decode_engine).cpu().numpy()
         candidates = np.concatenate([greedy[:, None], sampled.reshape(B, S, -1)], axis=1)  # (B, 1 + S, K)
-        scores = objective_value(snapshots.beta[:, None], candidates, config)
+        scores = model_of(config).objective(snapshots[:, None], candidates)
         return candidates[np.arange(B), scores.argmax(axis=1)]
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cfenv.objectives import Objective
 from cfenv.units import Size, size_slug
 
-OLD_NAME_OBJECTIVE = "sum"
-"""runs of this objective keep the name they had before objectives existed (no objective in it)"""
+OLD_NAME_OBJECTIVE = Objective.SUM
+"""runs of this objective (the default, :attr:`Objective.is_default`) keep the name they had before
+objectives existed (no objective in it)"""
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class RunKey:
     def __post_init__(self) -> None:
         object.__setattr__(self, "size", tuple(int(v) for v in self.size))
         object.__setattr__(self, "seed", int(self.seed))
+        object.__setattr__(self, "objective", Objective.parse(self.objective))
 
     @property
     def name(self) -> str:
@@ -42,7 +45,7 @@ class RunKey:
         runs made before objectives existed read as sum-rate runs, and sum-rate runs still get
         that name), ``<loss>-<objective>-seed<seed>`` otherwise, so a model trained for one
         objective is never found under another."""
-        if self.objective == OLD_NAME_OBJECTIVE:
+        if self.objective.is_default:
             return f"{self.loss}-seed{self.seed}"
         return f"{self.loss}-{self.objective}-seed{self.seed}"
 

@@ -83,9 +83,14 @@ class Snapshot:
 def as_snapshot(value: "Snapshot | np.ndarray | dict", extra_names: tuple[str, ...] = ()) -> Snapshot:
     """A :class:`Snapshot` from a Snapshot (as it is), an ``info``-style dict (``beta``, the positions and
     the arrays named in ``extra_names``, a model's ``snapshot_extras``) or a bare beta ``(..., M, K)``
-    (positions 0): for code that holds only what an environment's ``info`` gives. Not checked here."""
+    (positions 0): for code that holds only what an environment's ``info`` gives. Values are not
+    checked here; a dict without one of :data:`SNAPSHOT_FIELDS` is a ``ValueError``."""
     if isinstance(value, Snapshot):
         return value
+    if isinstance(value, dict):
+        missing = [name for name in SNAPSHOT_FIELDS if name not in value]
+        if missing:
+            raise ValueError(f"a snapshot dict lacks {missing[0]!r} (needs {', '.join(SNAPSHOT_FIELDS)})")
     given = value if isinstance(value, dict) else {"beta": value}
     beta = np.asarray(given["beta"])
     ap = given.get("ap_positions", np.zeros((*beta.shape[:-1], 2)))

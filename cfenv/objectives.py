@@ -72,6 +72,12 @@ class Objective(str, enum.Enum):
         return "nats" if self.in_nats else "Mbit/s"
 
     @property
+    def label(self) -> str:
+        """What the mean of :meth:`reward` is, for tables and axes, e.g. "minimum user rate [Mbit/s]"."""
+        return {"sum": "sum rate [Mbit/s]", "min": "minimum user rate [Mbit/s]",
+                "proportional": "sum of ln(R_k / 1 Mbit/s) [nats]"}[self.value]
+
+    @property
     def tag(self) -> str:
         """``""`` for the default, else ``"_<name>"``: the suffix of names that predate objectives."""
         return "" if self.is_default else f"_{self.value}"

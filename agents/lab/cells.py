@@ -18,7 +18,7 @@ from agents.lab.tasks import model_digest, model_files_of
 from agents.registry import resolve
 from agents.storage import atomic_write_bytes
 from cfenv.channel import Snapshot
-from cfenv.rates import sum_rate
+from cfenv.models import model_of
 from cfenv.units import MBPS, Size, size_slug
 
 
@@ -94,7 +94,7 @@ def load_cell(settings: EvaluationSettings, task: Task, fingerprint: str, snaps:
         return None, "its assignments have the wrong shape or pilots out of range"
     if not isinstance(elapsed, (int, float)) or not math.isfinite(elapsed) or elapsed < 0:
         return None, "its elapsed time is not a non-negative number"
-    recomputed = sum_rate(snaps.beta, pilots.astype(np.int64), config) / MBPS
+    recomputed = model_of(config).sum_rate(snaps, pilots.astype(np.int64)) / MBPS
     if not np.array_equal(recomputed, rates):
         return None, "its sum rates do not match its assignments"
     return result, None

@@ -27,6 +27,7 @@ import numpy as np
 from agents.lab.results import agent_styles, sort_agents
 from agents.learning import CONFIG_JSON, HISTORY_JSON, LOSSES
 from agents.learning.checkpoints import checkpoint_objective
+from cfenv.objectives import Objective
 
 LABEL_FREE_FALLBACK = "reinforce"
 """Fig. 3b: the loss of agents that cannot train unsupervised (autoregressive policies)"""
@@ -51,7 +52,7 @@ def collect_runs(runs_dir: Path, objective: str = "sum") -> list[dict[str, Any]]
         trained_for = checkpoint_objective(meta) if isinstance(meta, dict) else "sum"
         if trained_for != objective:
             continue
-        loss = loss.removesuffix(f"-{trained_for}") if trained_for != "sum" else loss
+        loss = loss if Objective.parse(trained_for).is_default else loss.removesuffix(f"-{trained_for}")
         history = json.loads(history_path.read_text())
         if not seed.isdigit() or "agent" not in meta or "parameters" not in meta or not history:
             continue

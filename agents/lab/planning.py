@@ -43,8 +43,7 @@ def plan_chunks(settings: EvaluationSettings) -> list[Task]:
 def training_config(size: Size, settings: EvaluationSettings) -> SystemConfig:
     """The system of ``size`` learning agents are trained for: the model's constants (also with a
     snapshots file: training draws from the model) under the run's objective."""
-    config = SystemConfig.from_size(size)
-    return config if settings.objective == "sum" else config.replace(objective=settings.objective)
+    return SystemConfig.from_size(size, objective=settings.objective)
 
 
 def checkpoint_key(spec: AgentSpec, size: Size, settings: EvaluationSettings) -> RunKey:

@@ -21,7 +21,8 @@ from agents.learning.diagnostics import collapse_report
 from cfenv import __version__
 from cfenv.channel import Snapshot
 from cfenv.config import SystemConfig
-from cfenv.rates import objective_reward, user_rates
+from cfenv.models import DEFAULT_MODEL, model_of
+from cfenv.objectives import Objective
 from cfenv.units import MBPS, Size, size_slug
 
 REFERENCE_AGENT = "exhaustive"
@@ -32,9 +33,8 @@ RECORD_FIELDS = ["M", "L", "K", "tau_p", "agent", "status", "mean_sum_rate_mbps"
                  "ci95_objective", "mean_min_rate_mbps", "ci95_min_rate_mbps", "rate_5pct_mbps",
                  "ci95_rate_5pct_mbps", "jain_index", "ci95_jain_index"]
 """columns of results.csv"""
-OBJECTIVE_LABELS = {"sum": "sum rate [Mbit/s]", "min": "minimum user rate [Mbit/s]",
-                    "proportional": "sum of ln(R_k / 1 Mbit/s) [nats]"}
-"""what ``mean_objective`` is, per objective (:data:`cfenv.config.OBJECTIVES`)"""
+OBJECTIVE_LABELS = {o.value: o.label for o in Objective}
+"""what ``mean_objective`` is, per objective name (:attr:`cfenv.objectives.Objective.label`)"""
 FAIRNESS_FIELDS = ("mean_min_rate_mbps", "ci95_min_rate_mbps", "rate_5pct_mbps", "ci95_rate_5pct_mbps",
                    "jain_index", "ci95_jain_index")
 """the fairness figures every ok record carries, whatever its objective (:func:`fairness_summary`)"""
@@ -57,7 +57,8 @@ def cell_record(name: str, size: Size, parts: list[dict[str, Any] | None], error
     M, L, K, tau_p = size
     record: dict[str, Any] = {"M": M, "L": L, "K": K, "tau_p": tau_p, "agent": name,
                               "snapshots": snapshots, "seed": seed, "train_time_s": None,
-                              "parameters": None, "objective": objective}
+                              "parameters": None, "objective": objective,
+                              **({} if config.model == DEFAULT_MODEL else {"model": config.model})}
     empty = dict(mean_sum_rate_mbps=None, ci95_mbps=None, ms_per_snapshot=None, warm_up_s=None, per_snapshot_sum_rate_mbps=[],
                  per_snapshot_assignments=[], distinct_assignments=None, ratio_to_best_constant=None,
                  collapsed=None, mean_objective=None, ci95_objective=None, **dict.fromkeys(FAIRNESS_FIELDS))
@@ -80,15 +81,20 @@ def cell_record(name: str, size: Size, parts: list[dict[str, Any] | None], error
                   ms_per_snapshot=1e3 * sum(p["elapsed_s"] for p in parts) / n,
                   warm_up_s=sum(p.get("warm_up_s", 0.0) for p in parts),
                   per_snapshot_sum_rate_mbps=rates.tolist(), per_snapshot_assignments=pilots.tolist())
-    record.update(collapse_report(pilots, snaps.beta, config, float(np.mean(rates)) * MBPS))
-    per_user = user_rates(snaps.beta[:n], pilots, config) / MBPS  # (n, K) [Mbit/s]
-    if objective == "sum":  # the sum rates themselves: mean_objective is mean_sum_rate_mbps, bit for bit
+    record.update(collapse_report(pilots, snaps, config, float(np.mean(rates)) * MBPS))
+    per_user = model_of(config).user_rates(snaps[:n], pilots) / MBPS  # (n, K) [Mbit/s]
+    if objective.is_default:  # the sum rates themselves: mean_objective is mean_sum_rate_mbps, bit for bit
         record.update(mean_objective=record["mean_sum_rate_mbps"], ci95_objective=ci)
     else:
-        scores = objective_reward(per_user, objective)
+        scores = objective.reward(per_user)
         record.update(mean_objective=float(np.mean(scores)), ci95_objective=ci95(scores))
     record.update(fairness_summary(per_user))
     return record
+
+
+def records_objective(records: list[dict[str, Any]]) -> Objective:
+    """The objective the records were ranked by (the first that names one; "sum" for older records)."""
+    return Objective.parse(next((r.get("objective") for r in records if r.get("objective")), "sum"))
 
 
 def _score(record: dict[str, Any]) -> float:
@@ -142,9 +148,9 @@ def markdown_tables(records: list[dict[str, Any]], execution: dict[str, Any] | N
     sizes = list(dict.fromkeys(_size_of(r) for r in records))
     by_key = {(_size_of(r), r["agent"]): r for r in records}
     note = execution_note(execution)
-    objective = next((r.get("objective") for r in records if r.get("objective")), "sum")
-    what = ("Average sum rate [Mbit/s]" if objective == "sum" else
-            f"Objective {objective!r}: average {OBJECTIVE_LABELS[objective]}")
+    objective = records_objective(records)
+    what = ("Average sum rate [Mbit/s]" if objective.is_default else
+            f"Objective {objective!r}: average {objective.label}")
     lines = [what + " (ratio to the reference in brackets: EPAS where it ran, "
              "else the best agent, marked *; † = collapsed: (almost) the same assignment for every network)"
              + (f". {note}" if note else ""), ""]
@@ -162,7 +168,7 @@ def markdown_tables(records: list[dict[str, Any]], execution: dict[str, Any] | N
             cells.append(f"{_score(r):.2f} ({r['ratio']:.3f}{star}){dagger}")
         lines.append(f"| {size[0]}, {size[1]} | {size[2]} | {size[3]} | " + " | ".join(cells) + " |")
     lines += ["", *fairness_table(records)]
-    extra = "" if objective == "sum" else f"{objective} objective | "
+    extra = "" if objective.is_default else f"{objective} objective | "
     lines += ["", "| size | agent | mean [Mbit/s] | 95 % CI | " + extra + "ratio | ratio to | min [Mbit/s] | "
               "5 % [Mbit/s] | Jain | ms/snapshot | warm-up s | train s | distinct | vs best constant | collapsed | note |",
               "|---|---|---|---|" + ("---|" if extra else "") + "---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -218,8 +224,8 @@ def user_rate_samples(record: dict[str, Any], snapshots: Snapshot) -> np.ndarray
     """All per-user rates [Mbit/s] of an ok record's assignments on its test ``snapshots``, flat
     ``(n K,)``: recomputed from ``per_snapshot_assignments``, so saved records redraw it."""
     pilots = np.asarray(record["per_snapshot_assignments"], dtype=np.int64)
-    config = SystemConfig.from_size(_size_of(record))
-    return (user_rates(snapshots.beta[:len(pilots)], pilots, config) / MBPS).ravel()
+    config = SystemConfig.from_size(_size_of(record), model=record.get("model", DEFAULT_MODEL))
+    return (model_of(config).user_rates(snapshots[:len(pilots)], pilots) / MBPS).ravel()
 
 
 def draw_rate_cdf(ax: Any, records: list[dict[str, Any]], snapshots: dict[Size, Snapshot]) -> list[str]:
@@ -324,8 +330,7 @@ def plot_records(records: list[dict[str, Any]], path: Path,
             ax.axvline(i - 0.5, color="0.85", lw=0.8)
         ax.set_xlabel("system size")
         ax.grid(alpha=0.3, axis="y")
-    objective = next((r.get("objective") for r in records if r.get("objective")), "sum")
-    ax_rate.set_ylabel(f"average {OBJECTIVE_LABELS[objective]} (95 % CI)")
+    ax_rate.set_ylabel(f"average {records_objective(records).label} (95 % CI)")
     ax_ratio.set_ylabel("ratio to EPAS (or to the best agent)")
     fig.tight_layout()
     _family_legend(fig, handles)

@@ -22,8 +22,10 @@ from agents.lab import executors
 from agents.learning.settings import check_device
 from agents.registry import available, resolve
 from cfenv import __version__
-from cfenv.channel import Snapshot, draw_snapshots
-from cfenv.config import LARGE_SIZES, OBJECTIVES, TABLE2_SIZES, SystemConfig
+from cfenv.channel import Snapshot, stack_snapshots
+from cfenv.config import LARGE_SIZES, TABLE2_SIZES, SystemConfig
+from cfenv.models import model_of
+from cfenv.objectives import Objective
 from cfenv.units import Size, parse_size
 
 SIZE_GROUPS: dict[str, tuple[Size, ...]] = {
@@ -113,8 +115,7 @@ class EvaluationSettings:
             resolve(name)  # a registered name, a plugin, or package.module:Class; ValueError otherwise
         if not self.agents:
             raise ValueError("no agents given")
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        self.objective = Objective.parse(self.objective)
         if self.loss not in ("supervised", "unsupervised"):
             raise ValueError(f"loss must be 'supervised' or 'unsupervised', got {self.loss!r}")
         if self.executor not in executors.EXECUTORS:
@@ -203,7 +204,8 @@ class EvaluationSettings:
 
     def to_json(self) -> dict[str, Any]:
         """The settings as JSON-ready values (what run.json records)."""
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+        return {k: (str(v) if isinstance(v, Path) else v.value if isinstance(v, Objective) else v)
+                for k, v in dataclasses.asdict(self).items()}
 
     def cell_keys(self) -> dict[str, Any]:
         """What a finished chunk depends on besides its (size, agent, start, stop) and its model."""
@@ -215,7 +217,7 @@ class EvaluationSettings:
                 "checkpoints": str(Path(self.checkpoints).resolve()), "cfpilot": __version__,
                 **({"snapshots_sha256": self.snapshots_sha256, "snapshots_fields": self.snapshots_fields}
                    if self.snapshots_file is not None else {})}
-        if self.objective != "sum":  # runs under the default objective keep their digests and folders
+        if not self.objective.is_default:  # runs under the default objective keep their digests and folders
             keys["objective"] = self.objective
         return keys
 
@@ -251,6 +253,5 @@ def parse_sizes(tokens: Sequence[str]) -> list[Size]:
 def draw_test_snapshots(config: SystemConfig, n: int, seed: int, start: int = 0) -> Snapshot:
     """Test snapshots ``start .. n-1`` of one size, each from its own seeded stream (see module
     doc), so any chunk of them can be drawn on its own (a remote task does)."""
-    drawn = [draw_snapshots(config, stream_rng(seed, TEST_STREAM, *config.size, i)) for i in range(start, n)]
-    return Snapshot(np.stack([d.beta for d in drawn]), np.stack([d.ap_positions for d in drawn]),
-                    np.stack([d.ue_positions for d in drawn]))
+    model = model_of(config)
+    return stack_snapshots([model.draw(stream_rng(seed, TEST_STREAM, *config.size, i)) for i in range(start, n)])

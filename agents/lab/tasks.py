@@ -18,7 +18,7 @@ from agents.lab.settings import EvaluationSettings
 from agents.registry import AgentSpec, resolve
 from agents.storage import atomic_write_bytes
 from cfenv.config import SystemConfig
-from cfenv.rates import sum_rate
+from cfenv.models import model_of
 from cfenv.units import MBPS
 
 WARM_UP_SEED = 12345
@@ -86,7 +86,7 @@ def chunk_task(task: Task, settings: EvaluationSettings, model_files: dict[str, 
     start = time.perf_counter()
     pilots = agent.assign(snaps, config, rng)
     elapsed = time.perf_counter() - start
-    rates = sum_rate(snaps.beta, pilots, config) / MBPS
+    rates = model_of(config).sum_rate(snaps, pilots) / MBPS
     result.update(elapsed_s=elapsed, warm_up_s=warm_up, rates=[float(r) for r in rates], pilots=np.asarray(pilots).tolist())
     return result
 

@@ -49,7 +49,7 @@ def make_dataset(config: SystemConfig, n: int, seed: int, stream: int, labels: s
     Exhaustive labels (about a second per snapshot at K = 15) are computed one snapshot at a
     time, announced with an estimate, and saved as they come (``<key>.partial.npz``), so an
     interrupted labelling job continues where it stopped."""
-    objective = f"_{config.objective}" if labels and config.objective != "sum" else ""  # teachers optimise it
+    objective = config.objective.tag if labels else ""  # teachers optimise it
     key = f"{size_slug(config.size)}_stream{stream}_n{n}_seed{seed}_{labels or 'nolabels'}{objective}.npz"
     path = Path(cache_dir) / key if cache_dir is not None else None
     snaps = model_of(config).draw(stream_rng(seed, stream, *config.size), (n,))

@@ -37,8 +37,9 @@ _BEST_CONSTANT_CACHE: dict[tuple[Any, ...], tuple[np.ndarray, float, str]] = {}
 results table is compared with the same constant on the same snapshots, so it is found once"""
 
 
-def best_constant_assignment(beta: np.ndarray, config: SystemConfig) -> tuple[np.ndarray, float, str]:
-    """The one assignment with the highest mean sum rate over ``(N, M, K)`` snapshots.
+def best_constant_assignment(snapshots: Snapshot | np.ndarray, config: SystemConfig) -> tuple[np.ndarray, float, str]:
+    """The one assignment with the highest mean sum rate over a batch of ``N`` snapshots (or their
+    ``(N, M, K)`` beta).
 
     Exact (every restricted-growth string) when small enough, else steepest ascent over
     single-user moves from master-AP's assignment for the snapshots' mean fading (a start a
@@ -48,30 +49,34 @@ def best_constant_assignment(beta: np.ndarray, config: SystemConfig) -> tuple[np
     Returns:
         ``(K,)`` pilots, its mean sum rate [bit/s], and ``"exact"`` or ``"local"``.
     """
-    beta = np.asarray(beta)
-    key = (config, beta.shape, hashlib.sha1(np.ascontiguousarray(beta).tobytes()).hexdigest())
+    snapshots = as_snapshot(snapshots)
+    digest = hashlib.sha1(np.ascontiguousarray(snapshots.beta).tobytes())
+    for name in sorted(snapshots.extras):
+        digest.update(np.ascontiguousarray(snapshots.extras[name]).tobytes())
+    key = (config, snapshots.beta.shape, digest.hexdigest())
     if key not in _BEST_CONSTANT_CACHE:
         if len(_BEST_CONSTANT_CACHE) >= 16:
             _BEST_CONSTANT_CACHE.pop(next(iter(_BEST_CONSTANT_CACHE)))
-        _BEST_CONSTANT_CACHE[key] = _best_constant(beta, config)
+        _BEST_CONSTANT_CACHE[key] = _best_constant(snapshots, config)
     pilots, value, method = _BEST_CONSTANT_CACHE[key]
     return pilots.copy(), value, method
 
 
-def _best_constant(beta: np.ndarray, config: SystemConfig) -> tuple[np.ndarray, float, str]:
+def _best_constant(snapshots: Snapshot, config: SystemConfig) -> tuple[np.ndarray, float, str]:
     K, tau_p = config.K, config.tau_p
-    n = beta.shape[0]
+    n = snapshots.beta.shape[0]
+    beta = model_of(config).gains(snapshots)
     if count_assignments(K, tau_p) * n <= EXACT_EVALUATIONS:
         candidates = rgs_prefixes(K, tau_p, K)
-        means = _sum_rate(beta[None], candidates[:, None, :], config).mean(axis=1)
+        means = _sum_rate(snapshots[None], candidates[:, None, :], config).mean(axis=1)
         best = int(np.argmax(means))
         return candidates[best], float(means[best]), "exact"
     current = master_ap_pilots(beta.mean(axis=0)[None], tau_p)[0].astype(np.int64)
-    value = float(_sum_rate(beta, current, config).mean())
+    value = float(_sum_rate(snapshots, current, config).mean())
     while True:
         moves = np.repeat(current[None], K * tau_p, axis=0)
         moves[np.arange(K * tau_p), np.repeat(np.arange(K), tau_p)] = np.tile(np.arange(tau_p), K)
-        means = _sum_rate(beta[None], moves[:, None, :], config).mean(axis=1)
+        means = _sum_rate(snapshots[None], moves[:, None, :], config).mean(axis=1)
         best = int(np.argmax(means))
         if means[best] <= value * (1 + 1e-12):
             return current, value, "local"
@@ -83,7 +88,7 @@ def _sum_rate(snapshots: Snapshot | np.ndarray, pilots: np.ndarray, config: Syst
     return model_of(config).sum_rate(as_snapshot(snapshots), pilots)
 
 
-def collapse_report(pilots: np.ndarray, beta: np.ndarray, config: SystemConfig,
+def collapse_report(pilots: np.ndarray, snapshots: Snapshot | np.ndarray, config: SystemConfig,
                     mean_rate: float | None = None) -> dict[str, Any]:
     """Distinct partitions, ratio of the mean sum rate to the best constant one, and the flag.
 
@@ -96,8 +101,8 @@ def collapse_report(pilots: np.ndarray, beta: np.ndarray, config: SystemConfig,
     distinct = distinct_assignments(pilots)
     possible = min(n, count_assignments(config.K, config.tau_p))
     if mean_rate is None:
-        mean_rate = float(_sum_rate(beta, pilots, config).mean())
-    _, constant_rate, method = best_constant_assignment(beta, config)
+        mean_rate = float(_sum_rate(snapshots, pilots, config).mean())
+    _, constant_rate, method = best_constant_assignment(snapshots, config)
     return {"distinct_assignments": distinct, "ratio_to_best_constant": mean_rate / constant_rate,
             "best_constant_search": method,
             "collapsed": bool(possible > 1 and distinct <= max(1, COLLAPSE_FRACTION * possible))}

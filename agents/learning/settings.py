@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from agents.runs import RunKey
-from cfenv.config import OBJECTIVES, SystemConfig
+from cfenv.config import SystemConfig
+from cfenv.objectives import Objective
 
 DEVICES_HELP = "cpu, cuda, cuda:N or auto (CUDA when available, else the CPU)"
 
@@ -105,8 +106,7 @@ class TrainSettings:
         SystemConfig.from_size(self.size)
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        self.objective = Objective.parse(self.objective)
         if self.baseline not in BASELINES:
             raise ValueError(f"baseline must be one of {BASELINES}, got {self.baseline!r}")
         if self.baseline == "mean" and self.samples < 2:
@@ -130,8 +130,7 @@ class TrainSettings:
     @property
     def config(self) -> SystemConfig:
         """The system of :attr:`size` under :attr:`objective`."""
-        config = SystemConfig.from_size(self.size)
-        return config if self.objective == "sum" else config.replace(objective=self.objective)
+        return SystemConfig.from_size(self.size, objective=self.objective)
 
     @property
     def run_key(self) -> RunKey:
@@ -145,7 +144,8 @@ class TrainSettings:
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d.update(runs_dir=str(self.runs_dir), cache_dir=str(self.cache_dir), size=list(self.size))
+        d.update(runs_dir=str(self.runs_dir), cache_dir=str(self.cache_dir), size=list(self.size),
+                 objective=Objective.parse(self.objective).value)  # a plain str: checkpoints load weights-only
         return d
 
 

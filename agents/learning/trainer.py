@@ -46,7 +46,7 @@ from agents.models.quantum import Execution, apply_execution
 from agents.runtime import set_thread_policy
 from agents.storage import atomic_write_bytes
 from cfenv.config import SystemConfig
-from cfenv.rates import objective_reward, sum_rate, user_rates
+from cfenv.models import model_of
 from cfenv.units import MBPS, fading_db
 
 EPOCH_METRICS = ("val/sum_rate_mbps", "val/ratio_to_master_ap", "val/ratio_to_best_constant",
@@ -76,14 +76,15 @@ def validation_metrics(model: AssignmentModel, val: Dataset, config: SystemConfi
     """Hard (argmax) sum rate, its ratio to master-AP and to the best constant assignment,
     distinct assignments (partitions) and mean output entropy [nats]."""
     pilots, entropy_per_snapshot = predict(model, val.snapshots.beta, config.tau_p, device, config=config)
-    rate = float((sum_rate(val.snapshots.beta, pilots, config) / MBPS).mean())
+    physics = model_of(config)
+    rate = float((physics.sum_rate(val.snapshots, pilots) / MBPS).mean())
     entropy = float(entropy_per_snapshot.mean())
     metrics = {"val/sum_rate_mbps": rate, "val/ratio_to_master_ap": rate / master_rate,
                "val/ratio_to_best_constant": rate / constant_rate,
                "val/distinct_assignments": float(distinct_assignments(pilots)), "val/entropy": entropy}
-    if config.objective != "sum":  # what the run maximises, in the environment's reward units
-        rates = user_rates(val.snapshots.beta, pilots, config) / MBPS
-        metrics.update({"val/objective": float(objective_reward(rates, config.objective).mean()),
+    if not config.objective.is_default:  # what the run maximises, in the environment's reward units
+        rates = physics.user_rates(val.snapshots, pilots) / MBPS
+        metrics.update({"val/objective": float(config.objective.reward(rates).mean()),
                         "val/min_rate_mbps": float(rates.min(-1).mean())})
     return metrics
 
@@ -160,9 +161,10 @@ def _train(settings: TrainSettings, on_epoch: Callable[[int, dict[str, float]], 
                              settings.cache_dir, settings.progress)
     val_set = make_dataset(config, settings.val_snapshots, data_seed, VALIDATION_STREAM, None,
                            settings.cache_dir)
-    val_beta = val_set.snapshots.beta
-    master_rate = float(sum_rate(val_beta, master_ap_pilots(val_beta, config.tau_p), config).mean()) / MBPS
-    constant_rate = best_constant_assignment(val_beta, config)[1] / MBPS
+    physics, val_snaps = model_of(config), val_set.snapshots
+    master = master_ap_pilots(physics.gains(val_snaps), config.tau_p)
+    master_rate = float(physics.sum_rate(val_snaps, master).mean()) / MBPS
+    constant_rate = best_constant_assignment(val_snaps, config)[1] / MBPS
 
     torch.manual_seed(settings.seed)
     model = build_model(settings.agent, config, **settings.model)
@@ -199,7 +201,7 @@ def _train(settings: TrainSettings, on_epoch: Callable[[int, dict[str, float]], 
         table = "\n".join(f"|{k}|{v}|" for k, v in settings.to_json().items())
         writer.add_text("hyperparameters", "|parameter|value|\n|-|-|\n" + table
                         + f"\n|classical parameters|{counts['classical']}|\n|quantum parameters|{counts['quantum']}|")
-    objective = "" if config.objective == "sum" else f", objective {config.objective}"
+    objective = "" if config.objective.is_default else f", objective {config.objective}"
     print(f"training {settings.agent} ({settings.loss}{objective}) at {config.size}: {counts['classical']} classical + "
           f"{counts['quantum']} quantum parameters -> {run_dir}")
     started = time.perf_counter()

@@ -33,8 +33,9 @@ from agents.rl.callbacks import _Progress, _Validation
 from agents.rl.envs import SpacesVecEnv, flat_observation, make_vec_env
 from agents.storage import atomic_write_bytes
 from cfenv import __version__
-from cfenv.channel import Snapshot, draw_snapshots
+from cfenv.channel import Snapshot
 from cfenv.config import SystemConfig
+from cfenv.models import model_of
 from cfenv.sequential import sequential_observation
 from cfenv.units import size_slug
 
@@ -335,7 +336,7 @@ class RLAgent(LearnableAgent):
                     "total_timesteps": total, "n_envs": n_envs, "reward_scaling": reward_scaling,
                     "vec_env": vec_env, "val_snapshots": int(val_snapshots),
                     "hyperparameters": self.algorithm_options(), "options": dict(self.options)}
-        val = draw_snapshots(cfg, stream_rng(self.seed, VALIDATION_STREAM, *cfg.size), (int(val_snapshots),))
+        val = model_of(cfg).draw(stream_rng(self.seed, VALIDATION_STREAM, *cfg.size), (int(val_snapshots),))
         bar = _Progress(total, f"{self.name} {size_slug(cfg.size)}") if progress else None
         checkpoint_dir = run_dir / CHECKPOINT_DIR
         saved_at: list[int] = []
