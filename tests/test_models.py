@@ -21,7 +21,7 @@ from cfenv.rates import sum_rate, user_rates
 CFG = SystemConfig(M=8, L=2, K=6, tau_p=3)
 
 
-class DoubledModel(PaperModel):
+class DoubledModel(PaperReferenceModel):
     """A model defined by a test: the paper's physics with every rate doubled and no fast path, so
     that anything reaching the physics elsewhere than through the seam shows."""
 
@@ -41,18 +41,6 @@ class DoubledModel(PaperModel):
 
     def objective(self, snapshots: Snapshot, pilots: Any) -> np.ndarray:
         return SystemModel.objective(self, snapshots, pilots)
-
-    @property
-    def incremental(self) -> None:
-        return None
-
-    @property
-    def rate_features(self) -> None:
-        return None
-
-    @property
-    def differentiable(self) -> None:
-        return None
 
 
 @pytest.fixture(scope="module")
