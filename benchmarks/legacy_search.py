@@ -14,6 +14,7 @@ from numba import njit, prange
 from agents.base import Agent
 from agents.heuristics import master_ap_pilots
 from agents.search import LocalSearchAgent
+from agents.search.local import start_buffers
 from agents.search.screening import kernel_inputs
 from cfenv import _kernels
 from cfenv.channel import Snapshot
@@ -93,12 +94,7 @@ class LegacyLocalSearchAgent(LocalSearchAgent):
 
         B, R, K = starts.shape
         beta_t, bu = kernel_inputs(snapshots.beta, config)
-        flat = np.ascontiguousarray(starts.reshape(B * R, K), dtype=np.int64)
-        snap_of_start = np.repeat(np.arange(B, dtype=np.int64), R)
-        final = np.empty_like(flat)
-        final_val = np.empty(B * R)
-        start_val = np.empty(B * R)
-        rounds = np.empty(B * R, dtype=np.int64)
+        flat, snap_of_start, final, final_val, start_val, rounds = start_buffers(starts)
         _local_search(beta_t, bu, snap_of_start, flat, _kernels.rate_params(config), self.swaps,
                       self.max_rounds, final, final_val, start_val, rounds)
         final = canonical_pilots(final)

@@ -152,6 +152,16 @@ def snapshot_key(beta: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(beta, dtype=np.float64).tobytes())
 
 
+def start_buffers(starts: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The flat ``(B R, K)`` int64 starts of ``(B, R, K)`` ones, each start's snapshot ``(B R,)``,
+    and the ascent's outputs: end points ``(B R, K)``, end and start values ``(B R,)``, rounds."""
+    B, R, K = starts.shape
+    flat = np.ascontiguousarray(starts.reshape(B * R, K), dtype=np.int64)
+    snap_of_start = np.repeat(np.arange(B, dtype=np.int64), R)
+    return (flat, snap_of_start, np.empty_like(flat), np.empty(B * R), np.empty(B * R),
+            np.empty(B * R, dtype=np.int64))
+
+
 class LocalSearchAgent(Agent):
     """Screened steepest-ascent local search over single-user moves and pair swaps, on
     ``config.objective`` (sum rate, minimum rate or proportional fairness).
@@ -270,12 +280,7 @@ class LocalSearchAgent(Agent):
         ``kicks_won``)."""
         B, R, K = starts.shape
         beta_t, bu = kernel_inputs(snapshots.beta, config)
-        flat = np.ascontiguousarray(starts.reshape(B * R, K), dtype=np.int64)
-        snap_of_start = np.repeat(np.arange(B, dtype=np.int64), R)
-        final = np.empty_like(flat)
-        final_val = np.empty(B * R)
-        start_val = np.empty(B * R)
-        rounds = np.empty(B * R, dtype=np.int64)
+        flat, snap_of_start, final, final_val, start_val, rounds = start_buffers(starts)
         params = _kernels.rate_params(config)
         search = (self.swaps, self.max_rounds, self.exact_per_round(config), self.margin, self.verify)
         _local_search(beta_t, bu, snap_of_start, flat, params, *search, final, final_val, start_val, rounds)

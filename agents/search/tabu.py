@@ -9,18 +9,8 @@ from numba import njit, prange
 
 from agents.base import Agent
 from agents.heuristics import master_ap_pilots
-from agents.search.screening import (
-    DEFAULT_MARGIN,
-    DEFAULT_N_EXACT,
-    apply_candidate,
-    exact_objective,
-    exact_state,
-    kernel_inputs,
-    list_candidates,
-    new_buffers,
-    refresh,
-    undo_candidate,
-)
+from agents.search.screening import DEFAULT_MARGIN, DEFAULT_N_EXACT, exact_objective, exact_state, kernel_inputs
+from agents.search.screening import apply_candidate, list_candidates, new_buffers, refresh, undo_candidate
 from cfenv import _kernels
 from cfenv._kernels import JIT
 from cfenv.channel import Snapshot
