@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -141,6 +142,77 @@ def train(settings: TrainSettings,
         return _train(settings, on_epoch)
 
 
+def _data(settings: TrainSettings, config: SystemConfig) -> tuple[Dataset, Dataset, float, float]:
+    """The training and validation sets, and the validation references: master-AP's and the best
+    constant assignment's mean sum rates [Mbit/s]."""
+    labels = settings.labels if settings.loss == "supervised" or settings.imitation_epochs else None
+    data_seed = settings.seed if settings.data_seed is None else settings.data_seed
+    train_set = make_dataset(config, settings.train_snapshots, data_seed, TRAIN_STREAM, labels,
+                             settings.cache_dir, settings.progress)
+    val_set = make_dataset(config, settings.val_snapshots, data_seed, VALIDATION_STREAM, None,
+                           settings.cache_dir)
+    physics, val_snaps = model_of(config), val_set.snapshots
+    master = master_ap_pilots(physics.gains(val_snaps), config.tau_p)
+    master_rate = float(physics.sum_rate(val_snaps, master).mean()) / MBPS
+    constant_rate = best_constant_assignment(val_snaps, config)[1] / MBPS
+    return train_set, val_set, master_rate, constant_rate
+
+
+def _new_model(settings: TrainSettings, config: SystemConfig, train_set: Dataset,
+               device: torch.device) -> tuple[AssignmentModel, torch.optim.Optimizer]:
+    """The model (seeded; normalised on the training fading; its circuits' execution set) and its optimiser."""
+    torch.manual_seed(settings.seed)
+    model = build_model(settings.agent, config, **settings.model)
+    if isinstance(model, PilotModel):
+        train_db = fading_db(train_set.snapshots.beta)
+        model.set_normalisation(float(train_db.mean()), float(train_db.std()))
+    model.to(device)
+    if settings.execution:
+        for line in apply_execution(model, Execution(**settings.execution)) or ["no quantum circuit"]:
+            print(f"execution: {line}")
+    return model, torch.optim.Adam(model.parameters(), lr=settings.lr)
+
+
+def _restore(settings: TrainSettings, model: AssignmentModel, optimiser: torch.optim.Optimizer,
+             checkpoint_path: Path, device: torch.device) -> tuple[int, list[dict[str, float]], float | None]:
+    """``(start epoch, history, initial loss)``: from the checkpoint with ``--resume``, else a fresh start."""
+    if not (settings.resume and checkpoint_path.exists()):
+        return 0, [], None
+    state = torch.load(checkpoint_path, map_location=device, weights_only=True)
+    changed = settings_differences(state["settings"], settings)
+    if changed:
+        raise ValueError(f"checkpoint {checkpoint_path} was written with other settings ({changed}): resume "
+                         "with the same flags, or train into another --out")
+    model.load_state_dict(state["model"])
+    optimiser.load_state_dict(state["optimizer"])
+    return state["epoch"], list(state["history"]), state["initial_loss"]
+
+
+def _epoch_losses(settings: TrainSettings, config: SystemConfig, model: AssignmentModel,
+                  optimiser: torch.optim.Optimizer, batches: tuple[Any, ...], epoch: int, epoch_loss: str,
+                  initial_loss: float | None) -> tuple[list[float], float]:
+    """One epoch of minibatch steps over the training set, in the epoch's seeded order; returns the batch
+    losses and the initial loss (the first batch's, when none is known yet)."""
+    x_all, beta_all, beta_np, y_all = batches
+    device = x_all.device
+    n = len(beta_np)
+    epoch_rng = torch.Generator().manual_seed(settings.seed * 100_003 + epoch)
+    order = torch.randperm(n, generator=epoch_rng)
+    losses = []
+    for lo in range(0, n, settings.batch_size):
+        idx = order[lo:lo + settings.batch_size]
+        loss = batch_loss(model, epoch_loss, x_all[idx.to(device)], beta_all[idx.to(device)],
+                          beta_np[idx.numpy()], None if y_all is None else y_all[idx.to(device)],
+                          config, epoch_rng, settings.samples, settings.baseline)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+        if initial_loss is None:
+            initial_loss = losses[0]
+    return losses, initial_loss
+
+
 def _train(settings: TrainSettings, on_epoch: Callable[[int, dict[str, float]], None] | None) -> dict[str, Any]:
     from torch.utils.tensorboard import SummaryWriter
     from tqdm.auto import tqdm
@@ -155,45 +227,14 @@ def _train(settings: TrainSettings, on_epoch: Callable[[int, dict[str, float]], 
         raise ValueError(f"{run_dir} holds an unfinished run: continue it with --resume, or train into another "
                          "--out")
     run_dir.mkdir(parents=True, exist_ok=True)
-    labels = settings.labels if settings.loss == "supervised" or settings.imitation_epochs else None
-    data_seed = settings.seed if settings.data_seed is None else settings.data_seed
-    train_set = make_dataset(config, settings.train_snapshots, data_seed, TRAIN_STREAM, labels,
-                             settings.cache_dir, settings.progress)
-    val_set = make_dataset(config, settings.val_snapshots, data_seed, VALIDATION_STREAM, None,
-                           settings.cache_dir)
-    physics, val_snaps = model_of(config), val_set.snapshots
-    master = master_ap_pilots(physics.gains(val_snaps), config.tau_p)
-    master_rate = float(physics.sum_rate(val_snaps, master).mean()) / MBPS
-    constant_rate = best_constant_assignment(val_snaps, config)[1] / MBPS
-
-    torch.manual_seed(settings.seed)
-    model = build_model(settings.agent, config, **settings.model)
-    if isinstance(model, PilotModel):
-        train_db = fading_db(train_set.snapshots.beta)
-        model.set_normalisation(float(train_db.mean()), float(train_db.std()))
-    model.to(device)
-    if settings.execution:
-        for line in apply_execution(model, Execution(**settings.execution)) or ["no quantum circuit"]:
-            print(f"execution: {line}")
-    optimiser = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    history: list[dict[str, float]] = []
-    start_epoch = 0
-    initial_loss: float | None = None
+    train_set, val_set, master_rate, constant_rate = _data(settings, config)
+    model, optimiser = _new_model(settings, config, train_set, device)
     checkpoint_path = run_dir / CHECKPOINT
-    if settings.resume and checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
-        changed = settings_differences(state["settings"], settings)
-        if changed:
-            raise ValueError(f"checkpoint {checkpoint_path} was written with other settings ({changed}): resume "
-                             "with the same flags, or train into another --out")
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimizer"])
-        start_epoch, history, initial_loss = state["epoch"], list(state["history"]), state["initial_loss"]
+    start_epoch, history, initial_loss = _restore(settings, model, optimiser, checkpoint_path, device)
 
-    x_all = beta_db_tensor(train_set.snapshots.beta, device)
     beta_np = train_set.snapshots.beta
-    beta_all = torch.as_tensor(beta_np, dtype=torch.float64, device=device)
-    y_all = None if train_set.labels is None else torch.as_tensor(train_set.labels, device=device)
+    batches = (beta_db_tensor(beta_np, device), torch.as_tensor(beta_np, dtype=torch.float64, device=device),
+               beta_np, None if train_set.labels is None else torch.as_tensor(train_set.labels, device=device))
     n = len(train_set)
     counts = model.parameter_counts()
     writer = SummaryWriter(str(run_dir))
@@ -216,20 +257,9 @@ def _train(settings: TrainSettings, on_epoch: Callable[[int, dict[str, float]], 
             epoch_loss = "supervised" if epoch < settings.imitation_epochs else settings.loss
             if epoch == settings.imitation_epochs and epoch > 0:
                 initial_loss = None  # the main loss starts: relative losses refer to its first batch
-            epoch_rng = torch.Generator().manual_seed(settings.seed * 100_003 + epoch)
-            order = torch.randperm(n, generator=epoch_rng)
-            losses, t0 = [], time.perf_counter()
-            for lo in range(0, n, settings.batch_size):
-                idx = order[lo:lo + settings.batch_size]
-                loss = batch_loss(model, epoch_loss, x_all[idx.to(device)], beta_all[idx.to(device)],
-                                  beta_np[idx.numpy()], None if y_all is None else y_all[idx.to(device)],
-                                  config, epoch_rng, settings.samples, settings.baseline)
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-                losses.append(loss.item())
-                if initial_loss is None:
-                    initial_loss = losses[0]
+            t0 = time.perf_counter()
+            losses, initial_loss = _epoch_losses(settings, config, model, optimiser, batches, epoch, epoch_loss,
+                                                 initial_loss)
             elapsed = time.perf_counter() - t0
             metrics = {"train/loss": float(np.mean(losses)), "train/imitation": float(epoch_loss != settings.loss),
                        "train/loss_relative_to_initial": float(np.mean(losses)) / initial_loss,
@@ -249,7 +279,13 @@ def _train(settings: TrainSettings, on_epoch: Callable[[int, dict[str, float]], 
         print(f"\ninterrupted: the last completed epoch is in {checkpoint_path}; continue with --resume")
         writer.close()
         raise
-    train_time = time.perf_counter() - started
+    return _finish(settings, config, model, history, time.perf_counter() - started, writer, counts)
+
+
+def _finish(settings: TrainSettings, config: SystemConfig, model: AssignmentModel, history: list[dict[str, float]],
+            train_time: float, writer: Any, counts: dict[str, int]) -> dict[str, Any]:
+    """Save the trained model and its hyperparameters' summary; what :func:`train` returns."""
+    run_dir = settings.run_dir
     final = history[-1] if history else {}
     save_model(run_dir, model, settings.agent, config,
                {"train": settings.to_json(), "final_metrics": final, "train_time_s": train_time})
