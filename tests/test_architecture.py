@@ -166,3 +166,38 @@ def test_the_citation_check_catches_a_missing_target(bad):
     sections = set(re.findall(r"^#{2,3} (\d+(?:\.\d+)?)[. ]", text, re.M))
     equations = set(re.findall(r"\((\d+\.\d+)\)", text))
     assert (match["section"] and match["section"] not in sections) or (match["eq"] and match["eq"] not in equations)
+
+
+MAX_MODULE_LINES = 800
+"""no module of the project is longer (issue #26)"""
+MAX_FUNCTION_LINES = 100
+"""no function is longer, outside compiled (numba) kernels, whose loops are written out for speed"""
+
+
+def _is_kernel(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """Decorated with ``njit(...)`` / ``numba.njit`` / ``jit``."""
+    return any("jit" in ast.unparse(d).split("(")[0] for d in node.decorator_list)
+
+
+def long_functions(source: str, limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """``name (lines)`` of every non-kernel function of ``source`` longer than ``limit`` lines."""
+    return [f"{node.name} ({node.end_lineno - node.lineno + 1})" for node in ast.walk(ast.parse(source))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not _is_kernel(node)
+            and node.end_lineno - node.lineno + 1 > limit]
+
+
+def test_no_module_over_800_lines():
+    long = {name: n for name, path in project_modules().items()
+            if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert long == {}
+
+
+def test_no_function_over_100_lines_outside_kernels():
+    long = {name: found for name, path in project_modules().items() if (found := long_functions(path.read_text()))}
+    assert long == {}
+
+
+def test_the_length_checks_catch_a_long_function():
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    assert long_functions(f"def f():\n{body}\n") == [f"f ({MAX_FUNCTION_LINES + 1})"]
+    assert long_functions(f"@njit(cache=True)\ndef f():\n{body}\n") == []
