@@ -26,7 +26,7 @@ from agents.base import Agent
 from agents.search.tabu import TabuAgent  # noqa: F401  (moved to agents.search.tabu; importable here)
 from cfenv.channel import Snapshot
 from cfenv.config import SystemConfig
-from cfenv.rates import sum_rate
+from cfenv.models import model_of
 
 SERVING_FRACTION = 0.9
 """a user's serving APs: the fewest strongest APs holding this share of its summed fading"""
@@ -105,7 +105,7 @@ class GraphColouringAgent(Agent):
         self.fraction = float(fraction)
 
     def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
-        beta = snapshots.beta
+        beta = model_of(config).gains(snapshots)
         serving = serving_sets(beta, self.fraction)
         return colour_graph(beta, serving, config.tau_p)
 
@@ -162,7 +162,7 @@ class WGFAgent(Agent):
     name = "wgf"
 
     def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
-        return weighted_graph_pilots(contamination_weights(snapshots.beta), config.tau_p)
+        return weighted_graph_pilots(contamination_weights(model_of(config).gains(snapshots)), config.tau_p)
 
 
 def weighted_graph_pilots(W: np.ndarray, tau_p: int) -> np.ndarray:
@@ -198,7 +198,7 @@ class HungarianAgent(Agent):
        matrix; the first group thus gets distinct pilots (all costs zero: the identity).
     4. Refinement. Up to ``passes`` passes; a pass re-assigns every group in turn by the same
        matching with all other users' pilots fixed. A pass is kept only if it raises the
-       sum rate (:func:`cfenv.rates.sum_rate`); otherwise it is undone and refinement stops.
+       sum rate (the model's ``sum_rate``); otherwise it is undone and refinement stops.
 
     Deterministic. Cost: per snapshot ceil(K / tau_p) (1 + passes) assignment problems of
     size tau_p (O(tau_p^3) each) plus O(M K^2) for the weights; the loop runs per snapshot.
@@ -216,7 +216,8 @@ class HungarianAgent(Agent):
         self.passes = int(passes)
 
     def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
-        beta = snapshots.beta
+        physics = model_of(config)
+        beta = physics.gains(snapshots)
         B, _, K = beta.shape
         tau_p = config.tau_p
         W = contamination_weights(beta)
@@ -227,13 +228,13 @@ class HungarianAgent(Agent):
             pilots = np.full(K, -1, dtype=np.int64)
             for g in groups:
                 _match_group(W[b], pilots, g, tau_p)
-            value = float(sum_rate(beta[b], pilots, config))
+            value = float(physics.sum_rate(snapshots[b], pilots))
             for _ in range(self.passes):
                 trial = pilots.copy()
                 for g in groups:
                     trial[g] = -1
                     _match_group(W[b], trial, g, tau_p)
-                trial_value = float(sum_rate(beta[b], trial, config))
+                trial_value = float(physics.sum_rate(snapshots[b], trial))
                 if trial_value <= value:
                     break
                 pilots, value = trial, trial_value

@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from cfenv.channel import Snapshot, validate_snapshot
+from cfenv.channel import Snapshot
 from cfenv.config import SystemConfig
+from cfenv.models import model_of
 from cfenv.rates import validate_beta
 from cfenv.units import SIZE_FIELDS, Size, size_label
 
@@ -206,7 +207,7 @@ def load_snapshots_file(path: str | Path, config_path: str | Path | None = None)
         raise ValueError(f"{where}: {err}") from None
     validate_beta(beta, config, name=f"{name}: beta")
     if has_ap:
-        snap = validate_snapshot({k: arrays[k] for k in ARRAYS}, config, batch_shape=(S,), where=name)
+        snap = model_of(config).validate({k: arrays[k] for k in ARRAYS}, batch_shape=(S,), where=name)
         ap, ue = snap.ap_positions, snap.ue_positions
     else:
         ap = ue = None

@@ -13,7 +13,7 @@ from agents.base import (
 )
 from agents.rl.envs import master_ap_sum_rate_mbps
 from cfenv.channel import Snapshot
-from cfenv.rates import sum_rate
+from cfenv.models import model_of
 from cfenv.units import MBPS
 
 
@@ -58,7 +58,7 @@ class _Validation(BaseCallback):
     def evaluate(self) -> dict[str, float]:
         cfg = self.agent._trained_config()
         pilots = self.agent._predict(self.snapshots.beta, cfg)
-        rate = float((sum_rate(self.snapshots.beta, pilots, cfg) / MBPS).mean())
+        rate = float((model_of(cfg).sum_rate(self.snapshots, pilots) / MBPS).mean())
         metrics = {"val/sum_rate_mbps": rate, "val/ratio_to_master_ap": rate / self.master,
                    "val/distinct_assignments": float(len({tuple(p) for p in canonical_pilots(pilots)}))}
         for key, value in metrics.items():
