@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from cfenv.channel import Snapshot, as_snapshot, validate_snapshot
+from cfenv.channel import Snapshot, as_snapshot
 from cfenv.config import SystemConfig
 from cfenv.models import model_of
 from agents.runs import RunKey, run_folder, run_name  # noqa: F401 - run_folder, run_name: 0.7 names
@@ -29,6 +29,8 @@ TRAIN_STREAM = 0
 VALIDATION_STREAM = 1
 TEST_STREAM = 2
 AGENT_STREAM = 3
+WARM_UP_SEED = 12345
+"""seed of the untimed warm-up call (:meth:`Agent.warm_up`) before a timed run (its choices are discarded)"""
 
 
 def stream_rng(seed: int, stream: int, *key: int | str) -> np.random.Generator:
@@ -91,7 +93,7 @@ class Agent(ABC):
             snapshots: a :class:`Snapshot` (or a dict of its three arrays): ``beta`` ``(B, M, K)``
                 (or a single ``(M, K)``), real float32/float64 in (0, 1]; positions [m], finite,
                 inside the ``[0, D]`` square. Anything else raises one ``ValueError``
-                (:func:`cfenv.channel.validate_snapshot`).
+                (the model's ``validate``, :func:`cfenv.channel.validate_snapshot` for the paper's).
             config: the system (defaults to the agent's own).
             rng: generator for random choices (defaults to the agent's own, seeded stream).
 
@@ -123,6 +125,12 @@ class Agent(ABC):
         """Why the agent cannot run at this size (``None`` if it can), e.g. a search too large."""
         return None
 
+    def warm_up(self, snapshots: Snapshot, config: SystemConfig) -> None:
+        """Pay the one-time costs (JIT compilation, first calls) before a timed run: one untimed
+        :meth:`assign` on the first snapshot on a stream of its own (its choices are discarded).
+        An agent whose every call costs a whole search overrides it with a tiny problem."""
+        self.assign(snapshots[:1], config, np.random.default_rng(WARM_UP_SEED))
+
     @abstractmethod
     def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
         """``(B, K)`` pilots for validated ``(B, M, K)`` snapshots."""
@@ -135,7 +143,7 @@ class Agent(ABC):
         shape = np.shape(beta) if beta is not None else None
         if shape is None or len(shape) not in (2, 3) or tuple(shape[-2:]) != (config.M, config.K):
             raise ValueError(f"snapshots.beta must be (B, M, K) = (B, {config.M}, {config.K}), got {shape}")
-        return validate_snapshot(snapshots, config, batch_shape=tuple(shape[:-2]), where="snapshots", copy=False)
+        return model_of(config).validate(snapshots, batch_shape=tuple(shape[:-2]), where="snapshots", copy=False)
 
     def _resolve_config(self, config: SystemConfig | None) -> SystemConfig:
         cfg = config or self.config

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import AGENT_STREAM, stream_rng
+from agents.base import AGENT_STREAM, WARM_UP_SEED, stream_rng  # noqa: F401 -- WARM_UP_SEED re-exported
 from agents.lab.planning import Task, checkpoint, training_config, unsupported
 from agents.lab.settings import EvaluationSettings
 from agents.registry import AgentSpec, resolve
@@ -21,8 +21,6 @@ from cfenv.config import SystemConfig
 from cfenv.models import model_of
 from cfenv.units import MBPS
 
-WARM_UP_SEED = 12345
-"""seed of the untimed warm-up call each chunk makes first (its choices are discarded)"""
 
 Payload = tuple[Task, EvaluationSettings, "dict[str, bytes] | None"]
 
@@ -80,8 +78,8 @@ def chunk_task(task: Task, settings: EvaluationSettings, model_files: dict[str, 
     snaps = settings.test_snapshots(task.size, task.start, task.stop)
     rng = stream_rng(settings.seed, AGENT_STREAM, task.agent, *config.size,
                      *([task.start] if task.start else []))
-    start = time.perf_counter()  # one-time costs (JIT compilation, first calls) on a separate stream, untimed
-    agent.assign(snaps[:1], config, np.random.default_rng(WARM_UP_SEED))
+    start = time.perf_counter()  # one-time costs (JIT compilation, first calls), untimed
+    agent.warm_up(snaps, config)
     warm_up = time.perf_counter() - start
     start = time.perf_counter()
     pilots = agent.assign(snaps, config, rng)

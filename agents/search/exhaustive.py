@@ -19,6 +19,7 @@ from cfenv import _kernels
 from cfenv._kernels import JIT
 from cfenv.channel import Snapshot
 from cfenv.config import SystemConfig
+from cfenv.models import model_of
 
 DEFAULT_MAX_ASSIGNMENTS = 1_000_000_000
 """EPAS refuses searches larger than this (about 5 minutes per snapshot on 2 cores)"""
@@ -200,16 +201,15 @@ class ExhaustiveAgent(Agent):
             out[s] = self._search_one(beta_t[s], bu[s], prefixes, total, config)
         return out
 
-    def warm_up(self, config: SystemConfig | None = None) -> None:
+    def warm_up(self, snapshots: Snapshot | None = None, config: SystemConfig | None = None) -> None:
         """Compile (or load from numba's cache) the kernels :meth:`assign` runs, on a tiny problem:
-        :data:`WARM_UP_USERS` users of ``config``'s pilots on a drawn snapshot -- the same compiled
-        specialisations as a full search, for a fraction of a second instead of a whole snapshot's
-        search (an untimed warm-up call of ``assign`` on real snapshots costs as much as one)."""
-        from cfenv.channel import draw_snapshots
-
+        :data:`WARM_UP_USERS` users of ``config``'s pilots on a drawn snapshot (``snapshots`` are not
+        used) -- the same compiled specialisations as a full search, for a fraction of a second
+        instead of a whole snapshot's search (what the default warm-up, an untimed ``assign`` on
+        real snapshots, would cost)."""
         config = self._resolve_config(config)
         tiny = config.replace(K=min(config.K, WARM_UP_USERS))
-        self.assign(draw_snapshots(tiny, np.random.default_rng(0), (1,)), tiny)
+        self.assign(model_of(tiny).draw(np.random.default_rng(0), (1,)), tiny)
 
     def _search_torch(self, beta: np.ndarray, config: SystemConfig) -> np.ndarray:
         """One snapshot's ``(M, K)`` fading on :attr:`device`: the first maximiser over all
