@@ -14,6 +14,11 @@ applied step raises ``config.objective`` exactly (full kernel of :mod:`cfenv._ke
 :mod:`agents.search`'s local search there are no restarts or kicks and ``max_evals`` caps the
 exact evaluations, which is what keeps it within a learned decoder's milliseconds.
 
+On a model without the ``paper-pairwise`` fast path (:func:`agents.search.generic.pairwise_kernel`:
+e.g. ``SystemConfig(model="paper-reference")``) there is no surrogate: :func:`polish` runs the
+unscreened rule (``screen=False``, moves only) in numpy, each visited user's candidate moves scored
+exactly in one ``model.objective`` batch over all starts (:func:`agents.search.generic.polish`).
+
 Symmetries: the result depends on the partition of the start and on the users' fading, not on
 pilot labels (starts are relabelled canonically; candidate pilots are ranked by their holders;
 users are visited in the order of their rates) -- equal up to relabelling for relabelled starts,
@@ -26,6 +31,7 @@ import numpy as np
 from numba import njit, prange
 
 from agents.base import canonical_pilots
+from agents.search import generic
 from agents.search.screening import (
     changed_group,
     exact_objective,
@@ -39,7 +45,9 @@ from agents.search.screening import (
 )
 from cfenv import _kernels
 from cfenv._kernels import JIT
+from cfenv.channel import Snapshot, as_snapshot
 from cfenv.config import SystemConfig
+from cfenv.models import model_of
 
 SCREEN_PILOTS = 3
 """pilots (the least contaminating) whose moves the default polish ranks per visited user"""
@@ -439,13 +447,14 @@ def contamination(beta: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(ratio + ratio.transpose(0, 2, 1))
 
 
-def polish(beta: np.ndarray, starts: np.ndarray, config: SystemConfig, *, candidates: int = 1,
+def polish(beta: np.ndarray | Snapshot, starts: np.ndarray, config: SystemConfig, *, candidates: int = 1,
            max_evals: int = 200, swaps: bool = False, screen: bool = True, screen_pilots: int = SCREEN_PILOTS,
            margin: float = SCREEN_MARGIN, corrected: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Polish ``(B, R, K)`` (or ``(B, K)``) starts on ``(B, M, K)`` fading; returns the best
-    polished assignment per snapshot ``(B, K)`` (canonical labels; ties to the first start) and
-    per-start statistics (``val``: ``config.objective`` [bit/s; nats for "proportional"], ``evals``,
-    ``moves``, shaped ``(B, R)``). Moves are taken when they raise ``config.objective``.
+    """Polish ``(B, R, K)`` (or ``(B, K)``) starts on ``(B, M, K)`` fading (or a ``(B,)``
+    :class:`Snapshot` batch: what a model whose rates need more than beta must be given); returns
+    the best polished assignment per snapshot ``(B, K)`` (canonical labels; ties to the first start)
+    and per-start statistics (``val``: ``config.objective`` [bit/s; nats for "proportional"],
+    ``evals``, ``moves``, shaped ``(B, R)``). Moves are taken when they raise ``config.objective``.
 
     Args:
         candidates: with ``screen``, exact evaluations per visited user, best-ranked first (0: as
@@ -462,6 +471,11 @@ def polish(beta: np.ndarray, starts: np.ndarray, config: SystemConfig, *, candid
         margin: with ``screen``, moves whose estimate falls more than this (relative) below the
             current objective are not scored exactly.
         corrected: with ``screen``, add the first-order change through eta to the surrogate.
+
+    On a model without the ``paper-pairwise`` fast path the polish is
+    :func:`agents.search.generic.polish` (the ``screen=False`` rule without swaps, ``candidates``
+    and ``max_evals`` as there); ``swaps``, ``screen``, ``screen_pilots``, ``margin`` and
+    ``corrected`` concern the compiled path only.
     """
     starts = np.asarray(starts)
     if starts.ndim == 2:
@@ -473,14 +487,23 @@ def polish(beta: np.ndarray, starts: np.ndarray, config: SystemConfig, *, candid
         raise ValueError(f"margin must be >= 0, got {margin}")
     if candidates < 0 or screen_pilots < 0:
         raise ValueError(f"candidates and screen_pilots must be >= 0, got {candidates}, {screen_pilots}")
-    beta_t, bu = kernel_inputs(beta, config)
+    snapshots = as_snapshot(beta)
     flat = np.ascontiguousarray(canonical_pilots(starts.reshape(B * R, K)), dtype=np.int64)
     snap = np.repeat(np.arange(B, dtype=np.int64), R)
-    val = np.empty(B * R)
-    evals = np.empty(B * R, dtype=np.int64)
-    moves = np.empty(B * R, dtype=np.int64)
-    _polish(beta_t, bu, contamination(beta), snap, flat, _kernels.rate_params(config), int(candidates), int(max_evals), bool(swaps), bool(screen), float(margin), bool(corrected),
-            int(screen_pilots), val, evals, moves)
+    kernel = generic.pairwise_kernel(config)
+    if kernel is None:
+        model = model_of(config)
+        per_start = snapshots[snap]
+        val, evals, moves = generic.polish(model, per_start, flat, contamination(model.gains(per_start)),
+                                           config.tau_p, candidates=int(candidates), max_evals=int(max_evals))
+    else:
+        beta_t, bu = kernel.kernel_inputs(snapshots)
+        val = np.empty(B * R)
+        evals = np.empty(B * R, dtype=np.int64)
+        moves = np.empty(B * R, dtype=np.int64)
+        _polish(beta_t, bu, contamination(snapshots.beta), snap, flat, kernel.params(), int(candidates),
+                int(max_evals), bool(swaps), bool(screen), float(margin), bool(corrected), int(screen_pilots), val,
+                evals, moves)
     val = val.reshape(B, R)
     best = flat.reshape(B, R, K)[np.arange(B), val.argmax(axis=1)]
     return canonical_pilots(best), {"val": val, "evals": evals.reshape(B, R), "moves": moves.reshape(B, R)}

@@ -1,7 +1,10 @@
 """Search baselines (docs/model.md §5), one module each: exact exhaustive search (EPAS,
 :mod:`~agents.search.exhaustive`), screened local search (:mod:`~agents.search.local`), tabu
 search (:mod:`~agents.search.tabu`), and the incremental move / swap evaluation kernels they
-and the polish share (:mod:`~agents.search.screening`, the public kernel API).
+and the polish share (:mod:`~agents.search.screening`, the public kernel API). The kernels need
+the system model's ``paper-pairwise`` fast path (:func:`~agents.search.generic.pairwise_kernel`);
+on any other model the same agents run :mod:`~agents.search.generic`, vectorised numpy built on
+``model.objective`` alone (docs/model.md §5.3).
 
 All optimise ``SystemConfig.objective`` (sum rate, minimum rate or proportional fairness:
 :func:`cfenv._kernels.objective_of`) and score every reported value with the rate engine's
@@ -20,9 +23,11 @@ from agents.search.exhaustive import (
     PREFIX_TARGET,
     ExhaustiveAgent,
     count_assignments,
+    rgs_batches,
     rgs_prefixes,
     unrank_rgs,
 )
+from agents.search.generic import pairwise_kernel
 from agents.search.local import DEFAULT_KICKS, EXACT_NEIGHBOURHOOD, LocalSearchAgent, snapshot_key
 from agents.search.screening import DEFAULT_MARGIN, DEFAULT_N_EXACT, IMPROVEMENT_RTOL, objective_values
 from agents.search.tabu import TabuAgent, tabu_search
@@ -30,5 +35,6 @@ from agents.search.tabu import TabuAgent, tabu_search
 __all__ = [
     "DEFAULT_KICKS", "DEFAULT_MARGIN", "DEFAULT_MAX_ASSIGNMENTS", "DEFAULT_N_EXACT", "EXACT_NEIGHBOURHOOD",
     "IMPROVEMENT_RTOL", "PREFIX_TARGET", "ExhaustiveAgent", "LocalSearchAgent", "TabuAgent", "count_assignments",
-    "objective_values", "rgs_prefixes", "snapshot_key", "tabu_search", "unrank_rgs",
+    "objective_values", "pairwise_kernel", "rgs_batches", "rgs_prefixes", "snapshot_key", "tabu_search",
+    "unrank_rgs",
 ]

@@ -2,23 +2,27 @@
 
 Optimises ``SystemConfig.objective`` (sum rate, minimum rate or proportional fairness:
 :func:`cfenv._kernels.objective_of`) by enumerating restricted-growth strings, compiled
-(numba) and in parallel over independent prefixes, or on a torch device. Deterministic:
-ties go to the lexicographically first assignment, whatever the batching or thread count.
+(numba) and in parallel over independent prefixes, or on a torch device; on a model without
+the ``paper-pairwise`` fast path, in batches scored by ``model.objective``
+(:func:`agents.search.generic.exhaustive`). Deterministic: ties go to the lexicographically
+first assignment, whatever the batching or thread count.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 from numba import njit, prange
 
 from agents.base import Agent
-from agents.search.screening import kernel_inputs
+from agents.search import generic
 from cfenv import _kernels
 from cfenv._kernels import JIT
 from cfenv.channel import Snapshot
 from cfenv.config import SystemConfig
+from cfenv.models import model_of
 from cfenv.models import model_of
 
 DEFAULT_MAX_ASSIGNMENTS = 1_000_000_000
@@ -93,6 +97,14 @@ def _exhaustive(beta_t, bu, prefixes, params, best_val, best_assign):
         best_val[p] = best
 
 
+def rgs_batches(K: int, tau_p: int, batch: int) -> Iterator[np.ndarray]:
+    """Every restricted-growth string in lexicographic order, ``(n, K)`` int64 blocks of ``batch``
+    consecutive ranks (:func:`unrank_rgs`): what the generic EPAS scores."""
+    total = count_assignments(K, tau_p)
+    for lo in range(0, total, batch):
+        yield unrank_rgs(np.arange(lo, min(total, lo + batch), dtype=np.int64), K, tau_p)
+
+
 def search_prefixes(K: int, tau_p: int) -> np.ndarray:
     """EPAS's parallel work items: the restricted-growth prefixes of the shortest depth that gives
     at least :data:`PREFIX_TARGET` of them (or of length K)."""
@@ -106,26 +118,32 @@ def unrank_rgs(index, K: int, tau_p: int):
     """Restricted-growth strings of rank ``index`` in lexicographic order, vectorised.
 
     Args:
-        index: ``(N,)`` int64 torch tensor of ranks in [0, count_assignments(K, tau_p)).
+        index: ``(N,)`` int64 ranks in [0, count_assignments(K, tau_p)), a torch tensor (EPAS on a
+            device) or a numpy array (the generic EPAS, :mod:`agents.search.generic`).
 
     Returns:
-        ``(N, K)`` int64 tensor on ``index``'s device: user 0 on pilot 0, each later user on a
-        used pilot or the next new one, at most tau_p pilots.
+        ``(N, K)`` int64 in ``index``'s library (and device): user 0 on pilot 0, each later user on
+        a used pilot or the next new one, at most tau_p pilots.
     """
-    import torch
+    if isinstance(index, np.ndarray):
+        xp, r = np, index.astype(np.int64)
+        ext = np.array(_completions(K, tau_p), dtype=np.int64)  # (K + 1, tau_p)
+        out = np.zeros((index.shape[0], K), dtype=np.int64)
+    else:
+        import torch
 
-    ext = torch.tensor(_completions(K, tau_p), dtype=torch.int64, device=index.device)  # (K + 1, tau_p)
-    out = torch.zeros((index.shape[0], K), dtype=torch.int64, device=index.device)
-    r = index.clone()
-    top = torch.zeros_like(r)  # largest label so far
+        xp, r = torch, index.clone()
+        ext = torch.tensor(_completions(K, tau_p), dtype=torch.int64, device=index.device)
+        out = torch.zeros((index.shape[0], K), dtype=torch.int64, device=index.device)
+    top = xp.zeros_like(r)  # largest label so far
     for i in range(1, K):
         per = ext[i + 1, top]  # completions after choosing an old label t <= top
         old = (top + 1) * per
         take_old = r < old
-        label = torch.where(take_old, r // per, top + 1)
-        r = torch.where(take_old, r % per, r - old)
+        label = xp.where(take_old, r // per, top + 1)
+        r = xp.where(take_old, r % per, r - old)
         out[:, i] = label
-        top = torch.maximum(top, label)
+        top = xp.maximum(top, label)
     return out
 
 
@@ -159,6 +177,12 @@ class ExhaustiveAgent(Agent):
     that device. Either way ties go to the lexicographically first assignment. The result is
     canonical (a restricted-growth string) and independent of batching and thread count.
 
+    On a model without the ``paper-pairwise`` fast path (:func:`agents.search.generic.pairwise_kernel`:
+    e.g. ``SystemConfig(model="paper-reference")``) the strings are unranked in blocks of
+    :data:`agents.search.generic.BATCH` / B (B snapshots) and each block is scored on every snapshot
+    by one ``model.objective`` call (:func:`agents.search.generic.exhaustive`), whatever ``device``;
+    the same first maximiser, the same cap.
+
     Args:
         max_assignments: refuse (``ValueError``, with the number needed) beyond this.
         progress: show a tqdm bar for searches above ``progress_min`` assignments.
@@ -191,9 +215,14 @@ class ExhaustiveAgent(Agent):
         return None
 
     def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
+        kernel = generic.pairwise_kernel(config)
+        if kernel is None:
+            batch = max(1, generic.BATCH // len(snapshots))
+            batches = rgs_batches(config.K, config.tau_p, batch)
+            return generic.exhaustive(model_of(config), snapshots, batches)[0]
         if self.device is not None:
             return np.stack([self._search_torch(beta, config) for beta in snapshots.beta])
-        beta_t, bu = kernel_inputs(snapshots.beta, config)
+        beta_t, bu = kernel.kernel_inputs(snapshots)
         prefixes = search_prefixes(config.K, config.tau_p)
         total = count_assignments(config.K, config.tau_p)
         out = np.empty((len(beta_t), config.K), dtype=np.int64)
@@ -241,7 +270,7 @@ class ExhaustiveAgent(Agent):
 
         best_val = np.empty(len(prefixes))
         best_assign = np.empty((len(prefixes), config.K), dtype=np.int64)
-        params = _kernels.rate_params(config)
+        params = generic.pairwise_kernel(config).params()
         old_threads = numba.get_num_threads()
         if self.threads is not None:
             numba.set_num_threads(self.threads)

@@ -4,7 +4,9 @@ Optimises ``SystemConfig.objective`` over single-user moves and pair swaps, rank
 candidate by the screening surrogate of :mod:`agents.search.screening` and scoring the
 best-ranked exactly; compiled (numba) and in parallel over starts. Deterministic given (seed,
 snapshot): every parallel work item is independent and ties go to a fixed order, so the
-(canonical) pilots do not depend on batching, thread count or load.
+(canonical) pilots do not depend on batching, thread count or load. On a model without the
+``paper-pairwise`` fast path the same starts and kicks run exact steepest ascent in numpy
+(:func:`agents.search.generic.local_search`).
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ from numba import njit, prange
 
 from agents.base import AGENT_STREAM, Agent, canonical_pilots, stream_rng
 from agents.heuristics import master_ap_pilots
+from agents.search import generic
 from agents.search.screening import (
     DEFAULT_MARGIN,
     DEFAULT_N_EXACT,
     apply_candidate,
     exact_objective,
     exact_state,
-    kernel_inputs,
     list_candidates,
     new_buffers,
     objective_values,
@@ -34,6 +36,7 @@ from cfenv import _kernels
 from cfenv._kernels import JIT
 from cfenv.channel import Snapshot
 from cfenv.config import SystemConfig
+from cfenv.models import model_of
 
 EXACT_NEIGHBOURHOOD = 256
 """local search scores every candidate exactly (plain steepest ascent) when a neighbourhood
@@ -187,6 +190,13 @@ class LocalSearchAgent(Agent):
     (users, then pilots; then swaps) and ties between end points to the first start; the
     returned pilots are canonical (:func:`agents.base.canonical_pilots`).
 
+    On a model without the ``paper-pairwise`` fast path (:func:`agents.search.generic.pairwise_kernel`:
+    e.g. ``SystemConfig(model="paper-reference")``) there is no surrogate: from the same starts,
+    every round scores *all* moves (and swaps) exactly with one ``model.objective`` batch and
+    applies the best improvement (:func:`agents.search.generic.local_search`), so every end point
+    is an exact local optimum; the kicks are the same. ``n_exact``, ``margin`` and ``verify``
+    concern the surrogate and do not apply there.
+
     Args:
         restarts: random starts besides master-AP.
         swaps: also consider swapping the pilots of two users.
@@ -278,10 +288,16 @@ class LocalSearchAgent(Agent):
         ``config.objective`` are kept in :attr:`last_stats` (``start_val``, ``final_val`` -- the
         objective of the canonical end point --, ``rounds``, and per snapshot ``best_val`` and
         ``kicks_won``)."""
+        kernel = generic.pairwise_kernel(config)
+        if kernel is None:
+            best, self.last_stats = generic.local_search(
+                model_of(config), snapshots, np.asarray(starts, dtype=np.int64), config.tau_p, use_swaps=self.swaps,
+                max_rounds=self.max_rounds, kick_users=kick_users, kick_pilots=kick_pilots)
+            return best
         B, R, K = starts.shape
-        beta_t, bu = kernel_inputs(snapshots.beta, config)
+        beta_t, bu = kernel.kernel_inputs(snapshots)
         flat, snap_of_start, final, final_val, start_val, rounds = start_buffers(starts)
-        params = _kernels.rate_params(config)
+        params = kernel.params()
         search = (self.swaps, self.max_rounds, self.exact_per_round(config), self.margin, self.verify)
         _local_search(beta_t, bu, snap_of_start, flat, params, *search, final, final_val, start_val, rounds)
         # the same partition reached under other labels scores within an ulp of it: score the

@@ -1,6 +1,7 @@
 """Tabu search (Liu, Zhang, Jin, Ai, IEEE TVT 69(2), 2020; docs/literature.md): the screened
 compiled kernel :func:`tabu_search` and the agent :class:`TabuAgent` (also importable from
-:mod:`agents.literature`, its former home)."""
+:mod:`agents.literature`, its former home); on a model without the ``paper-pairwise`` fast path,
+:func:`agents.search.generic.tabu`."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from numba import njit, prange
 
 from agents.base import Agent
 from agents.heuristics import master_ap_pilots
-from agents.search.screening import DEFAULT_MARGIN, DEFAULT_N_EXACT, exact_objective, exact_state, kernel_inputs
+from agents.search import generic
+from agents.search.screening import DEFAULT_MARGIN, DEFAULT_N_EXACT, exact_objective, exact_state
 from agents.search.screening import apply_candidate, list_candidates, new_buffers, refresh, undo_candidate
 from cfenv import _kernels
 from cfenv._kernels import JIT
 from cfenv.channel import Snapshot
 from cfenv.config import SystemConfig
+from cfenv.models import model_of
 
 
 @njit(parallel=True, **JIT)
@@ -105,6 +108,11 @@ class TabuAgent(Agent):
     (only those touching the two changed groups are recomputed) and about ``n_exact`` full
     evaluations.
 
+    On a model without the ``paper-pairwise`` fast path (:func:`agents.search.generic.pairwise_kernel`:
+    e.g. ``SystemConfig(model="paper-reference")``) every iteration scores *all* K (tau_p - 1) moves
+    exactly in one ``model.objective`` batch (:func:`agents.search.generic.tabu`; ``n_exact`` does
+    not apply): the same rule, tenure, aspiration and stop.
+
     Args:
         iterations: tabu iterations (default 20).
         tenure: iterations a moved user stays tabu (default 5).
@@ -129,9 +137,13 @@ class TabuAgent(Agent):
         pilots = np.ascontiguousarray(master_ap_pilots(beta, config.tau_p), dtype=np.int64)
         if config.tau_p < 2 or self.iterations == 0:
             return pilots
-        beta_t, bu = kernel_inputs(beta, config)
+        kernel = generic.pairwise_kernel(config)
+        if kernel is None:
+            return generic.tabu(model_of(config), snapshots, pilots, config.tau_p, iterations=self.iterations,
+                                tenure=self.tenure)[0]
+        beta_t, bu = kernel.kernel_inputs(snapshots)
         best = np.empty_like(pilots)
         best_val = np.empty(len(pilots))
-        tabu_search(beta_t, bu, pilots, _kernels.rate_params(config), self.iterations, self.tenure, self.n_exact,
+        tabu_search(beta_t, bu, pilots, kernel.params(), self.iterations, self.tenure, self.n_exact,
                     DEFAULT_MARGIN, best, best_val)
         return best
