@@ -246,6 +246,21 @@ class GNNAgent(NeuralAgent):
             raise ValueError(f"decode_engine must be one of {', '.join(GNNPolicy.ENGINES)}, got {decode_engine!r}")
         self.decode_engine = decode_engine
 
+    def unsupported_reason(self, config: SystemConfig) -> str | None:
+        """The size cap, and a model with per-option rate features on a system model without them."""
+        reason = super().unsupported_reason(config)
+        if reason is None and self._uses_rate_features():
+            from agents.models.rate_features import unsupported_reason
+
+            reason = unsupported_reason(config)
+        return reason
+
+    def _uses_rate_features(self) -> bool:
+        """Whether the loaded model (else the options a new one gets) decodes with rate features."""
+        if self.model is not None:
+            return bool(getattr(self.model, "rate_features", False))
+        return bool(self.model_options.get("rate_features", False))
+
     def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
         if self.model is None:
             raise ValueError(f"{self.name} is not trained: call fit() or load() first")

@@ -157,3 +157,13 @@ def test_unsupervised_loss_refused_without_a_differentiable_path(doubled):
     beta = torch.as_tensor(model_of(CFG).draw(np.random.default_rng(8), (2,)).beta)
     with pytest.raises(ValueError, match="relaxed"):
         unsupervised_loss(torch.zeros(2, CFG.K, CFG.tau_p), beta, doubled)
+
+
+def test_a_rate_feature_gnn_gives_its_reason_on_a_model_without_rate_features():
+    pytest.importorskip("torch")
+    reference = CFG.replace(model="paper-reference")
+    plain = agents.make("gnn", config=reference, seed=0)
+    assert plain.unsupported_reason(reference) is None
+    featured = agents.make("gnn", config=reference, seed=0, rate_features=True)
+    assert "rate features" in featured.unsupported_reason(reference)
+    assert featured.unsupported_reason(CFG) is None
