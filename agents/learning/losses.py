@@ -13,6 +13,27 @@ from cfenv.config import SystemConfig
 from cfenv.channel import as_snapshot
 from cfenv.models import model_of
 
+PILOT_MODEL_LOSSES = ("supervised", "unsupervised")
+"""what a model emitting K x tau_p pilot logits (:class:`PilotModel`) trains with"""
+POLICY_LOSSES = ("reinforce", "supervised")
+"""what an autoregressive policy trains with (supervised: teacher-forced imitation)"""
+
+
+def loss_refusal(name: str, pilot_logits: bool, loss: str) -> str | None:
+    """Why model ``name`` (``pilot_logits``: a :class:`PilotModel`) cannot train with ``loss``; None if it can."""
+    losses = PILOT_MODEL_LOSSES if pilot_logits else POLICY_LOSSES
+    return None if loss in losses else f"{name} trains with {losses[0]!r} or {losses[1]!r}, not {loss!r}"
+
+
+def check_loss(name: str, loss: str) -> None:
+    """``ValueError`` if the registered model ``name`` cannot train with ``loss`` (an unknown model passes:
+    building it names the problem)."""
+    from agents.models import MODELS
+
+    reason = loss_refusal(name, MODELS[name].labels, loss) if name in MODELS else None
+    if reason:
+        raise ValueError(reason)
+
 
 def unsupervised_loss(logits: torch.Tensor, beta: torch.Tensor, config: SystemConfig) -> torch.Tensor:
     """Negative mean relaxed ``config.objective`` of softmax(logits) (docs/model.md eq. (6.7)):
@@ -54,32 +75,31 @@ def batch_loss(model: AssignmentModel, loss: str, x: torch.Tensor, beta: torch.T
                labels: torch.Tensor | None, config: SystemConfig, generator: torch.Generator,
                samples: int = 1, baseline: str = "greedy") -> torch.Tensor:
     """The training loss of one batch, for the model kind and loss name."""
+    reason = loss_refusal(type(model).__name__, isinstance(model, PilotModel), loss)
+    if reason:
+        raise ValueError(reason)
     if isinstance(model, PilotModel):
         if loss == "unsupervised":
             return unsupervised_loss(model(x), beta, config)
-        if loss == "supervised":
-            return supervised_loss(model(x), labels)
-        raise ValueError(f"{type(model).__name__} trains with 'supervised' or 'unsupervised', not {loss!r}")
+        return supervised_loss(model(x), labels)
     if loss == "supervised":
         _, log_prob, _ = model.decode(x, config.tau_p, "teacher", actions=labels, system=config)
         return -log_prob.mean() / config.K
-    if loss == "reinforce":
-        if baseline == "greedy":
-            with torch.no_grad():
-                greedy_pilots, _, _ = model.decode(x, config.tau_p, "greedy", system=config)
-            greedy = _rewards(beta, beta_np, greedy_pilots, config)
-            base = (greedy.repeat_interleave(samples, 0) if isinstance(greedy, torch.Tensor)
-                    else np.repeat(greedy, samples))
-        sampled, log_prob, _ = model.decode(x.repeat_interleave(samples, 0), config.tau_p, "sample",
-                                            generator=generator, system=config)
-        reward = _rewards(beta, beta_np, sampled, config, samples)
-        if baseline == "mean":  # shared baseline: the mean of the snapshot's samples (POMO)
-            base = reward.reshape(-1, samples).mean(1)
-            base = (base.repeat_interleave(samples, 0) if isinstance(base, torch.Tensor)
-                    else np.repeat(base, samples))
-        advantage = torch.as_tensor(reinforce_advantage(reward, base, config), dtype=log_prob.dtype,
-                                    device=log_prob.device)
-        return -(advantage * log_prob).mean()
-    raise ValueError(f"{type(model).__name__} trains with 'reinforce' or 'supervised', not {loss!r}")
+    if baseline == "greedy":
+        with torch.no_grad():
+            greedy_pilots, _, _ = model.decode(x, config.tau_p, "greedy", system=config)
+        greedy = _rewards(beta, beta_np, greedy_pilots, config)
+        base = (greedy.repeat_interleave(samples, 0) if isinstance(greedy, torch.Tensor)
+                else np.repeat(greedy, samples))
+    sampled, log_prob, _ = model.decode(x.repeat_interleave(samples, 0), config.tau_p, "sample",
+                                        generator=generator, system=config)
+    reward = _rewards(beta, beta_np, sampled, config, samples)
+    if baseline == "mean":  # shared baseline: the mean of the snapshot's samples (POMO)
+        base = reward.reshape(-1, samples).mean(1)
+        base = (base.repeat_interleave(samples, 0) if isinstance(base, torch.Tensor)
+                else np.repeat(base, samples))
+    advantage = torch.as_tensor(reinforce_advantage(reward, base, config), dtype=log_prob.dtype,
+                                device=log_prob.device)
+    return -(advantage * log_prob).mean()
 
 

@@ -126,6 +126,9 @@ class TrainSettings:
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number, got {self.lr}")
         self.runs_dir, self.cache_dir = Path(self.runs_dir), Path(self.cache_dir)
+        from agents.learning.losses import check_loss  # torch and the models load here, as check_device's torch
+
+        check_loss(self.agent, self.loss)  # here, not at the first batch: before any label is built
 
     @property
     def config(self) -> SystemConfig:
