@@ -285,7 +285,7 @@ class GNNAgent(NeuralAgent):
                 from agents.heuristics import master_ap_pilots
 
                 starts = np.stack([pilots, master_ap_pilots(snapshots.beta, config.tau_p)], axis=1)
-            pilots = polish(snapshots.beta, starts, config, candidates=self.polish_candidates, swaps=self.polish_swaps,
+            pilots = polish(snapshots, starts, config, candidates=self.polish_candidates, swaps=self.polish_swaps,
                             max_evals=budget)[0]
         return pilots
 
