@@ -19,7 +19,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from typing import Any
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any, Iterator
 
 from agents.lab.cli import EXECUTION_FLAGS, add_fields, error, given
 from agents.registry import REGISTRY, resolve
@@ -110,6 +112,43 @@ def fit_arguments(args: argparse.Namespace, agent: Any) -> dict[str, Any]:
     return fit
 
 
+def run_folder(agent: Any, config: Any, fit: dict[str, Any]) -> Path:
+    """The folder ``agent.fit(config, **fit)`` trains into."""
+    if hasattr(agent, "training_settings"):  # a neural agent: its settings name the folder
+        return agent.training_settings(config, **fit).run_dir
+    return agent.run_dir(fit["runs_dir"], config, agent.seed, getattr(agent, "loss", "unsupervised"))
+
+
+@contextmanager
+def holding(folders: list[Path]) -> Iterator[None]:
+    """Lock each run folder for the training (the lock of :mod:`agents.lab.outdir`: a crashed run's lock
+    is taken over); ``ValueError`` (one line) if another live run holds one. On exit the locks are
+    released and the folders this made that are still empty are removed."""
+    from agents.lab.outdir import _take_lock
+
+    made: list[Path] = []
+    with ExitStack() as locks:
+        try:
+            for folder in folders:
+                made += [p for p in (folder, *folder.parents) if not p.exists()]
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                    lock = _take_lock(folder)
+                except OSError as err:
+                    raise ValueError(f"--out {folder} cannot be written: {err.strerror or err}") from None
+                except ValueError as err:  # the harness's wording names its own tool
+                    raise ValueError(str(err).replace("evaluate.py run", "train.py run")) from None
+                locks.callback(lock.unlink, missing_ok=True)
+            yield
+        finally:
+            locks.close()
+            for path in sorted(set(made), key=lambda p: len(p.parts), reverse=True):
+                try:
+                    path.rmdir()  # only an empty folder goes
+                except OSError:
+                    pass
+
+
 def summary_line(agent: Any, summary: dict[str, Any]) -> str:
     """One JSON line per trained size, the same shape for every agent."""
     final = {k: round(v, 4) for k, v in summary.get("final", {}).items() if k.startswith("val/")}
@@ -151,9 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         return error("train.py", str(err))
     try:
-        for agent, config, fit in runs:
-            summary = agent.fit(config, **fit)
-            print(summary_line(agent, summary))
+        with holding([run_folder(agent, config, fit) for agent, config, fit in runs]):
+            for agent, config, fit in runs:
+                summary = agent.fit(config, **fit)
+                print(summary_line(agent, summary))
     except KeyboardInterrupt:
         return 130  # the trainer or the labelling said what is saved and how to continue
     except ValueError as err:  # a run folder that holds other settings, refused before its training

@@ -36,3 +36,61 @@ def test_a_loss_the_model_does_not_train_with_is_refused_before_any_work(agent, 
     assert f"not {loss!r}" in err and not (tmp_path / "runs").exists()
     with pytest.raises(ValueError, match="trains with"):
         TrainSettings(agent=agent, loss=loss)
+
+
+# ----------------------------------------------------------------- item 5: two trainings on one run folder
+def mlp_run(tmp_path: Path) -> Path:
+    return tmp_path / "runs" / "mlp" / "6-2-4-2" / "unsupervised-seed0"
+
+
+def test_a_run_folder_held_by_a_live_training_is_refused_with_one_line(tmp_path, capsys):
+    run_dir = mlp_run(tmp_path)
+    run_dir.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run_dir / ".cfpilot.lock").write_text(json.dumps({"host": os.uname().nodename, "pid": holder.pid,
+                                                           "started": "now"}))
+        status, out, err = run_train(["--agent", "mlp", "--epochs", "1", "--out", str(tmp_path / "runs"),
+                                      "--cache-dir", str(tmp_path / "cache"), *TINY], capsys)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert "in use by another train.py run" in err and f"pid {holder.pid}" in err
+    assert sorted(p.name for p in run_dir.iterdir()) == [".cfpilot.lock"]  # nothing trained, the lock left alone
+
+
+def test_training_holds_the_lock_and_a_crashed_runs_lock_is_taken_over(tmp_path, capsys, monkeypatch):
+    from agents.learning import trainer
+
+    run_dir = mlp_run(tmp_path)
+    run_dir.mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (run_dir / ".cfpilot.lock").write_text(json.dumps({"host": os.uname().nodename, "pid": dead.pid}))
+    held = []
+    finish = trainer._finish
+    monkeypatch.setattr(trainer, "_finish", lambda *a: held.append(json.loads((run_dir / ".cfpilot.lock")
+                                                                              .read_text())["pid"]) or finish(*a))
+    status, out, err = run_train(["--agent", "mlp", "--epochs", "1", "--out", str(tmp_path / "runs"),
+                                  "--cache-dir", str(tmp_path / "cache"), *TINY], capsys)
+    assert status == 0, err
+    assert held == [os.getpid()] and not (run_dir / ".cfpilot.lock").exists()
+
+
+def test_two_trainings_started_together_one_refuses(tmp_path):
+    args = [sys.executable, "train.py", "--agent", "mlp", "--out", str(tmp_path / "runs"), "--cache-dir",
+            str(tmp_path / "cache"), "--sizes", "6,2,4,2", "--train-snapshots", "1024", "--val-snapshots", "16",
+            "--no-progress"]
+    env = {**os.environ, "NUMBA_NUM_THREADS": "1"}
+    runs = [subprocess.Popen([*args, "--epochs", str(e)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for e in (3, 6)]
+    done = [(p.wait(timeout=300), *p.communicate()) for p in runs]
+    assert sorted(status for status, _, _ in done) == [0, 2], done
+    refused = next(err for status, _, err in done if status == 2)
+    assert len(refused.strip().splitlines()) == 1, refused
+    # the lock refuses a run that overlaps (the manifest check, a run that starts after the other finished)
+    assert "in use by another train.py run" in refused or "trained with other settings" in refused
+    epochs = next(e for e, (status, _, _) in zip((3, 6), done) if status == 0)
+    assert len(json.loads((mlp_run(tmp_path) / "history.json").read_text())) == epochs  # one run's, whole
+    assert len(list(mlp_run(tmp_path).glob("events.out.tfevents.*"))) == 2  # one run's: its scalars + hparams
