@@ -61,6 +61,31 @@ def canonical_pilots(pilots: np.ndarray) -> np.ndarray:
     return np.take_along_axis(rank, flat, axis=1).reshape(pilots.shape)
 
 
+def checked_pilots(pilots: Any, batch: int, config: SystemConfig, who: str) -> np.ndarray:
+    """What an agent returned as ``(batch, K)`` int64 pilots in [0, tau_p); ``RuntimeError`` naming
+    what came back otherwise. Only integer arrays pass: fractional, NaN, bool or string pilots are
+    refused, never truncated."""
+    try:
+        array = np.asarray(pilots)
+    except (TypeError, ValueError) as err:
+        raise RuntimeError(f"{who} returned {type(pilots).__name__} pilots that are not an array ({err})") from None
+    expected = (batch, config.K)
+    if array.shape != expected:
+        raise RuntimeError(f"{who} returned pilots of shape {array.shape}, expected {expected}")
+    if array.dtype.kind not in "iu":
+        sample = repr(array.flat[0].item()) if array.size else "none"
+        if array.dtype.kind in "fc" and array.size and not np.all(np.isfinite(array)):
+            sample = "NaN" if np.isnan(array).any() else "inf"
+        elif array.dtype.kind == "f" and array.size and np.any(array != np.round(array)):
+            sample = repr(array[array != np.round(array)].flat[0].item())
+        raise RuntimeError(f"{who} returned {array.dtype} pilots (e.g. {sample}): pilots must be an integer "
+                           f"array with values in [0, {config.tau_p})")
+    if array.size and (array.min() < 0 or array.max() >= config.tau_p):
+        bad = array[(array < 0) | (array >= config.tau_p)].flat[0]
+        raise RuntimeError(f"{who} returned pilot {int(bad)}, outside [0, {config.tau_p})")
+    return array.astype(np.int64, copy=False)
+
+
 class Agent(ABC):
     """Chooses one pilot per user for each network snapshot.
 
@@ -108,12 +133,8 @@ class Agent(ABC):
         reason = self.unsupported_reason(cfg)
         if reason is not None:
             raise ValueError(f"{self.name} cannot run at (M, L, K, tau_p) = {cfg.size}: {reason}")
-        pilots = np.asarray(self._assign(batch, cfg, rng if rng is not None else self._rng))
-        if pilots.shape != (batch.beta.shape[0], cfg.K):
-            raise RuntimeError(f"{self.name} returned shape {pilots.shape}, expected {(batch.beta.shape[0], cfg.K)}")
-        if pilots.size and (pilots.min() < 0 or pilots.max() >= cfg.tau_p):
-            raise RuntimeError(f"{self.name} returned a pilot outside [0, {cfg.tau_p})")
-        pilots = pilots.astype(np.int64, copy=False)
+        pilots = checked_pilots(self._assign(batch, cfg, rng if rng is not None else self._rng),
+                                batch.beta.shape[0], cfg, self.name)
         return pilots[0] if single else pilots
 
     def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:

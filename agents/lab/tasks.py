@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import AGENT_STREAM, WARM_UP_SEED, stream_rng  # noqa: F401 -- WARM_UP_SEED re-exported
+from agents.base import AGENT_STREAM, WARM_UP_SEED, checked_pilots, stream_rng  # noqa: F401 -- WARM_UP_SEED re-exported
 from agents.lab.planning import Task, checkpoint, training_config, unsupported
 from agents.lab.settings import EvaluationSettings
 from agents.registry import AgentSpec, resolve
@@ -84,8 +84,9 @@ def chunk_task(task: Task, settings: EvaluationSettings, model_files: dict[str, 
     start = time.perf_counter()
     pilots = agent.assign(snaps, config, rng)
     elapsed = time.perf_counter() - start
+    pilots = checked_pilots(pilots, task.stop - task.start, config, task.agent)  # also where assign is overridden
     rates = model_of(config).sum_rate(snaps, pilots) / MBPS
-    result.update(elapsed_s=elapsed, warm_up_s=warm_up, rates=[float(r) for r in rates], pilots=np.asarray(pilots).tolist())
+    result.update(elapsed_s=elapsed, warm_up_s=warm_up, rates=[float(r) for r in rates], pilots=pilots.tolist())
     return result
 
 
