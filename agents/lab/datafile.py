@@ -208,10 +208,18 @@ def load_snapshots_file(path: str | Path, config_path: str | Path | None = None)
     validate_beta(beta, config, name=f"{name}: beta")
     if has_ap:
         snap = model_of(config).validate({k: arrays[k] for k in ARRAYS}, batch_shape=(S,), where=name)
-        ap, ue = snap.ap_positions, snap.ue_positions
+        ap, ue = read_only(snap.ap_positions), read_only(snap.ue_positions)
     else:
         ap = ue = None
-    return SnapshotsFile(path, sha256, beta.astype(np.float64), ap, ue, fields, sidecar)
+    return SnapshotsFile(path, sha256, read_only(beta), ap, ue, fields, sidecar)
+
+
+def read_only(array: np.ndarray) -> np.ndarray:
+    """A float64 copy of ``array`` that cannot be written: the file's data, shared by every task of a
+    process (agents get copies of their own, :func:`agents.lab.tasks.read_only_copy`)."""
+    copy = np.array(array, dtype=np.float64, copy=True)
+    copy.flags.writeable = False
+    return copy
 
 
 @lru_cache(maxsize=4)

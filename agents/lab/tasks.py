@@ -17,6 +17,7 @@ from agents.lab.planning import Task, checkpoint, training_config, unsupported
 from agents.lab.settings import EvaluationSettings
 from agents.registry import AgentSpec, resolve
 from agents.storage import atomic_write_bytes
+from cfenv.channel import Snapshot
 from cfenv.config import SystemConfig
 from cfenv.models import model_of
 from cfenv.units import MBPS
@@ -79,15 +80,30 @@ def chunk_task(task: Task, settings: EvaluationSettings, model_files: dict[str, 
     rng = stream_rng(settings.seed, AGENT_STREAM, task.agent, *config.size,
                      *([task.start] if task.start else []))
     start = time.perf_counter()  # one-time costs (JIT compilation, first calls), untimed
-    agent.warm_up(snaps, config)
+    agent.warm_up(read_only_copy(snaps), config)
     warm_up = time.perf_counter() - start
+    given = read_only_copy(snaps)  # the agent's own: what it does to it never reaches the scoring nor the others
     start = time.perf_counter()
-    pilots = agent.assign(snaps, config, rng)
+    pilots = agent.assign(given, config, rng)
     elapsed = time.perf_counter() - start
     pilots = checked_pilots(pilots, task.stop - task.start, config, task.agent)  # also where assign is overridden
     rates = model_of(config).sum_rate(snaps, pilots) / MBPS
     result.update(elapsed_s=elapsed, warm_up_s=warm_up, rates=[float(r) for r in rates], pilots=pilots.tolist())
     return result
+
+
+def read_only_copy(snaps: Snapshot) -> Snapshot:
+    """A copy of ``snaps`` whose arrays are read-only: what one agent call is handed, so an agent that
+    writes into its input fails (or, forcing it writable, changes only its own copy), and is scored
+    on the harness's snapshots."""
+
+    def frozen(array: np.ndarray) -> np.ndarray:
+        copy = np.array(array, copy=True)
+        copy.flags.writeable = False
+        return copy
+
+    return Snapshot(frozen(snaps.beta), frozen(snaps.ap_positions), frozen(snaps.ue_positions),
+                    {name: frozen(value) for name, value in snaps.extras.items()})
 
 
 def agent_kwargs(spec: AgentSpec, settings: EvaluationSettings, progress: bool) -> dict[str, Any]:
