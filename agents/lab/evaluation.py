@@ -36,6 +36,7 @@ from agents.lab.settings import (
 from agents.lab.tasks import (
     WARM_UP_SEED,
     Payload,
+    TaskInterrupted,
     model_digest,
     model_files_of,
     run_task,
@@ -163,10 +164,11 @@ def evaluate(settings: EvaluationSettings,
                                      settings.ray_address) as executor:
             grid.run(executor, first, bar, fingerprint)
             grid.run(executor, [t for t in later if (t.agent, t.size) not in grid.errors], bar, fingerprint)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         bar.close()
-        print(f"\ninterrupted: {len(grid.results)} of {len(chunks)} chunks are saved in {Path(settings.out) / CELLS_DIR}; "
-              "run the same command with --resume to finish without recomputing them")
+        where = f" raised in task {err.args[0]}" if isinstance(err, TaskInterrupted) and err.args else ""
+        print(f"\ninterrupted (KeyboardInterrupt{where}): {len(grid.results)} of {len(chunks)} chunks are saved in "
+              f"{Path(settings.out) / CELLS_DIR}; run the same command with --resume to finish without recomputing them")
         raise
     bar.close()
     if stats is not None:

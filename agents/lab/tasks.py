@@ -26,18 +26,35 @@ from cfenv.units import MBPS
 Payload = tuple[Task, EvaluationSettings, "dict[str, bytes] | None"]
 
 
+class TaskExit(RuntimeError):
+    """A task's code (an agent) raised ``SystemExit``: its cell fails with this reason, the run goes on."""
+
+
+class TaskInterrupted(KeyboardInterrupt):
+    """A ``KeyboardInterrupt`` raised inside a task (``args[0]``: the task's key): it stops the run
+    as Ctrl-C does (finished chunks kept for ``--resume``)."""
+
+
 def run_task(payload: Payload) -> dict[str, Any]:
     """Execute one task (this is what runs in a worker process or on a Ray node).
 
     A chunk returns per-snapshot sum rates [Mbit/s] and assignments, or the reason the agent
     was skipped; a training task returns its run folder, training time and (on Ray) the
     model files. The payload's third item carries a learning agent's model files on Ray, so
-    nodes need no shared filesystem."""
+    nodes need no shared filesystem. An agent's ``SystemExit`` becomes :class:`TaskExit` (the
+    cell fails), its ``KeyboardInterrupt`` :class:`TaskInterrupted` (the run stops)."""
     task, settings, model_files = payload
     progress = settings.progress and settings.executor == "local"
-    if task.kind == "train":
-        return train_task(task, settings, progress)
-    return chunk_task(task, settings, model_files, progress)
+    try:
+        if task.kind == "train":
+            return train_task(task, settings, progress)
+        return chunk_task(task, settings, model_files, progress)
+    except SystemExit as err:
+        raise TaskExit(f"{task.agent} raised SystemExit({err.code!r}): an agent must not end the process") from None
+    except TaskInterrupted:
+        raise
+    except KeyboardInterrupt:
+        raise TaskInterrupted(task.key) from None
 
 
 def train_task(task: Task, settings: EvaluationSettings, progress: bool) -> dict[str, Any]:
