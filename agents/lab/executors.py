@@ -53,16 +53,70 @@ def one_line(err: BaseException) -> str:
 
 
 def call_with_retries(fn: Callable[[Any], Any], payload: Any, retries: int) -> Outcome:
-    """Run ``fn(payload)`` up to ``1 + retries`` times; never raises an ``Exception``
-    (KeyboardInterrupt still stops the run)."""
+    """Run ``fn(payload)`` up to ``1 + retries`` times (a :class:`TaskTimeout` once: it would hang
+    again); never raises an ``Exception`` (KeyboardInterrupt still stops the run)."""
     last: Exception | None = None
     for attempt in range(1, retries + 2):
         try:
             return Outcome(True, fn(payload), attempts=attempt)
         except Exception as err:  # noqa: BLE001 - reported, not swallowed
             last = err
+            if isinstance(err, TaskTimeout):
+                return Outcome(False, error=one_line(err), attempts=attempt)
     assert last is not None
     return Outcome(False, error=one_line(last), attempts=retries + 1)
+
+
+class TaskTimeout(Exception):
+    """A task ran past its time limit (:func:`time_limit`)."""
+
+
+HARD_STOP_GRACE_S = 30.0
+"""how long past its limit a task that the alarm could not interrupt may go on before its process ends"""
+
+
+@contextmanager
+def time_limit(seconds: float | None, flag: str = "--task-timeout") -> Iterator[None]:
+    """Raise :class:`TaskTimeout` in the block after ``seconds`` (``None`` or inf: no limit).
+
+    The limit is a ``SIGALRM`` timer, so the task runs where it is (the numbers and the speed of a
+    run are those without a limit) and is interrupted wherever it returns to Python (sleeps, waits,
+    Python loops, between numpy / torch calls). A task stuck inside one compiled call that never
+    returns cannot be interrupted in its process: :data:`HARD_STOP_GRACE_S` later the process ends
+    with one line (a pool worker: the pool reports the unfinished tasks; the driver: the finished
+    chunks are saved for ``--resume``). Off the main thread, or without ``setitimer``, no limit."""
+    import math
+    import signal
+
+    if (seconds is None or math.isinf(seconds) or not hasattr(signal, "setitimer")
+            or threading.current_thread() is not threading.main_thread()):
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise TaskTimeout(f"no result within {flag} {seconds:g} s (the task was stopped; the other tasks go on)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    backstop = threading.Timer(seconds + HARD_STOP_GRACE_S, _hard_stop, args=(seconds, flag))
+    backstop.daemon = True
+    backstop.start()
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        backstop.cancel()
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _hard_stop(seconds: float, flag: str) -> None:
+    """End this process: its task is stuck past ``flag`` where no signal reaches it (compiled code)."""
+    import sys
+
+    print(f"a task ran {HARD_STOP_GRACE_S:g} s past {flag} {seconds:g} s inside compiled code that cannot be "
+          f"interrupted: ending process {os.getpid()}; the finished chunks are saved, and the same command with "
+          "--resume continues (--executor processes confines such an agent to a worker)", file=sys.stderr, flush=True)
+    os._exit(124)
 
 
 def limit_worker_threads() -> None:

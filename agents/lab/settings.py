@@ -89,6 +89,9 @@ class EvaluationSettings:
     depend on it only through randomised agents' streams (one per chunk), never on the executor"""
     retries: int = 1
     """extra attempts of a task that raised, before its cell is reported as failed"""
+    task_timeout: float | None = 3600.0
+    """seconds one chunk task may run (agent construction, warm-up and assignment) before its cell fails
+    with the reason and the others go on; inf: no limit. Training tasks are not limited"""
     resume: bool = False
     """reuse the chunks a stopped run saved under ``<out>/cells`` (same settings only; each is
     validated and its sum rates recomputed from its assignments before it is trusted)"""
@@ -128,6 +131,8 @@ class EvaluationSettings:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.task_timeout is not None and not self.task_timeout > 0:
+            raise ValueError(f"task_timeout must be > 0 seconds (inf: no limit), got {self.task_timeout}")
         if self.retries < 0:
             raise ValueError(f"retries must be >= 0, got {self.retries}")
         if self.seed < 0:

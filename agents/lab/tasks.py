@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from agents.base import AGENT_STREAM, WARM_UP_SEED, checked_pilots, stream_rng  # noqa: F401 -- WARM_UP_SEED re-exported
+from agents.lab.executors import time_limit
 from agents.lab.planning import Task, checkpoint, training_config, unsupported
 from agents.lab.settings import EvaluationSettings
 from agents.registry import AgentSpec, resolve
@@ -46,9 +47,10 @@ def run_task(payload: Payload) -> dict[str, Any]:
     task, settings, model_files = payload
     progress = settings.progress and settings.executor == "local"
     try:
-        if task.kind == "train":
+        if task.kind == "train":  # not limited: a default training budget may take hours
             return train_task(task, settings, progress)
-        return chunk_task(task, settings, model_files, progress)
+        with time_limit(settings.task_timeout):
+            return chunk_task(task, settings, model_files, progress)
     except SystemExit as err:
         raise TaskExit(f"{task.agent} raised SystemExit({err.code!r}): an agent must not end the process") from None
     except TaskInterrupted:
