@@ -94,3 +94,20 @@ def test_two_trainings_started_together_one_refuses(tmp_path):
     epochs = next(e for e, (status, _, _) in zip((3, 6), done) if status == 0)
     assert len(json.loads((mlp_run(tmp_path) / "history.json").read_text())) == epochs  # one run's, whole
     assert len(list(mlp_run(tmp_path).glob("events.out.tfevents.*"))) == 2  # one run's: its scalars + hparams
+
+
+# ----------------------------------------------------------------- item 6: an SB3 model is never silently replaced
+def test_sb3_training_over_a_finished_model_of_other_settings_is_refused(tmp_path, capsys):
+    common = ["--agent", "ppo", "--sizes", "6,1,4,2", "--n-envs", "16", "--out", str(tmp_path), "--no-progress"]
+    assert run_train([*common, "--total-timesteps", "192"], capsys)[0] == 0
+    run_dir = tmp_path / "ppo" / "6-1-4-2" / "rl-seed0"
+    before = {p.name: p.read_bytes() for p in run_dir.glob("*.*")}
+    status, out, err = run_train([*common, "--total-timesteps", "128"], capsys)
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert "holds a model trained with other settings (total_timesteps 192 -> 128)" in err
+    assert {p.name: p.read_bytes() for p in run_dir.glob("*.*")} == before
+    status, out, err = run_train([*common, "--total-timesteps", "192"], capsys)  # the same settings: nothing to do
+    assert status == 0 and "nothing to do" in out, err
+    assert json.loads(out.strip().splitlines()[-1])["run_dir"] == str(run_dir)
+    assert {p.name: p.read_bytes() for p in run_dir.glob("*.*")} == before
+

@@ -152,6 +152,20 @@ class TrainSettings:
         return d
 
 
+def differences(saved: dict[str, Any], now: dict[str, Any], ignore: tuple[str, ...] = ()) -> str:
+    """``"epochs 10 -> 40, lr 0.005 -> 0.01"``: the keys of ``now`` (but ``ignore``) whose value ``saved``
+    (a run's record) does not have; ``""`` if none."""
+    keys = [k for k in now if k not in ignore and saved.get(k) != now[k]]
+    return ", ".join(f"{k} {saved.get(k)!r} -> {now[k]!r}" for k in keys)
+
+
+def other_settings(run_dir: Path, changed: str) -> ValueError:
+    """The refusal of a run folder whose finished model was trained with other settings (``changed``:
+    :func:`differences`): a model is never silently replaced."""
+    return ValueError(f"{run_dir} holds a model trained with other settings ({changed}): train into another "
+                      "--out, or remove that folder")
+
+
 def run_dir_for(runs_dir: Path, agent: str, size: tuple[int, ...], loss: str, seed: int,
                 objective: str = "sum") -> Path:
     """The run folder of ``(agent, size, loss, objective, seed)`` (kept for callers of 0.7; use

@@ -41,7 +41,7 @@ from agents.learning.checkpoints import CHECKPOINT, CONFIG_JSON, HISTORY_JSON, l
 from agents.learning.datasets import Dataset, beta_db_tensor, make_dataset
 from agents.learning.diagnostics import best_constant_assignment, distinct_assignments
 from agents.learning.losses import batch_loss
-from agents.learning.settings import TrainSettings, check_device
+from agents.learning.settings import TrainSettings, check_device, differences, other_settings
 from agents.models import AssignmentModel, GNNPolicy, PilotModel, build_model
 from agents.models.quantum import Execution, apply_execution
 from agents.runtime import set_thread_policy
@@ -102,10 +102,7 @@ def settings_differences(saved: dict[str, Any], settings: TrainSettings) -> str:
     """``"epochs 10 -> 40, lr 0.005 -> 0.01"`` for the fields where ``saved`` (a run's recorded
     ``to_json()``; a field it predates counts as :data:`SETTINGS_BEFORE_FIELDS` says) and
     ``settings`` differ, ignoring :data:`RUN_ONLY_SETTINGS`; ``""`` if none."""
-    saved = {**SETTINGS_BEFORE_FIELDS, **saved}
-    now = settings.to_json()
-    keys = [k for k in now if k not in RUN_ONLY_SETTINGS and saved.get(k) != now[k]]
-    return ", ".join(f"{k} {saved.get(k)!r} -> {now[k]!r}" for k in keys)
+    return differences({**SETTINGS_BEFORE_FIELDS, **saved}, settings.to_json(), RUN_ONLY_SETTINGS)
 
 
 def finished_run(settings: TrainSettings) -> dict[str, Any] | None:
@@ -118,8 +115,7 @@ def finished_run(settings: TrainSettings) -> dict[str, Any] | None:
     model, meta = load_model(run_dir, settings.device)
     changed = settings_differences(meta.get("train", {}), settings)
     if changed:
-        raise ValueError(f"{run_dir} holds a model trained with other settings ({changed}): train into another "
-                         "--out, or remove that folder")
+        raise other_settings(run_dir, changed)
     print(f"{settings.agent} at {settings.size} is already trained with these settings in {run_dir}: "
           "nothing to do")
     return {"run_dir": str(run_dir), "train_time_s": meta.get("train_time_s", 0.0),

@@ -25,7 +25,7 @@ from agents.base import (
     stream_rng,
     thread_limits,
 )
-from agents.learning.settings import check_device
+from agents.learning.settings import check_device, differences, other_settings
 from agents.models import MAX_HIDDEN_LAYERS, MAX_HIDDEN_WIDTH, check_int, check_widths
 from agents.models.quantum import SUPPORTED_N_QUBITS
 from agents.models.sb3 import HQCNNExtractor
@@ -311,31 +311,70 @@ class RLAgent(LearnableAgent):
             and ``parameters``.
         """
         cfg = self._resolve_config(config)
+        settings = self._run_settings(cfg, total_timesteps, n_envs, reward_scaling, vec_env, val_snapshots)
+        run_dir = self.run_dir(runs_dir, cfg, self.seed)
+        finished = self._finished_run(run_dir, settings, cfg) if save else None
+        if finished is not None:
+            return finished
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with thread_limits(threads, threads):
+            return self._fit(cfg, settings, run_dir, progress, val_every, save)
+
+    def _run_settings(self, cfg: SystemConfig, total_timesteps: int | None = None, n_envs: int | None = None,
+                      reward_scaling: str | None = None, vec_env: str | None = None,
+                      val_snapshots: int = VALIDATION_SNAPSHOTS) -> dict[str, Any]:
+        """What a :meth:`fit` computes (its ``config.json``'s ``train``), the :attr:`default_budget` filling
+        what is not given; ``ValueError`` for a budget below one step."""
         budget = self.default_budget
         total = budget["total_timesteps"] if total_timesteps is None else int(total_timesteps)
         if total < 1:
             raise ValueError(f"total_timesteps must be >= 1, got {total}")
-        n_envs = budget["n_envs"] if n_envs is None else int(n_envs)
-        reward_scaling = budget["reward_scaling"] if reward_scaling is None else reward_scaling
-        vec_env = budget["vec_env"] if vec_env is None else vec_env
-        run_dir = self.run_dir(runs_dir, cfg, self.seed)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with thread_limits(threads, threads):
-            return self._fit(cfg, total, run_dir, progress, n_envs, reward_scaling, vec_env, val_snapshots,
-                             val_every, save)
+        return {"agent": self.name, "algorithm": self.algorithm, "size": list(cfg.size), "seed": self.seed,
+                "total_timesteps": total, "n_envs": budget["n_envs"] if n_envs is None else int(n_envs),
+                "reward_scaling": budget["reward_scaling"] if reward_scaling is None else reward_scaling,
+                "vec_env": budget["vec_env"] if vec_env is None else vec_env, "val_snapshots": int(val_snapshots),
+                "hyperparameters": self.algorithm_options(), "options": dict(self.options)}
 
-    def _fit(self, cfg: SystemConfig, total: int, run_dir: Path, progress: bool, n_envs: int,
-             reward_scaling: str, vec_env: str, val_snapshots: int, val_every: int | None,
-             save: bool) -> dict[str, Any]:
+    def check_fit(self, config: SystemConfig, *, runs_dir: str | Path = "runs", **settings: Any) -> None:
+        """``ValueError`` if :meth:`fit` would be refused: a budget below one step, or a run folder whose
+        finished model was trained with other settings (found before any training)."""
+        known = ("total_timesteps", "n_envs", "reward_scaling", "vec_env", "val_snapshots")
+        run = self._run_settings(config, **{k: v for k, v in settings.items() if k in known})
+        self._finished_run(self.run_dir(runs_dir, config, self.seed), run, config, load=False)
+
+    def _finished_run(self, run_dir: Path, settings: dict[str, Any], cfg: SystemConfig,
+                      load: bool = True) -> dict[str, Any] | None:
+        """The summary of the finished model in ``run_dir`` if it was trained with ``settings`` (loaded into
+        this agent: training again would change nothing), None if there is none; ``ValueError`` if it
+        was trained with other settings (it is never silently replaced)."""
+        if not self.has_checkpoint(run_dir):
+            return None
+        try:
+            saved = json.loads((run_dir / CONFIG_JSON).read_text()).get("train")
+        except (OSError, ValueError, AttributeError):
+            saved = None
+        changed = differences(saved if isinstance(saved, dict) else {}, json.loads(json.dumps(settings)))
+        if changed:
+            raise other_settings(run_dir, changed)
+        if not load:
+            return None
+        trained = type(self).load(run_dir, self.device, cfg)
+        self.model, self.config, self.meta = trained.model, trained.config, trained.meta
+        self.built_hyperparameters = trained.built_hyperparameters
+        print(f"{self.name} at {cfg.size} is already trained with these settings in {run_dir}: nothing to do")
+        final = self.meta.get("final_metrics", {})
+        return {"run_dir": str(run_dir), "train_time_s": self.meta.get("train_time_s") or 0.0,
+                "total_timesteps": settings["total_timesteps"], "parameters": self.parameter_count(),
+                "final": {k: v for k, v in final.items() if k.startswith("val/")}, "already_trained": True}
+
+    def _fit(self, cfg: SystemConfig, settings: dict[str, Any], run_dir: Path, progress: bool,
+             val_every: int | None, save: bool) -> dict[str, Any]:
         started = time.perf_counter()
+        total, n_envs, reward_scaling, vec_env, val_snapshots = (
+            settings[k] for k in ("total_timesteps", "n_envs", "reward_scaling", "vec_env", "val_snapshots"))
         self.initialise(cfg, n_envs=n_envs, reward_scaling=reward_scaling, vec_env=vec_env,
                         tensorboard_log=run_dir)
         assert self.model is not None
-        settings = {"agent": self.name, "algorithm": self.algorithm, "size": list(cfg.size),
-                    "seed": self.seed,
-                    "total_timesteps": total, "n_envs": n_envs, "reward_scaling": reward_scaling,
-                    "vec_env": vec_env, "val_snapshots": int(val_snapshots),
-                    "hyperparameters": self.algorithm_options(), "options": dict(self.options)}
         val = model_of(cfg).draw(stream_rng(self.seed, VALIDATION_STREAM, *cfg.size), (int(val_snapshots),))
         bar = _Progress(total, f"{self.name} {size_slug(cfg.size)}") if progress else None
         checkpoint_dir = run_dir / CHECKPOINT_DIR
