@@ -111,3 +111,108 @@ def test_sb3_training_over_a_finished_model_of_other_settings_is_refused(tmp_pat
     assert json.loads(out.strip().splitlines()[-1])["run_dir"] == str(run_dir)
     assert {p.name: p.read_bytes() for p in run_dir.glob("*.*")} == before
 
+
+# ----------------------------------------------------------------- item 8: non-finite or unreadable weights
+class Payload:
+    """Runs code when unpickled (a naive ``pickle.load`` would print)."""
+
+    def __reduce__(self):
+        return (print, ("PAYLOAD RAN",))
+
+
+def tiny_settings(tmp_path: Path, **overrides) -> TrainSettings:
+    base = dict(agent="mlp", size=(6, 2, 4, 2), train_snapshots=32, val_snapshots=16, epochs=2, batch_size=16,
+                runs_dir=tmp_path / "runs", cache_dir=tmp_path / "cache", progress=False)
+    return TrainSettings(**{**base, **overrides})
+
+
+@pytest.fixture
+def finished(tmp_path):
+    """A trained tiny mlp's run folder."""
+    from agents.learning import train
+
+    return Path(train(tiny_settings(tmp_path))["run_dir"])
+
+
+def test_non_finite_weights_are_refused_on_load_naming_the_file(finished):
+    import torch
+
+    from agents.neural import NeuralAgent
+
+    state = torch.load(finished / "weights.pt", weights_only=True)
+    torch.save({k: torch.full_like(v, float("nan")) for k, v in state.items()}, finished / "weights.pt")
+    with pytest.raises(ValueError, match=r"weights\.pt holds non-finite weights") as err:
+        NeuralAgent.load(finished)
+    assert str(finished / "weights.pt") in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("corrupt", ["payload", "truncated", "empty", "not a dict"])
+def test_resume_from_an_unreadable_checkpoint_is_one_line(tmp_path, capsys, corrupt):
+    import pickle
+
+    import torch
+
+    from agents.learning import train
+
+    settings = tiny_settings(tmp_path, epochs=3)
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr("agents.learning.trainer._finish", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        train(settings)  # three epochs, checkpointed, then cut before the model is saved
+    monkey.undo()
+    checkpoint = settings.run_dir / "checkpoint.pt"
+    data = checkpoint.read_bytes()
+    checkpoint.write_bytes({"payload": pickle.dumps(Payload()), "truncated": data[:len(data) // 2], "empty": b"",
+                            "not a dict": b""}[corrupt])
+    if corrupt == "not a dict":
+        torch.save([1, 2], checkpoint)
+    capsys.readouterr()
+    status, out, err = run_train(["--agent", "mlp", "--epochs", "3", "--batch-size", "16", "--resume",
+                                  "--out", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache"), *TINY],
+                                 capsys)
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert str(checkpoint) in err and "PAYLOAD RAN" not in out + err
+    assert checkpoint.exists() and not (settings.run_dir / "weights.pt").exists()
+
+
+@pytest.fixture
+def ppo_run(tmp_path):
+    """A tiny trained ppo's run folder."""
+    import agents
+    from cfenv import SystemConfig
+
+    cfg = SystemConfig.from_size((6, 1, 4, 2))
+    summary = agents.make("ppo", config=cfg, seed=0).fit(cfg, total_timesteps=256, n_envs=16, runs_dir=tmp_path,
+                                                         progress=False, val_snapshots=8)
+    return Path(summary["run_dir"])
+
+
+def tamper(run_dir: Path, **hyperparameters) -> None:
+    meta = json.loads((run_dir / "config.json").read_text())
+    meta["hyperparameters"].update(hyperparameters)
+    (run_dir / "config.json").write_text(json.dumps(meta))
+
+
+def test_rl_config_asking_for_a_huge_policy_is_refused_before_building(ppo_run, monkeypatch):
+    from agents import rl
+
+    monkeypatch.setattr(rl.RLAgent, "_build", lambda *a, **k: pytest.fail("the model was built"))
+    tamper(ppo_run, net_arch=[4096] * 8)
+    with pytest.raises(ValueError, match=r"ppo at \(M, L, K, tau_p\) = \(6, 1, 4, 2\) would have [\d,]+ parameters, "
+                                         r"above the cap"):
+        rl.RLAgent.load(ppo_run)
+    tamper(ppo_run, net_arch={"pi": [128], "vf": [64, 64]})  # within the cap, not what policy.pt holds
+    with pytest.raises(ValueError, match=r"policy\.pt does not fit the model of .*config\.json: .*policy_net"):
+        rl.RLAgent.load(ppo_run)
+
+
+def test_rl_policy_of_non_finite_weights_is_refused(ppo_run):
+    import torch
+
+    from agents import rl
+
+    state = torch.load(ppo_run / "policy.pt", weights_only=True)
+    state["action_net.bias"][0] = float("inf")
+    torch.save(state, ppo_run / "policy.pt")
+    with pytest.raises(ValueError, match=r"policy\.pt holds non-finite weights \(NaN or infinity in 'action_net"):
+        rl.RLAgent.load(ppo_run)

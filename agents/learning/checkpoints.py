@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,36 @@ CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "weights.pt"
 CONFIG_JSON = "config.json"
 HISTORY_JSON = "history.json"
+
+
+def read_state(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """What ``torch.save`` wrote into ``path`` (a dict), loaded with ``weights_only=True``: one-line
+    ``ValueError`` naming the file for anything else (a pickled object, a truncated or corrupt file);
+    a missing file stays ``FileNotFoundError``."""
+    try:
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of a foreign file
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except pickle.UnpicklingError as err:
+        raise ValueError(f"{path} is not a plain state dict (refused, nothing was unpickled: "
+                         f"{str(err).splitlines()[0][:120]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, TypeError) as err:
+        raise ValueError(f"{path} cannot be read ({type(err).__name__}: {' '.join(str(err).split())[:120]}): "
+                         "it is truncated or corrupt") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+def check_finite(state: Mapping[str, Any], path: Path) -> None:
+    """``ValueError`` naming ``path`` and the first tensor of ``state`` holding a NaN or an infinity."""
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex()) \
+                and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{path} holds non-finite weights (NaN or infinity in {key!r}): refused, retrain "
+                             "the model")
 
 
 def save_model(directory: Path, model: AssignmentModel, agent: str, config: SystemConfig,
@@ -60,8 +93,13 @@ def load_model(directory: Path, device: str | torch.device = "cpu",
     if expected is not None and expected.size != config.size and not model.size_generalisable:
         raise ValueError(f"checkpoint {directory} was trained for (M, L, K, tau_p) = {config.size}, "
                          f"not {expected.size}")
-    state = torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
+    state = read_state(directory / WEIGHTS)
+    check_finite(state, directory / WEIGHTS)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise ValueError(f"{directory / WEIGHTS} does not fit the model of {directory / CONFIG_JSON}: "
+                         f"{' '.join(str(err).split())[:300]}") from None
     return model.to(check_device(device) if isinstance(device, str) else device), meta
 
 

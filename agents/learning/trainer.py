@@ -37,7 +37,15 @@ import torch
 
 from agents.base import TRAIN_STREAM, VALIDATION_STREAM, thread_limits
 from agents.heuristics import master_ap_pilots
-from agents.learning.checkpoints import CHECKPOINT, CONFIG_JSON, HISTORY_JSON, load_model, save_model
+from agents.learning.checkpoints import (
+    CHECKPOINT,
+    CONFIG_JSON,
+    HISTORY_JSON,
+    check_finite,
+    load_model,
+    read_state,
+    save_model,
+)
 from agents.learning.datasets import Dataset, beta_db_tensor, make_dataset
 from agents.learning.diagnostics import best_constant_assignment, distinct_assignments
 from agents.learning.losses import batch_loss
@@ -174,13 +182,22 @@ def _restore(settings: TrainSettings, model: AssignmentModel, optimiser: torch.o
     """``(start epoch, history, initial loss)``: from the checkpoint with ``--resume``, else a fresh start."""
     if not (settings.resume and checkpoint_path.exists()):
         return 0, [], None
-    state = torch.load(checkpoint_path, map_location=device, weights_only=True)
+    state = read_state(checkpoint_path, device)
+    keys = {"settings", "model", "optimizer", "epoch", "history", "initial_loss"}
+    if not keys <= set(state) or not isinstance(state["settings"], dict) or not isinstance(state["model"], dict):
+        raise ValueError(f"{checkpoint_path} is not a training checkpoint (it lacks {', '.join(sorted(keys))}): "
+                         "train into another --out, or remove it")
     changed = settings_differences(state["settings"], settings)
     if changed:
         raise ValueError(f"checkpoint {checkpoint_path} was written with other settings ({changed}): resume "
                          "with the same flags, or train into another --out")
-    model.load_state_dict(state["model"])
-    optimiser.load_state_dict(state["optimizer"])
+    check_finite(state["model"], checkpoint_path)
+    try:
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimizer"])
+    except (RuntimeError, TypeError, ValueError, KeyError) as err:
+        raise ValueError(f"{checkpoint_path} does not fit the model of these settings: "
+                         f"{' '.join(str(err).split())[:300]}") from None
     return state["epoch"], list(state["history"]), state["initial_loss"]
 
 

@@ -14,7 +14,7 @@ is its inverse (what a checkpoint's ``config.json`` stores).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Integral
 from typing import Any
@@ -119,9 +119,19 @@ def check_model_size(name: str, config: SystemConfig, **options: Any) -> None:
 
     with torch.device("meta"):
         count = sum(p.numel() for p in _construct(name, config, **options).parameters())
+    check_parameter_count(name, config, count)
+
+
+def check_parameter_count(name: str, config: SystemConfig, count: int) -> None:
+    """``ValueError`` when model ``name`` at ``config`` of ``count`` parameters exceeds :data:`MAX_PARAMETERS`."""
     if count > MAX_PARAMETERS:
         raise ValueError(f"{name} at (M, L, K, tau_p) = {config.size} would have {count:,} parameters, above "
                          f"the cap of {MAX_PARAMETERS:,} (agents.models.MAX_PARAMETERS)")
+
+
+def mlp_parameter_count(widths: Sequence[int]) -> int:
+    """Weights and biases of the fully connected layers ``widths[0] -> widths[1] -> ...``."""
+    return sum(a * b + b for a, b in zip(widths, widths[1:]))
 
 
 def build_model(name: str, config: SystemConfig, **options: Any) -> AssignmentModel:
@@ -262,4 +272,5 @@ def model_options(model: AssignmentModel) -> dict[str, Any]:
 __all__ = ["CNN", "HQCNN", "MAX_CNN_CHANNELS", "MAX_GNN_LAYERS", "MAX_GNN_WIDTH", "MAX_HIDDEN_LAYERS",
            "MAX_HIDDEN_WIDTH", "MAX_PARAMETERS", "MLP", "MODELS", "MODEL_NAMES", "AssignmentModel", "GNNPolicy",
            "HybridFrontEnd", "ModelEntry", "PilotModel", "build_model", "check_int", "check_model_size",
-           "check_model_options", "check_widths", "model_options", "register_model"]
+           "check_model_options", "check_parameter_count", "check_widths", "mlp_parameter_count", "model_options",
+           "register_model"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
-import pickle
 import shutil
 import time
 from collections.abc import Mapping
@@ -25,8 +24,16 @@ from agents.base import (
     stream_rng,
     thread_limits,
 )
+from agents.learning.checkpoints import check_finite, read_state
 from agents.learning.settings import check_device, differences, other_settings
-from agents.models import MAX_HIDDEN_LAYERS, MAX_HIDDEN_WIDTH, check_int, check_widths
+from agents.models import (
+    MAX_HIDDEN_LAYERS,
+    MAX_HIDDEN_WIDTH,
+    check_int,
+    check_parameter_count,
+    check_widths,
+    mlp_parameter_count,
+)
 from agents.models.quantum import SUPPORTED_N_QUBITS
 from agents.models.sb3 import HQCNNExtractor
 from agents.rl.callbacks import _Progress, _Validation
@@ -236,6 +243,49 @@ class RLAgent(LearnableAgent):
     def _policy_kwargs(self) -> dict[str, Any]:
         return {}
 
+    def _hidden_widths(self, hyperparameters: dict[str, Any]) -> dict[str, list[int]]:
+        """The policy's fully connected networks (their ``state_dict`` prefixes) and the hidden widths
+        ``net_arch`` gives each (``{}``: SB3's default)."""
+        net_arch = self._algorithm_kwargs(hyperparameters).get("policy_kwargs", {}).get("net_arch")
+        if net_arch is None:
+            return {}
+        if self.algorithm == "DQN":
+            widths = list(net_arch.get("qf", [])) if isinstance(net_arch, Mapping) else list(net_arch)
+            return {"q_net.q_net": widths, "q_net_target.q_net": widths}
+        if isinstance(net_arch, Mapping):
+            return {"mlp_extractor.policy_net": list(net_arch.get("pi", [])),
+                    "mlp_extractor.value_net": list(net_arch.get("vf", []))}
+        return {"mlp_extractor.policy_net": list(net_arch), "mlp_extractor.value_net": list(net_arch)}
+
+    def check_policy_size(self, cfg: SystemConfig, hyperparameters: dict[str, Any], spaces: Any) -> None:
+        """``ValueError`` when the policy ``hyperparameters`` ask for at ``cfg`` would have more than
+        :data:`agents.models.MAX_PARAMETERS` parameters (counted from ``net_arch`` on the observation and
+        action ``spaces``, an upper bound for a features extractor), before anything is allocated."""
+        n_in = int(np.prod(spaces.observation_space.shape))
+        action = spaces.action_space
+        n_out = int(np.sum(action.nvec)) if hasattr(action, "nvec") else int(action.n)
+        nets = self._hidden_widths(hyperparameters)
+        if self.algorithm == "DQN":
+            count = sum(mlp_parameter_count([n_in, *widths, n_out]) for widths in nets.values())
+        else:
+            pi, vf = nets.get("mlp_extractor.policy_net", []), nets.get("mlp_extractor.value_net", [])
+            count = mlp_parameter_count([n_in, *pi, n_out]) + mlp_parameter_count([n_in, *vf, 1])
+        check_parameter_count(self.name, cfg, count)
+
+    def _check_widths(self, state: dict[str, Any], hyperparameters: dict[str, Any], path: Path,
+                      config_path: Path) -> None:
+        """``ValueError`` unless the layers of ``state`` (a ``policy.pt``) have the widths ``net_arch`` asks for."""
+        for prefix, widths in self._hidden_widths(hyperparameters).items():
+            layers = sorted((int(k[len(prefix) + 1:-len(".weight")]), v) for k, v in state.items()
+                            if k.startswith(prefix + ".") and k.endswith(".weight")
+                            and k[len(prefix) + 1:-len(".weight")].isdigit())
+            held = [int(v.shape[0]) for _, v in layers if isinstance(v, torch.Tensor) and v.dim() == 2]
+            if self.algorithm == "DQN":
+                held = held[:-1]  # the q-network's last layer is its output
+            if held != widths:
+                raise ValueError(f"{path} does not fit the model of {config_path}: net_arch asks for {prefix} "
+                                 f"widths {widths}, {path.name} holds {held}")
+
     def initialise(self, config: SystemConfig | None = None, *, n_envs: int | None = None,
                    reward_scaling: str | None = None, vec_env: str | None = None,
                    tensorboard_log: str | Path | None = None) -> "RLAgent":
@@ -248,6 +298,7 @@ class RLAgent(LearnableAgent):
         vec_env = budget["vec_env"] if vec_env is None else vec_env
         hyperparameters = self.algorithm_options()
         check_rl_options(self.name, self.algorithm, hyperparameters, self.options, n_envs)
+        self.check_policy_size(cfg, hyperparameters, SpacesVecEnv(1, cfg, self.sequential))
         env = make_vec_env(cfg, n_envs, seed=self.seed, kind=vec_env, sequential=self.sequential,
                            reward_scaling=reward_scaling,
                            reward_mode=self.options.get("reward_mode", "final"))
@@ -504,13 +555,13 @@ class RLAgent(LearnableAgent):
         check_rl_options(agent_cls.name, agent_cls.algorithm, hyperparameters, options, n_envs)
         agent = agent_cls(config=saved, seed=check_int("seed", meta.get("seed"), 0, 2**63 - 1), device=device,
                           **options)
-        agent._build(saved, SpacesVecEnv(n_envs, saved, agent_cls.sequential), dict(hyperparameters))
+        spaces = SpacesVecEnv(n_envs, saved, agent_cls.sequential)
+        agent.check_policy_size(saved, hyperparameters, spaces)
+        state = read_state(directory / POLICY_PT)  # read and checked against config.json before building
+        check_finite(state, directory / POLICY_PT)
+        agent._check_widths(state, hyperparameters, directory / POLICY_PT, directory / CONFIG_JSON)
+        agent._build(saved, spaces, dict(hyperparameters))
         assert agent.model is not None
-        try:
-            state = torch.load(directory / POLICY_PT, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as err:
-            raise ValueError(f"{directory / POLICY_PT} is not a plain state dict (refused: "
-                             f"{str(err).splitlines()[0]})") from None
         try:
             agent.model.policy.load_state_dict(state)
         except (RuntimeError, TypeError, AttributeError) as err:
