@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +80,10 @@ def _partial(path: Path) -> Path:
     return path.with_name(path.name.removesuffix(".npz") + ".partial.npz")
 
 
+UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+"""what reading a truncated or corrupt cache file raises (it is then rebuilt)"""
+
+
 def _read_cache(path: Path, snaps: Snapshot, config: SystemConfig, with_labels: bool) -> Dataset | None:
     """The cached dataset if it holds exactly ``snaps`` (and valid labels when wanted), else None."""
     try:
@@ -86,7 +91,7 @@ def _read_cache(path: Path, snaps: Snapshot, config: SystemConfig, with_labels: 
             if not np.array_equal(data["beta"], snaps.beta):
                 return None
             found = data["labels"] if "labels" in data else None
-    except (OSError, ValueError, KeyError):
+    except UNREADABLE:
         return None
     if with_labels and not _valid_labels(found, len(snaps.beta), config):
         return None
@@ -109,7 +114,7 @@ def _labels_one_by_one(teacher: Agent, snaps: Snapshot, config: SystemConfig, pa
                 if np.array_equal(data["beta"], snaps.beta[:len(data["labels"])]) and \
                         _valid_labels(data["labels"], len(data["labels"]), config):
                     done = data["labels"]
-        except (OSError, ValueError, KeyError):
+        except UNREADABLE:
             pass
     from tqdm.auto import tqdm
 
