@@ -189,15 +189,27 @@ def main(argv: list[str] | None = None) -> int:
             runs.append((agent, config, fit))
     except ValueError as err:
         return error("train.py", str(err))
+    return train_all(runs)
+
+
+def train_all(runs: list[tuple[Any, Any, dict[str, Any]]]) -> int:
+    """Fit each ``(agent, config, fit arguments)`` with its run folder locked; the exit status."""
+    agent = None
     try:
         with holding([run_folder(agent, config, fit) for agent, config, fit in runs]):
             for agent, config, fit in runs:
                 summary = agent.fit(config, **fit)
-                print(summary_line(agent, summary))
+                print(summary_line(agent, summary), flush=True)
     except KeyboardInterrupt:
         return 130  # the trainer or the labelling said what is saved and how to continue
     except ValueError as err:  # a run folder that holds other settings, refused before its training
         return error("train.py", str(err))
+    except OSError as err:  # a full disk, a folder that went away: every file is written whole or not at all
+        again = ("continue with --resume" if getattr(agent, "resumable", False)
+                 else "run the same command again")
+        where = f" ({err.filename})" if err.filename else ""
+        return error("train.py", f"could not write: {err.strerror or err}{where}; what was saved is whole and the "
+                                 f"run folder's lock is released: free space and {again}")
     return 0
 
 

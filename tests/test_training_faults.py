@@ -42,3 +42,38 @@ def test_a_truncated_dataset_cache_is_rebuilt(tmp_path, capsys, cut):
     for k, v in weights(first).items():
         assert torch.equal(v, weights(second)[k]), k
 
+
+def train_cli(args: list[str], file_limit: int | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """``python train.py ARGS`` (with at most ``file_limit`` bytes per written file: a full disk)."""
+    import resource
+
+    def limit() -> None:
+        if file_limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
+
+    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                          preexec_fn=limit, **kwargs)
+
+
+def test_a_full_disk_is_one_line_and_resume_finishes_the_run(tmp_path):
+    args = ["--agent", "mlp", "--sizes", "6,2,4,2", "--train-snapshots", "32", "--val-snapshots", "16", "--epochs",
+            "2", "--out", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    train(tiny_settings(tmp_path / "warm", loss="unsupervised", cache_dir=tmp_path / "cache"))  # the cache fits
+    full = train_cli(args, file_limit=8 * 1024)  # the first checkpoint does not
+    assert full.returncode == 2 and len(full.stderr.strip().splitlines()) == 1, full.stderr
+    assert "File too large" in full.stderr and "--resume" in full.stderr
+    run_dir = tmp_path / "runs" / "mlp" / "6-2-4-2" / "unsupervised-seed0"
+    assert not (run_dir / ".cfpilot.lock").exists()
+    again = train_cli([*args, "--resume"])
+    assert again.returncode == 0, again.stderr
+    assert len(json.loads((run_dir / "history.json").read_text())) == 2 and (run_dir / "weights.pt").exists()
+
+
+def test_a_full_disk_while_caching_the_dataset_is_one_line(tmp_path):
+    out = train_cli(["--agent", "mlp", "--sizes", "6,2,4,2", "--train-snapshots", "512", "--epochs", "1", "--out",
+                     str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"],
+                    file_limit=16 * 1024)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "File too large" in out.stderr and "Traceback" not in out.stderr
+    assert not any(p.is_file() for p in (tmp_path / "runs").rglob("*"))  # nothing half-written, no lock
+
