@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -236,4 +237,6 @@ def train_sweep(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    status = main()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # all is saved: a Ctrl-C while Python shuts down changes nothing
+    raise SystemExit(status)

@@ -77,3 +77,45 @@ def test_a_full_disk_while_caching_the_dataset_is_one_line(tmp_path):
     assert "File too large" in out.stderr and "Traceback" not in out.stderr
     assert not any(p.is_file() for p in (tmp_path / "runs").rglob("*"))  # nothing half-written, no lock
 
+
+LATE_CTRL_C = """
+import os, runpy, signal, sys, threading, time
+
+def late():  # Ctrl-C once the run is over and the interpreter shuts down
+    while not threading._SHUTTING_DOWN:
+        time.sleep(0.01)
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.5)
+
+threading.Thread(target=late).start()
+sys.argv = ["train.py", *sys.argv[1:]]
+runpy.run_path("train.py", run_name="__main__")
+"""
+
+
+def test_ctrl_c_after_the_run_finished_is_no_traceback(tmp_path):
+    out = subprocess.run([sys.executable, "-c", LATE_CTRL_C, "--agent", "mlp", "--sizes", "6,2,4,2", "--epochs", "1",
+                          "--train-snapshots", "32", "--val-snapshots", "16", "--out", str(tmp_path / "runs"),
+                          "--cache-dir", str(tmp_path / "cache"), "--no-progress"], cwd=ROOT, env=ENV,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1])["run_dir"].endswith("unsupervised-seed0")
+
+
+def test_ctrl_c_while_the_model_is_saved_says_how_to_continue(tmp_path, capsys, monkeypatch):
+    import train as cli
+    from agents.learning import trainer
+
+    args = ["--agent", "mlp", "--sizes", "6,2,4,2", "--epochs", "2", "--train-snapshots", "32", "--val-snapshots",
+            "16", "--batch-size", "16", "--loss", "supervised", "--out", str(tmp_path / "runs"), "--cache-dir",
+            str(tmp_path / "cache"), "--no-progress"]
+    save = trainer.save_model
+    monkeypatch.setattr(trainer, "save_model", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert cli.main(args) == 130
+    assert "continue with --resume" in capsys.readouterr().out
+    monkeypatch.setattr(trainer, "save_model", save)
+    assert cli.main([*args, "--resume"]) == 0
+    run_dir = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run_dir"]
+    whole = train(tiny_settings(tmp_path / "whole", cache_dir=tmp_path / "cache"))["run_dir"]
+    for k, v in weights(whole).items():
+        assert torch.equal(v, weights(run_dir)[k]), k

@@ -288,11 +288,11 @@ def _train(settings: TrainSettings, on_epoch: Callable[[int, dict[str, float]], 
             atomic_write_bytes(run_dir / HISTORY_JSON, lambda f: f.write(json.dumps(history, indent=1).encode()))
             if on_epoch is not None:
                 on_epoch(epoch + 1, metrics)
-    except KeyboardInterrupt:
+        return _finish(settings, config, model, history, time.perf_counter() - started, writer, counts)
+    except KeyboardInterrupt:  # in an epoch, or while the model is saved: the checkpoint has every finished one
         print(f"\ninterrupted: the last completed epoch is in {checkpoint_path}; continue with --resume")
         writer.close()
         raise
-    return _finish(settings, config, model, history, time.perf_counter() - started, writer, counts)
 
 
 def _finish(settings: TrainSettings, config: SystemConfig, model: AssignmentModel, history: list[dict[str, float]],
