@@ -14,8 +14,19 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
+
+
+def _interrupted_while_starting(signum: int, frame: object) -> None:
+    """Ctrl-C before the run has begun (the packages load in the first seconds): one line, exit 130."""
+    print("evaluate.py: interrupted while starting: nothing was run or written", file=sys.stderr)
+    raise SystemExit(130)
+
+
+if __name__ == "__main__":  # installed before the imports below; main() restores Python's handler when the run begins
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
 
 from agents.lab.cli import EXECUTION_FLAGS, add_fields, fail, field_docs, given
 from agents.registry import available
@@ -99,8 +110,11 @@ def main(argv: list[str] | None = None) -> int:
               "--sizes small for the four small Table II sizes, --sizes paper for all eight")
     start = time.perf_counter()
     stats: dict = {}
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here Ctrl-C keeps the finished chunks
     try:
-        with claimed(settings.out, settings.to_json(), settings.fingerprint(), settings.resume, settings.overwrite):
+        with claimed(settings.out, settings.to_json(), settings.fingerprint(), settings.resume, settings.overwrite,
+                     settings.fingerprint_keys()):
             records, snapshots = evaluate(settings, stats)
             meta = provenance(sys.argv if argv is None else ["evaluate.py", *argv])
             meta["wall_time_s"] = time.perf_counter() - start
@@ -110,8 +124,12 @@ def main(argv: list[str] | None = None) -> int:
         fail("evaluate.py", str(err))
     except KeyboardInterrupt:
         return 130  # evaluate() printed where the finished chunks are and how to resume
-    if args.out is None:
-        point_latest(settings.out)
+    except OSError as err:  # a full disk, a file size limit: the lock is released, the saved chunks are kept
+        fail("evaluate.py", f"cannot write {err.filename or settings.out}: {err.strerror or err}; the finished chunks "
+                            f"are kept in {settings.out / CELLS_DIR}: make room and run the same command with --resume")
+    if args.out is None and point_latest(settings.out) is None:
+        print(f"note: {settings.out.parent / 'latest'} is not a link the harness made: left as it is "
+              f"(this run is in {settings.out})")
     print(markdown_tables(records, settings.execution))
     for r in records:
         if r["status"] != "ok":

@@ -4,6 +4,9 @@
   while the first holds it; a lock whose process is gone (a crash, ``kill -9``) is taken over.
 * A manifest (``.cfpilot-run.json``) records the settings that made the folder's results; a
   run with other settings refuses the folder (one line) unless told to overwrite.
+* Output files (``results.csv`` ...) are replaced only where the manifest lists them as the
+  harness's: a folder holding a user's own, even through a symlink, is refused, ``--overwrite``
+  or not.
 * Only files the harness wrote and can recognise are ever deleted: chunk files under
   ``cells/`` (JSON carrying the harness's ``fingerprint`` and ``task`` keys) and its own
   failure markers. Anything else in the folder is left alone.
@@ -107,15 +110,75 @@ def check_writable(out: Path) -> None:
         raise ValueError(f"--out {out}: {parent} is not writable")
 
 
+def _read_manifest(out: Path) -> dict[str, Any] | None:
+    """The folder's manifest (``{}`` if unreadable), or ``None`` where there is none."""
+    manifest = out / MANIFEST
+    if not manifest.exists():
+        return None
+    try:
+        previous = json.loads(manifest.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}
+    return previous if isinstance(previous, dict) else {}
+
+
+def _normalised(value: Any) -> Any:
+    """``value`` as JSON gives it back (tuples as lists, paths as strings): what a manifest compares."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def _changed(previous: dict[str, Any], settings: dict[str, Any], keys: dict[str, Any] | None) -> list[str]:
+    """The settings that differ from the folder's: the digested ``keys`` where both have them (so a
+    flag such as --resume, which changes no number, is never named), else the settings."""
+    if keys is not None and isinstance(previous.get("keys"), dict):
+        old, new = previous["keys"], _normalised(keys)
+    else:
+        old, new = previous.get("settings", {}), _normalised(settings)
+        if keys is not None:
+            new = {k: v for k, v in new.items() if k in keys}
+        old = {k: v for k, v in old.items() if k in new} if isinstance(old, dict) else {}
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+def _check_claim(out: Path, previous: dict[str, Any] | None, settings: dict[str, Any], fingerprint: str,
+                 overwrite: bool, keys: dict[str, Any] | None) -> None:
+    """``ValueError`` where this run may not write into ``out``: results of other settings without
+    ``overwrite``, or output files the harness did not write (never replaced, even with ``overwrite``)."""
+    if previous is not None and previous.get("fingerprint") != fingerprint and not overwrite:
+        changed = _changed(previous, settings, keys)
+        raise ValueError(f"{out} holds results of other settings ({', '.join(changed) or 'the cfpilot version'} "
+                         "differ): choose another --out, or pass --overwrite")
+    listed = previous.get("files", OUTPUT_FILES) if previous is not None else []  # a manifest before 0.8: all
+    ours = set(listed) if isinstance(listed, (list, tuple)) else set()
+    foreign = [name for name in OUTPUT_FILES if (out / name).exists() and name not in ours]
+    if foreign and previous is None and not overwrite:
+        raise ValueError(f"{out} holds results that no cfpilot manifest describes: choose another --out, "
+                         "or pass --overwrite")
+    if foreign:
+        raise ValueError(f"{out} holds {', '.join(foreign)}, which the harness did not write (no cfpilot manifest "
+                         "lists it): only files it wrote are replaced, even with --overwrite; move them or choose "
+                         "another --out")
+
+
+def _write_manifest(out: Path, fingerprint: str, settings: dict[str, Any], keys: dict[str, Any] | None,
+                    files: list[str]) -> None:
+    record = {"tool": "cfpilot evaluate.py", "fingerprint": fingerprint, "settings": settings, "files": files}
+    if keys is not None:
+        record["keys"] = _normalised(keys)
+    atomic_write_text(out / MANIFEST, json.dumps(record, indent=1, default=str))
+
+
 @contextmanager
 def claimed(out: Path, settings: dict[str, Any], fingerprint: str, resume: bool,
-            overwrite: bool = False) -> Iterator[Path]:
-    """Hold ``out`` for one run with these ``settings`` (JSON-ready) and their ``fingerprint``.
+            overwrite: bool = False, keys: dict[str, Any] | None = None) -> Iterator[Path]:
+    """Hold ``out`` for one run with these ``settings`` (JSON-ready) and their ``fingerprint`` (the
+    digest of ``keys``, what the numbers depend on: a refusal names those that changed).
 
     ``ValueError`` (before any work) if the folder is a file or not writable, another live run
-    holds it, or it holds results of other settings and ``overwrite`` is false. Without
-    ``resume`` the folder's old chunk files are removed (only those); the lock is released on
-    exit, also on an exception or Ctrl-C."""
+    holds it, it holds results of other settings and ``overwrite`` is false, or it holds output
+    files the harness did not write (the manifest lists those it did). Without ``resume`` the
+    folder's old chunk files are removed (only those); the lock is released on exit, also on an
+    exception or Ctrl-C."""
     out = Path(out)
     check_writable(out)
     try:
@@ -124,35 +187,26 @@ def claimed(out: Path, settings: dict[str, Any], fingerprint: str, resume: bool,
     except OSError as err:
         raise ValueError(f"--out {out} cannot be written: {err.strerror or err}") from None
     try:
-        manifest = out / MANIFEST
-        previous: dict[str, Any] | None = None
-        if manifest.exists():
-            try:
-                previous = json.loads(manifest.read_text())
-            except (OSError, ValueError):
-                previous = {}
-        if previous is not None and previous.get("fingerprint") != fingerprint and not overwrite:
-            old = previous.get("settings", {})
-            changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
-            raise ValueError(f"{out} holds results of other settings ({', '.join(changed) or 'unknown'} differ): "
-                             "choose another --out, or pass --overwrite")
-        if previous is None and not overwrite and any((out / name).exists() for name in OUTPUT_FILES):
-            raise ValueError(f"{out} holds results that no cfpilot manifest describes: choose another --out, "
-                             "or pass --overwrite")
+        previous = _read_manifest(out)
+        _check_claim(out, previous, settings, fingerprint, overwrite, keys)
         if not resume or (previous is not None and previous.get("fingerprint") != fingerprint):
             remove_own_cells(out)
-        atomic_write_text(manifest, json.dumps({"tool": "cfpilot evaluate.py", "fingerprint": fingerprint,
-                                                "settings": settings}, indent=1, default=str))
+        _write_manifest(out, fingerprint, settings, keys, list(OUTPUT_FILES))  # none is the user's (checked)
         yield out
     finally:
         lock.unlink(missing_ok=True)
 
 
 def point_latest(out: Path) -> Path | None:
-    """Make ``out.parent/latest`` a symbolic link to ``out`` (replacing an older link, never a
-    real file or folder); returns the link, or None where it could not be made."""
+    """Make ``out.parent/latest`` a symbolic link to ``out``, replacing only a link the harness made
+    (to a sibling ``run-*`` folder), never a real file or folder nor a link of the user's own;
+    returns the link, or None where it was left as it is or could not be made."""
     link = Path(out).parent / "latest"
-    if link.exists() and not link.is_symlink():
+    if link.is_symlink():
+        target = os.readlink(link)
+        if Path(target).name != target or not target.startswith("run-"):
+            return None  # the user's own link
+    elif link.exists():
         return None
     try:
         tmp = link.with_name(f".latest.{os.getpid()}")

@@ -201,11 +201,14 @@ class EvaluationSettings:
 
         return snapshots_file(self.snapshots_file, self.snapshots_config, self.snapshots_sha256).snapshots(start, stop)
 
-    def fingerprint(self) -> str:
-        """Digest of everything the published numbers depend on (not where or how fast they run)."""
-        keys = {"agents": list(self.agents), "sizes": [list(s) for s in self.sizes], "snapshots": self.snapshots,
+    def fingerprint_keys(self) -> dict[str, Any]:
+        """Everything the published numbers depend on (not where or how fast they run)."""
+        return {"agents": list(self.agents), "sizes": [list(s) for s in self.sizes], "snapshots": self.snapshots,
                 "chunk_size": self.chunk_size, **self.cell_keys()}
-        return hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def fingerprint(self) -> str:
+        """Digest of :meth:`fingerprint_keys`."""
+        return hashlib.sha256(json.dumps(self.fingerprint_keys(), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def to_json(self) -> dict[str, Any]:
         """The settings as JSON-ready values (what run.json records)."""
