@@ -165,6 +165,7 @@ def load_snapshots_file(path: str | Path, config_path: str | Path | None = None)
         raise ValueError(f"{name} is not a .npz archive (numpy.savez / savez_compressed)") from None
     if unpacked > MAX_FILE_BYTES:
         raise ValueError(f"{name} unpacks to {unpacked:,} bytes, above the cap of {MAX_FILE_BYTES:,}")
+    check_members(data, name)
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             keys = list(npz.files)
@@ -220,6 +221,30 @@ def read_only(array: np.ndarray) -> np.ndarray:
     copy = np.array(array, dtype=np.float64, copy=True)
     copy.flags.writeable = False
     return copy
+
+
+def check_members(data: bytes, name: str) -> None:
+    """``ValueError`` unless every ``.npy`` member of the archive ``data`` is a plain array whose header
+    declares no more bytes than the member holds: a raw pickle, an object array or a header claiming
+    terabytes is refused from its header, before anything is unpacked."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for info in archive.infolist():
+            member = info.filename.removesuffix(".npy")
+            try:
+                with archive.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(f)
+                    header = f.tell()
+            except (ValueError, EOFError, OSError, zipfile.BadZipFile) as err:
+                raise ValueError(f"{name}: {member!r} is not a .npy array ({str(err).splitlines()[0]})") from None
+            if dtype.hasobject:
+                raise ValueError(f"{name}: cannot be read as plain arrays: {member!r} holds Python objects ({dtype})")
+            declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if declared > info.file_size - header:
+                raise ValueError(f"{name}: {member!r} declares shape {tuple(shape)} ({declared:,} bytes) but holds "
+                                 f"{info.file_size - header:,} bytes: the archive is damaged")
 
 
 @lru_cache(maxsize=4)

@@ -113,8 +113,8 @@ def add_ratios(size_records: list[dict[str, Any]]) -> None:
         ref = max(ran, key=_score)
         label = f"best ({ref['agent']})"
     for r in size_records:
-        if r["status"] == "ok" and ref is not None:
-            r["ratio"] = _score(r) / _score(ref)
+        if r["status"] == "ok" and ref is not None:  # no ratio to a reference scoring 0 (fading at its floor)
+            r["ratio"] = _score(r) / _score(ref) if _score(ref) != 0 else None
             r["ratio_to"] = label
         else:
             r["ratio"], r["ratio_to"] = None, None
@@ -165,7 +165,7 @@ def markdown_tables(records: list[dict[str, Any]], execution: dict[str, Any] | N
                 continue
             star = "" if r["ratio_to"] == REFERENCE_AGENT else "*"
             dagger = " †" if r.get("collapsed") else ""
-            cells.append(f"{_score(r):.2f} ({r['ratio']:.3f}{star}){dagger}")
+            cells.append(f"{_score(r):.2f} ({_fmt(r['ratio'], '.3f')}{star}){dagger}")
         lines.append(f"| {size[0]}, {size[1]} | {size[2]} | {size[3]} | " + " | ".join(cells) + " |")
     lines += ["", *fairness_table(records)]
     extra = "" if objective.is_default else f"{objective} objective | "
@@ -313,7 +313,7 @@ def plot_records(records: list[dict[str, Any]], path: Path,
         means = [_score(r) for _, r in ok]
         cis = [r.get("ci95_objective", r["ci95_mbps"]) if "mean_objective" in r else r["ci95_mbps"] for _, r in ok]
         ci = [0.0 if c is None or math.isnan(c) else c for c in cis]
-        ratios = [r["ratio"] for _, r in ok]
+        ratios = [math.nan if r["ratio"] is None else r["ratio"] for _, r in ok]
         ax_rate.errorbar(xs, means, yerr=ci, fmt="none", ecolor=colour, elinewidth=0.9, capsize=2, alpha=0.85)
         ax_ratio.plot(xs, ratios, **line)
         for ax, ys in ((ax_rate, means), (ax_ratio, ratios)):

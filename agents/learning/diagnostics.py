@@ -90,7 +90,8 @@ def _sum_rate(snapshots: Snapshot | np.ndarray, pilots: np.ndarray, config: Syst
 
 def collapse_report(pilots: np.ndarray, snapshots: Snapshot | np.ndarray, config: SystemConfig,
                     mean_rate: float | None = None) -> dict[str, Any]:
-    """Distinct partitions, ratio of the mean sum rate to the best constant one, and the flag.
+    """Distinct partitions, ratio of the mean sum rate to the best constant one (``None`` where that
+    is 0, e.g. fading at the floor of its range), and the flag.
 
     A policy is flagged ``collapsed`` when it gives at most ``COLLAPSE_FRACTION`` of the
     distinct partitions it could have given (the smaller of the snapshot count and the
@@ -103,6 +104,7 @@ def collapse_report(pilots: np.ndarray, snapshots: Snapshot | np.ndarray, config
     if mean_rate is None:
         mean_rate = float(_sum_rate(snapshots, pilots, config).mean())
     _, constant_rate, method = best_constant_assignment(snapshots, config)
-    return {"distinct_assignments": distinct, "ratio_to_best_constant": mean_rate / constant_rate,
+    ratio = mean_rate / constant_rate if constant_rate > 0 else None  # None: fading so weak every rate is 0
+    return {"distinct_assignments": distinct, "ratio_to_best_constant": ratio,
             "best_constant_search": method,
             "collapsed": bool(possible > 1 and distinct <= max(1, COLLAPSE_FRACTION * possible))}
