@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+from typing import Any
 from dataclasses import dataclass
 
 from cfenv.models.registry import model_names  # the standard library only: the models load on first use
@@ -224,6 +225,17 @@ class SystemConfig:
             raise ValueError(f"size must be (M, L, K, tau_p), got {size!r}")
         M, L, K, tau_p = size
         return cls(M=M, L=L, K=K, tau_p=tau_p, **changes)  # type: ignore[arg-type]
+
+
+def check_config(config: Any, name: str = "config") -> SystemConfig:
+    """``config`` if it is a :class:`SystemConfig`; else one ``ValueError`` naming what was given (the
+    boundary of the environments and the rate functions, which would fail deep inside)."""
+    if not isinstance(config, SystemConfig):
+        hint = (f"SystemConfig(**{config!r})" if isinstance(config, dict)
+                else "SystemConfig(M=..., L=..., K=..., tau_p=...) or SystemConfig.from_size('10,2,6,3')")
+        raise ValueError(f"{name} must be a cfenv.SystemConfig, got {type(config).__name__} {config!r}: "
+                         f"pass {hint}")
+    return config
 
 
 #: The paper's Table II sizes by their label, e.g. ``PRESETS["10,2,6,3"]``.

@@ -12,7 +12,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from cfenv.channel import Snapshot
-from cfenv.config import DEFAULT_CONFIG, MAX_SNAPSHOT_BYTES, SystemConfig
+from cfenv.config import DEFAULT_CONFIG, MAX_SNAPSHOT_BYTES, SystemConfig, check_config
 from cfenv.models import model_of
 from cfenv.objectives import Objective
 from cfenv.rates import as_pilot_indices
@@ -74,7 +74,9 @@ def snapshot_info(snapshot: Snapshot) -> dict[str, Any]:
 
 
 def _config_from_kwargs(config: SystemConfig | None, fields: dict[str, Any]) -> SystemConfig:
-    return (config or DEFAULT_CONFIG).replace(**fields)
+    """``config`` (default :data:`DEFAULT_CONFIG`; ``ValueError`` if it is not a :class:`SystemConfig`)
+    with ``fields`` replaced."""
+    return (DEFAULT_CONFIG if config is None else check_config(config)).replace(**fields)
 
 
 def actions_to_pilots(actions: Any, config: SystemConfig, batch_shape: tuple[int, ...] = ()) -> np.ndarray:

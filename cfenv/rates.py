@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
-from cfenv.config import SystemConfig
+from cfenv.config import SystemConfig, check_config
 from cfenv.objectives import Objective
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -139,6 +139,7 @@ def validate_beta(beta: Any, config: SystemConfig, *, name: str = "beta") -> Non
     :class:`SystemConfig`; float32 input is refused where this config's powers could overflow
     float32 (:func:`float32_overflow_bound` above :data:`FLOAT32_SAFE`).
     """
+    check_config(config)
     shape = _shape_of(beta)
     if len(shape) < 2 or shape[-2:] != (config.M, config.K):
         raise ValueError(

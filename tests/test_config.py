@@ -60,3 +60,33 @@ def test_unknown_field_raises_type_error():
 def test_parse_size_rejects_malformed(text):
     with pytest.raises(ValueError):
         parse_size(text)
+
+
+# ------------------------------------------------------------- a config that is not a SystemConfig (issue #30)
+@pytest.mark.parametrize("config", ["x", {"M": 3}, 5])
+def test_environments_refuse_a_config_that_is_not_a_system_config(config):
+    import gymnasium as gym
+
+    import cfenv
+
+    for env_id in ("CellFreePilot-v0", "CellFreePilotSequential-v0"):
+        with pytest.raises(ValueError, match=r"config must be a cfenv\.SystemConfig") as err:
+            gym.make(env_id, config=config)
+        assert repr(config) in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(ValueError, match=r"config must be a cfenv\.SystemConfig"):
+        cfenv.CellFreePilotVectorEnv(2, config=config)
+
+
+@pytest.mark.parametrize("config", [{"M": 10}, "x", None])
+def test_rate_functions_refuse_a_config_that_is_not_a_system_config(config):
+    import numpy as np
+
+    import cfenv
+
+    cfg = cfenv.SystemConfig.from_size((10, 2, 6, 3))
+    beta = cfenv.draw_snapshots(cfg, np.random.default_rng(0), (2,)).beta
+    pilots = np.zeros((2, 6), dtype=np.int64)
+    for rate in (cfenv.sum_rate, cfenv.user_rates):
+        for backend in ("auto", "reference"):
+            with pytest.raises(ValueError, match=r"config must be a cfenv\.SystemConfig"):
+                rate(beta, pilots, config, backend=backend)
