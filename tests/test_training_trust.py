@@ -216,3 +216,16 @@ def test_rl_policy_of_non_finite_weights_is_refused(ppo_run):
     torch.save(state, ppo_run / "policy.pt")
     with pytest.raises(ValueError, match=r"policy\.pt holds non-finite weights \(NaN or infinity in 'action_net"):
         rl.RLAgent.load(ppo_run)
+
+
+def test_sb3_training_cut_before_its_first_validation_says_so_and_leaves_no_folder(tmp_path, capsys, monkeypatch):
+    from agents import rl
+
+    monkeypatch.setattr(rl.zoo, "make_vec_env", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    status, out, err = run_train(["--agent", "ppo", "--sizes", "6,1,4,2", "--total-timesteps", "2000",
+                                  "--out", str(tmp_path / "runs"), "--no-progress"], capsys)
+    assert status == 130
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) == 1 and "interrupted" in lines[0] and "no checkpoint was written" in lines[0], out
+    assert "python train.py --agent ppo --sizes 6,1,4,2" in lines[0]
+    assert not (tmp_path / "runs").exists()  # no empty folder left behind

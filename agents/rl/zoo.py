@@ -418,18 +418,20 @@ class RLAgent(LearnableAgent):
                 "total_timesteps": settings["total_timesteps"], "parameters": self.parameter_count(),
                 "final": {k: v for k, v in final.items() if k.startswith("val/")}, "already_trained": True}
 
-    def _fit(self, cfg: SystemConfig, settings: dict[str, Any], run_dir: Path, progress: bool,
-             val_every: int | None, save: bool) -> dict[str, Any]:
-        started = time.perf_counter()
-        total, n_envs, reward_scaling, vec_env, val_snapshots = (
-            settings[k] for k in ("total_timesteps", "n_envs", "reward_scaling", "vec_env", "val_snapshots"))
-        self.initialise(cfg, n_envs=n_envs, reward_scaling=reward_scaling, vec_env=vec_env,
-                        tensorboard_log=run_dir)
+    def _learn(self, cfg: SystemConfig, settings: dict[str, Any], run_dir: Path, progress: bool,
+               val_every: int | None, save: bool, started: float, saved_at: list[int],
+               built: list[BaseAlgorithm]) -> _Validation:
+        """Build the model and its environments (into ``built``) and run SB3's ``learn`` with the validation
+        callback, checkpointing at every validation when ``save`` (their steps into ``saved_at``)."""
+        total = settings["total_timesteps"]
+        self.initialise(cfg, n_envs=settings["n_envs"], reward_scaling=settings["reward_scaling"],
+                        vec_env=settings["vec_env"], tensorboard_log=run_dir)
         assert self.model is not None
-        val = model_of(cfg).draw(stream_rng(self.seed, VALIDATION_STREAM, *cfg.size), (int(val_snapshots),))
+        built.append(self.model)
+        val = model_of(cfg).draw(stream_rng(self.seed, VALIDATION_STREAM, *cfg.size),
+                                 (int(settings["val_snapshots"]),))
         bar = _Progress(total, f"{self.name} {size_slug(cfg.size)}") if progress else None
         checkpoint_dir = run_dir / CHECKPOINT_DIR
-        saved_at: list[int] = []
 
         def checkpoint(timesteps: int) -> None:
             self._write(checkpoint_dir, {"train": settings, "timesteps_done": timesteps,
@@ -444,15 +446,27 @@ class RLAgent(LearnableAgent):
         try:
             self.model.learn(total_timesteps=total, callback=callbacks, tb_log_name=self.name,
                              progress_bar=False)
-        except KeyboardInterrupt:
-            where = (f"the last checkpoint (step {saved_at[-1]}) is in {checkpoint_dir}: "
-                     f"{type(self).__name__}.load('{checkpoint_dir}') loads it" if saved_at
-                     else "no checkpoint was written yet")
-            print(f"\ninterrupted at step {self.model.num_timesteps} of {total}: {where}; SB3 training "
-                  f"does not resume, {_retrain_hint(self.name, cfg.size)}", flush=True)
-            raise
         finally:
             self.model.get_env().close()
+        return validation
+
+    def _fit(self, cfg: SystemConfig, settings: dict[str, Any], run_dir: Path, progress: bool,
+             val_every: int | None, save: bool) -> dict[str, Any]:
+        started = time.perf_counter()
+        total, n_envs, reward_scaling, vec_env = (
+            settings[k] for k in ("total_timesteps", "n_envs", "reward_scaling", "vec_env"))
+        checkpoint_dir = run_dir / CHECKPOINT_DIR
+        saved_at: list[int] = []
+        built: list[BaseAlgorithm] = []
+        try:
+            validation = self._learn(cfg, settings, run_dir, progress, val_every, save, started, saved_at, built)
+        except KeyboardInterrupt:  # from the first moment: building the model and its environments counts
+            where = (f"the last checkpoint (step {saved_at[-1]}) is in {checkpoint_dir}: "
+                     f"{type(self).__name__}.load('{checkpoint_dir}') loads it" if saved_at
+                     else "no checkpoint was written yet (none before the first validation)")
+            print(f"\ninterrupted at step {built[0].num_timesteps if built else 0} of {total}: {where}; SB3 "
+                  f"training does not resume, {_retrain_hint(self.name, cfg.size)}", flush=True)
+            raise
         train_time = time.perf_counter() - started
         final = validation.history[-1]
         self.meta = {"train_time_s": train_time, "train": settings, "device": self.device,
