@@ -24,6 +24,7 @@ import numpy as np
 from numba import njit, prange
 
 from cfenv.config import SystemConfig
+from cfenv.objectives import PROPORTIONAL_UNIT, RATE_FLOOR  # defined with the objective type; numba reads them as constants
 
 INV_LN2 = 1.0 / math.log(2.0)
 LOG1P_BELOW = 1e-2
@@ -192,10 +193,6 @@ def rates_one(beta_t, bu, pilots, params, scratch):
         out[k] = rate_of_sinr(scale * y_diag[k] * y_diag[k] / (scale * pc[k] + bu[k] + 1.0), params.bandwidth)
 
 
-PROPORTIONAL_UNIT = 1e6
-"""rate unit [bit/s] of the proportional-fairness objective sum_k ln(R_k / unit)"""
-RATE_FLOOR = 1e-300
-"""rates are floored here before the logarithm, so that a zero rate scores finite"""
 
 
 @njit(inline="always", **JIT)
