@@ -125,7 +125,7 @@ def holding(folders: list[Path]) -> Iterator[None]:
     """Lock each run folder for the training (the lock of :mod:`agents.lab.outdir`: a crashed run's lock
     is taken over); ``ValueError`` (one line) if another live run holds one. On exit the locks are
     released and the folders this made that are still empty are removed."""
-    from agents.lab.outdir import _take_lock
+    from agents.lab.outdir import take_lock
 
     made: list[Path] = []
     with ExitStack() as locks:
@@ -134,11 +134,9 @@ def holding(folders: list[Path]) -> Iterator[None]:
                 made += [p for p in (folder, *folder.parents) if not p.exists()]
                 try:
                     folder.mkdir(parents=True, exist_ok=True)
-                    lock = _take_lock(folder)
+                    lock = take_lock(folder, tool="train.py")
                 except OSError as err:
                     raise ValueError(f"--out {folder} cannot be written: {err.strerror or err}") from None
-                except ValueError as err:  # the harness's wording names its own tool
-                    raise ValueError(str(err).replace("evaluate.py run", "train.py run")) from None
                 locks.callback(lock.unlink, missing_ok=True)
             yield
         finally:

@@ -48,8 +48,10 @@ def pid_alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def _take_lock(out: Path) -> Path:
-    """Create ``out/LOCK`` exclusively; ``ValueError`` if a live run on this host holds it."""
+def take_lock(out: Path, tool: str = "evaluate.py") -> Path:
+    """Create ``out/LOCK`` exclusively; ``ValueError`` naming ``tool`` if a live run on this host holds
+    it (a crashed run's lock is taken over). The lock of ``evaluate.py``'s results folders and
+    ``train.py``'s run folders."""
     lock = out / LOCK
     me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     for _ in range(2):
@@ -63,7 +65,7 @@ def _take_lock(out: Path) -> Path:
             other_host = holder.get("host") not in (None, me["host"])
             if other_host or (isinstance(holder.get("pid"), int) and pid_alive(holder["pid"])):
                 where = f"pid {holder.get('pid')} on {holder.get('host')}" if other_host else f"pid {holder.get('pid')}"
-                raise ValueError(f"{out} is in use by another evaluate.py run ({where}, since "
+                raise ValueError(f"{out} is in use by another {tool} run ({where}, since "
                                  f"{holder.get('started', '?')}); wait for it or choose another --out") from None
             lock.unlink(missing_ok=True)  # stale: its process is gone
             continue
@@ -183,7 +185,7 @@ def claimed(out: Path, settings: dict[str, Any], fingerprint: str, resume: bool,
     check_writable(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        lock = _take_lock(out)
+        lock = take_lock(out)
     except OSError as err:
         raise ValueError(f"--out {out} cannot be written: {err.strerror or err}") from None
     try:
