@@ -20,9 +20,20 @@ import argparse
 import dataclasses
 import json
 import signal
+import sys
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+
+def _interrupted_while_starting(signum: int, frame: object) -> None:
+    """Ctrl-C before any training has begun (packages load, settings are checked): one line, exit 130."""
+    print("train.py: interrupted while starting: nothing was trained or written", file=sys.stderr)
+    raise SystemExit(130)
+
+
+if __name__ == "__main__":  # installed before the imports below; train_all restores Python's handler
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
 
 from agents.lab.cli import EXECUTION_FLAGS, add_fields, error, given
 from agents.registry import REGISTRY, resolve
@@ -194,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
 def train_all(runs: list[tuple[Any, Any, dict[str, Any]]]) -> int:
     """Fit each ``(agent, config, fit arguments)`` with its run folder locked; the exit status."""
     agent = None
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here Ctrl-C keeps the last checkpoint
     try:
         with holding([run_folder(agent, config, fit) for agent, config, fit in runs]):
             for agent, config, fit in runs:
