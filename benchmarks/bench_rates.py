@@ -10,6 +10,7 @@ with the machine and the device.
 
     python benchmarks/bench_rates.py [--assignments 200000] [--device cpu|cuda|auto]
                                      [--out benchmarks/results/bench_rates.json]
+    python benchmarks/bench_rates.py --table docs/results/bench_rates.json   # the README's table
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 
 from agents.lab.machine import DEVICE_FLAG_HELP, machine_info, synchronize
 from agents.learning.settings import check_device
-from cfenv import SystemConfig, draw_snapshots, sum_rate
+from cfenv import SystemConfig, __version__, draw_snapshots, sum_rate
 from cfenv.reference import user_rates_loop
 
 SIZES = [(10, 2, 15, 3), (45, 2, 20, 10)]
@@ -44,6 +45,22 @@ def best_rate(fn: Callable[[], object], n: int, repeats: int, device: str = "cpu
     return n / best
 
 
+def markdown_table(results: dict) -> str:
+    """The README's table of a results JSON: float64 evaluations per second of the kernel and the
+    formulas, with their ratio to the per-user loop of the same run, and the machine under it."""
+    meta = results["meta"]
+    lines = ["| size (M, L, K, tau_p) | implementation | evaluations/s | x the per-user loop |", "|---|---|---|---|"]
+    for r in results["rows"]:
+        if r["dtype"] == "float64":
+            lines.append(f"| {tuple(r['size'])} | {r['implementation']} | {r['evals_per_s']:,.0f} | "
+                         f"{r['ratio_to_loop']:,.0f} |")
+    load = ", ".join(f"{x:.2f}" for x in meta.get("load_average", []))
+    lines += ["", f"`python benchmarks/bench_rates.py` (cfpilot {meta.get('cfpilot', '?')}, {meta.get('date', '?')}; "
+                  f"{meta.get('cpus', '?')} CPUs, load average {load} before the run; torch {meta.get('torch', '?')}, "
+                  f"numpy {meta.get('numpy', '?')}); table: `python benchmarks/bench_rates.py --table FILE`"]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--assignments", type=int, default=200_000)
@@ -53,7 +70,11 @@ def main() -> None:
     parser.add_argument("--device-assignments", type=int, default=1_000_000,
                         help="assignments per timed call of the torch formula on a CUDA device")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_rates.json"))
+    parser.add_argument("--table", type=Path, default=None, help="print the Markdown table of a results JSON and exit")
     args = parser.parse_args()
+    if args.table is not None:
+        print(markdown_table(json.loads(args.table.read_text())))
+        return
     try:
         device = check_device(args.device)
     except ValueError as err:
@@ -100,7 +121,7 @@ def main() -> None:
     for r in rows:
         print(f"{str(tuple(r['size'])):<16}{r['dtype']:<9}{r['implementation']:<28}"
               f"{r['evals_per_s']:>14,.0f}{r['ratio_to_loop']:>10,.0f}  {r['note']}")
-    meta = machine_info(device)
+    meta = {**machine_info(device), "cfpilot": __version__, "date": time.strftime("%Y-%m-%d")}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print(f"\nwrote {args.out}")
