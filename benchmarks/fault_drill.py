@@ -1,277 +1,169 @@
-"""Fault drill: bad input, crashes, concurrent runs and tampering, end to end through the CLIs.
+"""Fault drill: bad input, misbehaving plug-in agents, crashes, concurrent runs, full disks, users'
+files and tampering, end to end through the command lines.
 
-    python benchmarks/fault_drill.py            # about 3-6 minutes on 2 cores
+    python benchmarks/fault_drill.py                        # about 10 minutes on 2 cores
+    python benchmarks/fault_drill.py --only agents,archives # some groups
+    python benchmarks/fault_drill.py --table docs/results/fault_drill.json   # the README's table
 
-Every case runs ``evaluate.py`` / ``train.py`` in a subprocess (in a temporary folder) and is
-classified by what a careful user would see:
+Every case runs ``evaluate.py`` / ``train.py`` in a subprocess (in a temporary folder), and has a
+**control** that shows the case can fail: a planted payload runs under a naive loader
+(``torch.load(weights_only=False)``, SB3's ``PPO.load``, ``numpy.load(allow_pickle=True)``), a
+misbehaving agent misbehaves under a naive harness, two concurrent runs differ only in what the lock
+guards (the same command afterwards is accepted), a signal arrives mid-run, the full disk's limit is
+below a file the run writes. Each case is one of:
 
-* ``handled``: a one-line error (exit status 2, no traceback) before any work, or the right
-  result (a resumed run equal to an uninterrupted one, a tampered chunk recomputed, ...);
-* ``traceback``: a Python traceback reached the user;
-* ``hang``: the command did not finish within its time limit;
-* ``silently wrong``: exit status 0 with results that differ from the reference;
-* ``files lost``: a file the tool did not write disappeared;
-* ``code executed``: a payload planted in a file the tool loads ran.
+* ``handled``: one line, exit status 2 (or the cell fails with its reason, the others unchanged), or
+  the right result (a resumed run equal to an uninterrupted one, ...);
+* ``traceback``: a Python traceback (or an unexpected exit status) reached the user;
+* ``hang``: no exit within the time limit;
+* ``silently wrong``: exit status 0 with results that are wrong (or bad input accepted);
+* ``files lost``: a file the tool did not write was overwritten or removed;
+* ``code executed``: a payload planted in a file the tool loads ran;
+* ``inconclusive``: the control did not show the failure, so the case proves nothing.
 
-The goal is 0 in every column but ``cases`` and ``handled``. Prints the table, writes
-``benchmarks/results/fault_drill.json``.
+Writes ``benchmarks/results/fault_drill.json`` (each case: class, command, the one line seen,
+control, seconds) and prints the table; the exit status is 0 only when every case is handled.
 """
 
 from __future__ import annotations
 
+import argparse
+import datetime
 import json
 import os
-import pickle
-import signal
-import subprocess
+import platform
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-GRID = ["--agents", "random,master-ap,local-search,exhaustive", "--sizes", "6,1,4,2", "10,2,6,3",
-        "--snapshots", "12", "--chunk-size", "3", "--no-progress"]
-COLUMNS = ("handled", "traceback", "hang", "silently wrong", "files lost", "code executed")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from drill_core import CLASSES, ROOT, Sandbox, records, run_case  # noqa: E402
 
-def cli(args: list[str], cwd: Path, timeout: float = 300) -> tuple[int | None, str, str]:
-    """Run ``python <script> args`` in ``cwd``; ``(None, ...)`` on a time-out."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "CFPILOT_CACHE": str(cwd / "cache")}
-    try:
-        out = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                             env=env)
-    except subprocess.TimeoutExpired:
-        return None, "", ""
-    return out.returncode, out.stdout, out.stderr
+GROUPS = ("bad input", "agents", "archives", "files", "runs", "tampered chunks", "checkpoints", "training")
+RESULT = ROOT / "benchmarks" / "results" / "fault_drill.json"
 
 
-def rates(out: Path) -> dict[str, Any]:
-    records = json.loads((out / "results.json").read_text())
-    return {f"{r['agent']}@{r['M']},{r['K']}": (r["per_snapshot_sum_rate_mbps"], r["per_snapshot_assignments"])
-            for r in records}
+class Drill:
+    """The cases of each group, sharing one sandbox and one reference run."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.box = Sandbox(tmp)
+        self.reference_out = tmp / "reference"
+        self._reference: dict | None = None
+        self._training = None
+
+    def reference(self) -> dict:
+        from drill_cases import GRID
+
+        if self._reference is None:
+            run = self.box.cli(["evaluate.py", *GRID, "--out", str(self.reference_out)])
+            if run.code != 0:
+                raise RuntimeError(f"the reference run failed: {run.message}")
+            self._reference = records(self.reference_out)
+        return self._reference
+
+    def cases(self, group: str) -> list:
+        import drill_cases as ev
+        import drill_training as tr
+
+        box, ref = self.box, self.reference
+        if group == "bad input":
+            return ev.bad_input_cases(box)
+        if group == "agents":
+            return ev.Plugins(box, ref).cases()
+        if group == "archives":
+            return ev.archive_cases(box)
+        if group == "files":
+            return [*ev.user_out_cases(box, self.reference_out),
+                    ("a user's file inside --out/cells, --overwrite", lambda: ev.user_file_in_cells(box)),
+                    ("full disk (ulimit -f 16) in evaluate.py, then --resume",
+                     lambda: (ref(), ev.full_disk_evaluate(box, ref, self.reference_out))[1])]
+        if group == "runs":
+            return [("kill -9 (local) then --resume", lambda: ev.kill_and_resume(box, ref, "local")),
+                    ("kill -9 (processes) then --resume", lambda: ev.kill_and_resume(box, ref, "processes")),
+                    ("two identical evaluate.py on one --out", lambda: ev.concurrent_evaluate(box, ref))]
+        if group == "tampered chunks":
+            return ev.tampered_chunk_cases(box, ref)
+        self._training = self._training or tr.Training(box)
+        if group == "checkpoints":
+            return self._training.cases()[:6]
+        if group == "training":
+            return self._training.cases()[6:]
+        raise ValueError(f"unknown group {group!r}; groups: {', '.join(GROUPS)}")
+
+    def run(self, groups: list[str]) -> list[dict[str, Any]]:
+        from drill_cases import classifier_control
+
+        group_ok, group_control = classifier_control(self.box)
+        results = []
+        for group in groups:
+            for name, body in self.cases(group):
+                result = run_case(group, name, body, group_ok)
+                if result["control"] == "group control":
+                    result["control"] = group_control
+                results.append(result)
+                print(f"  {result['class']:>14}  {group}: {name}  ({result['seconds']:.0f} s)", flush=True)
+        return results
 
 
-def one_line_error(code: int | None, stderr: str) -> str:
-    if code is None:
-        return "hang"
-    if "Traceback" in stderr:
-        return "traceback"
-    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
-    return "handled" if code == 2 and len(lines) == 1 else "traceback"
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() \
+        else platform.processor()
+    return f"{os.cpu_count()} cores ({model}), {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
-# ---------------------------------------------------------------------------------- cases
-BAD_EVALUATE = [["--snapshots", "0"], ["--snapshots", "100000000"], ["--sizes", "100000000,1,4,2"],
-                ["--sizes", "10,2"], ["--agents", "nope"], ["--agents", ""], ["--seed", "-1"],
-                ["--device", "bogus"], ["--max-assignments", "-5"], ["--noise-p", "2"], ["--shots", "-1"],
-                ["--mitigation", "x"], ["--grad", "x"], ["--executor", "x"], ["--chunk-size", "0"],
-                ["--retries", "-1"], ["--trained-at", "1,2"], ["--loss", "x"], ["--ray-address", "auto"],
-                ["--out", "/etc/passwd"], ["--workers", "0"]]
-BAD_TRAIN = [["--qubits", "5"], ["--share", "foo"], ["--readout", "foo"], ["--backend", "foo"],
-             ["--noise-p", "2"], ["--shots", "-1"], ["--device", "bogus"], ["--seed", "-1"],
-             ["--out", "/etc/passwd"], ["--agent", "mlp", "--hidden", "0"],
-             ["--agent", "mlp", "--hidden", "2147483648"], ["--agent", "random"], ["--agent", "gnn", "--loss", "x"],
-             ["--epochs", "0"], ["--lr", "-1"], ["--agent", "ppo", "--epochs", "3"],
-             ["--agent", "ppo", "--total-timesteps", "0"], ["--agent", "ppo", "--resume"],
-             ["--imitation-epochs", "99"], ["--sizes", "0,1,2,3"], ["--labels", "oracle"]]
-BAD_SWEEPS = {"yaml syntax": "name: [unclosed\n", "empty grid": "agent: mlp\nsearch: {lr: []}\n",
-              "sampler args": "agent: mlp\nsearch: {lr: {loguniform: 0.1}}\n",
-              "samples as text": "agent: mlp\nnum_samples: '3'\nsearch: {lr: [0.1]}\n",
-              "metric not a name": "agent: mlp\nmetric: 5\nsearch: {lr: [0.1]}\n"}
+def counts(cases: list[dict]) -> dict[str, int]:
+    return {"cases": len(cases), **{c: sum(r["class"] == c for r in cases) for c in CLASSES}}
 
 
-def bad_inputs(tmp: Path) -> list[tuple[str, str]]:
-    cases: list[tuple[str, str]] = []
-    for a in BAD_EVALUATE:
-        args = ["evaluate.py", *a] if "--agents" in a else ["evaluate.py", "--agents", "random", *a]
-        code, _, err = cli(args + ["--out", str(tmp / "bad")] if "--out" not in a else args, tmp, 120)
-        cases.append((f"evaluate.py {' '.join(a)}", one_line_error(code, err)))
-    for a in BAD_TRAIN:
-        args = ["train.py", *a] if "--agent" in a else ["train.py", "--agent", "hqcnn", *a]
-        code, _, err = cli(args + ["--no-progress"], tmp, 120)
-        cases.append((f"train.py {' '.join(a)}", one_line_error(code, err)))
-    for name, text in BAD_SWEEPS.items():
-        path = tmp / f"{name.replace(' ', '_')}.yaml"
-        path.write_text(text)
-        code, _, err = cli(["train.py", "--sweep", str(path), "--out", str(tmp / "sweeps")], tmp, 120)
-        cases.append((f"sweep file: {name}", one_line_error(code, err)))
-    return cases
+def table(report: dict) -> str:
+    """The README's table: one row per group and the total, then the cases not handled, then how
+    it was made."""
+    cases = report["cases"]
+    head = ("group", "cases", *CLASSES)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    groups = list(dict.fromkeys(r["group"] for r in cases))
+    for group in groups:
+        lines.append("| " + " | ".join([group, *map(str, counts([r for r in cases if r["group"] == group]).values())])
+                     + " |")
+    lines.append("| " + " | ".join(["**all**", *(f"**{v}**" for v in counts(cases).values())]) + " |")
+    bad = [r for r in cases if r["class"] != "handled"]
+    if bad:
+        lines.append("")
+        lines += [f"* {r['class']}: {r['group']}: {r['case']} -- `{r['message']}`" for r in bad]
+    lines += ["", f"`{report['command']}` (cfpilot {report['version']}, {report['date']}, {report['machine']}, "
+              f"{report['wall_time_s']:.0f} s); table: `python benchmarks/fault_drill.py --table {report['table_source']}`"]
+    return "\n".join(lines)
 
 
-def kill_and_resume(tmp: Path, reference: dict, executor: str) -> tuple[str, str]:
-    out = tmp / f"killed-{executor}"
-    args = [sys.executable, "evaluate.py", *GRID, "--out", str(out), "--executor", executor, "--workers", "2"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "CFPILOT_CACHE": str(tmp / "cache")}
-    proc = subprocess.Popen(args, cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list((out / "cells").rglob("*.json"))) < 4:
-        time.sleep(0.2)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    time.sleep(3)
-    orphans = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
-    for pid in orphans:
-        os.kill(int(pid), signal.SIGKILL)
-    code, _, err = cli(["evaluate.py", *GRID, "--out", str(out), "--resume"], tmp)
-    if code is None:
-        return f"kill -9 ({executor}) then --resume", "hang"
-    if orphans:
-        return f"kill -9 ({executor}) then --resume", "hang"  # workers outlived their parent
-    if code != 0 or "Traceback" in err:
-        return f"kill -9 ({executor}) then --resume", "traceback"
-    return f"kill -9 ({executor}) then --resume", "handled" if rates(out) == reference else "silently wrong"
-
-
-def concurrent_out(tmp: Path, reference: dict) -> tuple[str, str]:
-    out = tmp / "shared"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "CFPILOT_CACHE": str(tmp / "cache")}
-    first = subprocess.Popen([sys.executable, "evaluate.py", *GRID, "--out", str(out)], cwd=tmp, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline and not (out / ".cfpilot.lock").exists():
-        time.sleep(0.1)
-    code, _, err = cli(["evaluate.py", *GRID, "--seed", "5", "--out", str(out)], tmp)
-    first_err = first.communicate(timeout=300)[1]
-    verdict = one_line_error(code, err)
-    if first.returncode != 0 or "Traceback" in first_err:
-        verdict = "traceback"
-    elif rates(out) != reference:
-        verdict = "silently wrong"
-    return "two runs on one --out", verdict
-
-
-def tampering(tmp: Path, reference: dict) -> list[tuple[str, str]]:
-    out = tmp / "tampered"
-    cli(["evaluate.py", *GRID, "--out", str(out)], tmp)
-    cell = out / "cells" / "10-2-6-3" / "local-search" / "0-3.json"
-    donor = json.loads((out / "cells" / "10-2-6-3" / "random" / "0-3.json").read_text())
-    pristine = cell.read_text()
-
-    def set_rates(c: dict) -> None:
-        c["result"]["rates"] = [10 * r for r in c["result"]["rates"]]
-
-    edits: dict[str, Callable[[dict], None]] = {
-        "rates x10": set_rates,
-        "NaN rate": lambda c: c["result"]["rates"].__setitem__(0, float("nan")),
-        "short rate list": lambda c: c["result"].update(rates=c["result"]["rates"][:1]),
-        "pilot 99": lambda c: c["result"]["pilots"][0].__setitem__(0, 99),
-        "pilots not matching rates": lambda c: c["result"].update(pilots=donor["result"]["pilots"]),
-        "chunk of another agent": lambda c: c.update(donor),
-        "fake skipped status": lambda c: c["result"].update(status="skipped", reason="x"),
-        "negative elapsed": lambda c: c["result"].update(elapsed_s=-1),
-    }
-    cases = []
-    for name, edit in edits.items():
-        data = json.loads(pristine)
-        edit(data)
-        cell.write_text(json.dumps(data))
-        code, _, err = cli(["evaluate.py", *GRID, "--out", str(out), "--resume"], tmp)
-        verdict = ("hang" if code is None else "traceback" if code != 0 or "Traceback" in err
-                   else "handled" if rates(out) == reference else "silently wrong")
-        cases.append((f"tampered chunk: {name}", verdict))
-    cell.write_text(pristine)
-    return cases
-
-
-def user_files(tmp: Path) -> tuple[str, str]:
-    out = tmp / "mine"
-    cli(["evaluate.py", *GRID, "--out", str(out)], tmp)
-    thesis = out / "cells" / "thesis" / "chapter1.tex"
-    thesis.parent.mkdir(parents=True)
-    thesis.write_text("chapter 1")
-    cli(["evaluate.py", *GRID, "--out", str(out)], tmp)
-    return "a user's file inside --out/cells, rerun", "handled" if thesis.exists() else "files lost"
-
-
-class _Payload:
-    """Unpickling this creates a marker file (what an attacker's payload would do)."""
-
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple:
-        return (open, (self.marker, "w"))
-
-
-def tampered_checkpoints(tmp: Path) -> list[tuple[str, str]]:
-    runs, marker = tmp / "runs", tmp / "PWNED"
-    cases = []
-    ppo = runs / "ppo" / "6-1-4-2" / "rl-seed0"
-    ppo.mkdir(parents=True)
-    with zipfile.ZipFile(ppo / "model.zip", "w") as z:
-        z.writestr("data", pickle.dumps(_Payload(str(marker))))
-    (ppo / "config.json").write_text(json.dumps({"agent": "ppo"}))
-    code, _, err = cli(["evaluate.py", "--agents", "ppo", "--sizes", "6,1,4,2", "--snapshots", "2", "--no-train",
-                        "--checkpoints", str(runs), "--out", str(tmp / "ppo-out"), "--no-progress"], tmp)
-    cases.append(("tampered SB3 model.zip", "code executed" if marker.exists() else
-                  "hang" if code is None else "traceback" if "Traceback" in err else "handled"))
-    mlp = runs / "mlp" / "6-1-4-2" / "unsupervised-seed0"
-    cli(["train.py", "--agent", "mlp", "--sizes", "6,1,4,2", "--epochs", "1", "--train-snapshots", "16",
-         "--val-snapshots", "8", "--out", str(runs), "--no-progress"], tmp)
-    (mlp / "weights.pt").write_bytes(pickle.dumps(_Payload(str(marker))))
-    code, _, err = cli(["evaluate.py", "--agents", "mlp", "--sizes", "6,1,4,2", "--snapshots", "2", "--no-train",
-                        "--checkpoints", str(runs), "--out", str(tmp / "mlp-out"), "--no-progress"], tmp)
-    cases.append(("tampered weights.pt (pickle payload)", "code executed" if marker.exists() else
-                  "hang" if code is None else "traceback" if "Traceback" in err else "handled"))
-    return cases
-
-
-def interrupted_training(tmp: Path) -> tuple[str, str]:
-    runs = tmp / "ctrlc"
-    args = [sys.executable, "train.py", "--agent", "gnn", "--sizes", "10,2,6,3", "--train-snapshots", "512",
-            "--epochs", "6", "--out", str(runs), "--no-progress"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "CFPILOT_CACHE": str(tmp / "cache")}
-    proc = subprocess.Popen(args, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(runs.rglob("checkpoint.pt")):
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    if "Traceback" in err:
-        return "Ctrl-C in train.py, then --resume", "traceback"
-    code, _, err = cli([*args[1:], "--resume"], tmp)
-    full_runs = tmp / "ctrlc-full"
-    cli([*[a if a != str(runs) else str(full_runs) for a in args[1:]]], tmp)
-    import torch
-
-    a = torch.load(next(runs.rglob("weights.pt")), weights_only=True)
-    b = torch.load(next(full_runs.rglob("weights.pt")), weights_only=True)
-    same = all(torch.equal(a[k], b[k]) for k in a)
-    return "Ctrl-C in train.py, then --resume", ("traceback" if code != 0 else "handled" if same else "silently wrong")
-
-
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", help=f"comma-separated groups ({', '.join(GROUPS)}); default: all")
+    parser.add_argument("--table", type=Path, metavar="JSON", help="print the README table of a drill's JSON and exit")
+    parser.add_argument("--out", type=Path, default=RESULT, help="where the JSON goes (default: %(default)s)")
+    args = parser.parse_args(argv)
+    if args.table:
+        print(table(json.loads(args.table.read_text())))
+        return 0
+    groups = args.only.split(",") if args.only else list(GROUPS)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="cfpilot-drill-") as name:
-        tmp = Path(name)
-        (tmp / "evaluate.py").symlink_to(ROOT / "evaluate.py")
-        (tmp / "train.py").symlink_to(ROOT / "train.py")
-        code, _, err = cli(["evaluate.py", *GRID, "--out", str(tmp / "reference")], tmp)
-        assert code == 0, err
-        reference = rates(tmp / "reference")
-        cases = bad_inputs(tmp)
-        cases += [kill_and_resume(tmp, reference, "local"), kill_and_resume(tmp, reference, "processes"),
-                  concurrent_out(tmp, reference), user_files(tmp)]
-        cases += tampering(tmp, reference)
-        cases += tampered_checkpoints(tmp)
-        cases.append(interrupted_training(tmp))
-    counts = {c: sum(v == c for _, v in cases) for c in COLUMNS}
-    print("| " + " | ".join(("cases",) + COLUMNS) + " |")
-    print("|" + "---|" * (len(COLUMNS) + 1))
-    print("| " + " | ".join(str(v) for v in (len(cases), *counts.values())) + " |")
-    for name, verdict in cases:
-        if verdict != "handled":
-            print(f"  {verdict}: {name}")
-    out = ROOT / "benchmarks" / "results" / "fault_drill.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"counts": {"cases": len(cases), **counts}, "cases": dict(cases),
-                               "wall_time_s": time.perf_counter() - started}, indent=1))
-    print(f"wrote {out} ({time.perf_counter() - started:.0f} s)")
-    return 0 if counts["handled"] == len(cases) else 1
+        cases = Drill(Path(name)).run(groups)
+    from cfenv import __version__
+
+    report = {"command": "python benchmarks/fault_drill.py" + (f" --only {args.only}" if args.only else ""),
+              "version": __version__, "date": datetime.date.today().isoformat(), "machine": machine(),
+              "wall_time_s": round(time.perf_counter() - started, 1), "table_source": "docs/results/fault_drill.json",
+              "counts": counts(cases), "cases": cases}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))
+    print(table(report))
+    print(f"wrote {args.out}")
+    return 0 if report["counts"]["handled"] == len(cases) else 1
 
 
 if __name__ == "__main__":
