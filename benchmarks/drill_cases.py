@@ -294,7 +294,7 @@ def concurrent_evaluate(box: Sandbox, reference: Callable[[], dict]) -> Outcome:
         verdict = "hang"
     elif second.traceback or first_run.traceback:
         verdict = "traceback"
-    elif one_line(second, 2) and "lock" in second.err.lower() and first_run.code == 0:
+    elif one_line(second, 2) and "in use" in second.err and first_run.code == 0:
         verdict = "handled" if _rates(out) == _rates_of(reference()) else "silently wrong"
     else:
         verdict = "silently wrong"

@@ -76,6 +76,8 @@ class Training:
             import torch
 
             torch.save({"state_dict": Payload(marker)}, folder / file)
+            if file == "checkpoint.pt":  # an interrupted run: no final weights, --resume reads the checkpoint
+                (folder / "weights.pt").unlink()
         control = self.box.python(naive.format(path=str(folder / file)))
         ok = marker.exists()
         marker.unlink(missing_ok=True)
