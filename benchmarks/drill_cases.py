@@ -309,7 +309,8 @@ def user_file_in_cells(box: Sandbox) -> Outcome:
     thesis = out / "cells" / "thesis" / "chapter1.tex"
     thesis.parent.mkdir(parents=True)
     thesis.write_text("chapter 1")
-    run = box.cli(["evaluate.py", *GRID, "--seed", "1", "--overwrite", "--out", str(out)])
+    smaller = [a if a != "24" else "12" for a in GRID]  # chunks 12-24 of the first run are stale
+    run = box.cli(["evaluate.py", *smaller, "--overwrite", "--out", str(out)])
     gone = [p for p in stale if not p.exists()]
     verdict = ("hang" if run.code is None else "traceback" if run.traceback
                else "files lost" if not thesis.exists() else "handled")

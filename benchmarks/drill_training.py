@@ -131,15 +131,18 @@ class Training:
     def huge_net_arch(self) -> Outcome:
         runs, folder = self.copy("ppo", "huge-net-arch")
         config = json.loads((folder / "config.json").read_text())
-        config["train"]["hyperparameters"]["net_arch"] = [4096] * 8
+        read = config.get("hyperparameters", {}).get("net_arch") is not None  # the key the loader rebuilds from
+        for where in (config, config.get("train", {})):
+            where.setdefault("hyperparameters", {})["net_arch"] = [4096] * 8
         (folder / "config.json").write_text(json.dumps(config))
-        parameters = 2 * (24 * 4096 + 7 * 4096 * 4096)  # policy and value networks
+        parameters = 2 * (24 * 4096 + 7 * 4096 * 4096) if read else 0  # policy and value networks
         run, record = self.evaluate("ppo", runs, timeout=60)
         verdict = ("hang" if run.code is None else "traceback" if run.traceback
                    else "silently wrong" if record.get("status") == "ok"
                    else "handled" if run.seconds < 30 else "hang")
         return Outcome(verdict, run, parameters > 10**8,
-                       f"net_arch [4096]*8 is {parameters / 1e6:.0f} M parameters (SB3 would build them)",
+                       f"config.json's hyperparameters.net_arch (what the model is rebuilt from) set to [4096]*8: "
+                       f"{parameters / 1e6:.0f} M parameters SB3 would build",
                        f"exit {run.code} in {run.seconds:.0f} s; {record.get('status')}: {record.get('reason', '')}"[:300])
 
     def sb3_over_finished(self) -> Outcome:
