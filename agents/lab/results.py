@@ -244,12 +244,15 @@ def draw_rate_cdf(ax: Any, records: list[dict[str, Any]], snapshots: dict[Size, 
     size = max(counts, key=lambda s: (counts[s], s[2], s[0]))
     chosen = sorted((r for r in ok if _size_of(r) == size), key=lambda r: _agent_order(r["agent"]))
     styles = agent_styles([r["agent"] for r in chosen])
+    positive = False
     for r in chosen:
         rates = np.sort(user_rate_samples(r, snapshots[size]))
+        positive |= bool(np.any(rates > 0))
         colour, _ = styles[r["agent"]]
         ax.step(rates, np.arange(1, len(rates) + 1) / len(rates), where="post", color=colour, lw=1.3,
                 label=r["agent"])
-    ax.set_xscale("log")  # the weak users' tail, where fairness is decided, spans decades
+    if positive:  # all-zero rates (fading at the floor of its range) have no log scale
+        ax.set_xscale("log")  # the weak users' tail, where fairness is decided, spans decades
     ax.axhline(0.05, color="0.5", lw=0.8, ls=":")
     ax.text(ax.get_xlim()[1], 0.05, "5 %: 95 %-likely rate ", ha="right", va="bottom", fontsize=7, color="0.4")
     ax.set_xlabel("per-user rate [Mbit/s] (log scale)")
