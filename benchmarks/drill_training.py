@@ -91,7 +91,10 @@ class Training:
         elif record.get("status") == "ok":
             verdict = "silently wrong"
         else:
-            verdict = "handled" if (one_line(run, 2) or record.get("status") in ("failed", "skipped")) else "traceback"
+            said = run.message + str(record.get("reason", ""))
+            refused = one_line(run, 2) or record.get("status") in ("failed", "skipped")
+            # a refusal must be about the planted file (or, for model.zip, say there is no usable checkpoint)
+            verdict = "handled" if refused and (file in said or "no checkpoint" in said) else "traceback"
         return Outcome(verdict, run, ok, f"{naive.split(';')[-1].strip()} ran the payload: {ok}",
                        f"exit {run.code}; {record.get('status', '')}: {record.get('reason', run.message)}"[:300])
 
