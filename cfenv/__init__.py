@@ -15,7 +15,7 @@ from cfenv.sequential import CellFreePilotSequentialEnv
 from cfenv.units import MBPS, Size, parse_size, size_label, size_slug
 from cfenv.wrappers import FlattenFadingObservation
 
-__version__ = "0.7.0"
+__version__ = "0.8.0"
 
 ENV_ID = "CellFreePilot-v0"
 
