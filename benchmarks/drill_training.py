@@ -76,8 +76,9 @@ class Training:
             import torch
 
             torch.save({"state_dict": Payload(marker)}, folder / file)
-            if file == "checkpoint.pt":  # an interrupted run: no final weights, --resume reads the checkpoint
-                (folder / "weights.pt").unlink()
+            if file == "checkpoint.pt":  # an interrupted run: only the checkpoint, which --resume reads
+                for name in ("weights.pt", "config.json", "history.json"):
+                    (folder / name).unlink(missing_ok=True)
         control = self.box.python(naive.format(path=str(folder / file)))
         ok = marker.exists()
         marker.unlink(missing_ok=True)
