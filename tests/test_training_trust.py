@@ -248,3 +248,16 @@ def test_train_ctrl_c_while_starting_is_one_line(tmp_path):
     assert proc.returncode == 130, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_folder_with_config_but_no_weights_is_named_as_damaged(tmp_path, capsys):
+    """--resume over a folder whose weights.pt went missing: one line naming the damaged model (it read
+    as a full disk: 'could not write ... free space')."""
+    argv = ["--agent", "mlp", "--sizes", "6,1,4,2", "--epochs", "1", "--train-snapshots", "32",
+            "--val-snapshots", "8", "--out", str(tmp_path), "--no-progress", "--cache-dir", str(tmp_path / "c")]
+    assert train.main(argv) == 0
+    (next(tmp_path.rglob("weights.pt"))).unlink()
+    capsys.readouterr()
+    assert train.main([*argv, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "no weights.pt" in err and "free space" not in err

@@ -41,6 +41,7 @@ from agents.learning.checkpoints import (
     CHECKPOINT,
     CONFIG_JSON,
     HISTORY_JSON,
+    WEIGHTS,
     check_finite,
     load_model,
     read_state,
@@ -120,6 +121,9 @@ def finished_run(settings: TrainSettings) -> dict[str, Any] | None:
     run_dir = settings.run_dir
     if not (run_dir / CONFIG_JSON).exists():
         return None
+    if not (run_dir / WEIGHTS).exists():  # save_model writes the weights first: a damaged folder
+        raise ValueError(f"{run_dir} holds {CONFIG_JSON} but no {WEIGHTS} (an incomplete or damaged model): "
+                         "train into another --out, or remove the folder")
     model, meta = load_model(run_dir, settings.device)
     changed = settings_differences(meta.get("train", {}), settings)
     if changed:
