@@ -23,6 +23,23 @@ RTOL_FLOAT32 = 1e-4
 SMALL_SIZES = [(2, 1, 3, 2), (10, 2, 6, 3), (4, 2, 5, 5), (6, 1, 7, 2)]
 
 
+def interrupted_while_starting(script: str, *args: str) -> tuple[int, str]:
+    """Run ``python SCRIPT ARGS`` from the repository root, send it SIGINT half a second in (while it
+    loads its packages and checks its settings) and return its exit status and stderr."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, script, *args], cwd=root, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err
+
+
 def single_moves(pilots: np.ndarray, tau_p: int) -> np.ndarray:
     """``(K * tau_p, K)``: assignment ``pilots`` (K,) with user k on pilot t in row k * tau_p + t
     (a user's own pilot included), the brute-force move neighbourhood of the search tests."""

@@ -9,10 +9,8 @@ import json
 import os
 import pickle
 import resource
-import signal
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import numpy as np
 import pytest
 
 import evaluate
+from tests.conftest import interrupted_while_starting
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = ["--agents", "master-ap,greedy", "--sizes", "6,1,4,2", "--snapshots", "6", "--chunk-size", "3", "--no-progress"]
@@ -109,12 +108,8 @@ def test_a_full_disk_is_one_line_and_resume_finishes(tmp_path):
 
 
 def test_ctrl_c_while_starting_is_one_line(tmp_path):
-    proc = subprocess.Popen([sys.executable, "evaluate.py", *GRID, "--out", str(tmp_path / "o")], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    returncode, err = interrupted_while_starting("evaluate.py", *GRID, "--out", str(tmp_path / "o"))
+    assert returncode == 130, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 

@@ -12,6 +12,7 @@ import pytest
 
 import train
 from agents.learning import TrainSettings
+from tests.conftest import interrupted_while_starting
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--sizes", "6,2,4,2", "--train-snapshots", "32", "--val-snapshots", "16", "--no-progress"]
@@ -233,19 +234,9 @@ def test_sb3_training_cut_before_its_first_validation_says_so_and_leaves_no_fold
 
 def test_train_ctrl_c_while_starting_is_one_line(tmp_path):
     """SIGINT while train.py loads its packages and checks its settings: one line, exit 130, nothing written."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    root = Path(__file__).resolve().parents[1]
-    proc = subprocess.Popen([sys.executable, "train.py", "--agent", "mlp", "--sizes", "6,1,4,2", "--epochs", "1",
-                             "--out", str(tmp_path / "runs"), "--no-progress"], cwd=root,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    returncode, err = interrupted_while_starting("train.py", "--agent", "mlp", "--sizes", "6,1,4,2", "--epochs", "1",
+                                                 "--out", str(tmp_path / "runs"), "--no-progress")
+    assert returncode == 130, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()
 
