@@ -14,7 +14,7 @@ import numbers
 from typing import Any
 from dataclasses import dataclass
 
-from cfenv.models.registry import model_names  # the standard library only: the models load on first use
+from cfenv.models.registry import PRE_LOG_MODELS, model_defaults, model_names, model_options  # the standard library only: the models load on first use
 from cfenv.objectives import OBJECTIVES, Objective  # noqa: F401 -- OBJECTIVES re-exported (its old home)
 from cfenv.units import SIZE_FIELDS, parse_size, size_label
 
@@ -63,7 +63,17 @@ FIELD_RANGES: dict[str, tuple[float, float, str]] = {
     "thermal_noise_dbm_per_hz": (-200.0, -100.0, "dBm/Hz"),
     "pilot_power_w": (1e-30, 1e6, "W"),
     "ap_power_w": (1e-30, 1e6, "W"),
+    "asd_deg": (0.0, 90.0, "degrees"),
+    "decorrelation_m": (0.01, 1e5, "m"),
+    "antenna_spacing": (0.01, 10.0, "wavelengths"),
+    "path_loss_intercept_db": (-300.0, 0.0, "dB"),
+    "path_loss_slope_db": (0.0, 100.0, "dB per decade"),
 }
+
+MODEL_DEPENDENT = ("noise_figure_db", "shadowing_std_db", "ap_height_m", "cluster")
+"""fields whose default (``None``) is the model's (:data:`cfenv.models.registry.MODEL_DEFAULTS`)"""
+OPTIONAL_FLOATS = ("asd_deg",)
+"""float fields for which ``None`` is a value (not a default to resolve)"""
 
 
 @dataclass(frozen=True)
@@ -91,20 +101,21 @@ class SystemConfig:
     """side D of the square area [m], in [1, 1e5]"""
     carrier_freq_mhz: float = 1900.0
     """carrier frequency f [MHz], in [100, 1e5] (the COST-231 Hata constant is fitted for 1500-2000)"""
-    ap_height_m: float = 15.0
-    """AP antenna height [m], in [1, 1000] (enters only the path-loss constant)"""
+    ap_height_m: float | None = None
+    """AP antenna height [m], in [1, 1000]; default the model's: 15 (paper: enters only the path-loss
+    constant), 11.65 (scalable: the APs 10 m above the users, ap_height_m - ue_height_m)"""
     ue_height_m: float = 1.65
     """UE antenna height [m], in [0.5, 10] (enters only the path-loss constant)"""
-    shadowing_std_db: float = 8.0
-    """log-normal shadowing standard deviation sigma_sh [dB], in [0, 20]"""
+    shadowing_std_db: float | None = None
+    """log-normal shadowing standard deviation sigma_sh [dB], in [0, 20]; default the model's: 8 (paper), 4 (scalable)"""
     d0_m: float = 10.0
     """first break point of the three-slope path loss [m], in [0.01, 1e4]"""
     d1_m: float = 50.0
     """second break point of the three-slope path loss [m], in [0.01, 1e5] and > d0_m"""
     bandwidth_hz: float = 20e6
     """system bandwidth B [Hz], in [1, 1e12]"""
-    noise_figure_db: float = 9.0
-    """receiver noise figure [dB], in [0, 30]"""
+    noise_figure_db: float | None = None
+    """receiver noise figure [dB], in [0, 30]; default the model's: 9 (paper), 7 (scalable)"""
     thermal_noise_dbm_per_hz: float = -174.0
     """thermal noise density k_B T0 [dBm/Hz], in [-200, -100]"""
     pilot_power_w: float = 0.1
@@ -120,9 +131,36 @@ class SystemConfig:
     its name): "sum" (sum rate), "min" (minimum user rate) or "proportional" (sum of log user rates)"""
     model: str = "paper"
     """the system model (:mod:`cfenv.models`, docs/model.md §0): "paper" (the seed paper's, docs/model.md
-    §1-2) or another registered name ("paper-reference": the same physics without fast paths)"""
+    §1-2), "scalable" (the user-centric model of Bjornson & Sanguinetti 2020 and Demir et al. 2021,
+    docs/model.md §6) or another registered name ("paper-reference": the paper's physics without fast paths)"""
+    link: str = "downlink"
+    """the link whose rates are scored: "downlink" or "uplink" (the scalable model; the paper's has only the downlink)"""
+    cluster: str | None = None
+    """which APs serve which users: "dcc" (the scalable model's default: dynamic cooperation clusters that
+    follow the assignment) or "all" (every AP serves every user: the paper's, the only one it has)"""
+    lsfd: bool = False
+    """uplink large-scale fading decoding with n-opt weights (the scalable model, uplink only)"""
+    tau_c: int = 200
+    """samples per coherence block, an integer in [2, 1e6] above tau_p: the pre-log factor (tau_c - tau_p) / tau_c
+    of the scalable model (the paper's has none)"""
+    asd_deg: float | None = None
+    """angular standard deviation [degrees] of the local scattering model, azimuth and elevation, in [0, 90]
+    (the scalable model; ``None``: uncorrelated, i.i.d. Rayleigh fading; the book's default is 15)"""
+    decorrelation_m: float = 9.0
+    """decorrelation distance of the shadowing between users [m], in [0.01, 1e5] (the scalable model)"""
+    antenna_spacing: float = 0.5
+    """spacing of an AP's uniform linear array [wavelengths], in [0.01, 10] (the scalable model)"""
+    path_loss_intercept_db: float = -30.5
+    """3GPP Urban Microcell path loss at 1 m [dB], in [-300, 0] (the scalable model)"""
+    path_loss_slope_db: float = 36.7
+    """3GPP Urban Microcell path-loss slope [dB per decade of the 3-D distance], in [0, 100] (the scalable model)"""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or self.model not in model_names():
+            raise ValueError(f"model must be one of {', '.join(model_names())}, got {self.model!r}")
+        for name, value in model_defaults(self.model).items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
         for name in _INT_FIELDS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
@@ -130,18 +168,53 @@ class SystemConfig:
             object.__setattr__(self, name, int(value))
         if self.L > MAX_ANTENNAS:
             raise ValueError(f"L must be an integer in [1, {MAX_ANTENNAS}], got {self.L!r}")
+        if isinstance(self.tau_c, bool) or not isinstance(self.tau_c, numbers.Integral) or not 2 <= self.tau_c <= 10**6:
+            raise ValueError(f"tau_c must be an integer in [2, 1e6], got {self.tau_c!r}")
+        object.__setattr__(self, "tau_c", int(self.tau_c))
         for name, (low, high, unit) in FIELD_RANGES.items():
             value = getattr(self, name)
+            if value is None and name in OPTIONAL_FLOATS:
+                continue
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
             if not low <= value <= high:
                 raise ValueError(f"{name} must lie in [{low:g}, {high:g}] {unit}, got {value!r}")
-        for name in ("wrap_around", "shadow_near"):
+        for name in ("wrap_around", "shadow_near", "lsfd"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
         object.__setattr__(self, "objective", Objective.parse(self.objective))
-        if not isinstance(self.model, str) or self.model not in model_names():
-            raise ValueError(f"model must be one of {', '.join(model_names())}, got {self.model!r}")
+        for name, accepted in model_options(self.model).items():
+            if getattr(self, name) not in accepted:
+                raise ValueError(f"{name} must be one of {', '.join(map(str, accepted))} under model {self.model!r}, "
+                                 f"got {getattr(self, name)!r}")
+        if self.lsfd and self.link != "uplink":
+            raise ValueError("lsfd=True is large-scale fading decoding, an uplink scheme: set link='uplink'")
+        if self.model in PRE_LOG_MODELS:
+            self._check_scalable()
+        else:
+            self._check_paper()
+        if self.snapshot_bytes > MAX_SNAPSHOT_BYTES:
+            raise ValueError(
+                f"size (M, L, K, tau_p) = {self.size} needs about {self.snapshot_bytes / 2**30:.3g} GiB per "
+                f"snapshot, above the cap of {MAX_SNAPSHOT_BYTES / 2**30:g} GiB (cfenv.config.MAX_SNAPSHOT_BYTES)"
+            )
+
+    def _check_scalable(self) -> None:
+        """The cross-field checks of the scalable model: a pre-log above zero, APs above the users, and a
+        path loss that stays a loss at the shortest (vertical) distance."""
+        if self.tau_p >= self.tau_c:
+            raise ValueError(f"tau_p must be below tau_c (the pre-log factor (tau_c - tau_p) / tau_c), "
+                             f"got tau_p={self.tau_p}, tau_c={self.tau_c}")
+        if self.ap_height_m <= self.ue_height_m:
+            raise ValueError(f"ap_height_m must exceed ue_height_m (the APs stand above the users), "
+                             f"got {self.ap_height_m!r} <= {self.ue_height_m!r}")
+        gain = self.path_loss_intercept_db - self.path_loss_slope_db * math.log10(self.ap_height_m - self.ue_height_m)
+        if gain > 0.0:
+            raise ValueError(f"the path loss at the shortest distance is a gain of {gain:+.1f} dB (a passive channel "
+                             "must lose power): check path_loss_intercept_db, path_loss_slope_db and the heights")
+
+    def _check_paper(self) -> None:
+        """The cross-field checks of the paper's three-slope path loss."""
         if self.d1_m <= self.d0_m:
             raise ValueError(f"d1_m must be > d0_m, got d0_m={self.d0_m!r}, d1_m={self.d1_m!r}")
         gain = self.max_path_gain_db
@@ -150,11 +223,6 @@ class SystemConfig:
                 f"the path loss at d <= d0_m is a gain of {gain:+.1f} dB (a passive channel must lose power): "
                 "check carrier_freq_mhz, ap_height_m, ue_height_m, d0_m and d1_m"
             )
-        if self.snapshot_bytes > MAX_SNAPSHOT_BYTES:
-            raise ValueError(
-                f"size (M, L, K, tau_p) = {self.size} needs about {self.snapshot_bytes / 2**30:.3g} GiB per "
-                f"snapshot, above the cap of {MAX_SNAPSHOT_BYTES / 2**30:g} GiB (cfenv.config.MAX_SNAPSHOT_BYTES)"
-            )
 
     # ------------------------------------------------------------------ memory
     @property
@@ -162,7 +230,8 @@ class SystemConfig:
         """Estimated bytes of one snapshot's largest arrays: float64 beta (M K) and positions
         (2 (M + K)), and the rate kernel's per-thread scratch (tau_p (3 M + K) float64)."""
         M, K, tau_p = self.M, self.K, self.tau_p
-        return 8 * (M * K + 2 * (M + K) + tau_p * (3 * M + K))
+        correlation = 16 * M * K * self.L * self.L if self.model in PRE_LOG_MODELS else 0  # complex R (M, K, L, L)
+        return 8 * (M * K + 2 * (M + K) + tau_p * (3 * M + K)) + correlation
 
     # ----------------------------------------------------------------- derived
     @property
@@ -213,7 +282,15 @@ class SystemConfig:
         return self.ap_power_w / self.noise_power_w
 
     def replace(self, **changes: object) -> "SystemConfig":
-        """A copy with some fields changed; an unknown field raises ``TypeError``."""
+        """A copy with some fields changed; an unknown field raises ``TypeError``. A change of ``model``
+        resets the model-dependent fields (:data:`MODEL_DEPENDENT`) still at the old model's defaults to
+        the new model's, unless ``changes`` names them."""
+        new_model = changes.get("model", self.model)
+        if new_model != self.model and isinstance(new_model, str):
+            old = model_defaults(self.model)
+            for name in MODEL_DEPENDENT:
+                if name not in changes and getattr(self, name) == old[name]:
+                    changes[name] = None
         return dataclasses.replace(self, **changes)
 
     @classmethod

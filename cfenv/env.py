@@ -286,7 +286,7 @@ class CellFreePilotEnv(SnapshotEpisodes, gym.Env[np.ndarray, np.ndarray]):
         rates = model_of(self.config).user_rates(snapshot, pilots) / MBPS
         self._pilots, self._rates_mbps = pilots, rates
         info = self._info()
-        info.update(pilots=pilots, **rate_info(rates, self.config.objective))
+        info.update(pilots=pilots, se=rates * MBPS / self.config.bandwidth_hz, **rate_info(rates, self.config.objective))
         return fading_observation(snapshot.beta), info["objective"], True, False, info
 
     def action_to_pilots(self, action: Any) -> np.ndarray:
@@ -384,7 +384,7 @@ class CellFreePilotVectorEnv(VectorEnv):
         pilots = actions_to_pilots(actions, cfg, (self.num_envs,))
         scored = self._snapshots
         rates = model_of(cfg).user_rates(scored, pilots) / MBPS
-        scores = rate_info(rates, cfg.objective)
+        scores = {"se": rates * MBPS / cfg.bandwidth_hz, **rate_info(rates, cfg.objective)}
         final_obs = fading_observation(scored.beta)
         final_info = {**snapshot_info(scored), "pilots": pilots, **scores}
         self._snapshots = model_of(cfg).draw(self.np_random, (self.num_envs,))

@@ -37,11 +37,11 @@ BACKENDS = ["numba", "reference"]
 
 # ------------------------------------------------------------------ SystemConfig
 def test_every_float_field_has_a_documented_range():
-    floats = {f.name for f in dataclasses.fields(SystemConfig) if f.type == "float"}
+    floats = {f.name for f in dataclasses.fields(SystemConfig) if f.type in ("float", "float | None")}
     assert floats == set(FIELD_RANGES)
     docs = field_docs(SystemConfig)
     for f in dataclasses.fields(SystemConfig):
-        if f.type in ("float", "int"):
+        if f.type in ("float", "float | None", "int"):
             assert "in [" in docs[f.name] or ">= 1" in docs[f.name], f.name
 
 

@@ -1,0 +1,186 @@
+"""Spectral efficiency of the scalable user-centric model, closed forms (docs/model.md §6.2-6.4).
+
+MMSE channel estimation with the assignment's pilot sharing, the dynamic cooperation clusters
+that follow it, and the per-user SE [bit/s/Hz] of
+
+* the uplink with local MR combining in distributed operation (the book's Corollary 5.6), with
+  equal weights or with n-opt large-scale fading decoding (eq. (5.41)),
+* the downlink with MR precoding (Corollary 6.3) and the distributed power heuristic (6.36),
+
+as in ``functionComputeSE_uplink.m`` / ``functionComputeSE_downlink.m`` of the book's code, for a
+batch of assignments on one snapshot, vectorised over assignments, APs and users. With
+``p`` the user power and ``Psi_{t,m} = tau_p p sum_{i: t_i = t} R_mi + I`` (all normalised by the
+noise power), ``B_mk = tau_p p R_mk Psi^-1 R_mk`` and ``g_kim = tau_p p tr(R_mk Psi^-1 R_mi)``
+(= the book's ``tr(B_mk R_mk^-1 R_mi)``, written without the inverse of ``R_mk``, which may be
+singular).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cfenv.config import SystemConfig
+
+ELEMENTS_PER_CHUNK = 1 << 21
+"""complex entries of the largest per-chunk array (assignments x M x K x L^2): bounds the memory of
+a batch to about 32 MiB per array"""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What the SE of any assignment on one snapshot needs, computed once.
+
+    Attributes:
+        R: ``(M, K, L, L)`` complex correlation matrices over the noise power.
+        gain: ``(M, K)`` gains over the noise power, ``trace(R) / L``.
+        master: ``(K,)`` each user's master AP (the strongest; the lowest index on ties).
+        total: ``(M, L, L)`` the sum of ``R`` over users.
+        transposed: ``(M, L^2, K)`` the entries of ``R[m, i]^T`` as columns, so that
+            ``vec(X) @ transposed[m]`` gives ``tr(X R[m, i])`` for every user i at once.
+    """
+
+    R: np.ndarray
+    gain: np.ndarray
+    master: np.ndarray
+    total: np.ndarray
+    transposed: np.ndarray
+
+    @classmethod
+    def of(cls, R: np.ndarray) -> "Prepared":
+        M, K, L, _ = R.shape
+        gain = np.real(np.trace(R, axis1=-2, axis2=-1)) / L
+        return cls(R, gain, np.argmax(gain, axis=0), R.sum(axis=1),
+                   np.ascontiguousarray(R.transpose(0, 3, 2, 1).reshape(M, L * L, K)))
+
+
+def serving_mask(prep: Prepared, pilots: np.ndarray, tau_p: int, cluster: str) -> np.ndarray:
+    """``(A, M, K)`` bool: AP m serves user k under each ``(A, K)`` assignment.
+
+    ``"dcc"``: the book's dynamic cooperation clusters (``generateSetup.m``): each user's master AP,
+    and at each AP, on each pilot, the user of that pilot with the largest gain (the lowest user
+    index on ties); ``"all"``: every AP serves every user."""
+    A, K = pilots.shape
+    M = prep.gain.shape[0]
+    if cluster == "all":
+        return np.ones((A, M, K), dtype=bool)
+    serve = np.zeros((A, M, K), dtype=bool)
+    serve[:, prep.master, np.arange(K)] = True
+    on_pilot = pilots[:, None, :] == np.arange(tau_p)[None, :, None]  # (A, tau_p, K)
+    score = np.where(on_pilot[:, :, None, :], prep.gain[None, None], -np.inf)  # (A, tau_p, M, K)
+    strongest = np.argmax(score, axis=-1)  # (A, tau_p, M)
+    used = on_pilot.any(axis=-1)  # (A, tau_p)
+    a, t, m = np.nonzero(np.broadcast_to(used[:, :, None], strongest.shape))
+    serve[a, m, strongest[a, t, m]] = True
+    return serve
+
+
+def _estimation(prep: Prepared, pilots: np.ndarray, tau_p: int, power: float) -> tuple[np.ndarray, np.ndarray]:
+    """``RP (A, M, K, L, L) = tau_p p R_mk Psi_{t_k, m}^-1`` and ``B (A, M, K, L, L)`` (eq. (4.7))."""
+    R = prep.R
+    M, K, L, _ = R.shape
+    A = pilots.shape[0]
+    one_hot = (pilots[:, :, None] == np.arange(tau_p)).astype(np.float64).transpose(0, 2, 1)  # (A, tau_p, K)
+    shared = (one_hot @ R.transpose(1, 0, 2, 3).reshape(K, M * L * L)).reshape(A, tau_p, M, L, L)
+    psi_inv = np.linalg.inv(tau_p * power * shared + np.eye(L))
+    own = psi_inv[np.arange(A)[:, None], pilots]  # (A, K, M, L, L): Psi^-1 of each user's pilot
+    rp = tau_p * power * (R[None] @ own.transpose(0, 2, 1, 3, 4))
+    return rp, rp @ R[None]
+
+
+def _traces_with_all(prep: Prepared, X: np.ndarray) -> np.ndarray:
+    """``(A, M, K, K)`` real ``tr(X[a, m, k] R[m, i])`` for every user i, of ``X (A, M, K, L, L)``."""
+    A, M, K, L, _ = X.shape
+    return np.real(X.reshape(A, M, K, L * L) @ prep.transposed[None])
+
+
+def _co_pilot(pilots: np.ndarray) -> np.ndarray:
+    """``(A, K, K)`` bool: users k != i share a pilot."""
+    same = pilots[:, :, None] == pilots[:, None, :]
+    return same & ~np.eye(pilots.shape[1], dtype=bool)
+
+
+def _uplink_sinr(prep: Prepared, serve: np.ndarray, rp: np.ndarray, B: np.ndarray, pilots: np.ndarray,
+                 power: float, lsfd: bool) -> np.ndarray:
+    """``(A, K)`` uplink SINR, local MR combining, distributed operation (Corollary 5.6; n-opt LSFD
+    weights (5.41) when ``lsfd``, else all weights one)."""
+    trace_b = np.real(np.trace(B, axis1=-2, axis2=-1))  # (A, M, K)
+    g = _traces_with_all(prep, rp)  # (A, M, K, K): g_kim
+    co = _co_pilot(pilots)
+    through_all = np.real(np.einsum("amkxy,myx->amk", B, prep.total))  # sum_i tr(B_mk R_mi)
+    if not lsfd:
+        signal = np.sum(serve * trace_b, axis=1)
+        leak = np.einsum("amk,amki->aki", serve.astype(np.float64), g)  # sum over serving APs of g_kim
+        contamination = np.sum(np.where(co, leak * leak, 0.0), axis=-1)
+        interference = np.sum(serve * through_all, axis=1)
+        return power * signal**2 / (power * interference + power * contamination + signal)
+    return _lsfd_sinr(prep, serve, B, trace_b, g, co, through_all, power)
+
+
+def _lsfd_sinr(prep: Prepared, serve: np.ndarray, B: np.ndarray, trace_b: np.ndarray, g: np.ndarray,
+               co: np.ndarray, through_all: np.ndarray, power: float) -> np.ndarray:
+    """``(A, K)`` uplink SINR with n-opt LSFD: weights ``a = D_partial^-1 b`` from the users served by
+    the same APs (eq. (5.41)), scored against the full ``D`` (Theorem 5.4). APs outside a user's
+    cluster enter as identity rows with ``b = 0`` (their weight is zero)."""
+    A, M, K = serve.shape
+    served_with = np.einsum("amk,ami->aki", serve.astype(np.float64), serve.astype(np.float64)) > 0  # U_k
+    h = _traces_with_all(prep, B)  # (A, M, K, K): tr(B_mk R_mi)
+    partial_through = np.einsum("amki,aki->amk", h, served_with.astype(np.float64))
+    b = np.sqrt(power) * np.where(serve, trace_b, 0.0)  # (A, M, K)
+    gk = np.where(serve[:, :, :, None], g, 0.0).transpose(0, 2, 3, 1)  # (A, K, i, M)
+
+    def matrix(weights: np.ndarray, diagonal: np.ndarray) -> np.ndarray:
+        outer = np.einsum("aki,akim,akin->akmn", weights, gk, gk)
+        d = power * outer
+        d[..., np.arange(M), np.arange(M)] += np.where(serve, power * diagonal + trace_b, 1.0).transpose(0, 2, 1)
+        return d
+
+    full = matrix(co.astype(np.float64), through_all)
+    partial = matrix((co & served_with).astype(np.float64), partial_through)
+    bt = b.transpose(0, 2, 1)  # (A, K, M)
+    weights = np.linalg.solve(partial, bt[..., None])[..., 0]
+    numerator = np.einsum("akm,akm->ak", weights, bt) ** 2
+    return numerator / np.einsum("akm,akmn,akn->ak", weights, full, weights)
+
+
+def _downlink_sinr(prep: Prepared, serve: np.ndarray, rp: np.ndarray, B: np.ndarray, pilots: np.ndarray,
+                   ap_power: float) -> np.ndarray:
+    """``(A, K)`` downlink SINR, MR precoding with the distributed power heuristic (6.36): AP m gives
+    user k ``rho_tot sqrt(gain_mk) / sum over its served users of sqrt(gain)`` (Corollary 6.3)."""
+    trace_b = np.real(np.trace(B, axis1=-2, axis2=-1))
+    root = np.where(serve, np.sqrt(prep.gain)[None], 0.0)
+    rho = ap_power * root / np.maximum(root.sum(axis=-1, keepdims=True), np.finfo(float).tiny)
+    signal = np.sum(np.sqrt(rho * trace_b), axis=1)
+    per_trace = np.where(serve, rho / trace_b, 0.0)  # (A, M, K)
+    A, M, K, L, _ = B.shape
+    combined = np.einsum("amk,amkxy->amxy", per_trace, B).reshape(A, M, L * L)  # T_m = sum_k w_mk B_mk
+    interference = np.einsum("amx,mxi->ai", combined, prep.transposed)  # sum_m tr(T_m R_mi)
+    leak = np.einsum("amk,amki->aki", np.sqrt(per_trace), _traces_with_all(prep, rp))  # cont(i, k) as [k, i]
+    contamination = np.sum(np.where(_co_pilot(pilots), leak * leak, 0.0), axis=1)
+    return signal**2 / (np.real(interference) + contamination + 1.0)
+
+
+def pre_log(config: SystemConfig) -> float:
+    """The fraction ``(tau_c - tau_p) / tau_c`` of each coherence block that carries data."""
+    return (config.tau_c - config.tau_p) / config.tau_c
+
+
+def spectral_efficiency(prep: Prepared, pilots: np.ndarray, config: SystemConfig) -> np.ndarray:
+    """``(A, K)`` SE [bit/s/Hz] of ``(A, K)`` assignments on one snapshot: the configured link,
+    cluster and LSFD option, times the pre-log factor ``(tau_c - tau_p) / tau_c``."""
+    pilots = np.asarray(pilots, dtype=np.int64)
+    M, K, L, _ = prep.R.shape
+    chunk = max(1, ELEMENTS_PER_CHUNK // (M * K * L * L + (M * K * K if config.lsfd else 0)))
+    power = config.pilot_power_w  # [W]: R is over the noise power already
+    out = np.empty(pilots.shape, dtype=np.float64)
+    for lo in range(0, pilots.shape[0], chunk):
+        part = pilots[lo:lo + chunk]
+        serve = serving_mask(prep, part, config.tau_p, config.cluster)
+        rp, B = _estimation(prep, part, config.tau_p, power)
+        if config.link == "uplink":
+            sinr = _uplink_sinr(prep, serve, rp, B, part, power, config.lsfd)
+        else:
+            sinr = _downlink_sinr(prep, serve, rp, B, part, config.ap_power_w)
+        out[lo:lo + chunk] = np.log2(1.0 + sinr)
+    return pre_log(config) * out
