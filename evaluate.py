@@ -28,7 +28,7 @@ def _interrupted_while_starting(signum: int, frame: object) -> None:
 if __name__ == "__main__":  # installed before the imports below; main() restores Python's handler when the run begins
     signal.signal(signal.SIGINT, _interrupted_while_starting)
 
-from agents.lab.cli import EXECUTION_FLAGS, add_fields, fail, field_docs, given
+from agents.lab.cli import EXECUTION_FLAGS, SYSTEM_FLAGS, add_fields, add_system_flags, fail, field_docs, given
 from agents.registry import available
 from agents.runtime import set_thread_policy
 from cfenv import __version__
@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"size groups ({', '.join(SIZE_GROUPS)}) or M,L,K,tau_p quadruples; "
                              f"default: {' '.join(size_label(s) for s in SIZE_GROUPS['default'])}")
     add_fields(parser, EvaluationSettings, RUN_FLAGS)
+    add_system_flags(parser)
     parser.set_defaults(snapshots=None)  # None: not given (50 drawn, or all of a --snapshots-file)
     data = parser.add_argument_group("your own test snapshots (docs/data.md)")
     add_fields(data, EvaluationSettings, DATA_FLAGS)
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = EvaluationSettings(
             agents=parse_agents(args.agents), sizes=parse_sizes(args.sizes or default),
             trained_at=parse_size(args.trained_at) if args.trained_at else None,
-            execution=execution_options(args),
+            execution=execution_options(args), system=given(args, SYSTEM_FLAGS),
             **given(args, RUN_FLAGS + SCALE_FLAGS + DATA_FLAGS + ("progress",)),
         ).prepare()
     except ValueError as err:

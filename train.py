@@ -35,7 +35,7 @@ def _interrupted_while_starting(signum: int, frame: object) -> None:
 if __name__ == "__main__":  # installed before the imports below; train_all restores Python's handler
     signal.signal(signal.SIGINT, _interrupted_while_starting)
 
-from agents.lab.cli import EXECUTION_FLAGS, add_fields, error, given
+from agents.lab.cli import EXECUTION_FLAGS, SYSTEM_FLAGS, add_fields, add_system_flags, error, given
 from agents.registry import REGISTRY, resolve
 from agents.runtime import set_thread_policy
 from cfenv import __version__
@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="size groups or M,L,K,tau_p quadruples (default: 10,2,6,3)")
     add_fields(p, TrainSettings, RUN_FLAGS)
     add_fields(p, TrainSettings, ("objective",))
+    add_system_flags(p)
     add_fields(p, TrainSettings, ("runs_dir",), aliases={"runs_dir": ("--out",)})
     add_fields(p, TrainSettings, ("cache_dir",))
     add_fields(p, TrainSettings, ("progress",))
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         spec.cls.named_budget(args.budget)  # ValueError naming the agent's budgets
         runs = []
         for size in parse_sizes(args.sizes):
-            config = SystemConfig.from_size(size).replace(objective=args.objective)
+            config = SystemConfig.from_size(size, objective=args.objective, **given(args, SYSTEM_FLAGS))
             agent = spec.cls(config=config, seed=args.seed, device=args.device,
                              **ModelOptions(**given(args, model_flags())).given())
             fit = fit_arguments(args, agent)

@@ -222,7 +222,7 @@ class LearnableAgent(Agent):
     def run_key(cls, config: SystemConfig, seed: int, loss: str = "unsupervised") -> RunKey:
         """The :class:`agents.runs.RunKey` of this agent's model for a size, objective
         (``config.objective``), seed and loss (``run_kind`` instead where the agent declares one)."""
-        return RunKey(cls.model_key(), config.size, cls.run_kind or loss, config.objective, seed)
+        return RunKey(cls.model_key(), config.size, cls.run_kind or loss, config.objective, seed, config.system_tag)
 
     @classmethod
     def run_dir(cls, runs_dir: str | Path, config: SystemConfig, seed: int, loss: str = "unsupervised") -> Path:

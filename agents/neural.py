@@ -103,6 +103,7 @@ class NeuralAgent(LearnableAgent):
         settings.setdefault("device", self.device)
         settings.setdefault("model", {**self.model_options, **named.get("model", {})})
         settings.setdefault("objective", cfg.objective)
+        settings.setdefault("system", cfg.system_fields)
         if settings["objective"] != cfg.objective:
             raise ValueError(f"objective {settings['objective']!r} differs from the config's {cfg.objective!r}")
         return TrainSettings(agent=self.model_key(), size=cfg.size, **settings)

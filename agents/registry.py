@@ -124,10 +124,12 @@ class AgentSpec:
         """The size whose model serves ``size``: ``trained_at`` for size-generalisable agents."""
         return tuple(trained_at) if trained_at and self.size_generalisable else tuple(size)  # type: ignore[return-value]
 
-    def run_key(self, size: Size, seed: int, loss: str, objective: str = "sum") -> RunKey:
+    def run_key(self, size: Size, seed: int, loss: str, objective: str = "sum",
+                system: dict[str, Any] | None = None) -> RunKey:
         """The :class:`agents.runs.RunKey` of this agent's model for a size (the one it was trained
-        at), seed, requested loss (:meth:`checkpoint_loss`) and objective."""
-        config = SystemConfig.from_size(size).replace(objective=objective)
+        at), seed, requested loss (:meth:`checkpoint_loss`), objective and system (``SystemConfig``
+        fields, :attr:`cfenv.config.SystemConfig.system_fields`)."""
+        config = SystemConfig.from_size(size, objective=objective, **(system or {}))
         return self._learner.run_key(config, seed, self.checkpoint_loss(loss))
 
     def run_dir(self, runs_dir: str | Path, size: Size, seed: int, loss: str, objective: str = "sum") -> Path:

@@ -21,18 +21,20 @@ objectives existed (no objective in it)"""
 
 @dataclass(frozen=True)
 class RunKey:
-    """What identifies one trained model: ``(agent, size, loss, objective, seed)``.
+    """What identifies one trained model: ``(agent, size, loss, objective, seed, system)``.
 
     ``agent`` is the name the folder is filed under (a hybrid such as ``gnn-polish`` runs its
     model's, ``gnn``); ``loss`` the training loss that names the run (``rl`` for the
     Stable-Baselines3 agents, whose runs have no loss); ``size`` the (M, L, K, tau_p) the model
-    was trained at."""
+    was trained at; ``system`` the :attr:`cfenv.config.SystemConfig.system_tag` of its system model
+    (``None``: the paper's default system)."""
 
     agent: str
     size: Size
     loss: str
     objective: str = "sum"
     seed: int = 0
+    system: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size", tuple(int(v) for v in self.size))
@@ -44,10 +46,11 @@ class RunKey:
         """The run folder's own name: ``<loss>-seed<seed>`` for the sum rate (the old-name rule:
         runs made before objectives existed read as sum-rate runs, and sum-rate runs still get
         that name), ``<loss>-<objective>-seed<seed>`` otherwise, so a model trained for one
-        objective is never found under another."""
-        if self.objective.is_default:
-            return f"{self.loss}-seed{self.seed}"
-        return f"{self.loss}-{self.objective}-seed{self.seed}"
+        objective is never found under another; a model trained on another system than the paper's
+        default carries its tag (``<loss>[-<objective>]-<system tag>-seed<seed>``)."""
+        parts = [self.loss] + ([] if self.objective.is_default else [str(self.objective)])
+        parts += [self.system] if self.system else []
+        return "-".join(parts) + f"-seed{self.seed}"
 
     def folder(self, runs_dir: str | Path) -> Path:
         """``<runs_dir>/<agent>/<M-L-K-tau_p>/<name>``."""

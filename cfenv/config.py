@@ -9,6 +9,8 @@ place. Only the standard library is imported.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import numbers
 from typing import Any
@@ -69,6 +71,9 @@ FIELD_RANGES: dict[str, tuple[float, float, str]] = {
     "path_loss_intercept_db": (-300.0, 0.0, "dB"),
     "path_loss_slope_db": (0.0, 100.0, "dB per decade"),
 }
+
+DEFAULT_MODEL_NAME = "paper"
+"""the default of :attr:`SystemConfig.model` (:data:`cfenv.models.registry.DEFAULT_MODEL`)"""
 
 MODEL_DEPENDENT = ("noise_figure_db", "shadowing_std_db", "ap_height_m", "cluster")
 """fields whose default (``None``) is the model's (:data:`cfenv.models.registry.MODEL_DEFAULTS`)"""
@@ -280,6 +285,27 @@ class SystemConfig:
     def rho_d(self) -> float:
         """Normalised AP downlink power p_AP / N0 (linear)."""
         return self.ap_power_w / self.noise_power_w
+
+    @property
+    def system_fields(self) -> dict[str, Any]:
+        """The fields other than the size and the objective that differ from the defaults (the model's
+        defaults for the model-dependent ones), ``model`` first: ``SystemConfig.from_size(size,
+        objective=..., **system_fields)`` rebuilds this config. Empty for the paper's default system."""
+        base = SystemConfig(model=self.model) if self.model in model_names() else SystemConfig()
+        skip = (*SIZE_FIELDS, "objective", "model")
+        changed = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                   if f.name not in skip and getattr(self, f.name) != getattr(base, f.name)}
+        return {"model": self.model, **changed} if self.model != DEFAULT_MODEL_NAME or changed else {}
+
+    @property
+    def system_tag(self) -> str | None:
+        """A short, stable name of :attr:`system_fields` for run folders (``None`` for the paper's default
+        system, whose folders keep their names): ``<model>-<link>-<8 hex digits of the fields>``."""
+        fields = self.system_fields
+        if not fields:
+            return None
+        digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        return f"{self.model}-{self.link}-{digest}"
 
     def replace(self, **changes: object) -> "SystemConfig":
         """A copy with some fields changed; an unknown field raises ``TypeError``. A change of ``model``

@@ -22,6 +22,8 @@ from typing import Any, NoReturn
 _SCALARS: dict[str, type] = {"int": int, "float": float, "str": str, "Path": Path}
 EXECUTION_FLAGS = ("noise_p", "shots", "mitigation", "grad")
 """the :class:`agents.models.quantum.Execution` fields that command lines set"""
+SYSTEM_FLAGS = ("model", "link", "cluster", "lsfd", "tau_c", "asd_deg")
+"""the :class:`cfenv.config.SystemConfig` fields that command lines set: the system model and its options"""
 
 
 @cache
@@ -95,6 +97,14 @@ def add_fields(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: t
         elif base != "bool" and shown not in (None, ()) and "(default" not in help_text and "default:" not in help_text:
             help_text += f" (default: {' '.join(map(str, shown)) if isinstance(shown, tuple) else shown})"
         parser.add_argument(*spellings, help=help_text.replace("%", "%%"), **kwargs)
+
+
+def add_system_flags(parser: argparse.ArgumentParser) -> None:
+    """The :data:`SYSTEM_FLAGS` as one group (``--model scalable --link uplink --asd-deg 15`` ...)."""
+    from cfenv.config import SystemConfig
+
+    group = parser.add_argument_group("the system model (docs/model.md §0; the scalable model: §6)")
+    add_fields(group, SystemConfig, SYSTEM_FLAGS, unset=True, unset_help="the model's")
 
 
 def given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:

@@ -43,14 +43,15 @@ def plan_chunks(settings: EvaluationSettings) -> list[Task]:
 def training_config(size: Size, settings: EvaluationSettings) -> SystemConfig:
     """The system of ``size`` learning agents are trained for: the model's constants (also with a
     snapshots file: training draws from the model) under the run's objective."""
-    return SystemConfig.from_size(size, objective=settings.objective)
+    return settings.config(size)
 
 
 def checkpoint_key(spec: AgentSpec, size: Size, settings: EvaluationSettings) -> RunKey:
     """The :class:`agents.runs.RunKey` of the model a learning agent uses at ``size``: trained at
     ``--trained-at`` for size-generalisable agents, under the run's objective (a model trained for
     another objective is never used), seed and loss."""
-    return spec.run_key(spec.train_size(size, settings.trained_at), settings.seed, settings.loss, settings.objective)
+    return spec.run_key(spec.train_size(size, settings.trained_at), settings.seed, settings.loss, settings.objective,
+                        settings.system)
 
 
 def checkpoint(spec: AgentSpec, size: Size, settings: EvaluationSettings) -> tuple[SystemConfig, Path]:

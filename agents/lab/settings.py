@@ -70,6 +70,9 @@ class EvaluationSettings:
     objective: str = "sum"
     """what agents maximise and ratios compare: sum (sum rate), min (minimum user rate) or
     proportional (sum of ln user rates); learning agents use models trained for it"""
+    system: dict[str, Any] = field(default_factory=dict)
+    """the system model's SystemConfig fields for every size (--model, --link, --cluster, --lsfd, --tau-c,
+    --asd-deg; empty: the seed paper's model)"""
     device: str = "cpu"
     """torch device of the learning agents: cpu, cuda, cuda:N or auto (CUDA when available)"""
     execution: dict[str, Any] | None = None
@@ -141,6 +144,9 @@ class EvaluationSettings:
             raise ValueError(f"max_assignments must be >= 1, got {self.max_assignments}")
         check_device(self.device)  # validated; "auto" is resolved by each agent
         self.checkpoints = Path(self.checkpoints)
+        self.system = dict(self.system)
+        for size in self.sizes or [SystemConfig().size]:
+            self.config(size)  # one ValueError naming a field the model refuses (at that size)
         if self.snapshots_file is None:  # with a file, its sizes and count are known once it is read
             self._check_sizes()
 
@@ -149,7 +155,7 @@ class EvaluationSettings:
             raise ValueError(f"snapshots must be >= 1, got {self.snapshots}")
         if not self.sizes:
             raise ValueError("no sizes given")
-        estimate = self.snapshots * max(SystemConfig.from_size(s).snapshot_bytes for s in self.sizes)
+        estimate = self.snapshots * max(self.config(s).snapshot_bytes for s in self.sizes)
         if estimate > MAX_TEST_SNAPSHOT_BYTES:
             raise ValueError(f"{self.snapshots} test snapshots of the largest size need about "
                              f"{estimate / 2**30:.1f} GiB (cap {MAX_TEST_SNAPSHOT_BYTES / 2**30:.0f} "
@@ -182,13 +188,21 @@ class EvaluationSettings:
         self.sizes = data.sizes(self.sizes)
         self.snapshots = data.shape[0]
 
+    def config(self, size: Size) -> SystemConfig:
+        """The system of ``size`` the run draws from and learning agents train for: the model's
+        defaults under :attr:`system` and the run's objective; ``ValueError`` naming a bad field."""
+        try:
+            return SystemConfig.from_size(size, objective=self.objective, **self.system)
+        except TypeError as err:
+            raise ValueError(f"system: {err}") from None
+
     def system_config(self, size: Size) -> SystemConfig:
-        """The :class:`SystemConfig` the test snapshots of ``size`` are scored with: the model's
-        defaults, or with a snapshots file, the sidecar's constants."""
+        """The :class:`SystemConfig` the test snapshots of ``size`` are scored with: :meth:`config`,
+        with a snapshots file the sidecar's constants under it."""
         from cfenv.units import SIZE_FIELDS
 
         constants = {k: v for k, v in self.snapshots_fields.items() if k not in SIZE_FIELDS}
-        constants["objective"] = self.objective
+        constants.update(self.system, objective=self.objective)
         return SystemConfig.from_size(size, **constants)
 
     def test_snapshots(self, size: Size, start: int = 0, stop: int | None = None) -> Snapshot:
@@ -196,10 +210,14 @@ class EvaluationSettings:
         read from the snapshots file (checked to be the bytes validated at the start)."""
         stop = self.snapshots if stop is None else stop
         if self.snapshots_file is None:
-            return draw_test_snapshots(SystemConfig.from_size(size), stop, self.seed, start)
+            return draw_test_snapshots(self.config(size), stop, self.seed, start)
         from agents.lab.datafile import snapshots_file
 
-        return snapshots_file(self.snapshots_file, self.snapshots_config, self.snapshots_sha256).snapshots(start, stop)
+        snaps = snapshots_file(self.snapshots_file, self.snapshots_config, self.snapshots_sha256).snapshots(start, stop)
+        model = model_of(self.system_config(size))
+        if any(name not in snaps.extras for name in model.snapshot_extras):  # e.g. R rebuilt from gains, positions
+            snaps = model.validate(snaps, batch_shape=None, where=str(self.snapshots_file), copy=False)
+        return snaps
 
     def fingerprint_keys(self) -> dict[str, Any]:
         """Everything the published numbers depend on (not where or how fast they run)."""
@@ -227,6 +245,8 @@ class EvaluationSettings:
                    if self.snapshots_file is not None else {})}
         if not self.objective.is_default:  # runs under the default objective keep their digests and folders
             keys["objective"] = self.objective
+        if self.system:  # so do runs of the paper's model
+            keys["system"] = self.system
         return keys
 
     def cell_fingerprint(self) -> str:

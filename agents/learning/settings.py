@@ -91,6 +91,9 @@ class TrainSettings:
     execution: dict[str, Any] = field(default_factory=dict)
     """quantum execution while training (:class:`agents.models.quantum.Execution` fields, e.g.
     noise_p, shots, grad="parameter-shift" as hardware would need); empty: exact, backprop"""
+    system: dict[str, Any] = field(default_factory=dict)
+    """the system model's ``SystemConfig`` fields besides the size and objective (empty: the paper's
+    default system; :attr:`cfenv.config.SystemConfig.system_fields`)"""
     runs_dir: Path = Path("runs")
     """root of run folders and TensorBoard logs"""
     cache_dir: Path = field(default_factory=lambda: Path(os.environ.get("CFPILOT_CACHE", ".cache/datasets")))
@@ -103,7 +106,11 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         self.size = tuple(int(v) for v in self.size)  # type: ignore[assignment]
-        SystemConfig.from_size(self.size)
+        self.system = dict(self.system)
+        try:
+            SystemConfig.from_size(self.size, **self.system)
+        except TypeError as err:
+            raise ValueError(f"system: {err}") from None
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         self.objective = Objective.parse(self.objective)
@@ -132,13 +139,13 @@ class TrainSettings:
 
     @property
     def config(self) -> SystemConfig:
-        """The system of :attr:`size` under :attr:`objective`."""
-        return SystemConfig.from_size(self.size, objective=self.objective)
+        """The system of :attr:`size` under :attr:`objective` (and :attr:`system`'s model and fields)."""
+        return SystemConfig.from_size(self.size, objective=self.objective, **self.system)
 
     @property
     def run_key(self) -> RunKey:
-        """What names this run's folder: (agent, size, loss, objective, seed)."""
-        return RunKey(self.agent, self.size, self.loss, self.objective, self.seed)
+        """What names this run's folder: (agent, size, loss, objective, seed, system tag)."""
+        return RunKey(self.agent, self.size, self.loss, self.objective, self.seed, self.config.system_tag)
 
     @property
     def run_dir(self) -> Path:
@@ -149,6 +156,8 @@ class TrainSettings:
         d = dataclasses.asdict(self)
         d.update(runs_dir=str(self.runs_dir), cache_dir=str(self.cache_dir), size=list(self.size),
                  objective=Objective.parse(self.objective).value)  # a plain str: checkpoints load weights-only
+        if not self.system:
+            del d["system"]  # runs of the paper's default system keep the settings they had (and resume)
         return d
 
 
