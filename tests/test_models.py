@@ -63,8 +63,10 @@ def test_registry_names_and_errors():
 
 
 def test_fast_paths_declared():
-    assert model_of(CFG).fast_paths == FAST_PATHS
+    assert model_of(CFG).fast_paths == tuple(name for name in FAST_PATHS if name != "screening")
     assert model_of(CFG.replace(model="paper-reference")).fast_paths == ()
+    assert model_of(CFG.replace(model="scalable")).fast_paths == ("screening",)
+    assert model_of(CFG.replace(model="scalable", link="uplink", lsfd=True)).fast_paths == ()
 
 
 def test_paper_and_reference_models_agree():

@@ -107,12 +107,15 @@ def exhaustive(model: SystemModel, snapshots: Snapshot, batches: Iterable[np.nda
 
 
 def ascend(model: SystemModel, snapshots: Snapshot, pilots: np.ndarray, tau_p: int, *, use_swaps: bool = True,
-           max_rounds: int = 10_000) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Exact steepest ascent of ``(N, K)`` assignments, row i on snapshot i of the ``(N,)`` batch:
-    each round scores every move (and, with ``use_swaps``, every swap) of the rows still ascending
-    in one batch and applies each row's best if it improves (:func:`improves`; ties: scan order);
-    a row stops at a local optimum or after ``max_rounds``. Returns end points ``(N, K)``, their
-    values and the start values ``(N,)``, and the rounds ``(N,)``."""
+           max_rounds: int = 10_000, n_exact: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Steepest ascent of ``(N, K)`` assignments, row i on snapshot i of the ``(N,)`` batch: each
+    round scores every move (and, with ``use_swaps``, every swap) of the rows still ascending in one
+    batch and applies each row's best if it improves (:func:`improves`; ties: scan order); a row
+    stops at a local optimum or after ``max_rounds``. Where the model offers a ``screening``
+    neighbourhood evaluator (:attr:`cfenv.models.base.SystemModel.screening`), it values every
+    candidate at once: taken as they are where it is exact, else its ``n_exact`` best (ties: scan
+    order) are scored exactly and a row stops when none of them improves. Returns end points
+    ``(N, K)``, their values and the start values ``(N,)``, and the rounds ``(N,)``."""
     a = np.array(pilots, dtype=np.int64)
     val = score(model, snapshots, a[:, None])[:, 0]
     start_val = val.copy()
@@ -125,7 +128,16 @@ def ascend(model: SystemModel, snapshots: Snapshot, pilots: np.ndarray, tau_p: i
         cand = moves(a[live], tau_p)
         if use_swaps:
             cand = np.concatenate([cand, swaps(a[live])], axis=1)
-        values = score(model, snapshots[live], cand)  # (n, C)
+        screen = model.screening
+        if screen is not None and screen.exact:
+            values = screen.candidate_values(snapshots[live], a[live], use_swaps)
+        elif screen is not None and n_exact is not None and n_exact < cand.shape[1]:
+            ranked = screen.candidate_values(snapshots[live], a[live], use_swaps)
+            best_first = np.argsort(-ranked, axis=1, kind="stable")[:, :n_exact]
+            cand = np.take_along_axis(cand, best_first[:, :, None], axis=1)
+            values = score(model, snapshots[live], cand)
+        else:
+            values = score(model, snapshots[live], cand)  # (n, C)
         pick = values.argmax(axis=1)
         top = values[np.arange(len(live)), pick]
         up = improves(top, val[live])
@@ -138,18 +150,19 @@ def ascend(model: SystemModel, snapshots: Snapshot, pilots: np.ndarray, tau_p: i
 
 def local_search(model: SystemModel, snapshots: Snapshot, starts: np.ndarray, tau_p: int, *, use_swaps: bool = True,
                  max_rounds: int = 10_000, kick_users: np.ndarray | None = None,
-                 kick_pilots: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Iterated exact steepest ascent (:func:`ascend`) of ``(B, R, K)`` starts on the ``(B,)``
-    snapshots, then (if given) the kicks ``(B, kicks, n)`` (users and their new pilots), each applied
-    to the best end point so far, ascended and kept if it improves: the compiled local search's
-    rules (:class:`agents.search.LocalSearchAgent`) with every candidate scored exactly. Returns
-    the best canonical ``(B, K)`` assignment (ties: the first start) and the statistics of
-    ``LocalSearchAgent.last_stats``."""
+                 kick_pilots: np.ndarray | None = None,
+                 n_exact: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Iterated steepest ascent (:func:`ascend`) of ``(B, R, K)`` starts on the ``(B,)`` snapshots,
+    then (if given) the kicks ``(B, kicks, n)`` (users and their new pilots), each applied to the
+    best end point so far, ascended and kept if it improves: the compiled local search's rules
+    (:class:`agents.search.LocalSearchAgent`) with every candidate scored exactly (or valued by the
+    model's ``screening`` evaluator, :func:`ascend`). Returns the best canonical ``(B, K)`` assignment
+    (ties: the first start) and the statistics of ``LocalSearchAgent.last_stats``."""
     B, R, K = starts.shape
     snap_of = np.repeat(np.arange(B), R)
     per_start = snapshots[snap_of]
-    final, _, start_val, rounds = ascend(model, per_start, starts.reshape(B * R, K), tau_p,
-                                         use_swaps=use_swaps, max_rounds=max_rounds)
+    steps = {"use_swaps": use_swaps, "max_rounds": max_rounds, "n_exact": n_exact}
+    final, _, start_val, rounds = ascend(model, per_start, starts.reshape(B * R, K), tau_p, **steps)
     # values of the canonical end points, so that the choice depends on partitions only
     final = canonical_pilots(final)
     final_val = score(model, per_start, final[:, None])[:, 0]
@@ -161,7 +174,7 @@ def local_search(model: SystemModel, snapshots: Snapshot, starts: np.ndarray, ta
     for i in range(n_kicks):
         kicked = best.copy()
         kicked[np.arange(B)[:, None], kick_users[:, i]] = kick_pilots[:, i]
-        end, end_val, _, _ = ascend(model, snapshots, kicked, tau_p, use_swaps=use_swaps, max_rounds=max_rounds)
+        end, end_val, _, _ = ascend(model, snapshots, kicked, tau_p, **steps)
         better = improves(end_val, best_val)
         best[better], best_val[better] = end[better], end_val[better]
         won += better

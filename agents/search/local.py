@@ -38,6 +38,8 @@ from cfenv.channel import Snapshot
 from cfenv.config import SystemConfig
 from cfenv.models import model_of
 
+DEFAULT_RESTARTS = 4
+"""random starts besides master-AP (see :meth:`LocalSearchAgent.budget`)"""
 EXACT_NEIGHBOURHOOD = 256
 """local search scores every candidate exactly (plain steepest ascent) when a neighbourhood
 (moves and swaps) has at most this many, unless ``n_exact`` is given"""
@@ -191,15 +193,17 @@ class LocalSearchAgent(Agent):
     returned pilots are canonical (:func:`agents.base.canonical_pilots`).
 
     On a model without the ``paper-pairwise`` fast path (:func:`agents.search.generic.pairwise_kernel`:
-    e.g. ``SystemConfig(model="paper-reference")``) there is no surrogate: from the same starts,
-    every round scores *all* moves (and swaps) exactly with one ``model.objective`` batch and
-    applies the best improvement (:func:`agents.search.generic.local_search`), so every end point
-    is an exact local optimum; the kicks are the same. ``n_exact``, ``margin`` and ``verify``
-    concern the surrogate and do not apply there.
+    e.g. ``SystemConfig(model="paper-reference")``), from the same starts, every round scores the
+    moves (and swaps) exactly with one ``model.objective`` batch and applies the best improvement
+    (:func:`agents.search.generic.local_search`); the kicks are the same. There, all of them are scored
+    (every end point an exact local optimum) unless the model offers a ``screening`` surrogate (the
+    scalable model: pairwise contamination weights, docs/model.md §6.5) and the neighbourhood exceeds
+    EXACT_NEIGHBOURHOOD: then the ``n_exact`` best-ranked by it. ``margin`` and ``verify`` concern the
+    compiled surrogate and do not apply there.
 
     Args:
-        restarts: random starts besides master-AP.
-        swaps: also consider swapping the pilots of two users.
+        restarts: random starts besides master-AP (default: :meth:`budget`).
+        swaps: also consider swapping the pilots of two users (default: :meth:`budget`).
         max_rounds: cap on improving rounds per start.
         n_exact: best-ranked candidates scored exactly per round (>= 1); default
             :data:`DEFAULT_N_EXACT`, or all of them (plain steepest ascent, as 0.3.0) when the
@@ -212,19 +216,20 @@ class LocalSearchAgent(Agent):
 
     name = "local-search"
 
-    def __init__(self, config: SystemConfig | None = None, seed: int = 0, restarts: int = 4,
-                 swaps: bool = True, max_rounds: int = 10_000, n_exact: int | None = None,
+    def __init__(self, config: SystemConfig | None = None, seed: int = 0, restarts: int | None = None,
+                 swaps: bool | None = None, max_rounds: int = 10_000, n_exact: int | None = None,
                  margin: float = DEFAULT_MARGIN, verify: bool = False, kicks: int = DEFAULT_KICKS,
                  kick_users: int | None = None) -> None:
         super().__init__(config, seed)
-        if restarts < 0:
+        if restarts is not None and restarts < 0:
             raise ValueError(f"restarts must be >= 0, got {restarts}")
         if n_exact is not None and n_exact < 1:
             raise ValueError(f"n_exact must be >= 1, got {n_exact}")
         if not margin >= 0:
             raise ValueError(f"margin must be >= 0, got {margin}")
-        self.restarts = int(restarts)
-        self.swaps = bool(swaps)
+        self.given_restarts = None if restarts is None else int(restarts)
+        self.given_swaps = None if swaps is None else bool(swaps)
+        self.restarts, self.swaps = self.budget(self.config)
         self.max_rounds = int(max_rounds)
         self.n_exact = None if n_exact is None else int(n_exact)
         self.margin = float(margin)
@@ -236,6 +241,20 @@ class LocalSearchAgent(Agent):
         self.kicks = int(kicks)
         self.kick_users = None if kick_users is None else int(kick_users)
         self.last_stats: dict[str, np.ndarray] = {}
+
+    def budget(self, config: SystemConfig | None) -> tuple[int, bool]:
+        """``(restarts, swaps)`` at ``config``: those given, else :data:`DEFAULT_RESTARTS` random starts
+        and swaps -- except on a generic path (no compiled kernel) whose move-and-swap neighbourhood
+        exceeds EXACT_NEIGHBOURHOOD, where every round scores the neighbourhood exactly: there the
+        master-AP start alone and moves only (the kicks stay), which keeps the scalable model's default
+        size at seconds per snapshot (docs/model.md §6.5)."""
+        restarts, swaps = DEFAULT_RESTARTS, True
+        if config is not None and generic.pairwise_kernel(config) is None:
+            K, tau_p = config.K, config.tau_p
+            if K * (tau_p - 1) + K * (K - 1) // 2 > EXACT_NEIGHBOURHOOD:
+                restarts, swaps = 0, False
+        return (restarts if self.given_restarts is None else self.given_restarts,
+                swaps if self.given_swaps is None else self.given_swaps)
 
     def starts(self, snapshots: Snapshot, config: SystemConfig,
                rng: np.random.Generator | None = None) -> np.ndarray:
@@ -277,6 +296,7 @@ class LocalSearchAgent(Agent):
         return starts, users, pilots
 
     def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
+        self.restarts, self.swaps = self.budget(config)
         starts, users, pilots = self._draws(snapshots, config)
         return self.improve(snapshots, starts, config, kick_users=users, kick_pilots=pilots)
 
@@ -292,7 +312,8 @@ class LocalSearchAgent(Agent):
         if kernel is None:
             best, self.last_stats = generic.local_search(
                 model_of(config), snapshots, np.asarray(starts, dtype=np.int64), config.tau_p, use_swaps=self.swaps,
-                max_rounds=self.max_rounds, kick_users=kick_users, kick_pilots=kick_pilots)
+                max_rounds=self.max_rounds, kick_users=kick_users, kick_pilots=kick_pilots,
+                n_exact=self.exact_per_round(config))
             return best
         B, R, K = starts.shape
         beta_t, bu = kernel.kernel_inputs(snapshots)

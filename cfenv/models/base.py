@@ -43,7 +43,7 @@ class IncrementalKernel(Protocol):
         """The kernels' typed parameter record (a ``NamedTuple`` numba reads by field name)."""
 
 
-FAST_PATHS = ("incremental", "rate_features", "differentiable")
+FAST_PATHS = ("incremental", "rate_features", "differentiable", "screening")
 """the optional fast paths a model may offer (docs/model.md §0.2)"""
 
 
@@ -144,6 +144,15 @@ class SystemModel(abc.ABC):
         """The torch path (exact ``objective(beta, pilots)`` on tensors, ``relaxed_sum_rate(beta, q)``,
         ``relaxed_objective(beta, q)`` of pilot probabilities, differentiable): what the unsupervised
         loss and training on a GPU need, or ``None``."""
+        return None
+
+    @property
+    def screening(self) -> Any | None:
+        """A neighbourhood evaluator for the generic searches, or ``None`` (every candidate scored by
+        :meth:`objective`): ``candidate_values(snapshots (N,), pilots (N, K), use_swaps) -> (N, C)``, the
+        objective of every single-user move (then pair swap) in ``agents.search.generic.moves`` /
+        ``swaps`` order, and ``exact`` (bool): whether those values are the objective itself (then
+        the searches take them as they are) or a surrogate (then its best are scored exactly)."""
         return None
 
     @property

@@ -26,6 +26,7 @@ from cfenv.channel import Snapshot, validate_snapshot
 from cfenv.config import SystemConfig
 from cfenv.models.base import SystemModel
 from cfenv.models.scalable_channel import correlation_matrices, draw_scalable
+from cfenv.models.scalable_moves import ScalableNeighbourhood
 from cfenv.models.scalable_se import Prepared, serving_mask, spectral_efficiency
 from cfenv.rates import as_pilot_indices
 
@@ -44,6 +45,10 @@ class ScalableModel(SystemModel):
     links = ("uplink", "downlink")
     decides_serving = True
     snapshot_extras = {"R": "(..., M, K, L, L) complex128: spatial correlation matrices over the noise power"}
+
+    def __init__(self, config: SystemConfig) -> None:
+        super().__init__(config)
+        self._neighbourhood: ScalableNeighbourhood | None = None
 
     def draw(self, rng: np.random.Generator, batch_shape: tuple[int, ...] | int = ()) -> Snapshot:
         if isinstance(batch_shape, (int, np.integer)):
@@ -102,6 +107,16 @@ class ScalableModel(SystemModel):
 
     def user_axes(self) -> dict[str, int]:
         return {"R": -3}
+
+    @property
+    def screening(self) -> ScalableNeighbourhood | None:
+        """The neighbourhood evaluator (:mod:`cfenv.models.scalable_moves`): exact for the uplink, a
+        screening surrogate for the downlink; none with LSFD."""
+        if self.config.lsfd:
+            return None
+        if self._neighbourhood is None:  # one per model: its cache of group terms lives across calls
+            self._neighbourhood = ScalableNeighbourhood(self.config)
+        return self._neighbourhood
 
     def _per_snapshot(self, snapshots: Snapshot, pilots: Any, compute: Any,
                       tail: tuple[int, ...] | None = None) -> np.ndarray:

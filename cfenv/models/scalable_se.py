@@ -39,6 +39,8 @@ class Prepared:
         total: ``(M, L, L)`` the sum of ``R`` over users.
         transposed: ``(M, L^2, K)`` the entries of ``R[m, i]^T`` as columns, so that
             ``vec(X) @ transposed[m]`` gives ``tr(X R[m, i])`` for every user i at once.
+        with_total: ``(M, K, L, L)`` ``R[m, k] @ total[m]`` (for ``tr(B_mk S_m)`` without ``B``).
+        by_user: ``(K, M, L, L)`` ``R`` with the users first, contiguous (gathers of a user's matrices).
     """
 
     R: np.ndarray
@@ -46,13 +48,17 @@ class Prepared:
     master: np.ndarray
     total: np.ndarray
     transposed: np.ndarray
+    with_total: np.ndarray
+    by_user: np.ndarray
 
     @classmethod
     def of(cls, R: np.ndarray) -> "Prepared":
         M, K, L, _ = R.shape
         gain = np.real(np.trace(R, axis1=-2, axis2=-1)) / L
-        return cls(R, gain, np.argmax(gain, axis=0), R.sum(axis=1),
-                   np.ascontiguousarray(R.transpose(0, 3, 2, 1).reshape(M, L * L, K)))
+        total = R.sum(axis=1)
+        return cls(R, gain, np.argmax(gain, axis=0), total,
+                   np.ascontiguousarray(R.transpose(0, 3, 2, 1).reshape(M, L * L, K)), R @ total[:, None],
+                   np.ascontiguousarray(R.transpose(1, 0, 2, 3)))
 
 
 def serving_mask(prep: Prepared, pilots: np.ndarray, tau_p: int, cluster: str) -> np.ndarray:
