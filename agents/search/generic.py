@@ -193,19 +193,24 @@ def tabu(model: SystemModel, snapshots: Snapshot, starts: np.ndarray, tau_p: int
     iteration applies the best allowed move -- its user not tabu, or its value above the best seen
     (aspiration) -- even if it lowers the objective (ties: scan order), and makes its user tabu
     for ``tenure`` iterations; a snapshot stops after ``iterations`` or when no move is allowed.
-    Returns the best assignment seen ``(S, K)`` and its value ``(S,)``."""
+    Where the model offers a ``screening`` evaluator, it values the moves (a surrogate's choice is
+    then valued exactly). Returns the best assignment seen ``(S, K)`` and its value ``(S,)``."""
     a = np.array(starts, dtype=np.int64)
     S, K = a.shape
     top = score(model, snapshots, a[:, None])[:, 0]
     best = a.copy()
     tabu_until = np.zeros((S, K), dtype=np.int64)
+    screen = model.screening
     user = np.repeat(np.arange(K), tau_p - 1)  # the user of each move, in :func:`moves` order
     live = np.arange(S)
     for it in range(iterations):
         if not live.size:
             break
         cand = moves(a[live], tau_p)
-        values = score(model, snapshots[live], cand)  # (n, K (tau_p - 1))
+        if screen is not None:
+            values = screen.candidate_values(snapshots[live], a[live], False)  # (n, K (tau_p - 1))
+        else:
+            values = score(model, snapshots[live], cand)
         allowed = (tabu_until[live][:, user] <= it) | (values > top[live, None])
         values = np.where(allowed, values, -np.inf)
         pick = values.argmax(axis=1)
@@ -214,6 +219,8 @@ def tabu(model: SystemModel, snapshots: Snapshot, starts: np.ndarray, tau_p: int
         a[live] = cand[np.arange(len(live)), pick]
         tabu_until[live, user[pick]] = it + 1 + tenure
         new = values[np.arange(len(live)), pick]
+        if screen is not None and not screen.exact and len(live):  # the move taken, valued exactly
+            new = score(model, snapshots[live], a[live][:, None])[:, 0]
         better = new > top[live]
         top[live[better]] = new[better]
         best[live[better]] = a[live[better]]
