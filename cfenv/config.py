@@ -137,7 +137,7 @@ class SystemConfig:
     model: str = "paper"
     """the system model (:mod:`cfenv.models`, docs/model.md §0): "paper" (the seed paper's, docs/model.md
     §1-2), "scalable" (the user-centric model of Bjornson & Sanguinetti 2020 and Demir et al. 2021,
-    docs/model.md §6) or another registered name ("paper-reference": the paper's physics without fast paths)"""
+    docs/model.md §8) or another registered name ("paper-reference": the paper's physics without fast paths)"""
     link: str = "downlink"
     """the link whose rates are scored: "downlink" or "uplink" (the scalable model; the paper's has only the downlink)"""
     cluster: str | None = None

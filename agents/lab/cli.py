@@ -103,7 +103,7 @@ def add_system_flags(parser: argparse.ArgumentParser) -> None:
     """The :data:`SYSTEM_FLAGS` as one group (``--model scalable --link uplink --asd-deg 15`` ...)."""
     from cfenv.config import SystemConfig
 
-    group = parser.add_argument_group("the system model (docs/model.md §0; the scalable model: §6)")
+    group = parser.add_argument_group("the system model (docs/model.md §0; the scalable model: §8)")
     add_fields(group, SystemConfig, SYSTEM_FLAGS, unset=True, unset_help="the model's")
 
 

@@ -195,11 +195,12 @@ class LocalSearchAgent(Agent):
     On a model without the ``paper-pairwise`` fast path (:func:`agents.search.generic.pairwise_kernel`:
     e.g. ``SystemConfig(model="paper-reference")``), from the same starts, every round scores the
     moves (and swaps) exactly with one ``model.objective`` batch and applies the best improvement
-    (:func:`agents.search.generic.local_search`); the kicks are the same. There, all of them are scored
-    (every end point an exact local optimum) unless the model offers a ``screening`` surrogate (the
-    scalable model: pairwise contamination weights, docs/model.md §6.5) and the neighbourhood exceeds
-    EXACT_NEIGHBOURHOOD: then the ``n_exact`` best-ranked by it. ``margin`` and ``verify`` concern the
-    compiled surrogate and do not apply there.
+    (:func:`agents.search.generic.local_search`); the kicks are the same. Where the model offers a
+    ``screening`` neighbourhood evaluator (the scalable model, docs/model.md §8.5), it values every
+    candidate at once: exact values are taken as they are (every end point an exact local optimum),
+    a surrogate's ``n_exact`` best are scored exactly. A large generic neighbourhood also changes the
+    default budget (:meth:`budget`). ``margin`` and ``verify`` concern the compiled surrogate and do
+    not apply there.
 
     Args:
         restarts: random starts besides master-AP (default: :meth:`budget`).
@@ -247,7 +248,7 @@ class LocalSearchAgent(Agent):
         and swaps -- except on a generic path (no compiled kernel) whose move-and-swap neighbourhood
         exceeds EXACT_NEIGHBOURHOOD, where every round scores the neighbourhood exactly: there the
         master-AP start alone and moves only (the kicks stay), which keeps the scalable model's default
-        size at seconds per snapshot (docs/model.md §6.5)."""
+        size at seconds per snapshot (docs/model.md §8.5)."""
         restarts, swaps = DEFAULT_RESTARTS, True
         if config is not None and generic.pairwise_kernel(config) is None:
             K, tau_p = config.K, config.tau_p

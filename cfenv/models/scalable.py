@@ -1,4 +1,4 @@
-"""The scalable user-centric cell-free model (docs/model.md §6): ``SystemConfig(model="scalable")``.
+"""The scalable user-centric cell-free model (docs/model.md §8): ``SystemConfig(model="scalable")``.
 
 Bjornson & Sanguinetti, "Scalable cell-free massive MIMO systems", IEEE Trans. Commun. 68(7), 2020,
 and Demir, Bjornson & Sanguinetti, *Foundations of User-Centric Cell-Free Massive MIMO*, Foundations
@@ -41,7 +41,7 @@ class ScalableModel(SystemModel):
 
     name = "scalable"
     description = ("the scalable user-centric model (Bjornson & Sanguinetti 2020; Demir et al. 2021): 3GPP UMi "
-                   "path loss, correlated shadowing, spatial correlation, DCC, uplink/downlink MR SE (docs/model.md §6)")
+                   "path loss, correlated shadowing, spatial correlation, DCC, uplink/downlink MR SE (docs/model.md §8)")
     links = ("uplink", "downlink")
     decides_serving = True
     snapshot_extras = {"R": "(..., M, K, L, L) complex128: spatial correlation matrices over the noise power"}

@@ -1,11 +1,11 @@
-"""Snapshots of the scalable user-centric model (docs/model.md §6.1): drops, 3GPP path loss,
+"""Snapshots of the scalable user-centric model (docs/model.md §8.1): drops, 3GPP path loss,
 shadowing correlated between users, and local-scattering spatial correlation matrices.
 
 It follows the set-up of Demir, Bjornson & Sanguinetti, *Foundations of User-Centric Cell-Free
 Massive MIMO* (2021), Section 5.3, and its public code (``generateSetup.m``,
 ``functionRlocalscattering.m``): the same distributions, drawn from a numpy ``Generator`` and
 batched over snapshots. Two numerical choices differ from the MATLAB code and are declared in
-docs/model.md §6.1: the shadowing is drawn jointly from its covariance (the book draws it user by
+docs/model.md §8.1: the shadowing is drawn jointly from its covariance (the book draws it user by
 user from the conditional Gaussians: the same distribution), and the local-scattering integral is a
 trapezoidal product rule on +-8 standard deviations, with enough nodes for the array's largest
 phase (:func:`quadrature_nodes`; the book calls ``integral2``): it converges exponentially on these

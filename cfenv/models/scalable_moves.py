@@ -1,5 +1,5 @@
 """The scalable model's neighbourhood evaluator: the SE of every single-user move (and pair swap) of
-an assignment, computed from the two pilot groups a candidate changes (docs/model.md §6.5).
+an assignment, computed from the two pilot groups a candidate changes (docs/model.md §8.5).
 
 Under the closed forms of :mod:`cfenv.models.scalable_se`, a user's estimate (``Psi``), cluster
 (DCC: its master AP and the APs where it is its pilot's strongest user) and contamination depend on

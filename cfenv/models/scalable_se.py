@@ -1,4 +1,4 @@
-"""Spectral efficiency of the scalable user-centric model, closed forms (docs/model.md §6.2-6.4).
+"""Spectral efficiency of the scalable user-centric model, closed forms (docs/model.md §8.2-8.4).
 
 MMSE channel estimation with the assignment's pilot sharing, the dynamic cooperation clusters
 that follow it, and the per-user SE [bit/s/Hz] of
