@@ -40,6 +40,13 @@ LARGE_SIZES: tuple[tuple[int, int, int, int], ...] = (
     (100, 4, 100, 20),
 )
 
+#: The scalable model's study sizes (docs/model.md §8): a small one where exhaustive search is exact, and
+#: the book's default (100 APs x 4 antennas, 40 users, 10 pilots; Demir et al. 2021, Section 5.3).
+SCALABLE_SIZES: tuple[tuple[int, int, int, int], ...] = (
+    (20, 2, 10, 3),
+    (100, 4, 40, 10),
+)
+
 _INT_FIELDS = SIZE_FIELDS
 
 MAX_SNAPSHOT_BYTES = 1 << 30

@@ -58,7 +58,7 @@ def cell_record(name: str, size: Size, parts: list[dict[str, Any] | None], error
     record: dict[str, Any] = {"M": M, "L": L, "K": K, "tau_p": tau_p, "agent": name,
                               "snapshots": snapshots, "seed": seed, "train_time_s": None,
                               "parameters": None, "objective": objective,
-                              **({} if config.model == DEFAULT_MODEL else {"model": config.model})}
+                              **({} if not config.system_fields else {"model": config.model, "system": config.system_fields})}
     empty = dict(mean_sum_rate_mbps=None, ci95_mbps=None, ms_per_snapshot=None, warm_up_s=None, per_snapshot_sum_rate_mbps=[],
                  per_snapshot_assignments=[], distinct_assignments=None, ratio_to_best_constant=None,
                  collapsed=None, mean_objective=None, ci95_objective=None, **dict.fromkeys(FAIRNESS_FIELDS))
@@ -186,8 +186,13 @@ def markdown_tables(records: list[dict[str, Any]], execution: dict[str, Any] | N
             f"{_fmt(r['train_time_s'], '.1f')} | {_fmt(r.get('distinct_assignments'), 'd')} | "
             f"{_fmt(r.get('ratio_to_best_constant'), '.4f')} | "
             f"{'–' if r.get('collapsed') is None else ('yes' if r['collapsed'] else 'no')} | {r['reason']} |")
-    lines += ["", "Absolute rates come from cfpilot's simulator (docs/model.md §1-2); they are not the "
-              "paper's Table II numbers, which came from its own simulator."]
+    models = {r.get("model", DEFAULT_MODEL) for r in records}
+    if models <= {DEFAULT_MODEL, "paper-reference"}:
+        lines += ["", "Absolute rates come from cfpilot's simulator (docs/model.md §1-2); they are not the "
+                  "paper's Table II numbers, which came from its own simulator."]
+    else:
+        systems = sorted({json.dumps(r.get("system", {}), sort_keys=True) for r in records})
+        lines += ["", f"System: {'; '.join(systems)} (docs/model.md §0, §8); rates are bandwidth x SE."]
     return "\n".join(lines) + "\n"
 
 
@@ -224,7 +229,7 @@ def user_rate_samples(record: dict[str, Any], snapshots: Snapshot) -> np.ndarray
     """All per-user rates [Mbit/s] of an ok record's assignments on its test ``snapshots``, flat
     ``(n K,)``: recomputed from ``per_snapshot_assignments``, so saved records redraw it."""
     pilots = np.asarray(record["per_snapshot_assignments"], dtype=np.int64)
-    config = SystemConfig.from_size(_size_of(record), model=record.get("model", DEFAULT_MODEL))
+    config = SystemConfig.from_size(_size_of(record), **record.get("system", {"model": record.get("model", DEFAULT_MODEL)}))
     return (model_of(config).user_rates(snapshots[:len(pilots)], pilots) / MBPS).ravel()
 
 

@@ -23,7 +23,7 @@ from agents.learning.settings import check_device
 from agents.registry import available, resolve
 from cfenv import __version__
 from cfenv.channel import Snapshot, stack_snapshots
-from cfenv.config import LARGE_SIZES, TABLE2_SIZES, SystemConfig
+from cfenv.config import LARGE_SIZES, SCALABLE_SIZES, TABLE2_SIZES, SystemConfig
 from cfenv.models import model_of
 from cfenv.objectives import Objective
 from cfenv.units import Size, parse_size
@@ -34,6 +34,7 @@ SIZE_GROUPS: dict[str, tuple[Size, ...]] = {
     "medium": TABLE2_SIZES[4:],
     "default": TABLE2_SIZES[:2],
     "large": LARGE_SIZES,
+    "scalable": SCALABLE_SIZES,
 }
 """named size groups for ``--sizes``; ``default`` keeps ``evaluate.py --agents all`` (which trains
 every learning agent it has no checkpoint for) within a few minutes on 2 cores"""

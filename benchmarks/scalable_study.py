@@ -1,0 +1,113 @@
+"""The scalable model's study (docs/model.md §8): every non-learning agent on the same snapshots of the
+scalable user-centric model, uplink and downlink (local MR / MR, the book's DCC, ASD 15 degrees), at the
+``scalable`` sizes: mean SE per user, the 95 %-likely SE, the ratio to local search and the time per snapshot.
+
+    python benchmarks/scalable_study.py --out docs/results/scalable.json          # runs evaluate.py twice
+    python benchmarks/scalable_study.py --table docs/results/scalable.json        # the README's table
+
+Each link is one ``evaluate.py`` run (its folder under ``--work``, resumable); the JSON keeps, per link, size
+and agent, what the table prints, with the settings and the commands that produced it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+LINKS = ("uplink", "downlink")
+AGENTS = ("random", "greedy", "master-ap", "location", "graph-colouring", "wgf", "hungarian", "kmeans",
+          "max-k-cut", "tabu", "local-search", "exhaustive")
+"""the agents that need no training (exhaustive runs where it is exact, and is skipped with its reason elsewhere)"""
+ASD_DEG = 15.0
+
+
+def run(out: Path, work: Path, snapshots: int, sizes: list[str], progress: bool) -> dict:
+    """Both links through ``evaluate.main``; the condensed records."""
+    import evaluate
+
+    study: dict = {"asd_deg": ASD_DEG, "snapshots": snapshots, "links": {}, "commands": []}
+    for link in LINKS:
+        argv = ["--model", "scalable", "--link", link, "--asd-deg", str(ASD_DEG), "--agents", ",".join(AGENTS),
+                "--sizes", *sizes, "--snapshots", str(snapshots), "--out", str(work / link), "--resume"]
+        argv += [] if progress else ["--no-progress"]
+        study["commands"].append("python evaluate.py " + " ".join(argv))
+        if evaluate.main(argv) != 0:
+            raise SystemExit(f"evaluate.py failed for the {link}")
+        records = json.loads((work / link / "results.json").read_text())
+        study["links"][link] = [condensed(r) for r in records]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(study, indent=1) + "\n")
+    tmp.replace(out)
+    return study
+
+
+def condensed(record: dict) -> dict:
+    """What the table needs from one results.json record: SE = rate / B (B = 20 MHz)."""
+    keep = {k: record.get(k) for k in ("M", "L", "K", "tau_p", "agent", "status", "reason", "snapshots",
+                                       "ms_per_snapshot")}
+    if record.get("status") == "ok":
+        bandwidth_mhz = 20.0
+        keep["mean_se"] = record["mean_sum_rate_mbps"] / record["K"] / bandwidth_mhz
+        keep["se_5pct"] = record["rate_5pct_mbps"] / bandwidth_mhz
+        keep["jain_index"] = record["jain_index"]
+    return keep
+
+
+def table(study: dict) -> str:
+    """Markdown: per size, per agent, uplink and downlink mean SE / 95 %-likely SE / ratio to local search / ms."""
+    lines = [f"Scalable model, ASD {study['asd_deg']:g} deg, DCC, {study['snapshots']} snapshots per size; SE in "
+             "bit/s/Hz per user (mean / 95 %-likely), ratio of the mean to local search's, ms per snapshot.", ""]
+    sizes = sorted({(r["M"], r["L"], r["K"], r["tau_p"]) for rs in study["links"].values() for r in rs})
+    for size in sizes:
+        lines += [f"**(M, L, K, tau_p) = {size}**", "",
+                  "| agent | uplink MR: SE / 5 % | ratio | ms | downlink MR: SE / 5 % | ratio | ms |",
+                  "|---|---|---|---|---|---|---|"]
+        rows: dict[str, list[str]] = {}
+        for link in LINKS:
+            here = [r for r in study["links"][link] if (r["M"], r["L"], r["K"], r["tau_p"]) == size]
+            best = next((r["mean_se"] for r in here if r["agent"] == "local-search" and r["status"] == "ok"), None)
+            for r in here:
+                cells = rows.setdefault(r["agent"], [])
+                if r["status"] != "ok":
+                    cells += ["–", "–", "–"]
+                    continue
+                ratio = f"{r['mean_se'] / best:.4f}" if best else "–"
+                cells += [f"{r['mean_se']:.3f} / {r['se_5pct']:.3f}", ratio, f"{r['ms_per_snapshot']:.1f}"]
+        for agent in AGENTS:
+            if agent in rows:
+                lines.append(f"| {agent} | " + " | ".join(rows[agent]) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, help="run both links and write the study JSON here")
+    parser.add_argument("--table", type=Path, help="print the Markdown table of a study JSON")
+    parser.add_argument("--work", type=Path, default=Path("results/scalable-study"), help="evaluate.py's run folders")
+    parser.add_argument("--snapshots", type=int, default=10, help="test snapshots per size (default 10)")
+    parser.add_argument("--sizes", nargs="+", default=["scalable"], help="sizes (default: the scalable group)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    if (args.out is None) == (args.table is None):
+        parser.error("give one of --out or --table")
+    if args.table is not None:
+        if not args.table.is_file():
+            parser.error(f"{args.table} does not exist (run with --out first)")
+        print(table(json.loads(args.table.read_text())))
+        return 0
+    from agents.runtime import set_thread_policy
+
+    set_thread_policy()
+    print(table(run(args.out, args.work, args.snapshots, args.sizes, not args.no_progress)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
