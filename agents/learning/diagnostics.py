@@ -20,6 +20,7 @@ from agents.search import count_assignments, rgs_prefixes
 from cfenv.config import SystemConfig
 from cfenv.channel import Snapshot, as_snapshot
 from cfenv.models import model_of
+from cfenv.objectives import Objective
 
 EXACT_EVALUATIONS = 5_000_000
 """search every constant partition when (partitions x snapshots) is at most this, else local search"""
@@ -73,6 +74,9 @@ def _best_constant(snapshots: Snapshot, config: SystemConfig) -> tuple[np.ndarra
         return candidates[best], float(means[best]), "exact"
     current = master_ap_pilots(beta.mean(axis=0)[None], tau_p)[0].astype(np.int64)
     value = float(_sum_rate(snapshots, current, config).mean())
+    screen = model_of(config.replace(objective=Objective.SUM)).screening
+    if screen is not None:
+        return _best_constant_screened(snapshots, config, screen, current, value)
     while True:
         moves = np.repeat(current[None], K * tau_p, axis=0)
         moves[np.arange(K * tau_p), np.repeat(np.arange(K), tau_p)] = np.tile(np.arange(tau_p), K)
@@ -81,6 +85,28 @@ def _best_constant(snapshots: Snapshot, config: SystemConfig) -> tuple[np.ndarra
         if means[best] <= value * (1 + 1e-12):
             return current, value, "local"
         current, value = moves[best], float(means[best])
+
+
+def _best_constant_screened(snapshots: Snapshot, config: SystemConfig, screen: Any, current: np.ndarray,
+                            value: float) -> tuple[np.ndarray, float, str]:
+    """The steepest ascent of :func:`_best_constant` with the model's neighbourhood evaluator (the
+    scalable model): every move's mean sum rate at once where it is exact, else its
+    ``DEFAULT_N_EXACT`` best scored exactly (the ascent stops when none of them improves)."""
+    from agents.search import generic
+    from agents.search.screening import DEFAULT_N_EXACT
+
+    n = snapshots.beta.shape[0]
+    while True:
+        cand = generic.moves(current[None], config.tau_p)[0]
+        means = screen.candidate_values(snapshots, np.repeat(current[None], n, axis=0), False).mean(axis=0)
+        if not screen.exact:
+            top = np.argsort(-means, kind="stable")[:DEFAULT_N_EXACT]
+            cand = cand[top]
+            means = _sum_rate(snapshots[None], cand[:, None, :], config).mean(axis=1)
+        best = int(np.argmax(means))
+        if means[best] <= value * (1 + 1e-12):
+            return current, value, "local"
+        current, value = cand[best], float(means[best])
 
 
 def _sum_rate(snapshots: Snapshot | np.ndarray, pilots: np.ndarray, config: SystemConfig) -> np.ndarray:
