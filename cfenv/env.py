@@ -14,7 +14,6 @@ from gymnasium.vector.utils import batch_space
 from cfenv.channel import Snapshot
 from cfenv.config import DEFAULT_CONFIG, MAX_SNAPSHOT_BYTES, SystemConfig, check_config
 from cfenv.models import model_of
-from cfenv.objectives import Objective
 from cfenv.rates import as_pilot_indices
 from cfenv.units import MBPS, fading_db
 
@@ -57,13 +56,14 @@ def snapshot_from_options(options: dict[str, Any], config: SystemConfig,
     return model_of(config).validate(options["snapshot"], batch_shape=batch_shape, where="options['snapshot']")
 
 
-def rate_info(rates_mbps: np.ndarray, objective: str) -> dict[str, Any]:
+def rate_info(rates_mbps: np.ndarray, config: SystemConfig) -> dict[str, Any]:
     """What ``info`` reports after a step, whatever the objective: ``rates`` ``(..., K)``, ``sum_rate``
-    and ``min_rate`` ``(...)`` [Mbit/s], and ``objective`` (the reward's value); scalars as ``float``."""
+    and ``min_rate`` ``(...)`` [Mbit/s], ``se`` ``(..., K)`` [bit/s/Hz] (rate / bandwidth) and ``objective``
+    (the reward's value, ``config.objective``); scalars as ``float``."""
     def scalar(x: Any) -> Any:
         return float(x) if np.ndim(x) == 0 else x
-    return {"rates": rates_mbps, "sum_rate": scalar(rates_mbps.sum(-1)), "min_rate": scalar(rates_mbps.min(-1)),
-            "objective": scalar(Objective.parse(objective).reward(rates_mbps))}
+    return {"rates": rates_mbps, "se": rates_mbps * MBPS / config.bandwidth_hz, "sum_rate": scalar(rates_mbps.sum(-1)),
+            "min_rate": scalar(rates_mbps.min(-1)), "objective": scalar(config.objective.reward(rates_mbps))}
 
 
 def snapshot_info(snapshot: Snapshot) -> dict[str, Any]:
@@ -286,7 +286,7 @@ class CellFreePilotEnv(SnapshotEpisodes, gym.Env[np.ndarray, np.ndarray]):
         rates = model_of(self.config).user_rates(snapshot, pilots) / MBPS
         self._pilots, self._rates_mbps = pilots, rates
         info = self._info()
-        info.update(pilots=pilots, se=rates * MBPS / self.config.bandwidth_hz, **rate_info(rates, self.config.objective))
+        info.update(pilots=pilots, **rate_info(rates, self.config))
         return fading_observation(snapshot.beta), info["objective"], True, False, info
 
     def action_to_pilots(self, action: Any) -> np.ndarray:
@@ -384,7 +384,7 @@ class CellFreePilotVectorEnv(VectorEnv):
         pilots = actions_to_pilots(actions, cfg, (self.num_envs,))
         scored = self._snapshots
         rates = model_of(cfg).user_rates(scored, pilots) / MBPS
-        scores = {"se": rates * MBPS / cfg.bandwidth_hz, **rate_info(rates, cfg.objective)}
+        scores = rate_info(rates, cfg)
         final_obs = fading_observation(scored.beta)
         final_info = {**snapshot_info(scored), "pilots": pilots, **scores}
         self._snapshots = model_of(cfg).draw(self.np_random, (self.num_envs,))

@@ -237,7 +237,7 @@ class CellFreePilotSequentialEnv(SnapshotEpisodes, gym.Env[np.ndarray, np.int64]
         if done:
             rates = model_of(cfg).user_rates(snapshot, self._pilots) / MBPS
             self._rates_mbps = rates
-            scores = rate_info(rates, cfg.objective)
+            scores = rate_info(rates, cfg)
             if self.reward_mode == "final":
                 reward = scores["objective"]
             info.update(scores)
