@@ -14,8 +14,6 @@ smooth Gaussian-weighted integrands.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 
 from cfenv.config import SystemConfig

@@ -72,13 +72,6 @@ class Groups:
             out[flat[starts]] = np.add.reduceat(values, starts, axis=0)
         return out.reshape(G, g, *values.shape[1:])
 
-    def dense_cross(self) -> np.ndarray:
-        """``(G, g, g, M)`` :attr:`cross` with zeros where AP m does not serve member k."""
-        G, g, M = self.serve.shape
-        out = np.zeros((G, g, g, M))
-        out[self.group, self.member, :, self.ap] = self.cross
-        return out
-
 
 def group_terms(prep: Prepared, members: np.ndarray, config: SystemConfig) -> Groups:
     """:class:`Groups` of ``(G, g)`` member lists (``-1``: no member; ascending, padding last), in
