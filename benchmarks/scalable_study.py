@@ -48,15 +48,9 @@ def run(out: Path, work: Path, snapshots: int, sizes: list[str], progress: bool)
 
 
 def condensed(record: dict) -> dict:
-    """What the table needs from one results.json record: SE = rate / B (B = 20 MHz)."""
-    keep = {k: record.get(k) for k in ("M", "L", "K", "tau_p", "agent", "status", "reason", "snapshots",
-                                       "ms_per_snapshot")}
-    if record.get("status") == "ok":
-        bandwidth_mhz = 20.0
-        keep["mean_se"] = record["mean_sum_rate_mbps"] / record["K"] / bandwidth_mhz
-        keep["se_5pct"] = record["rate_5pct_mbps"] / bandwidth_mhz
-        keep["jain_index"] = record["jain_index"]
-    return keep
+    """What the table needs from one results.json record (its SE fields, per-user rate / bandwidth)."""
+    return {k: record.get(k) for k in ("M", "L", "K", "tau_p", "agent", "status", "reason", "snapshots",
+                                       "ms_per_snapshot", "mean_se", "se_5pct", "jain_index")}
 
 
 def table(study: dict) -> str:

@@ -31,13 +31,16 @@ RECORD_FIELDS = ["M", "L", "K", "tau_p", "agent", "status", "mean_sum_rate_mbps"
                  "ratio_to", "ms_per_snapshot", "warm_up_s", "train_time_s", "parameters", "distinct_assignments",
                  "ratio_to_best_constant", "collapsed", "snapshots", "seed", "reason", "objective", "mean_objective",
                  "ci95_objective", "mean_min_rate_mbps", "ci95_min_rate_mbps", "rate_5pct_mbps",
-                 "ci95_rate_5pct_mbps", "jain_index", "ci95_jain_index"]
+                 "ci95_rate_5pct_mbps", "jain_index", "ci95_jain_index", "mean_se", "se_5pct"]
 """columns of results.csv"""
 OBJECTIVE_LABELS = {o.value: o.label for o in Objective}
 """what ``mean_objective`` is, per objective name (:attr:`cfenv.objectives.Objective.label`)"""
 FAIRNESS_FIELDS = ("mean_min_rate_mbps", "ci95_min_rate_mbps", "rate_5pct_mbps", "ci95_rate_5pct_mbps",
                    "jain_index", "ci95_jain_index")
 """the fairness figures every ok record carries, whatever its objective (:func:`fairness_summary`)"""
+SE_FIELDS = ("mean_se", "se_5pct")
+"""the spectral efficiencies every ok record carries [bit/s/Hz]: the mean per user, and the 95 %-likely one
+(per-user rate / bandwidth: the scalable model's SE, pre-log included; the paper's model has no pre-log)"""
 TIMING_FIELDS = frozenset({"ms_per_snapshot", "warm_up_s", "train_time_s"})
 """record fields that measure time: they differ between runs of the same settings"""
 
@@ -61,7 +64,8 @@ def cell_record(name: str, size: Size, parts: list[dict[str, Any] | None], error
                               **({} if not config.system_fields else {"model": config.model, "system": config.system_fields})}
     empty = dict(mean_sum_rate_mbps=None, ci95_mbps=None, ms_per_snapshot=None, warm_up_s=None, per_snapshot_sum_rate_mbps=[],
                  per_snapshot_assignments=[], distinct_assignments=None, ratio_to_best_constant=None,
-                 collapsed=None, mean_objective=None, ci95_objective=None, **dict.fromkeys(FAIRNESS_FIELDS))
+                 collapsed=None, mean_objective=None, ci95_objective=None,
+                 **dict.fromkeys(FAIRNESS_FIELDS + SE_FIELDS))
     if error is not None or any(p is None for p in parts):
         record.update(status="failed", reason=error or "task failed", **empty)
         return record
@@ -89,6 +93,8 @@ def cell_record(name: str, size: Size, parts: list[dict[str, Any] | None], error
         scores = objective.reward(per_user)
         record.update(mean_objective=float(np.mean(scores)), ci95_objective=ci95(scores))
     record.update(fairness_summary(per_user))
+    to_se = MBPS / config.bandwidth_hz
+    record.update(mean_se=float(per_user.mean()) * to_se, se_5pct=record["rate_5pct_mbps"] * to_se)
     return record
 
 
