@@ -338,3 +338,14 @@ def test_mmse_schemes_beat_mr_on_average_and_are_deterministic():
     np.testing.assert_array_equal(se["p-mmse"], uplink_se(prep, pilots, config, "p-mmse", 2_000, np.random.default_rng(5)))
     with pytest.raises(ValueError, match="scheme"):
         uplink_se(prep, pilots, config, "zf", 10, np.random.default_rng(0))
+
+
+def test_a_loss_the_model_cannot_train_is_refused_before_any_work(tmp_path, capsys):
+    import train
+
+    code = train.main(["--agent", "mlp", "--model", "scalable", "--sizes", "8,2,5,2", "--epochs", "1",
+                       "--out", str(tmp_path / "runs"), "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "differentiable" in err[0]
+    assert not (tmp_path / "runs").exists()

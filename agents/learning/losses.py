@@ -35,14 +35,22 @@ def check_loss(name: str, loss: str) -> None:
         raise ValueError(reason)
 
 
+def model_refusal(config: SystemConfig, loss: str) -> str | None:
+    """Why the system model of ``config`` cannot train ``loss`` (the unsupervised loss needs the model's
+    differentiable path), or ``None``."""
+    if loss == "unsupervised" and model_of(config).differentiable is None:
+        return (f"the unsupervised loss needs relaxed (differentiable) rates, which model {config.model!r} "
+                "does not offer: train with another loss")
+    return None
+
+
 def unsupervised_loss(logits: torch.Tensor, beta: torch.Tensor, config: SystemConfig) -> torch.Tensor:
     """Negative mean relaxed ``config.objective`` of softmax(logits) (docs/model.md eq. (6.7)):
     the relaxed sum rate or (value-exact smooth) minimum rate in Mbit/s, or the relaxed
     sum_k ln(R~_k / 1 Mbit/s) in nats."""
     relaxed = model_of(config).differentiable
     if relaxed is None:
-        raise ValueError(f"the unsupervised loss needs relaxed (differentiable) rates, which model "
-                         f"{config.model!r} does not offer: train with another loss")
+        raise ValueError(model_refusal(config, "unsupervised"))
     q = torch.softmax(logits.to(torch.float64), dim=-1)
     return -config.objective.in_reward_units(relaxed.relaxed_objective(beta, q).mean())
 

@@ -136,6 +136,11 @@ class TrainSettings:
         from agents.learning.losses import check_loss  # torch and the models load here, as check_device's torch
 
         check_loss(self.agent, self.loss)  # here, not at the first batch: before any label is built
+        from agents.learning.losses import model_refusal
+
+        reason = model_refusal(self.config, self.loss)
+        if reason:
+            raise ValueError(reason)
 
     @property
     def config(self) -> SystemConfig:
