@@ -22,6 +22,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from scalable_study import printed_table, write_json  # noqa: E402 -- the sibling script, on sys.path as ours
+
 AGENTS = ("random", "greedy", "master-ap", "graph-colouring", "wgf", "max-k-cut", "tabu", "local-search")
 SCHEMES = ("mr", "lp-mmse", "p-mmse")
 
@@ -96,12 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--snapshots", type=int, default=None, help="the first N of the run's snapshots (default all)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    if (args.out is None) == (args.table is None):
-        parser.error("give one of --out or --table")
-    if args.table is not None:
-        if not args.table.is_file():
-            parser.error(f"{args.table} does not exist (run with --out first)")
-        print(table(json.loads(args.table.read_text())))
+    if printed_table(parser, args, table):
         return 0
     if args.realizations < 1:
         parser.error(f"--realizations must be >= 1, got {args.realizations}")
@@ -109,10 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
     set_thread_policy()
     result = rescore(args.run, args.size, args.realizations, args.snapshots, not args.no_progress)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    tmp.replace(args.out)
+    write_json(args.out, result)
     print(table(result))
     return 0
 

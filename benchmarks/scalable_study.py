@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,11 +41,29 @@ def run(out: Path, work: Path, snapshots: int, sizes: list[str], progress: bool)
             raise SystemExit(f"evaluate.py failed for the {link}")
         records = json.loads((work / link / "results.json").read_text())
         study["links"][link] = [condensed(r) for r in records]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(study, indent=1) + "\n")
-    tmp.replace(out)
+    write_json(out, study)
     return study
+
+
+def write_json(path: Path, data: dict) -> None:
+    """``data`` as indented JSON at ``path``, atomically (its folder made)."""
+    from agents.storage import atomic_write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(data, indent=1) + "\n")
+
+
+def printed_table(parser: argparse.ArgumentParser, args: argparse.Namespace, table_of: Callable[[dict], str]) -> bool:
+    """The ``--out`` / ``--table`` choice of these scripts: with ``--table`` print ``table_of`` the JSON
+    and return True (exactly one of the two must be given; a missing file is a parser error)."""
+    if (args.out is None) == (args.table is None):
+        parser.error("give one of --out or --table")
+    if args.table is None:
+        return False
+    if not args.table.is_file():
+        parser.error(f"{args.table} does not exist (run with --out first)")
+    print(table_of(json.loads(args.table.read_text())))
+    return True
 
 
 def condensed(record: dict) -> dict:
@@ -89,12 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", nargs="+", default=["scalable"], help="sizes (default: the scalable group)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    if (args.out is None) == (args.table is None):
-        parser.error("give one of --out or --table")
-    if args.table is not None:
-        if not args.table.is_file():
-            parser.error(f"{args.table} does not exist (run with --out first)")
-        print(table(json.loads(args.table.read_text())))
+    if printed_table(parser, args, table):
         return 0
     from agents.runtime import set_thread_policy
 

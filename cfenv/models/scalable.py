@@ -103,7 +103,7 @@ class ScalableModel(SystemModel):
     def serving(self, snapshots: Snapshot, pilots: Any) -> np.ndarray:
         cfg = self.config
         return self._per_snapshot(snapshots, pilots,
-                                  lambda prep, p: serving_mask(prep, p, cfg.tau_p, cfg.cluster), (cfg.M, cfg.K))
+                                  lambda prep, p: serving_mask(prep, p, cfg.tau_p, cfg.cluster), (cfg.M, cfg.K), bool)
 
     def user_axes(self) -> dict[str, int]:
         return {"R": -3}
@@ -119,9 +119,9 @@ class ScalableModel(SystemModel):
         return self._neighbourhood
 
     def _per_snapshot(self, snapshots: Snapshot, pilots: Any, compute: Any,
-                      tail: tuple[int, ...] | None = None) -> np.ndarray:
+                      tail: tuple[int, ...] | None = None, dtype: type = np.float64) -> np.ndarray:
         """``compute(Prepared, (A, K) pilots)`` on each snapshot of the batch, its rows scattered back
-        to the broadcast ``(..., *tail)`` shape (``tail`` default ``(K,)``)."""
+        to the broadcast ``(..., *tail)`` shape (``tail`` default ``(K,)``) of ``dtype``."""
         cfg = self.config
         pilots = np.asarray(as_pilot_indices(pilots, cfg))
         batch = snapshots.batch_shape
@@ -130,7 +130,7 @@ class ScalableModel(SystemModel):
         flat = np.broadcast_to(pilots, (*shape, cfg.K)).reshape(-1, cfg.K)
         R = snapshots.extras["R"].reshape(-1, cfg.M, cfg.K, cfg.L, cfg.L)
         tail = (cfg.K,) if tail is None else tail
-        out = np.empty((flat.shape[0], *tail), dtype=bool if tail != (cfg.K,) else np.float64)
+        out = np.empty((flat.shape[0], *tail), dtype=dtype)
         for index in np.unique(which):
             rows = np.flatnonzero(which == index)
             out[rows] = compute(Prepared.of(R[index]), flat[rows])

@@ -99,7 +99,6 @@ def _centralized(H: np.ndarray, Hhat: np.ndarray, C: np.ndarray, serve: np.ndarr
 def _block(blocks: np.ndarray) -> np.ndarray:
     """The block-diagonal matrix of ``(A, L, L)`` blocks."""
     A, L, _ = blocks.shape
-    out = np.zeros((A * L, A * L), dtype=blocks.dtype)
-    for a in range(A):
-        out[a * L:(a + 1) * L, a * L:(a + 1) * L] = blocks[a]
-    return out
+    out = np.zeros((A, L, A, L), dtype=blocks.dtype)
+    out[np.arange(A), :, np.arange(A), :] = blocks
+    return out.reshape(A * L, A * L)

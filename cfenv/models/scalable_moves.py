@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cfenv.config import SystemConfig
-from cfenv.models.scalable_se import Prepared, pre_log
+from cfenv.models.scalable_se import Prepared, pre_log, serving_in_groups
 
 CHUNK_GROUPS = 128
 """groups computed together by :func:`group_terms`"""
@@ -79,10 +79,14 @@ def group_terms(prep: Prepared, members: np.ndarray, config: SystemConfig) -> Gr
     valid = members >= 0
     idx = np.where(valid, members, 0)
     serve = serving_in_groups(prep, idx, valid, config.cluster)
-    parts = [_group_chunk(prep, idx[lo:lo + CHUNK_GROUPS], valid[lo:lo + CHUNK_GROUPS],
-                          serve[lo:lo + CHUNK_GROUPS], config) for lo in range(0, len(idx), CHUNK_GROUPS)]
-    triples = [np.concatenate([part[n] + (lo if n == 0 else 0) for part, lo in zip(parts, range(0, len(idx), CHUNK_GROUPS))])
-               for n in range(6)] if parts else [np.zeros(0, np.int64)] * 3 + [np.zeros(0)] * 2 + [np.zeros((0, idx.shape[1]))]
+    starts = range(0, len(idx), CHUNK_GROUPS)
+    parts = [_group_chunk(prep, idx[lo:lo + CHUNK_GROUPS], valid[lo:lo + CHUNK_GROUPS], serve[lo:lo + CHUNK_GROUPS],
+                          config) for lo in starts]
+    if not parts:
+        empty = np.zeros(0, np.int64)
+        return Groups(idx, valid, serve, empty, empty, empty, np.zeros(0), np.zeros(0), np.zeros((0, idx.shape[1])))
+    group = np.concatenate([part[0] + lo for part, lo in zip(parts, starts)])  # chunk-local -> global
+    triples = [group, *(np.concatenate([part[n] for part in parts]) for n in range(1, 6))]
     return Groups(idx, valid, serve, *triples)
 
 
@@ -118,19 +122,6 @@ def _group_chunk(prep: Prepared, idx: np.ndarray, valid: np.ndarray, serve: np.n
             cross[rows] = np.take_along_axis(every, idx[gi[rows]], axis=1)
     cross *= valid[gi] & (np.arange(g)[None, :] != ki[:, None])
     return gi, ki, mi, trace_b, through, cross
-
-
-def serving_in_groups(prep: Prepared, idx: np.ndarray, valid: np.ndarray, cluster: str) -> np.ndarray:
-    """``(G, g, M)`` bool: AP m serves member k of each group (the same rule as
-    :func:`~cfenv.models.scalable_se.serving_mask`, within one pilot's group)."""
-    M = prep.gain.shape[0]
-    if cluster == "all":
-        return np.broadcast_to(valid[:, :, None], (*idx.shape, M)).copy()
-    member_gain = np.where(valid[:, :, None], prep.gain.T[idx], -np.inf)  # (G, g, M)
-    strongest = np.argmax(member_gain, axis=1)  # (G, M): lowest slot on ties = lowest user index
-    serve = strongest[:, None, :] == np.arange(idx.shape[1])[None, :, None]
-    serve |= prep.master[idx][:, :, None] == np.arange(M)
-    return serve & valid[:, :, None]
 
 
 def uplink_se(groups: Groups, config: SystemConfig) -> np.ndarray:
@@ -220,9 +211,11 @@ class GroupCache:
         store = self.snapshots.pop(key, {})
         self.snapshots[key] = store  # most recent last
         names = [row[row >= 0].tobytes() for row in lists]
-        missing = sorted({i for i, name in enumerate(names) if name not in store}, key=names.__getitem__)
-        seen: set[bytes] = set()
-        missing = [i for i in missing if not (names[i] in seen or seen.add(names[i]))]
+        first: dict[bytes, int] = {}
+        for i, name in enumerate(names):  # each uncached group once
+            if name not in store:
+                first.setdefault(name, i)
+        missing = list(first.values())
         if missing:
             fresh = group_terms(prep, lists[missing], config)
             bounds = np.searchsorted(fresh.group, np.arange(len(missing) + 1))

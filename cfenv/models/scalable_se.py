@@ -62,24 +62,28 @@ class Prepared:
 
 
 def serving_mask(prep: Prepared, pilots: np.ndarray, tau_p: int, cluster: str) -> np.ndarray:
-    """``(A, M, K)`` bool: AP m serves user k under each ``(A, K)`` assignment.
-
-    ``"dcc"``: the book's dynamic cooperation clusters (``generateSetup.m``): each user's master AP,
-    and at each AP, on each pilot, the user of that pilot with the largest gain (the lowest user
-    index on ties); ``"all"``: every AP serves every user."""
+    """``(A, M, K)`` bool: AP m serves user k under each ``(A, K)`` assignment (:func:`serving_in_groups`
+    with each pilot's users as one group)."""
     A, K = pilots.shape
+    on_pilot = pilots[:, None, :] == np.arange(tau_p)[None, :, None]  # (A, tau_p, K): pilot t's group
+    users = np.broadcast_to(np.arange(K), (A * tau_p, K))
+    serve = serving_in_groups(prep, users, on_pilot.reshape(A * tau_p, K), cluster).reshape(A, tau_p, K, -1)
+    return serve.any(axis=1).transpose(0, 2, 1)  # a user is a member of its own pilot's group only
+
+
+def serving_in_groups(prep: Prepared, idx: np.ndarray, valid: np.ndarray, cluster: str) -> np.ndarray:
+    """``(G, g, M)`` bool: AP m serves member k of each group of ``(G, g)`` users (``valid`` marks the
+    members; ascending, so the first slot is the lowest user index). ``"dcc"``: the book's dynamic
+    cooperation clusters (``generateSetup.m``): each user's master AP, and at each AP the group's user
+    with the largest gain (the lowest user index on ties); ``"all"``: every AP serves every member."""
     M = prep.gain.shape[0]
     if cluster == "all":
-        return np.ones((A, M, K), dtype=bool)
-    serve = np.zeros((A, M, K), dtype=bool)
-    serve[:, prep.master, np.arange(K)] = True
-    on_pilot = pilots[:, None, :] == np.arange(tau_p)[None, :, None]  # (A, tau_p, K)
-    score = np.where(on_pilot[:, :, None, :], prep.gain[None, None], -np.inf)  # (A, tau_p, M, K)
-    strongest = np.argmax(score, axis=-1)  # (A, tau_p, M)
-    used = on_pilot.any(axis=-1)  # (A, tau_p)
-    a, t, m = np.nonzero(np.broadcast_to(used[:, :, None], strongest.shape))
-    serve[a, m, strongest[a, t, m]] = True
-    return serve
+        return np.broadcast_to(valid[:, :, None], (*idx.shape, M)).copy()
+    member_gain = np.where(valid[:, :, None], prep.gain.T[idx], -np.inf)  # (G, g, M)
+    strongest = np.argmax(member_gain, axis=1)  # (G, M)
+    serve = strongest[:, None, :] == np.arange(idx.shape[1])[None, :, None]
+    serve |= prep.master[idx][:, :, None] == np.arange(M)
+    return serve & valid[:, :, None]
 
 
 def _estimation(prep: Prepared, pilots: np.ndarray, tau_p: int, power: float) -> tuple[np.ndarray, np.ndarray]:
