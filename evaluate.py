@@ -8,6 +8,8 @@
     python evaluate.py --agents all --sizes paper --executor ray --ray-address auto   # a Ray cluster
     python evaluate.py --agents all --sizes paper --resume   # finish a stopped run
     python evaluate.py --agents master-ap,local-search --snapshots-file my.npz   # your own fading (docs/data.md)
+    python evaluate.py --model scalable --link uplink --agents master-ap,local-search --sizes 100,4,40,10 \
+        --snapshots 5 --score lp-mmse p-mmse --realizations 200   # the choices rescored with (LP-/P-)MMSE
     python evaluate.py --list-agents
 """
 
@@ -37,6 +39,7 @@ from cfenv.units import parse_size, size_label
 DATA_FLAGS = ("snapshots_file", "snapshots_config")
 RUN_FLAGS = ("snapshots", "seed", "out", "overwrite", "max_assignments", "checkpoints", "train", "loss", "objective",
              "device")
+SCORE_FLAGS = ("score", "realizations")
 SCALE_FLAGS = ("executor", "workers", "ray_address", "chunk_size", "retries", "task_timeout", "resume")
 
 
@@ -53,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_fields(parser, EvaluationSettings, RUN_FLAGS)
     add_system_flags(parser)
     parser.set_defaults(snapshots=None)  # None: not given (50 drawn, or all of a --snapshots-file)
+    rescoring = parser.add_argument_group("rescoring the chosen assignments by simulation (docs/model.md §8.6)")
+    add_fields(rescoring, EvaluationSettings, SCORE_FLAGS)
     data = parser.add_argument_group("your own test snapshots (docs/data.md)")
     add_fields(data, EvaluationSettings, DATA_FLAGS)
     parser.add_argument("--trained-at", default=None,
@@ -98,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             agents=parse_agents(args.agents), sizes=parse_sizes(args.sizes or default),
             trained_at=parse_size(args.trained_at) if args.trained_at else None,
             execution=execution_options(args), system=given(args, SYSTEM_FLAGS),
-            **given(args, RUN_FLAGS + SCALE_FLAGS + DATA_FLAGS + ("progress",)),
+            **given(args, RUN_FLAGS + SCORE_FLAGS + SCALE_FLAGS + DATA_FLAGS + ("progress",)),
         ).prepare()
     except ValueError as err:
         fail("evaluate.py", str(err))

@@ -29,6 +29,8 @@ TRAIN_STREAM = 0
 VALIDATION_STREAM = 1
 TEST_STREAM = 2
 AGENT_STREAM = 3
+RESCORE_STREAM = 4
+"""the channel realizations of ``evaluate.py --score`` (one stream per test snapshot)"""
 WARM_UP_SEED = 12345
 """seed of the untimed warm-up call (:meth:`Agent.warm_up`) before a timed run (its choices are discarded)"""
 

@@ -171,9 +171,18 @@ def evaluate(settings: EvaluationSettings,
               f"{Path(settings.out) / CELLS_DIR}; run the same command with --resume to finish without recomputing them")
         raise
     bar.close()
+    records = grid.records(used)
+    if settings.score:
+        from agents.lab.rescore import rescore_records
+
+        scoring = time.perf_counter()
+        rescore_records(records, used, {size: settings.system_config(size) for size in settings.sizes}, settings.score,
+                        settings.realizations, settings.seed, settings.progress)
+        if stats is not None:
+            stats["rescore_s"] = time.perf_counter() - scoring
     if stats is not None:
         stats.update(grid.counts, executor=settings.executor, wall_time_s=time.perf_counter() - started)
-    return grid.records(used), used
+    return records, used
 
 
 __all__ = ["CELLS_DIR", "DEFAULT_RESULTS", "MAX_FAILURE_LINES", "MAX_TEST_SNAPSHOT_BYTES", "SIZE_GROUPS", "WARM_UP_SEED",

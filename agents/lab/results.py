@@ -192,6 +192,10 @@ def markdown_tables(records: list[dict[str, Any]], execution: dict[str, Any] | N
             f"{_fmt(r['train_time_s'], '.1f')} | {_fmt(r.get('distinct_assignments'), 'd')} | "
             f"{_fmt(r.get('ratio_to_best_constant'), '.4f')} | "
             f"{'–' if r.get('collapsed') is None else ('yes' if r['collapsed'] else 'no')} | {r['reason']} |")
+    from agents.lab.rescore import rescored_table
+
+    rescored = rescored_table(records)
+    lines += ["", *rescored] if rescored else []
     models = {r.get("model", DEFAULT_MODEL) for r in records}
     if models <= {DEFAULT_MODEL, "paper-reference"}:
         lines += ["", "Absolute rates come from cfpilot's simulator (docs/model.md §1-2); they are not the "
@@ -492,9 +496,11 @@ def write_results(records: list[dict[str, Any]], out: Path, seed: int, settings:
     np.savez_compressed(paths["snapshots.npz"], **arrays)
     paths["results.json"].write_text(json.dumps(records, indent=1))
     with paths["results.csv"].open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=RECORD_FIELDS, extrasaction="ignore")
+        from agents.lab.rescore import flat_rescored, rescored_fields
+
+        writer = csv.DictWriter(f, fieldnames=RECORD_FIELDS + rescored_fields(records), extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(records)
+        writer.writerows({**r, **flat_rescored(r)} for r in records)
     with paths["per_snapshot.csv"].open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["M", "L", "K", "tau_p", "agent", "snapshot", "snapshot_seed", "sum_rate_mbps", "pilots"])

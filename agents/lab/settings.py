@@ -74,6 +74,11 @@ class EvaluationSettings:
     system: dict[str, Any] = field(default_factory=dict)
     """the system model's SystemConfig fields for every size (--model, --link, --cluster, --lsfd, --tau-c,
     --asd-deg; empty: the seed paper's model)"""
+    score: tuple[str, ...] = ()
+    """processing schemes that rescore every agent's assignments by Monte-Carlo after the run (the scalable
+    model: mr, lp-mmse, p-mmse, mmse; docs/model.md §8.6); the agents still choose on the closed form"""
+    realizations: int = 200
+    """channel realizations per test snapshot of --score (the same for every agent and scheme)"""
     device: str = "cpu"
     """torch device of the learning agents: cpu, cuda, cuda:N or auto (CUDA when available)"""
     execution: dict[str, Any] | None = None
@@ -148,6 +153,13 @@ class EvaluationSettings:
         self.system = dict(self.system)
         for size in self.sizes or [SystemConfig().size]:
             self.config(size)  # one ValueError naming a field the model refuses (at that size)
+        self.score = tuple(dict.fromkeys(self.score))
+        if self.realizations < 1:
+            raise ValueError(f"realizations must be >= 1, got {self.realizations}")
+        if self.score:
+            from agents.lab.rescore import check_score
+
+            check_score(self.score, self.config(self.sizes[0] if self.sizes else SystemConfig().size))
         if self.snapshots_file is None:  # with a file, its sizes and count are known once it is read
             self._check_sizes()
 
@@ -222,8 +234,11 @@ class EvaluationSettings:
 
     def fingerprint_keys(self) -> dict[str, Any]:
         """Everything the published numbers depend on (not where or how fast they run)."""
-        return {"agents": list(self.agents), "sizes": [list(s) for s in self.sizes], "snapshots": self.snapshots,
+        keys = {"agents": list(self.agents), "sizes": [list(s) for s in self.sizes], "snapshots": self.snapshots,
                 "chunk_size": self.chunk_size, **self.cell_keys()}
+        if self.score:  # the rescoring changes the records, not the chunks (runs without it keep their digests)
+            keys.update(score=list(self.score), realizations=self.realizations)
+        return keys
 
     def fingerprint(self) -> str:
         """Digest of :meth:`fingerprint_keys`."""

@@ -63,6 +63,8 @@ class SystemModel(abc.ABC):
     """the links whose rates :meth:`user_rates` can give"""
     decides_serving: ClassVar[bool] = False
     """whether an assignment also decides which APs serve which users (:meth:`serving`)"""
+    processing: ClassVar[tuple[str, ...]] = ()
+    """the processing schemes :meth:`monte_carlo_se` can simulate (none: the model has its closed form only)"""
     snapshot_extras: ClassVar[dict[str, str]] = {}
     """extra arrays a snapshot of this model holds in ``Snapshot.extras`` (name -> shape and dtype,
     batch dimensions first), beside the per-AP gains ``beta`` and the positions"""
@@ -127,6 +129,15 @@ class SystemModel(abc.ABC):
         """The user axis (negative, counted from the end) of each extra array that has one (e.g.
         ``{"R": -3}`` for ``R (..., M, K, L, L)``); none here."""
         return {}
+
+    def monte_carlo_se(self, snapshot: Snapshot, pilots: np.ndarray, schemes: tuple[str, ...], n: int,
+                       rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """``{scheme: (K,) SE [bit/s/Hz]}`` of one ``(K,)`` assignment on one snapshot under each of
+        :attr:`processing`'s ``schemes``, from ``n`` channel realizations drawn from ``rng`` (the same for
+        every scheme): the rescoring of ``evaluate.py --score``. Optional; ``ValueError`` where the
+        model has no such simulation."""
+        raise ValueError(f"the {self.name} model has no Monte-Carlo processing schemes (its SE is its closed form): "
+                         "--score needs the scalable model (--model scalable)")
 
     # ----------------------------------------------------------- fast paths
     @property

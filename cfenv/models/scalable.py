@@ -8,12 +8,14 @@ square with wrap-around, 3GPP Urban Microcell path loss on the 3-D distance, sha
 between users, local-scattering spatial correlation (or i.i.d. fading), MMSE estimation with the
 assignment's pilot sharing, dynamic cooperation clusters that follow the assignment, and the closed-form
 SE of the uplink (local MR, with or without n-opt LSFD) or the downlink (MR, distributed power heuristic),
-times the pre-log factor. Rates are ``bandwidth_hz x SE`` [bit/s], so the objectives apply unchanged.
+times the pre-log factor; LP-MMSE, P-MMSE and MMSE by simulation (:meth:`ScalableModel.monte_carlo_se`).
+Rates are ``bandwidth_hz x SE`` [bit/s], so the objectives apply unchanged.
 
 A snapshot holds the per-AP gains ``beta`` (linear, what heuristics and observations read), the
 positions, and ``extras["R"]``, the ``(M, K, L, L)`` complex correlation matrices over the noise power
-(the book's ``R``: ``trace(R[m, k]) / L = beta[m, k] / N0``). No fast path yet: every agent takes its
-generic path on :meth:`ScalableModel.objective`.
+(the book's ``R``: ``trace(R[m, k]) / L = beta[m, k] / N0``). Its one fast path is ``screening`` (the
+neighbourhood evaluator of :mod:`cfenv.models.scalable_moves`); agents otherwise take their generic path
+on :meth:`ScalableModel.objective`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from cfenv.channel import Snapshot, validate_snapshot
 from cfenv.config import SystemConfig
 from cfenv.models.base import SystemModel
 from cfenv.models.scalable_channel import correlation_matrices, draw_scalable
+from cfenv.models.scalable_mc import SCHEMES, monte_carlo_se
 from cfenv.models.scalable_moves import ScalableNeighbourhood
 from cfenv.models.scalable_se import Prepared, serving_mask, spectral_efficiency
 from cfenv.rates import as_pilot_indices
@@ -44,6 +47,7 @@ class ScalableModel(SystemModel):
                    "path loss, correlated shadowing, spatial correlation, DCC, uplink/downlink MR SE (docs/model.md §8)")
     links = ("uplink", "downlink")
     decides_serving = True
+    processing = SCHEMES
     snapshot_extras = {"R": "(..., M, K, L, L) complex128: spatial correlation matrices over the noise power"}
 
     def __init__(self, config: SystemConfig) -> None:
@@ -107,6 +111,15 @@ class ScalableModel(SystemModel):
 
     def user_axes(self) -> dict[str, int]:
         return {"R": -3}
+
+    def monte_carlo_se(self, snapshot: Snapshot, pilots: np.ndarray, schemes: tuple[str, ...], n: int,
+                       rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """The configured link's SE under LP-MMSE, P-MMSE, MMSE or MR by simulation
+        (:mod:`cfenv.models.scalable_mc`)."""
+        if snapshot.batch_shape != ():
+            raise ValueError(f"monte_carlo_se takes one snapshot, got a batch of shape {snapshot.batch_shape}")
+        pilots = np.asarray(as_pilot_indices(pilots, self.config))
+        return monte_carlo_se(Prepared.of(snapshot.extras["R"]), pilots, self.config, tuple(schemes), n, rng)
 
     @property
     def screening(self) -> ScalableNeighbourhood | None:

@@ -154,13 +154,19 @@ def _lsfd_sinr(prep: Prepared, serve: np.ndarray, B: np.ndarray, trace_b: np.nda
     return numerator / np.einsum("akm,akmn,akn->ak", weights, full, weights)
 
 
+def distributed_power(prep: Prepared, serve: np.ndarray, ap_power: float) -> np.ndarray:
+    """``(A, M, K)`` [W] the book's distributed downlink power heuristic (6.36): AP m gives each user it
+    serves ``ap_power sqrt(gain_mk) / sum over its served users of sqrt(gain)``; ``serve (A, M, K)``."""
+    root = np.where(serve, np.sqrt(prep.gain)[None], 0.0)
+    return ap_power * root / np.maximum(root.sum(axis=-1, keepdims=True), np.finfo(float).tiny)
+
+
 def _downlink_sinr(prep: Prepared, serve: np.ndarray, rp: np.ndarray, B: np.ndarray, pilots: np.ndarray,
                    ap_power: float) -> np.ndarray:
     """``(A, K)`` downlink SINR, MR precoding with the distributed power heuristic (6.36): AP m gives
     user k ``rho_tot sqrt(gain_mk) / sum over its served users of sqrt(gain)`` (Corollary 6.3)."""
     trace_b = np.real(np.trace(B, axis1=-2, axis2=-1))
-    root = np.where(serve, np.sqrt(prep.gain)[None], 0.0)
-    rho = ap_power * root / np.maximum(root.sum(axis=-1, keepdims=True), np.finfo(float).tiny)
+    rho = distributed_power(prep, serve, ap_power)
     signal = np.sum(np.sqrt(rho * trace_b), axis=1)
     per_trace = np.where(serve, rho / trace_b, 0.0)  # (A, M, K)
     A, M, K, L, _ = B.shape
