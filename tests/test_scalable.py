@@ -410,3 +410,49 @@ def test_evaluate_score_rescores_every_agent_on_paired_draws(tmp_path, capsys):
     assert refused.value.code == 2
     assert "--score needs the scalable model" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_snapshots_file_may_carry_r_with_or_without_positions(tmp_path, capsys):
+    import json
+
+    import evaluate
+
+    config = SystemConfig(model="scalable", M=6, L=2, K=4, tau_p=2, asd_deg=15.0)
+    snaps = model_of(config).draw(np.random.default_rng(0), 3)
+    R = snaps.extras["R"].copy()
+    R[..., 0, 1] *= 0.5  # another correlation than the positions give: the file's R must be the one used
+    R[..., 1, 0] *= 0.5
+    (tmp_path / "f.json").write_text(json.dumps({"model": "scalable", "L": 2, "tau_p": 2, "asd_deg": 15.0}))
+    common = ["--agents", "master-ap,exhaustive", "--no-progress", "--snapshots-file"]
+    for name, arrays in (("f", dict(beta=snaps.beta, ap_positions=snaps.ap_positions,
+                                    ue_positions=snaps.ue_positions, R=R)),
+                         ("g", dict(beta=snaps.beta, R=R))):  # R alone needs no positions
+        np.savez(tmp_path / f"{name}.npz", **arrays)
+        if name == "g":
+            (tmp_path / "g.json").write_text((tmp_path / "f.json").read_text())
+        out = tmp_path / f"out-{name}"
+        assert evaluate.main(common + [str(tmp_path / f"{name}.npz"), "--out", str(out)]) == 0
+        saved = np.load(out / "snapshots.npz")
+        np.testing.assert_array_equal(saved["6-2-4-2/R"], R)  # kept with the results: re-verifiable
+        records = json.loads((out / "results.json").read_text())
+        best = next(r for r in records if r["agent"] == "exhaustive")
+        first = model_of(config).spectral_efficiency(
+            Snapshot(snaps.beta[0], snaps.ap_positions[0], snaps.ue_positions[0], {"R": R[0]}),
+            np.array(best["per_snapshot_assignments"][0]))
+        assert best["per_snapshot_sum_rate_mbps"][0] == pytest.approx(config.bandwidth_hz * first.sum() / 1e6, rel=1e-12)
+    # refused, one line each: R of the wrong L, R without the sidecar's model, R without L
+    np.savez(tmp_path / "bad.npz", beta=snaps.beta, R=R[..., :1, :1])
+    (tmp_path / "bad.json").write_text(json.dumps({"model": "scalable", "L": 2, "tau_p": 2}))
+    np.savez(tmp_path / "paper.npz", beta=snaps.beta, R=R)
+    (tmp_path / "paper.json").write_text(json.dumps({"L": 2, "tau_p": 2}))
+    np.savez(tmp_path / "nol.npz", beta=snaps.beta, R=R)
+    (tmp_path / "nol.json").write_text(json.dumps({"model": "scalable", "tau_p": 2}))
+    for name, message in (("bad", "R must have shape"), ("paper", "unknown array 'R'"), ("nol", "set L")):
+        capsys.readouterr()
+        with pytest.raises(SystemExit):
+            evaluate.main(common + [str(tmp_path / f"{name}.npz"), "--out", str(tmp_path / f"o-{name}")])
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / f"o-{name}").exists()
+    # --model scalable on the command line is enough for the file's R (no model in the sidecar)
+    assert evaluate.main(["--model", "scalable", "--asd-deg", "15"] + common + [str(tmp_path / "paper.npz"),
+                                                                                "--out", str(tmp_path / "o-cli")]) == 0

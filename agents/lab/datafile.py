@@ -7,8 +7,10 @@ is checked before any work starts, each problem one ``ValueError`` line.
 
 File: ``beta`` ``(S, M, K)`` float32/float64 linear gains in (0, 1]; optionally both
 ``ap_positions`` ``(S, M, 2)`` and ``ue_positions`` ``(S, K, 2)`` [m] inside the ``[0, D]``
-square. Sidecar (``FILE.json`` beside it, or given): a JSON object of
-:class:`cfenv.config.SystemConfig` fields (``L``, ``tau_p``, ``bandwidth_hz`` ...).
+square; optionally the model's extra arrays (its ``snapshot_extras``: the scalable model's ``R``
+``(S, M, K, L, L)`` complex correlation matrices over the noise power; without them they are rebuilt
+from the gains and positions). Sidecar (``FILE.json`` beside it, or given): a JSON object of
+:class:`cfenv.config.SystemConfig` fields (``model``, ``L``, ``tau_p``, ``bandwidth_hz`` ...).
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from cfenv.rates import validate_beta
 from cfenv.units import SIZE_FIELDS, Size, size_label
 
 ARRAYS = ("beta", "ap_positions", "ue_positions")
-"""the arrays a snapshots file may hold (``beta`` required; the positions both or neither)"""
+"""the arrays every snapshots file may hold (``beta`` required; the positions both or neither); the
+sidecar's model may add its own (:attr:`cfenv.models.base.SystemModel.snapshot_extras`)"""
 MAX_FILE_BYTES = 2 << 30
 """largest snapshots file, and largest total of its arrays once unpacked (checked from the zip
 directory before anything is unpacked)"""
@@ -55,6 +58,7 @@ class SnapshotsFile:
         ue_positions: ``(S, K, 2)`` float64 [m], or ``None``.
         fields: the sidecar's :class:`SystemConfig` fields (``{}`` without a sidecar).
         sidecar: the sidecar read, resolved, or ``None``.
+        extras: the model's extra arrays the file holds, checked (``{}``: none; the model rebuilds them).
     """
 
     path: Path
@@ -64,6 +68,7 @@ class SnapshotsFile:
     ue_positions: np.ndarray | None
     fields: dict[str, Any]
     sidecar: Path | None
+    extras: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -112,10 +117,11 @@ class SnapshotsFile:
         """Snapshots ``start .. stop-1`` as a :class:`Snapshot`; a file without positions gets
         zeros there (never read: agents that need positions are skipped, docs/data.md)."""
         beta = self.beta[start:stop]
+        extras = {name: value[start:stop] for name, value in self.extras.items()}
         if self.has_positions:
-            return Snapshot(beta, self.ap_positions[start:stop], self.ue_positions[start:stop])
+            return Snapshot(beta, self.ap_positions[start:stop], self.ue_positions[start:stop], extras)
         n, M, K = beta.shape
-        return Snapshot(beta, np.zeros((n, M, 2)), np.zeros((n, K, 2)))
+        return Snapshot(beta, np.zeros((n, M, 2)), np.zeros((n, K, 2)), extras)
 
 
 def _read_bytes(path: Path, cap: int, what: str) -> bytes:
@@ -149,9 +155,11 @@ def read_sidecar(path: Path) -> dict[str, Any]:
     return fields
 
 
-def load_snapshots_file(path: str | Path, config_path: str | Path | None = None) -> SnapshotsFile:
+def load_snapshots_file(path: str | Path, config_path: str | Path | None = None,
+                        system: dict[str, Any] | None = None) -> SnapshotsFile:
     """Read and validate a snapshots file and its sidecar (``config_path``, else ``FILE.json``
-    beside the file if it exists). Every problem is one ``ValueError`` line naming the file."""
+    beside the file if it exists); ``system`` (the command line's model fields, ``--model`` ...)
+    overrides the sidecar's for the checks. Every problem is one ``ValueError`` line naming the file."""
     path = Path(path).expanduser().resolve()
     if path.suffix != ".npz":
         raise ValueError(f"snapshots file {path} must be a .npz (numpy.savez) archive")
@@ -169,10 +177,10 @@ def load_snapshots_file(path: str | Path, config_path: str | Path | None = None)
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             keys = list(npz.files)
-            unknown = [k for k in keys if k not in ARRAYS]
-            if unknown:
-                raise ValueError(f"{name}: unknown array {unknown[0]!r} (a snapshots file holds "
-                                 f"{', '.join(ARRAYS)})")
+            stray = [k for k in keys if k not in ARRAYS and k not in _any_model_extras()]
+            if stray:
+                raise ValueError(f"{name}: unknown array {stray[0]!r} (a snapshots file holds {', '.join(ARRAYS)}, "
+                                 "and a model's extra arrays: docs/data.md)")
             if "beta" not in keys:
                 raise ValueError(f"{name} has no array 'beta' (S, M, K)")
             arrays = {k: npz[k] for k in keys}
@@ -202,23 +210,45 @@ def load_snapshots_file(path: str | Path, config_path: str | Path | None = None)
                              f"but {name}'s beta has {field_name}={value}")
     size = {"M": M, "K": K, "L": fields.get("L", 1), "tau_p": fields.get("tau_p", 1)}
     try:  # the sidecar's values, checked by SystemConfig (L and tau_p may come from --sizes later)
-        config = SystemConfig(**{**fields, **size})
+        config = SystemConfig(**{**fields, **(system or {}), **size})
     except (TypeError, ValueError) as err:
         where = f"the sidecar {sidecar}" if sidecar else name
         raise ValueError(f"{where}: {err}") from None
+    model = model_of(config)
+    unknown = [k for k in arrays if k not in ARRAYS and k not in model.snapshot_extras]
+    if unknown:
+        extra = f" and the {config.model} model's {', '.join(model.snapshot_extras)}" if model.snapshot_extras else ""
+        raise ValueError(f"{name}: unknown array {unknown[0]!r} (a snapshots file holds {', '.join(ARRAYS)}{extra}; "
+                         "the sidecar's model field names the model)")
+    given = [k for k in model.snapshot_extras if k in arrays]
+    if given and "L" not in fields:
+        raise ValueError(f"{name} holds {', '.join(given)}: set L (antennas per AP) in the sidecar "
+                         f"{sidecar or path.with_suffix('.json')}")
     validate_beta(beta, config, name=f"{name}: beta")
-    if has_ap:
-        snap = model_of(config).validate({k: arrays[k] for k in ARRAYS}, batch_shape=(S,), where=name)
-        ap, ue = read_only(snap.ap_positions), read_only(snap.ue_positions)
-    else:
-        ap = ue = None
-    return SnapshotsFile(path, sha256, read_only(beta), ap, ue, fields, sidecar)
+    ap = ue = None
+    extras: dict[str, np.ndarray] = {}
+    if has_ap or given:
+        positions = ({k: arrays[k] for k in ("ap_positions", "ue_positions")} if has_ap else
+                     {"ap_positions": np.zeros((S, M, 2)), "ue_positions": np.zeros((S, K, 2))})
+        snap = model.validate({"beta": beta, **positions, **{k: arrays[k] for k in given}}, batch_shape=(S,),
+                              where=name)
+        if has_ap:
+            ap, ue = read_only(snap.ap_positions), read_only(snap.ue_positions)
+        extras = {k: read_only(snap.extras[k]) for k in given}
+    return SnapshotsFile(path, sha256, read_only(beta), ap, ue, fields, sidecar, extras)
+
+
+def _any_model_extras() -> set[str]:
+    """The extra array names of every registered model (the file's own model is checked once the sidecar is read)."""
+    from cfenv.models import _model_class, model_names
+
+    return {name for model in model_names() for name in _model_class(model).snapshot_extras}
 
 
 def read_only(array: np.ndarray) -> np.ndarray:
-    """A float64 copy of ``array`` that cannot be written: the file's data, shared by every task of a
-    process (agents get copies of their own, :func:`agents.lab.tasks.read_only_copy`)."""
-    copy = np.array(array, dtype=np.float64, copy=True)
+    """A float64 (complex128 if complex) copy of ``array`` that cannot be written: the file's data, shared
+    by every task of a process (agents get copies of their own, :func:`agents.lab.tasks.read_only_copy`)."""
+    copy = np.array(array, dtype=np.complex128 if np.iscomplexobj(array) else np.float64, copy=True)
     copy.flags.writeable = False
     return copy
 
@@ -248,15 +278,17 @@ def check_members(data: bytes, name: str) -> None:
 
 
 @lru_cache(maxsize=4)
-def _cached(path: str, config_path: str | None, sha256: str) -> SnapshotsFile:
-    loaded = load_snapshots_file(path, config_path)
+def _cached(path: str, config_path: str | None, sha256: str, system: str) -> SnapshotsFile:
+    loaded = load_snapshots_file(path, config_path, json.loads(system))
     if loaded.sha256 != sha256:
         raise ValueError(f"snapshots file {path} changed since the run started (SHA-256 {loaded.sha256[:16]}... "
                          f"instead of {sha256[:16]}...): start the run again")
     return loaded
 
 
-def snapshots_file(path: str | Path, config_path: str | Path | None, sha256: str) -> SnapshotsFile:
+def snapshots_file(path: str | Path, config_path: str | Path | None, sha256: str,
+                   system: dict[str, Any] | None = None) -> SnapshotsFile:
     """The file a run validated at its start, read again (once per process) and checked to be
     the same bytes (``sha256``): what a task running in a worker process or on a node uses."""
-    return _cached(str(path), None if config_path is None else str(config_path), sha256)
+    return _cached(str(path), None if config_path is None else str(config_path), sha256,
+                   json.dumps(system or {}, sort_keys=True))

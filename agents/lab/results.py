@@ -478,7 +478,8 @@ def snapshots_source(settings: dict[str, Any]) -> str:
 def write_results(records: list[dict[str, Any]], out: Path, seed: int, settings: dict[str, Any],
                   meta: dict[str, Any], snapshots: dict[Size, Snapshot]) -> dict[str, Path]:
     """Write results.json, results.csv, per_snapshot.csv, results.md, results.png, run.json and
-    snapshots.npz (per size ``M-L-K-tau_p/beta``, ``/ap_positions``, ``/ue_positions``, ``/seeds``),
+    snapshots.npz (per size ``M-L-K-tau_p/beta``, ``/ap_positions``, ``/ue_positions``, ``/seeds``; from a
+    snapshots file ``/index`` and the model's extra arrays, e.g. ``/R``),
     from which every per-snapshot sum rate can be re-verified. ``settings`` (JSON-ready) goes
     into run.json beside ``meta`` (provenance, timings)."""
     out = Path(out)
@@ -493,6 +494,8 @@ def write_results(records: list[dict[str, Any]], out: Path, seed: int, settings:
                  np.array([[seed, TEST_STREAM, *size, i] for i in range(len(snaps.beta))]))
         arrays.update({f"{key}/beta": snaps.beta, f"{key}/ap_positions": snaps.ap_positions,
                        f"{key}/ue_positions": snaps.ue_positions, f"{key}/{'index' if source else 'seeds'}": index})
+        if source:  # a file's extra arrays (the scalable model's R) cannot be redrawn from seeds: kept
+            arrays.update({f"{key}/{name}": value for name, value in snaps.extras.items()})
     np.savez_compressed(paths["snapshots.npz"], **arrays)
     paths["results.json"].write_text(json.dumps(records, indent=1))
     with paths["results.csv"].open("w", newline="") as f:

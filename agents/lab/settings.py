@@ -190,7 +190,7 @@ class EvaluationSettings:
         """Validate the file (and sidecar) now, before any work; take S, the sizes and the constants from it."""
         from agents.lab.datafile import load_snapshots_file
 
-        data = load_snapshots_file(self.snapshots_file, self.snapshots_config)
+        data = load_snapshots_file(self.snapshots_file, self.snapshots_config, self.system)
         self.snapshots_file, self.snapshots_config = data.path, data.sidecar
         self.snapshots_sha256, self.snapshots_fields = data.sha256, dict(data.fields)
         chosen = self.snapshots_fields.pop("objective", self.objective)
@@ -226,7 +226,8 @@ class EvaluationSettings:
             return draw_test_snapshots(self.config(size), stop, self.seed, start)
         from agents.lab.datafile import snapshots_file
 
-        snaps = snapshots_file(self.snapshots_file, self.snapshots_config, self.snapshots_sha256).snapshots(start, stop)
+        snaps = snapshots_file(self.snapshots_file, self.snapshots_config, self.snapshots_sha256,
+                               self.system).snapshots(start, stop)
         model = model_of(self.system_config(size))
         if any(name not in snaps.extras for name in model.snapshot_extras):  # e.g. R rebuilt from gains, positions
             snaps = model.validate(snaps, batch_shape=None, where=str(self.snapshots_file), copy=False)
