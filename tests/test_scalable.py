@@ -456,3 +456,13 @@ def test_a_snapshots_file_may_carry_r_with_or_without_positions(tmp_path, capsys
     # --model scalable on the command line is enough for the file's R (no model in the sidecar)
     assert evaluate.main(["--model", "scalable", "--asd-deg", "15"] + common + [str(tmp_path / "paper.npz"),
                                                                                 "--out", str(tmp_path / "o-cli")]) == 0
+
+
+def test_the_dataset_cache_keeps_systems_apart(tmp_path):
+    """Uplink and downlink draw the same gains: their teacher labels must not share a cache file."""
+    from agents.learning.datasets import make_dataset
+
+    up = SystemConfig(model="scalable", M=4, L=1, K=3, tau_p=2, link="uplink")
+    for config in (up, up.replace(link="downlink"), SystemConfig(M=4, L=1, K=3, tau_p=2)):
+        make_dataset(config, 4, 0, 0, "local-search", cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.npz"))) == 3

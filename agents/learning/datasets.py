@@ -51,7 +51,8 @@ def make_dataset(config: SystemConfig, n: int, seed: int, stream: int, labels: s
     time, announced with an estimate, and saved as they come (``<key>.partial.npz``), so an
     interrupted labelling job continues where it stopped."""
     objective = config.objective.tag if labels else ""  # teachers optimise it
-    key = f"{size_slug(config.size)}_stream{stream}_n{n}_seed{seed}_{labels or 'nolabels'}{objective}.npz"
+    system = f"_{config.system_tag}" if config.system_tag else ""  # another model or link: other snapshots, labels
+    key = f"{size_slug(config.size)}{system}_stream{stream}_n{n}_seed{seed}_{labels or 'nolabels'}{objective}.npz"
     path = Path(cache_dir) / key if cache_dir is not None else None
     snaps = model_of(config).draw(stream_rng(seed, stream, *config.size), (n,))
     if path is not None and path.exists():
