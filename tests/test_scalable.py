@@ -466,3 +466,20 @@ def test_the_dataset_cache_keeps_systems_apart(tmp_path):
     for config in (up, up.replace(link="downlink"), SystemConfig(M=4, L=1, K=3, tau_p=2)):
         make_dataset(config, 4, 0, 0, "local-search", cache_dir=tmp_path)
     assert len(list(tmp_path.glob("*.npz"))) == 3
+
+
+def test_stable_baselines3_trains_and_runs_through_the_scalable_environments(tmp_path):
+    import json
+
+    import evaluate
+    import train
+
+    system = ["--model", "scalable", "--link", "uplink", "--sizes", "6,1,4,2"]
+    assert train.main(["--agent", "ppo", *system, "--total-timesteps", "256", "--out", str(tmp_path / "runs"),
+                       "--no-progress"]) == 0
+    assert any((tmp_path / "runs" / "ppo" / "6-1-4-2").glob("rl-scalable-uplink-*"))  # filed under its system
+    out = tmp_path / "out"
+    assert evaluate.main(["--agents", "ppo", *system, "--snapshots", "2", "--checkpoints", str(tmp_path / "runs"),
+                          "--no-train", "--no-progress", "--out", str(out)]) == 0
+    (record,) = json.loads((out / "results.json").read_text())
+    assert record["status"] == "ok" and record["system"]["model"] == "scalable" and record["mean_se"] > 0
