@@ -55,6 +55,12 @@ REGISTRY: dict[str, AgentEntry] = {
                        "tabu search (Liu et al. 2020): best non-tabu single-user move from master-AP, 20 iterations, screened"),
     "graph-colouring": AgentEntry("agents.literature:GraphColouringAgent",
                                   "graph colouring (Liu et al. 2020): users with overlapping serving APs get different pilots"),
+    "tabu-liu2020": AgentEntry("agents.faithful:TabuLiu2020Agent",
+                               "tabu search as the authors' code runs it: random start, each user to the least-used "
+                               "pilot, whole assignments tabu, 19 iterations"),
+    "graph-colouring-liu2020": AgentEntry("agents.faithful:GraphColouringLiu2020Agent",
+                                          "graph colouring as the authors' code runs it: threshold bisected from 0.94 "
+                                          "until exactly tau_p colours, at most round(K/tau_p)+1 users per colour"),
     "wgf": AgentEntry("agents.literature:WGFAgent",
                       "WGF (Zeng et al. 2021): heaviest users first take the pilot of least contamination weight"),
     "hungarian": AgentEntry("agents.literature:HungarianAgent",

@@ -1,0 +1,262 @@
+"""The literature's rules as their authors' code runs them (docs/literature.md, "Faithful variants").
+
+cfpilot's ``tabu`` and ``graph-colouring`` (:mod:`agents.literature`) are improved readings of the papers.
+The agents here transcribe the published MATLAB code line by line, so a table can show both, each under a
+name that says which (first author and year):
+
+* :class:`TabuLiu2020Agent` (``tabu-liu2020``) -- ``BJTU-MIMO/CF-Tabu-Search-Pilot-Assignment``,
+  ``functiontabu_new.m``, ``change.m``, ``CalSINR.m`` (Liu et al., IEEE TVT 69(2), 2020).
+* :class:`GraphColouringLiu2020Agent` (``graph-colouring-liu2020``) -- ``BJTU-MIMO/CF-Graph-Coloring-Pilot-
+  Assignment``, ``functiongraph.m``, ``funcnumofcolor.m``, ``functionAPSelection.m``,
+  ``functioninterference.m`` (Liu et al., IEEE TVT 69(8), 2020).
+
+Every departure from the code is listed in docs/literature.md with its file and line.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from agents.base import Agent
+from cfenv.channel import Snapshot
+from cfenv.config import SystemConfig
+from cfenv.models import model_of
+from cfenv.rates import objective_from_rates
+
+TABU_ITERATIONS = 19
+"""``simulation_main.m``: ``N_iter = 20`` and ``while i_iter < N_iter`` -- 19 iterations"""
+TABU_TENURE = 5
+"""``functiontabu_new.m`` lines 47, 49, 61: an accepted assignment is tabu for 5 accepted moves"""
+GRAPH_THETA0 = 0.94
+"""``functiongraph.m`` line 3: the first AP-selection threshold"""
+GRAPH_BRACKET = (0.2, 0.999)
+"""``functiongraph.m`` lines 12-13: the bisection's bracket of the threshold"""
+GRAPH_TOLERANCE = 1e-4
+"""``functiongraph.m`` line 30: the bisection stops at exactly tau_p colours once the bracket is this narrow"""
+GRAPH_MAX_STEPS = 64
+"""our cap on the bisection (the code stops after 50 s of wall time and discards the network: see docs)"""
+
+
+# ---------------------------------------------------------------------------- tabu
+class TabuLiu2020Agent(Agent):
+    """Tabu search as ``functiontabu_new.m`` runs it (Liu, Zhang, Zhang, Kurniawan, Juhana, Ai, IEEE TVT 2020).
+
+    From a uniformly random assignment (``simulation_main.m`` line 77), each of 19 iterations:
+
+    1. the users in ascending order of their rate under the current assignment (``sort(R_cfta)``);
+    2. K candidates: candidate i moves the i-th of them to the pilot the fewest users hold now, the
+       first such pilot on ties (``change.m``; a user already there gives the current assignment);
+    3. candidates ranked by the objective, descending (stable). If the first beats the best value so far,
+       it is taken (aspiration: even if tabu) and becomes the best; otherwise the first candidate not in
+       the tabu list is taken (none: the iteration passes);
+    4. each taken assignment enters the tabu list for 5 taken moves (whole assignments are tabu, and the
+       counters move only when a move is taken).
+
+    Returns the best candidate taken (the random start itself is never returned unless a candidate
+    equals it). The objective is the config's (the code's is the uplink sum rate of Ngo et al.'s formula;
+    with ``model="scalable", link="uplink"`` it is the uplink SE sum). Random: the start depends on the seed.
+    """
+
+    name = "tabu-liu2020"
+
+    def __init__(self, config: SystemConfig | None = None, seed: int = 0, iterations: int = TABU_ITERATIONS,
+                 tenure: int = TABU_TENURE) -> None:
+        super().__init__(config, seed)
+        if iterations < 1 or tenure < 1:
+            raise ValueError(f"iterations and tenure must be >= 1, got {iterations} and {tenure}")
+        self.iterations, self.tenure = int(iterations), int(tenure)
+
+    def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
+        B, K = snapshots.beta.shape[0], config.K
+        start = rng.integers(0, config.tau_p, size=(B, K))
+        model = model_of(config)
+
+        def rates(pilots: np.ndarray) -> np.ndarray:  # (B, N, K) assignments -> (B, N, K) user rates
+            return model.user_rates(snapshots[:, None], pilots)
+
+        return tabu_liu2020(start, config.tau_p, rates, lambda r: objective_from_rates(r, config.objective),
+                            self.iterations, self.tenure)
+
+
+def least_used_pilot(pilots: np.ndarray, tau_p: int) -> np.ndarray:
+    """``(B,)`` the pilot the fewest users of each ``(B, K)`` assignment hold, the lowest on ties (``change.m``
+    lines 2-16: ``[~, minindex] = min(use_number)``)."""
+    counts = (pilots[:, :, None] == np.arange(tau_p)).sum(axis=1)
+    return np.argmin(counts, axis=1)
+
+
+def tabu_liu2020(start: np.ndarray, tau_p: int, rates: Callable[[np.ndarray], np.ndarray],
+                 objective: Callable[[np.ndarray], np.ndarray], iterations: int = TABU_ITERATIONS,
+                 tenure: int = TABU_TENURE) -> np.ndarray:
+    """``functiontabu_new.m`` on a batch: ``start (B, K)``; ``rates((B, N, K)) -> (B, N, K)`` per-user rates
+    of N assignments per snapshot; ``objective(rates) -> (...)`` the value to maximise. Returns ``(B, K)``."""
+    B, K = start.shape
+    current = start.copy()
+    best = np.full(B, -np.inf)  # the code's max_tabu = 0: the same for a positive objective
+    best_point = start.copy()
+    tabu = [_TabuList(K, tenure) for _ in range(B)]
+    batch = np.arange(B)
+    for _ in range(iterations):
+        for lst in tabu:
+            lst.expire()  # lines 10-14
+        order = np.argsort(rates(current[:, None])[:, 0], axis=1, kind="stable")  # lines 16-17, (B, K)
+        target = least_used_pilot(current, tau_p)  # change.m: one target per iteration
+        candidates = np.repeat(current[:, None], K, axis=1)  # (B, K, K): candidate i moves user order[i]
+        candidates[batch[:, None], np.arange(K), order] = target[:, None]
+        values = objective(rates(candidates))  # (B, K): lines 24-31
+        ranked = np.argsort(-values, axis=1, kind="stable")  # line 32
+        for b in range(B):
+            top = ranked[b, 0]
+            if values[b, top] > best[b]:  # lines 35-52
+                best[b], current[b] = values[b, top], candidates[b, top]
+                best_point[b] = current[b]
+                tabu[b].take_best(current[b])
+                continue
+            for i in ranked[b]:  # lines 55-68
+                if not tabu[b].holds(candidates[b, i]):
+                    current[b] = candidates[b, i]
+                    tabu[b].take(current[b])
+                    break
+    return best_point
+
+
+class _TabuList:
+    """``TabuList`` of ``functiontabu_new.m``: K rows of [counter, assignment]; an empty row has counter inf."""
+
+    def __init__(self, K: int, tenure: int) -> None:
+        self.counter = np.full(K, np.inf)
+        self.rows = np.full((K, K), -1, dtype=np.int64)
+        self.tenure = tenure
+
+    def expire(self) -> None:
+        """Lines 10-14: rows whose counter reached 0 are emptied."""
+        done = self.counter <= 0
+        self.counter[done], self.rows[done] = np.inf, -1
+
+    def holds(self, pilots: np.ndarray) -> bool:
+        """``ismember(TS_list, Point, 'rows')`` over the live rows."""
+        live = np.isfinite(self.counter)
+        return bool(np.any(live & np.all(self.rows == pilots, axis=1)))
+
+    def _free_row(self) -> int:
+        """``min(find(TabuList(:,1) == inf))``; with none free (K < tenure + 1), the row whose counter is lowest
+        (the code would fail on the empty index)."""
+        free = np.flatnonzero(~np.isfinite(self.counter))
+        return int(free[0]) if free.size else int(np.argmin(self.counter))
+
+    def take_best(self, pilots: np.ndarray) -> None:
+        """Lines 42-50: counters down, then the new best listed -- in row 1 if it is listed already (the code
+        writes ``TabuList(max(exit), :)``, and ``max(exit)`` is 1, not the matching row), else in the first
+        empty row."""
+        self.counter -= 1
+        row = 0 if self.holds(pilots) else self._free_row()
+        self.counter[row], self.rows[row] = self.tenure, pilots
+
+    def take(self, pilots: np.ndarray) -> None:
+        """Lines 60-61: counters down, the taken assignment in the first empty row."""
+        self.counter -= 1
+        row = self._free_row()
+        self.counter[row], self.rows[row] = self.tenure, pilots
+
+
+# ------------------------------------------------------------------ graph colouring
+class GraphColouringLiu2020Agent(Agent):
+    """Graph colouring as ``functiongraph.m`` runs it (Liu, Zhang, Jiang, Ai, Zhang, IEEE TVT 69(8), 2020).
+
+    1. AP selection (``functionAPSelection.m``): user k's threshold gain is that of the AP at which its
+       strongest APs, added in descending order, first reach ``theta`` of its summed gain; it is served by
+       every AP at or above that gain (``funcnumofcolor.m`` lines 5-14).
+    2. Users sharing a serving AP are adjacent (``functioninterference.m``).
+    3. Colours one at a time (``funcnumofcolor.m`` lines 24-52): the uncoloured user of most uncoloured
+       neighbours (the lowest index on ties) opens colour c; then the lowest-index uncoloured users adjacent
+       to no member join it, at most ``round(K / tau_p)`` of them (MATLAB's round, halves away from zero).
+    4. The threshold is bisected (``functiongraph.m``: from 0.94 in [0.2, 0.999]; fewer colours than pilots:
+       up; more: down; exactly tau_p: up, until the bracket is narrower than 1e-4) so that exactly tau_p
+       colours come out; colour c is pilot c - 1.
+
+    Deterministic. Where the bisection does not end at exactly tau_p colours in 64 steps, the code (after
+    50 s) discards the network; we return the coloring with exactly tau_p colours at the largest threshold
+    tried, else the one with the fewest colours, colours beyond tau_p folded onto pilots modulo tau_p.
+    """
+
+    name = "graph-colouring-liu2020"
+
+    def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
+        beta = model_of(config).gains(snapshots)
+        return np.stack([graph_colouring_liu2020(b, config.tau_p) for b in beta])
+
+
+def matlab_round(x: float) -> int:
+    """MATLAB's ``round``: halves away from zero (Python's rounds them to even)."""
+    return int(math.floor(abs(x) + 0.5)) * (1 if x >= 0 else -1)
+
+
+def served_by_threshold(beta: np.ndarray, theta: float) -> np.ndarray:
+    """``(M, K)`` bool: ``functionAPSelection.m`` and ``funcnumofcolor.m`` lines 5-14 for one ``(M, K)``
+    snapshot."""
+    ranked = -np.sort(-beta, axis=0)  # (M, K) each user's gains, descending
+    cumulative = np.cumsum(ranked, axis=0)
+    reach = np.argmax(cumulative >= theta * cumulative[-1], axis=0)  # first AP reaching theta of the total
+    threshold = ranked[reach, np.arange(beta.shape[1])]
+    return beta >= threshold
+
+
+def colour_classes(adjacent: np.ndarray, tau_p: int) -> np.ndarray:
+    """``(K,)`` colours 0, 1, ... of ``funcnumofcolor.m`` lines 16-53 for a ``(K, K)`` adjacency (no self loops)."""
+    K = adjacent.shape[0]
+    cap = matlab_round(K / tau_p)  # line 37: time > round(K/S) closes the colour
+    colour = np.full(K, -1, dtype=np.int64)
+    c = 0
+    while (colour < 0).any():
+        open_ = np.flatnonzero(colour < 0)
+        degree = adjacent[np.ix_(open_, open_)].sum(axis=1)  # lines 25-28: uncoloured neighbours
+        first = open_[np.argmax(degree)]
+        colour[first] = c
+        blocked = adjacent[first].copy()
+        blocked[first] = True
+        joined = 0
+        while joined < cap:  # lines 35-49
+            free = np.flatnonzero(~blocked & (colour < 0))
+            if free.size == 0:
+                break
+            nxt = free[0]
+            colour[nxt] = c
+            blocked |= adjacent[nxt]
+            blocked[nxt] = True
+            joined += 1
+        c += 1
+    return colour
+
+
+def graph_colouring_liu2020(beta: np.ndarray, tau_p: int) -> np.ndarray:
+    """``(K,)`` pilots of ``functiongraph.m`` for one ``(M, K)`` snapshot."""
+
+    def colouring(theta: float) -> np.ndarray:
+        served = served_by_threshold(beta, theta).astype(np.int64)
+        adjacent = served.T @ served > 0
+        np.fill_diagonal(adjacent, False)
+        return colour_classes(adjacent, tau_p)
+
+    theta = GRAPH_THETA0
+    low, high = GRAPH_BRACKET
+    colours = colouring(theta)
+    tried = [(theta, colours)]
+    for _ in range(GRAPH_MAX_STEPS):
+        count = int(colours.max()) + 1
+        if count > tau_p:
+            towards, high = low, theta
+        else:
+            towards, low = high, theta
+            if count == tau_p and high - low < GRAPH_TOLERANCE:
+                return colours
+        theta = (towards + theta) / 2
+        colours = colouring(theta)
+        tried.append((theta, colours))
+    exact = [(t, c) for t, c in tried if c.max() + 1 == tau_p]
+    if exact:
+        return max(exact, key=lambda item: item[0])[1]
+    fewest = min(tried, key=lambda item: (item[1].max(), -item[0]))[1]
+    return fewest % tau_p
