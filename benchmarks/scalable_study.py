@@ -25,6 +25,8 @@ AGENTS = ("random", "greedy", "master-ap", "location", "graph-colouring", "wgf",
           "max-k-cut", "tabu", "local-search", "exhaustive")
 """the agents that need no training (exhaustive runs where it is exact, and is skipped with its reason elsewhere)"""
 ASD_DEG = 15.0
+LEARNERS = ("gnn", "master-ap", "graph-colouring", "tabu", "local-search")
+"""the learner run: gnn trained once at the smallest size (--trained-at) beside the references"""
 
 
 def run(out: Path, work: Path, snapshots: int, sizes: list[str], progress: bool) -> dict:
@@ -41,8 +43,25 @@ def run(out: Path, work: Path, snapshots: int, sizes: list[str], progress: bool)
             raise SystemExit(f"evaluate.py failed for the {link}")
         records = json.loads((work / link / "results.json").read_text())
         study["links"][link] = [condensed(r) for r in records]
+    trained_at = sorted(sizes_of(sizes))[0]
+    argv = ["--model", "scalable", "--link", "uplink", "--asd-deg", str(ASD_DEG), "--agents", ",".join(LEARNERS),
+            "--sizes", *sizes, "--snapshots", str(snapshots), "--trained-at", ",".join(map(str, trained_at)),
+            "--out", str(work / "learners"), "--resume"] + ([] if progress else ["--no-progress"])
+    study["commands"].append("python evaluate.py " + " ".join(argv))
+    if evaluate.main(argv) != 0:
+        raise SystemExit("evaluate.py failed for the learners")
+    records = json.loads((work / "learners" / "results.json").read_text())
+    study["learners"] = {"link": "uplink", "trained_at": list(trained_at),
+                         "records": [condensed(r) | {"train_time_s": r.get("train_time_s")} for r in records]}
     write_json(out, study)
     return study
+
+
+def sizes_of(tokens: list[str]) -> list[tuple[int, ...]]:
+    """The sizes ``--sizes`` names (groups expanded)."""
+    from agents.lab.settings import parse_sizes
+
+    return [tuple(s) for s in parse_sizes(tokens)]
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -96,7 +115,36 @@ def table(study: dict) -> str:
             if agent in rows:
                 lines.append(f"| {agent} | " + " | ".join(rows[agent]) + " |")
         lines.append("")
+    if "learners" in study:
+        lines += learner_table(study["learners"])
     return "\n".join(lines)
+
+
+def learner_table(learners: dict) -> list[str]:
+    """Markdown lines: gnn trained once at ``trained_at`` beside the references, uplink, per size."""
+    records = learners["records"]
+    sizes = list(dict.fromkeys((r["M"], r["L"], r["K"], r["tau_p"]) for r in records))
+    agents = list(dict.fromkeys(r["agent"] for r in records))
+    lines = [f"**Learned: gnn trained once at {tuple(learners['trained_at'])} ({learners['link']}, its default budget), "
+             "evaluated at every size** -- mean SE / 95 %-likely SE [bit/s/Hz] (ratio of the mean to local search's)", "",
+             "| (M, L, K, tau_p) | " + " | ".join(agents) + " |", "|---|" + "---|" * len(agents)]
+    for size in sizes:
+        here = {r["agent"]: r for r in records if (r["M"], r["L"], r["K"], r["tau_p"]) == size}
+        best = here.get("local-search", {}).get("mean_se")
+        cells = []
+        for agent in agents:
+            r = here.get(agent)
+            if r is None or r["status"] != "ok":
+                cells.append("–")
+                continue
+            ratio = f" ({r['mean_se'] / best:.3f})" if best else ""
+            cells.append(f"{r['mean_se']:.3f} / {r['se_5pct']:.3f}{ratio}")
+        lines.append(f"| {size} | " + " | ".join(cells) + " |")
+    trained = next((r.get("train_time_s") for r in records if r["agent"] == "gnn" and r.get("train_time_s")), None)
+    if trained is not None:
+        lines += ["", f"gnn's training took {trained:.0f} s, not counting its teacher labels (local search on the "
+                      "training snapshots, computed once and cached)."]
+    return lines + [""]
 
 
 def main(argv: list[str] | None = None) -> int:
