@@ -9,6 +9,11 @@ name that says which (first author and year):
 * :class:`GraphColouringLiu2020Agent` (``graph-colouring-liu2020``) -- ``BJTU-MIMO/CF-Graph-Coloring-Pilot-
   Assignment``, ``functiongraph.m``, ``funcnumofcolor.m``, ``functionAPSelection.m``,
   ``functioninterference.m`` (Liu et al., IEEE TVT 69(8), 2020).
+* :class:`StructuredChen2021Agent` (``structured-chen2021``) -- ``functionAPselection.m``,
+  ``functionUEgroup.m`` (Chen et al., IEEE JSAC 39(4), 2021), which cfpilot had no reading of.
+
+These rules are sequential by nature (a queue of users, a list of candidates): they loop over users per
+snapshot, as the code does, and cost milliseconds to a few hundred ms per snapshot.
 
 Every departure from the code is listed in docs/literature.md with its file and line.
 """
@@ -260,3 +265,155 @@ def graph_colouring_liu2020(beta: np.ndarray, tau_p: int) -> np.ndarray:
         return max(exact, key=lambda item: item[0])[1]
     fewest = min(tried, key=lambda item: (item[1].max(), -item[0]))[1]
     return fewest % tau_p
+
+
+# ------------------------------------------------------------- structured access (Chen 2021)
+CHEN_DELTA0 = 0.3
+"""``functionUEgroup.m`` line 30: the first share of the strongest (AP, user) links that count as conflicts"""
+CHEN_BRACKET = (0.1, 0.6)
+"""``functionUEgroup.m`` line 28: the bisection's bracket of that share"""
+CHEN_STALLS = 10
+"""``functionUEgroup.m`` lines 233-238: the bisection gives up after more than 10 steps moving it < 1e-4"""
+
+
+class StructuredChen2021Agent(Agent):
+    """Structured massive access (Chen, Zhang, Björnson, Zhang, Ai, "Structured massive access for scalable
+    cell-free massive MIMO systems", IEEE JSAC 39(4), 2021), as the authors' code runs it
+    (``functionAPselection.m``, ``functionUEgroup.m``; a copy in ``Marine-MJH/cellfree-pilot-hybrids``,
+    ``refs/chen2021``).
+
+    1. Initial access (``functionAPselection.m``): users in index order take their strongest APs one by one;
+       an AP serving more than tau_p users drops its weakest (the newcomer if the weakest is a "weak" user),
+       who may not take it again and, unless barred from all APs but one (then "weak": served by every AP
+       left), re-enters the queue.
+    2. User grouping (``functionUEgroup.m``): the strongest ``delta`` share of the selected (AP, user) links
+       (plus the weak users' links) make two users conflict when they share an AP. Users with no later
+       compatible user are groups of their own (step 1, repeated); then groups open at the lowest
+       remaining index and take, in index order, the later users compatible with every member (step 2).
+       Each group is a pilot, in the order formed.
+    3. ``delta`` is bisected in [0.1, 0.6] from 0.3 until exactly tau_p groups come out.
+
+    The structured access also decides which APs serve whom; here only the pilots are used (the model's
+    clusters serve). Deterministic. Where the bisection stalls (the code sets ``warnPilot`` and its main
+    script discards the network), the last grouping is used, groups beyond tau_p folded modulo tau_p.
+    """
+
+    name = "structured-chen2021"
+
+    def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
+        beta = model_of(config).gains(snapshots)
+        return np.stack([structured_chen2021(b, config.tau_p) for b in beta])
+
+
+def chen_initial_access(beta: np.ndarray, tau_p: int) -> tuple[np.ndarray, list[int]]:
+    """``functionAPselection.m`` for one ``(M, K)`` snapshot: ``(M, K)`` bool selections and the weak users."""
+    M, K = beta.shape
+    selected = np.zeros((M, K), dtype=bool)
+    barred = np.zeros((M, K), dtype=bool)
+    weak: list[int] = []
+    queue = list(range(K))
+    while queue:  # lines 23-59
+        k = queue[0]
+        while True:
+            free = np.flatnonzero(~barred[:, k] & ~selected[:, k])  # line 29
+            if free.size == 0:
+                break
+            if k in weak:  # lines 33-35
+                selected[free, k] = True
+                break
+            ap = int(free[np.argmax(beta[free, k])])  # lines 37-39
+            selected[ap, k] = True
+            served = np.flatnonzero(selected[ap])
+            if served.size > tau_p:  # lines 40-54
+                weakest = int(served[np.argmin(beta[ap, served])])
+                if weakest in weak:
+                    weakest = k
+                barred[ap, weakest] = True
+                if barred[:, weakest].sum() == M - 1:
+                    weak.append(weakest)
+                elif weakest not in queue:
+                    queue = sorted({*queue, weakest})  # union(..., 'sorted')
+                selected[ap, weakest] = False
+        queue.remove(k)  # line 58
+    return selected, weak
+
+
+def _without(row: list[int], drop: set[int]) -> list[int]:
+    """``setdiff(row, drop, 'stable')`` on a zero-free candidate row."""
+    return [j for j in row if j not in drop]
+
+
+def chen_groups(conflict: np.ndarray) -> list[list[int]]:
+    """Groups of ``functionUEgroup.m`` lines 64-206 for a ``(K, K)`` symmetric bool conflict matrix (users
+    0-based; the code's user K is ``K - 1``)."""
+    K = conflict.shape[0]
+    last = K - 1
+    later = {i: [j for j in range(i + 1, K) if not conflict[i, j]] for i in range(K - 1)}  # MatC rows
+    groups: list[list[int]] = []
+    candidates = list(range(K))
+    solo: list[int] = []
+    while True:  # step 1, lines 95-118
+        found = [i for i in candidates if i != last and i not in solo and not later[i]]
+        for i in found:
+            groups.append([i])
+            solo.append(i)
+        if not found:
+            break
+        for i in candidates:
+            if i != last:
+                later[i] = _without(later[i], set(solo))
+        candidates = [i for i in candidates if i not in solo]
+    while candidates:  # step 2, lines 126-206
+        first = candidates.pop(0)
+        if first == last:
+            groups.append([last])
+            break
+        group = [first]
+        row = later[first]
+        for i in candidates:
+            if i != last:
+                later[i] = _without(later[i], {first})
+        while row:
+            member = row[0]
+            group.append(member)
+            candidates.remove(member)
+            for i in candidates:
+                if i != last:
+                    later[i] = _without(later[i], {member})
+            if member == last:
+                break
+            row = [j for j in row if j in later[member]]  # intersect(rowOfListCand, MatC(member,:), 'stable')
+        groups.append(group)
+    return groups
+
+
+def structured_chen2021(beta: np.ndarray, tau_p: int) -> np.ndarray:
+    """``(K,)`` pilots of the structured access for one ``(M, K)`` snapshot."""
+    M, K = beta.shape
+    selected, weak = chen_initial_access(beta, tau_p)
+    links = np.where(selected, beta, 0.0)
+    ranked = np.sort(links[links > 0])[::-1]  # listBetaxMatA, descending
+    low, high = CHEN_BRACKET
+    delta, stalls = CHEN_DELTA0, 0
+    while True:
+        used = np.zeros((M, K), dtype=bool)
+        used[:, weak] = selected[:, weak]
+        if ranked.size:
+            used |= links >= ranked[math.ceil(delta * ranked.size) - 1]  # lines 54-63
+        conflict = (used.T.astype(np.int64) @ used.astype(np.int64)) > 0
+        groups = chen_groups(conflict)
+        pilots = np.empty(K, dtype=np.int64)
+        for index, group in enumerate(groups):
+            pilots[group] = index
+        if len(groups) == tau_p:
+            return pilots
+        previous = delta
+        if len(groups) < tau_p:  # lines 226-232
+            low = delta
+        else:
+            high = delta
+        delta = (low + high) / 2
+        if abs(delta - previous) < 1e-4:
+            stalls += 1
+            if stalls > CHEN_STALLS:
+                return pilots % tau_p

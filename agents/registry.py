@@ -61,6 +61,9 @@ REGISTRY: dict[str, AgentEntry] = {
     "graph-colouring-liu2020": AgentEntry("agents.faithful:GraphColouringLiu2020Agent",
                                           "graph colouring as the authors' code runs it: threshold bisected from 0.94 "
                                           "until exactly tau_p colours, at most round(K/tau_p)+1 users per colour"),
+    "structured-chen2021": AgentEntry("agents.faithful:StructuredChen2021Agent",
+                                      "structured access (Chen et al., JSAC 2021) as the authors' code runs it: capped "
+                                      "AP selection, then users grouped by non-overlapping strongest links"),
     "wgf": AgentEntry("agents.literature:WGFAgent",
                       "WGF (Zeng et al. 2021): heaviest users first take the pilot of least contamination weight"),
     "hungarian": AgentEntry("agents.literature:HungarianAgent",

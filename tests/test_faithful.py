@@ -188,3 +188,43 @@ def test_graph_colouring_gives_exactly_tau_p_colours_within_the_cap(size):
         assert np.bincount(row).max() <= matlab_round(K / tau_p) + 1
         np.testing.assert_array_equal(row, graph_colouring_liu2020(beta, tau_p))
     np.testing.assert_array_equal(pilots, GraphColouringLiu2020Agent(config=config, seed=9).assign(snaps))
+
+
+# ------------------------------------------------------------------ structured access (Chen 2021)
+def test_chen_initial_access_by_hand():
+    """functionAPselection.m, 2 APs, 3 users, tau_p = 1 (rows APs): user 0 takes AP 0 then AP 1; user 1
+    takes AP 0, is its weakest (0.5 < 0.9), is barred there -- barred from M - 1 = 1 APs, so weak (l. 48-49)
+    -- and as a weak user takes AP 1 without the cap (l. 33-35); user 2 takes AP 1 and evicts user 0 (0.2),
+    who becomes weak and is not re-queued, then takes AP 0, is the weakest there (0.1), and becomes weak."""
+    from agents.faithful import chen_initial_access
+
+    beta = np.array([[0.9, 0.5, 0.1], [0.2, 0.4, 0.8]])
+    selected, weak = chen_initial_access(beta, 1)
+    np.testing.assert_array_equal(selected, [[True, False, False], [False, True, True]])
+    assert weak == [1, 0, 2]
+
+
+def test_chen_user_groups_by_hand():
+    """functionUEgroup.m steps 1-2, users 0-3, conflicts 0-1 and 2-3. MatC: 0 -> [2, 3], 1 -> [2, 3],
+    2 -> []. Step 1: user 2 has no later compatible user: a group of its own; removed from the rows
+    (0 -> [3], 1 -> [3]). Step 2: user 0 opens a group and takes 3 (the last user ends the group);
+    user 1's row lost 3: a group of its own. Pilots in the order the groups formed."""
+    from agents.faithful import chen_groups
+
+    conflict = np.zeros((4, 4), dtype=bool)
+    for a, b in ((0, 1), (2, 3)):
+        conflict[a, b] = conflict[b, a] = True
+    assert chen_groups(conflict) == [[2], [0, 3], [1]]
+    assert chen_groups(np.zeros((3, 3), dtype=bool)) == [[0, 1, 2]]  # everyone compatible: one group
+    assert chen_groups(~np.eye(3, dtype=bool)) == [[0], [1], [2]]  # all in conflict: K groups
+
+
+@pytest.mark.parametrize("size", [(10, 2, 9, 3), (100, 4, 40, 10)])
+def test_structured_access_gives_exactly_tau_p_groups(size):
+    from agents.faithful import StructuredChen2021Agent
+
+    config = SystemConfig.from_size(size, model="scalable", link="uplink")
+    snaps = model_of(config).draw(np.random.default_rng(3), 4)
+    pilots = StructuredChen2021Agent(config=config).assign(snaps)
+    assert all(len(np.unique(row)) == config.tau_p for row in pilots)
+    np.testing.assert_array_equal(pilots, StructuredChen2021Agent(config=config, seed=5).assign(snaps))
