@@ -170,13 +170,29 @@ def load_agent_class(target: str) -> type[Agent]:
     if not module or not attr or ":" in attr:
         raise ValueError(f"an agent of your own is given as package.module:Class, got {target!r}")
     try:
-        loaded = importlib.import_module(module)
+        loaded = _import_from_working_directory(module)
     except ImportError as err:
         raise ValueError(f"cannot import {module!r} for agent {target!r}: {err}") from None
     cls = getattr(loaded, attr, None)
     if not (isinstance(cls, type) and issubclass(cls, Agent)):
         raise ValueError(f"{target} is not an agents.base.Agent subclass")
     return cls
+
+
+def _import_from_working_directory(module: str) -> Any:
+    """``importlib.import_module``, with the working directory searched too: ``python path/to/evaluate.py``
+    puts the script's folder first on ``sys.path``, not the folder the user runs it from."""
+    import os
+    import sys
+
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        here = os.getcwd()
+        if err.name != module.split(".")[0] or here in sys.path or "" in sys.path:
+            raise
+        sys.path.append(here)  # after the installed packages: never shadows them
+        return importlib.import_module(module)
 
 
 @cache
@@ -196,6 +212,18 @@ def resolve(name: str) -> AgentSpec:
     cls = load_agent_class(target)
     description = (cls.__doc__ or target).strip().splitlines()[0]
     return AgentSpec(name, cls, description, issubclass(cls, LearnableAgent))
+
+
+def display_names(names: list[str]) -> dict[str, str]:
+    """The name each agent's column and records carry: its own ``name`` attribute for a
+    ``package.module:Class`` that sets one (unless another agent of the run or the registry has it),
+    else the name it was given."""
+    wanted = {}
+    for name in names:
+        own = getattr(resolve(name).cls, "name", Agent.name)
+        wanted[name] = own if ":" in name and own != Agent.name and own not in REGISTRY else name
+    taken = list(wanted.values())
+    return {name: label if taken.count(label) == 1 else name for name, label in wanted.items()}
 
 
 def _model_agent(name: str, cls: type[Agent], model: str) -> type[Agent]:

@@ -42,7 +42,8 @@ def test_evaluate_runs_an_agent_of_ones_own_on_the_same_snapshots(tmp_path):
     assert evaluate.main(["--agents", f"{MY_AGENT},random", "--sizes", "6,1,4,2", "--snapshots", "4", "--out",
                           str(out), "--no-progress"]) == 0
     records = {r["agent"]: r for r in json.loads((out / "results.json").read_text())}
-    assert records[MY_AGENT]["status"] == "ok" and len(records[MY_AGENT]["per_snapshot_sum_rate_mbps"]) == 4
+    mine = records["strongest-ap"]  # the class's own name labels its column
+    assert mine["status"] == "ok" and len(mine["per_snapshot_sum_rate_mbps"]) == 4 and mine["agent_target"] == MY_AGENT
 
 
 @pytest.mark.parametrize("spec, message", [("nope.module:X", "cannot import 'nope.module'"),
@@ -65,3 +66,28 @@ def test_installed_plugins_are_listed_and_resolved(monkeypatch, capsys):
     assert evaluate.main(["--list-agents"]) == 0
     assert f"plugin {MY_AGENT}" in capsys.readouterr().out
     assert "examples" in sys.modules
+
+
+def test_your_own_agent_from_your_own_folder_keeps_its_name(tmp_path):
+    """`cd mywork && python ../cfpilot/evaluate.py --agents myagents:MyAgent,...`: the working directory is
+    searched (the script's folder comes first on sys.path, not the user's), and the column is the class's
+    own ``name``."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "myagents.py").write_text(
+        "from agents.heuristics import MasterAPAgent\n\n"
+        "class MyAgent(MasterAPAgent):\n    name = 'mine'\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(root)  # cfpilot itself importable (as when installed), the user's folder not
+    done = subprocess.run([sys.executable, str(root / "evaluate.py"), "--agents", "myagents:MyAgent,master-ap",
+                           "--sizes", "6,1,4,2", "--snapshots", "2", "--no-progress", "--out", "out"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    records = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [r["agent"] for r in records] == ["mine", "master-ap"]
+    assert records[0]["agent_target"] == "myagents:MyAgent"
+    assert "| mine |" in (tmp_path / "out" / "results.md").read_text()

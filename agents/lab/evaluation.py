@@ -42,7 +42,7 @@ from agents.lab.tasks import (
     run_task,
     store_trained_model,
 )
-from agents.registry import resolve
+from agents.registry import display_names, resolve
 from agents.runtime import set_thread_policy
 from cfenv.channel import Snapshot
 from cfenv.units import Size
@@ -121,12 +121,15 @@ class Grid:
     def records(self, used: dict[Size, Snapshot]) -> list[dict[str, Any]]:
         """One record per (size, agent), in grid order, with ratios within each size."""
         settings, records = self.settings, []
+        labels = display_names(settings.agents)
         for size in settings.sizes:
             size_records = []
             for name in settings.agents:
                 parts = [self.results.get(t) for t in self.chunks if t.size == size and t.agent == name]
-                size_records.append(cell_record(name, size, parts, self.errors.get((name, size)), used[size],
+                size_records.append(cell_record(labels[name], size, parts, self.errors.get((name, size)), used[size],
                                                 settings.snapshots, settings.seed, settings.system_config(size)))
+                if labels[name] != name:
+                    size_records[-1]["agent_target"] = name
                 if settings.snapshots_file is not None:
                     size_records[-1].update(snapshots_file=str(settings.snapshots_file),
                                             snapshots_sha256=settings.snapshots_sha256)
