@@ -1,6 +1,6 @@
 """Compare pilot-assignment agents on identical test snapshots (the paper's Table II).
 
-    python evaluate.py --agents all                      # small sizes, a few minutes
+    python evaluate.py --agents all                      # the default sizes (10,2,6,3) and (10,2,9,3)
     python evaluate.py --agents all --sizes paper        # the full Table II grid
     python evaluate.py --agents greedy,master-ap --sizes 10,2,6,3 45,2,20,10 --snapshots 100
     python evaluate.py --agents exhaustive,master-ap,greedy --sizes small --objective min   # max-min fairness
@@ -30,7 +30,7 @@ def _interrupted_while_starting(signum: int, frame: object) -> None:
 if __name__ == "__main__":  # installed before the imports below; main() restores Python's handler when the run begins
     signal.signal(signal.SIGINT, _interrupted_while_starting)
 
-from agents.lab.cli import EXECUTION_FLAGS, SYSTEM_FLAGS, add_fields, add_system_flags, fail, field_docs, given
+from agents.lab.cli import EXECUTION_FLAGS, SYSTEM_FLAGS, add_fields, add_system_flags, fail, field_docs, given, plain
 from agents.registry import available
 from agents.runtime import set_thread_policy
 from cfenv import __version__
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     from agents.lab.settings import SIZE_GROUPS, EvaluationSettings  # torch loads here: after set_thread_policy
     from agents.models.quantum import Execution
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"cfpilot {__version__}")
     parser.add_argument("--agents", default="all", help="'all' or comma-separated names (see --list-agents)")
     parser.add_argument("--sizes", nargs="+", default=None,

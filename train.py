@@ -35,7 +35,7 @@ def _interrupted_while_starting(signum: int, frame: object) -> None:
 if __name__ == "__main__":  # installed before the imports below; train_all restores Python's handler
     signal.signal(signal.SIGINT, _interrupted_while_starting)
 
-from agents.lab.cli import EXECUTION_FLAGS, SYSTEM_FLAGS, add_fields, add_system_flags, error, given
+from agents.lab.cli import EXECUTION_FLAGS, SYSTEM_FLAGS, add_fields, add_system_flags, error, given, plain
 from agents.registry import REGISTRY, resolve
 from agents.runtime import set_thread_policy
 from cfenv import __version__
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     from agents.models.quantum import Execution
     from agents.rl import RLBudget
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"cfpilot {__version__}")
     p.add_argument("--agent", default="hqcnn", help=f"one of {', '.join(LEARNABLE)} (default: hqcnn)")
     p.add_argument("--sizes", nargs="+", default=["10,2,6,3"],

@@ -70,6 +70,25 @@ def test_every_flag_has_help(parser):
     assert actions and not [a.option_strings for a in actions if not a.help]
 
 
+@pytest.mark.parametrize("parser", [train.build_parser, evaluate.build_parser, noise_study.build_parser])
+def test_help_is_plain_text_and_a_no_flag_says_what_it_does(parser):
+    """No reStructuredText markup, no internal references, and ``--no-x`` describes the off state."""
+    text = parser().format_help()
+    for markup in ("``", ":mod:", ":class:", ":func:", ":attr:", "turn off:", "package docstring", "scale_factors"):
+        assert markup not in text, markup
+    no_flags = {a.option_strings[0]: a.help for a in parser()._actions if a.option_strings
+                and a.option_strings[0].startswith("--no-")}
+    assert no_flags and all(not h.startswith(("turn off", "do not show")) for h in no_flags.values())
+    if "--no-train" in no_flags:
+        assert no_flags["--no-train"].startswith("skip a learning agent without a checkpoint")
+
+
+def test_a_switch_without_an_off_text_reads_do_not():
+    parser = argparse.ArgumentParser()
+    add_fields(parser, Demo, ("progress",))
+    assert "do not show bars" in parser.format_help()
+
+
 def test_train_uses_the_agents_own_budget_and_default_loss():
     args = train.build_parser().parse_args(["--agent", "gnn", "--sizes", "6,2,4,2"])
     config = SystemConfig.from_size((6, 2, 4, 2))

@@ -13,6 +13,7 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import re
 import sys
 import textwrap
 from functools import cache
@@ -37,6 +38,16 @@ def field_docs(cls: type) -> dict[str, str]:
                 and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
             docs[prev.target.id] = " ".join(node.value.value.split())
     return docs
+
+
+OFF = "; off: "
+"""an on-by-default switch's docstring may say what ``--no-<name>`` does after this marker"""
+_ROLE = re.compile(r":(?:mod|class|func|meth|attr|data):`~?([^`]+)`")
+
+
+def plain(text: str) -> str:
+    """A docstring's reStructuredText as plain help text: ``code`` -> code, :role:`name` -> name."""
+    return _ROLE.sub(r"\1", text).replace("``", "")
 
 
 def _field(cls: type, name: str) -> dataclasses.Field:
@@ -76,13 +87,14 @@ def add_fields(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: t
         base = annotation.removesuffix("|None")
         default = None if unset else _default(f)
         spellings = (aliases or {}).get(name) or (flag_name(name),)
-        help_text = docs.get(name, "")
+        help_text = plain(docs.get(name, ""))
         kwargs: dict[str, Any] = {"dest": name}
         if base == "bool":
             if _default(f) is True:  # an on-by-default switch is turned off by --no-<name>
                 spellings = (aliases or {}).get(name) or ("--no-" + name.replace("_", "-"),)
                 kwargs.update(action="store_false", default=True if not unset else None)
-                help_text = f"turn off: {help_text}"
+                on, _, off = help_text.partition(OFF)
+                help_text = off or f"do not {on}"
             else:
                 kwargs.update(action="store_true", default=False if not unset else None)
         elif base.startswith("tuple[") and base.endswith(",...]"):

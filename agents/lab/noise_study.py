@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from agents.heuristics import master_ap_pilots
-from agents.lab.cli import add_fields, error, field_docs, given
+from agents.lab.cli import add_fields, error, field_docs, given, plain
 from agents.lab.evaluation import draw_test_snapshots
 from agents.lab.results import provenance
 from agents.lab.stats import ci95
@@ -105,7 +105,7 @@ class NoiseStudySettings:
     cache_dir: Path = Path(".cache/datasets")
     """dataset cache for training under train_root"""
     progress: bool = True
-    """progress bars"""
+    """progress bars; off: no progress bars"""
     device: str = "cpu"
     """torch device of training and of the statevector/trajectory simulation: cpu, cuda, cuda:N or
     auto (the PennyLane default.mixed backend runs on the CPU whatever this says)"""
@@ -347,7 +347,7 @@ STUDY_FLAGS = ("checkpoint_dirs", "train_root", "agent", "qubits", "p", "mitigat
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m agents.lab.noise_study", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m agents.lab.noise_study", description=plain(__doc__),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_fields(parser, NoiseStudySettings, STUDY_FLAGS,
                aliases={"checkpoint_dirs": ("--checkpoint-dirs", "--checkpoint")})

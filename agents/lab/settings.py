@@ -61,11 +61,12 @@ class EvaluationSettings:
     max_assignments: int | None = None
     """EPAS cap (default: the agent's own)"""
     progress: bool = True
-    """show progress bars"""
+    """show progress bars; off: no progress bars (the final table and the failure lines still print)"""
     checkpoints: Path = Path("runs")
     """where learning agents' trained models are looked up (and cached when trained here)"""
     train: bool = True
-    """train a learning agent with its default budget when no checkpoint exists (else skip it)"""
+    """train a learning agent with its default budget when no checkpoint exists; off: skip a learning agent
+    without a checkpoint (its cells say so) instead of training it"""
     loss: str = "unsupervised"
     """training loss of the learning agents' checkpoints (Table II is unsupervised)"""
     objective: str = "sum"

@@ -102,7 +102,7 @@ class TrainSettings:
     resume: bool = False
     """continue from the run folder's checkpoint"""
     progress: bool = True
-    """tqdm progress bars"""
+    """tqdm progress bars; off: no progress bars (TensorBoard still logs)"""
 
     def __post_init__(self) -> None:
         self.size = tuple(int(v) for v in self.size)  # type: ignore[assignment]

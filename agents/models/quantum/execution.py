@@ -40,11 +40,12 @@ class Execution:
 
     noise_p: float = 0.0
     """depolarising probability in [0, 1]: ``qml.DepolarizingChannel(noise_p)`` on each wire of
-    every elementary gate, right after it (see the package docstring, "Noise")"""
+    every elementary gate, right after it (docs/model.md §7)"""
     shots: int | None = None
     """measurements per circuit evaluation (None: exact expectation values)"""
     mitigation: str = "none"
-    """"none" or "zne" (global unitary folding at ``scale_factors``, then ``extrapolation``)"""
+    """"none" or "zne": zero-noise extrapolation (global unitary folding at noise scale factors 1, 3, 5, then a
+    Richardson extrapolation to zero noise; docs/model.md §7)"""
     scale_factors: tuple[int, ...] = (1, 3, 5)
     """ZNE noise scale factors: distinct odd integers >= 1 (U (U^dagger U)^k for s = 2k + 1)"""
     extrapolation: str = "richardson"
