@@ -270,6 +270,7 @@ class CellFreePilotEnv(SnapshotEpisodes, gym.Env[np.ndarray, np.ndarray]):
         self._snapshot = None
         self._pilots: np.ndarray | None = None
         self._rates_mbps: np.ndarray | None = None
+        self._warned = False
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -278,10 +279,15 @@ class CellFreePilotEnv(SnapshotEpisodes, gym.Env[np.ndarray, np.ndarray]):
         self._new_snapshot(given)
         self._pilots = None
         self._rates_mbps = None
+        self._warned = False
         return fading_observation(self._snapshot.beta), self._info()
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         snapshot = self.snapshot
+        if self._pilots is not None and not self._warned:  # as Gymnasium's own envs: warn once, then go on
+            gym.logger.warn("step() called after the episode terminated: it scores another assignment of the same "
+                            "network; call reset() for a new one")
+            self._warned = True
         pilots = self.action_to_pilots(action)
         rates = model_of(self.config).user_rates(snapshot, pilots) / MBPS
         self._pilots, self._rates_mbps = pilots, rates

@@ -197,3 +197,22 @@ def test_second_import_does_not_reregister():
             "importlib.reload(cfenv); print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_a_second_step_after_terminated_warns_once_and_scores_the_same_network():
+    import warnings
+
+    env = CellFreePilotEnv()
+    env.reset(seed=0)
+    first = env.step(np.zeros(6, np.int64))[1]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = env.step(np.zeros(6, np.int64))[1]
+        env.step(np.zeros(6, np.int64))
+    assert again == first
+    assert len([w for w in caught if "after the episode terminated" in str(w.message)]) == 1
+    env.reset(seed=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        env.step(np.zeros(6, np.int64))
+    assert not [w for w in caught if "after the episode terminated" in str(w.message)]

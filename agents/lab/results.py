@@ -197,7 +197,9 @@ def markdown_tables(records: list[dict[str, Any]], execution: dict[str, Any] | N
     rescored = rescored_table(records)
     lines += ["", *rescored] if rescored else []
     models = {r.get("model", DEFAULT_MODEL) for r in records}
-    if models <= {DEFAULT_MODEL, "paper-reference"}:
+    if any(r.get("snapshots_file") for r in records):  # the user's own fading: no simulator drew it
+        pass
+    elif models <= {DEFAULT_MODEL, "paper-reference"}:
         lines += ["", "Absolute rates come from cfpilot's simulator (docs/model.md §1-2); they are not the "
                   "paper's Table II numbers, which came from its own simulator."]
     else:
