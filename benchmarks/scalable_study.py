@@ -147,16 +147,41 @@ def learner_table(learners: dict) -> list[str]:
     return lines + [""]
 
 
+def headline(study: dict) -> str:
+    """Markdown: the largest size only, one row per agent: both links' mean SE / 95 %-likely SE (ratio to local
+    search) and the time per snapshot -- the README's headline table."""
+    records = [r for rs in study["links"].values() for r in rs]
+    size = max({(r["M"], r["L"], r["K"], r["tau_p"]) for r in records}, key=lambda s: s[0] * s[2])
+    lines = [f"Scalable model at the book's default size {size}, ASD {study['asd_deg']:g} deg, DCC, "
+             f"{study['snapshots']} networks: SE per user [bit/s/Hz], mean / 95 %-likely (mean's ratio to local "
+             "search), and ms per network on 2 cores.", "",
+             "| agent | uplink, local MR | downlink, MR | ms (uplink) |", "|---|---|---|---|"]
+    cells: dict[str, list[str]] = {}
+    for link in LINKS:
+        here = [r for r in study["links"][link] if (r["M"], r["L"], r["K"], r["tau_p"]) == size and r["status"] == "ok"]
+        best = next(r["mean_se"] for r in here if r["agent"] == "local-search")
+        for r in here:
+            cells.setdefault(r["agent"], []).append(f"{r['mean_se']:.3f} / {r['se_5pct']:.3f} ({r['mean_se'] / best:.3f})")
+            if link == LINKS[0]:
+                cells[r["agent"]].append(f"{r['ms_per_snapshot']:,.1f}")
+    for agent in AGENTS:
+        if agent in cells and len(cells[agent]) == 3:
+            up, ms, down = cells[agent]
+            lines.append(f"| {agent} | {up} | {down} | {ms} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, help="run both links and write the study JSON here")
     parser.add_argument("--table", type=Path, help="print the Markdown table of a study JSON")
+    parser.add_argument("--headline", action="store_true", help="with --table: the README's compact table only")
     parser.add_argument("--work", type=Path, default=Path("results/scalable-study"), help="evaluate.py's run folders")
     parser.add_argument("--snapshots", type=int, default=10, help="test snapshots per size (default 10)")
     parser.add_argument("--sizes", nargs="+", default=["scalable"], help="sizes (default: the scalable group)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    if printed_table(parser, args, table):
+    if printed_table(parser, args, headline if args.headline else table):
         return 0
     from agents.runtime import set_thread_policy
 

@@ -1,4 +1,5 @@
-"""The README's two commands stay true: CI runs the same test command, every python block runs."""
+"""The README's two commands stay true: CI runs the same test command; every python block of the README and
+the documentation site runs; the site builds strictly."""
 
 import os
 import re
@@ -37,18 +38,27 @@ SNIPPET_TIMEOUT_S = 600
 seconds, the RL one about 20 s on 2 cores)"""
 
 
-def python_blocks() -> list[tuple[int, str]]:
-    """Every ```python block of the README with the line its code starts on."""
-    return [(README.count("\n", 0, m.start(1)) + 1, m.group(1))
-            for m in re.finditer(r"```python\n(.*?)\n```", README, flags=re.S)]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+"""the README and the documentation site's pages: every python block in them runs"""
 
 
-def test_readme_has_python_blocks():
-    assert len(python_blocks()) >= 3
+def python_blocks() -> list[tuple[str, str]]:
+    """Every ```python block of the README and the site's pages, with ``file:line`` where its code starts."""
+    blocks = []
+    for page in PAGES:
+        text = page.read_text()
+        blocks += [(f"{page.relative_to(ROOT)}:{text.count(chr(10), 0, m.start(1)) + 1}", m.group(1))
+                   for m in re.finditer(r"```python\n(.*?)\n```", text, flags=re.S)]
+    return blocks
 
 
-@pytest.mark.parametrize("line, block", python_blocks(), ids=[f"README.md:{n}" for n, _ in python_blocks()])
-def test_readme_python_block_runs_as_written(line, block, tmp_path):
+def test_readme_and_site_have_python_blocks():
+    assert len([b for b in python_blocks() if b[0].startswith("README.md")]) >= 2
+    assert len(python_blocks()) >= 6
+
+
+@pytest.mark.parametrize("where, block", python_blocks(), ids=[w for w, _ in python_blocks()])
+def test_python_block_runs_as_written(where, block, tmp_path):
     """Each block runs on its own, as a reader would paste it: a fresh interpreter, the repository
     importable (PYTHONPATH) but the working directory a temporary one, so nothing lands in the repo."""
     env = {**ONE_THREAD, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
@@ -56,9 +66,24 @@ def test_readme_python_block_runs_as_written(line, block, tmp_path):
         out = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True,
                              timeout=SNIPPET_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        pytest.fail(f"the python block at README.md:{line} did not finish within {SNIPPET_TIMEOUT_S} s")
-    assert out.returncode == 0, (f"the python block at README.md:{line} does not run as written:\n"
-                                 f"{out.stderr[-2000:]}")
+        pytest.fail(f"the python block at {where} did not finish within {SNIPPET_TIMEOUT_S} s")
+    assert out.returncode == 0, f"the python block at {where} does not run as written:\n{out.stderr[-2000:]}"
+
+
+def test_the_documentation_site_builds_strictly(tmp_path):
+    """``mkdocs build --strict`` (MkDocs, Material, mkdocstrings: the dev extra): a broken link, a missing
+    page or an API reference that does not resolve fails it."""
+    pytest.importorskip("mkdocs", reason="the dev extra installs MkDocs")
+    out = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=SNIPPET_TIMEOUT_S,
+                         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "site" / "api" / "index.html").read_text().count("SystemConfig") > 10
+
+
+def test_readme_stays_short():
+    """The README introduces and links; the documentation lives in docs/."""
+    assert len(README.splitlines()) <= 200
 
 
 def test_examples_run():

@@ -290,9 +290,8 @@ def test_short_ppo_run_improves_validation_sum_rate_over_initial_policy(tmp_path
 
 
 # ------------------------------------------------------------------ docs
-def test_rl_readme_section_snippet_runs(tmp_path):
-    readme = (ROOT / "README.md").read_text()
-    text = readme[readme.index("## Reinforcement learning"):]
+def test_rl_docs_snippet_runs(tmp_path):
+    text = (ROOT / "docs" / "rl.md").read_text()
     blocks = re.findall(r"```python\n(.*?)\n```", text, flags=re.S)[:1]
     assert blocks and len([line for line in blocks[0].splitlines() if line.strip()]) <= 10
     # One thread each: on a busy 2-core machine torch's and numba's pools fight.

@@ -17,12 +17,15 @@ from typing import Any
 import numpy as np
 
 from agents.base import RESCORE_STREAM, stream_rng
-from agents.lab.results import REFERENCE_AGENT, _size_of
-from agents.lab.stats import ci95, rate_percentile
+from agents.lab.stats import REFERENCE_AGENT, ci95, rate_percentile
 from cfenv.channel import Snapshot
 from cfenv.config import SystemConfig
 from cfenv.models import model_of
 from cfenv.units import Size
+
+
+def _size_of(record: dict[str, Any]) -> Size:
+    return (record["M"], record["L"], record["K"], record["tau_p"])
 
 
 def check_score(schemes: tuple[str, ...], config: SystemConfig) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from agents.base import TEST_STREAM
-from agents.lab.stats import ci95, fairness_summary
+from agents.lab.stats import REFERENCE_AGENT, ci95, fairness_summary
 from agents.learning.diagnostics import collapse_report
 from cfenv import __version__
 from cfenv.channel import Snapshot
@@ -25,8 +25,6 @@ from cfenv.models import DEFAULT_MODEL, model_of
 from cfenv.objectives import Objective
 from cfenv.units import MBPS, Size, size_slug
 
-REFERENCE_AGENT = "exhaustive"
-"""the ratio reference where it ran (else the best agent at that size)"""
 RECORD_FIELDS = ["M", "L", "K", "tau_p", "agent", "status", "mean_sum_rate_mbps", "ci95_mbps", "ratio",
                  "ratio_to", "ms_per_snapshot", "warm_up_s", "train_time_s", "parameters", "distinct_assignments",
                  "ratio_to_best_constant", "collapsed", "snapshots", "seed", "reason", "objective", "mean_objective",

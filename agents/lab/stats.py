@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+REFERENCE_AGENT = "exhaustive"
+"""the ratio reference where it ran (else the best agent at that size)"""
 Z_95 = 1.959963984540054
 """two-sided 95 % normal quantile (confidence intervals use the normal approximation)"""
 
