@@ -215,13 +215,13 @@ def resolve(name: str) -> AgentSpec:
 
 
 def display_names(names: list[str]) -> dict[str, str]:
-    """The name each agent's column and records carry: its own ``name`` attribute for a
-    ``package.module:Class`` that sets one (unless another agent of the run or the registry has it),
-    else the name it was given."""
+    """The name each agent's column and records carry: the ``name`` a ``package.module:Class`` sets in its
+    own body (not one it inherits; unless another agent of the run or the registry has it), else the name
+    it was given."""
     wanted = {}
     for name in names:
-        own = getattr(resolve(name).cls, "name", Agent.name)
-        wanted[name] = own if ":" in name and own != Agent.name and own not in REGISTRY else name
+        own = resolve(name).cls.__dict__.get("name")
+        wanted[name] = own if ":" in name and isinstance(own, str) and own not in REGISTRY else name
     taken = list(wanted.values())
     return {name: label if taken.count(label) == 1 else name for name, label in wanted.items()}
 

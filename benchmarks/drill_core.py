@@ -151,7 +151,7 @@ def records(out: Path) -> dict[str, dict]:
         data = json.loads((out / "results.json").read_text())
     except (OSError, ValueError):
         return {}
-    return {f"{r['agent']}@{r['M']},{r['K']}": r for r in data}
+    return {f"{r.get('agent_target', r['agent'])}@{r['M']},{r['K']}": r for r in data}
 
 
 def rates(out: Path) -> dict[str, Any]:

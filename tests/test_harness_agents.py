@@ -126,7 +126,7 @@ def run(out: Path, agents: str, *extra: str, code: int | None = None) -> dict[st
     rc = evaluate.main(["--agents", agents, *GRID, "--out", str(out), *extra])
     if code is not None:
         assert rc == code
-    return {r["agent"]: r for r in json.loads((out / "results.json").read_text())}
+    return {r.get("agent_target", r["agent"]): r for r in json.loads((out / "results.json").read_text())}
 
 
 @pytest.fixture(scope="module")
@@ -145,8 +145,8 @@ def test_an_agent_that_scales_its_input_changes_nothing_for_the_others(tmp_path,
     evaluate.main(["--agents", f"{HERE}:Zeros,master-ap,greedy", *file_grid, "--out", str(alone)])
     after = tmp_path / "after"
     evaluate.main(["--agents", f"{HERE}:{mutator},master-ap,greedy", *file_grid, "--out", str(after)])
-    before = {r["agent"]: r for r in json.loads((alone / "results.json").read_text())}
-    records = {r["agent"]: r for r in json.loads((after / "results.json").read_text())}
+    before = {r.get("agent_target", r["agent"]): r for r in json.loads((alone / "results.json").read_text())}
+    records = {r.get("agent_target", r["agent"]): r for r in json.loads((after / "results.json").read_text())}
     for name in ("master-ap", "greedy"):
         assert records[name]["per_snapshot_sum_rate_mbps"] == before[name]["per_snapshot_sum_rate_mbps"]
     mine = records[f"{HERE}:{mutator}"]

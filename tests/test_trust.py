@@ -29,7 +29,7 @@ def run(out: Path, *extra: str) -> list[dict]:
 
 
 def rates_of(records: list[dict]) -> dict:
-    return {r["agent"]: (r["per_snapshot_sum_rate_mbps"], r["per_snapshot_assignments"]) for r in records}
+    return {r.get("agent_target", r["agent"]): (r["per_snapshot_sum_rate_mbps"], r["per_snapshot_assignments"]) for r in records}
 
 
 @pytest.fixture(scope="module")
