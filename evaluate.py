@@ -38,7 +38,7 @@ from cfenv.units import parse_size, size_label
 
 DATA_FLAGS = ("snapshots_file", "snapshots_config")
 RUN_FLAGS = ("snapshots", "seed", "out", "overwrite", "max_assignments", "checkpoints", "train", "loss", "objective",
-             "device")
+             "device", "plot_agents")
 SCORE_FLAGS = ("score", "realizations")
 SCALE_FLAGS = ("executor", "workers", "ray_address", "chunk_size", "retries", "task_timeout", "resume")
 

@@ -14,7 +14,7 @@ from agents.lab.results import AGENT_FAMILIES, agent_family, agent_styles, plot_
 from cfenv.render import torus_segments
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-AGENTS_20 = [name for members in AGENT_FAMILIES.values() for name in members] + ["my-agent", "other-agent", "third-agent"]
+AGENTS_ALL = [name for members in AGENT_FAMILIES.values() for name in members] + ["my-agent", "other-agent", "third-agent"]
 SIZES = [(10, 2, 6, 3), (10, 2, 12, 3), (30, 2, 20, 10)]
 COLLAPSED = {"mlp", "light-cnn", "heavy-cnn", "hqcnn", "a2c"}
 
@@ -28,7 +28,7 @@ def synthetic_records() -> list[dict]:
     records = []
     for size in SIZES:
         reference = "exhaustive" if size[2] <= 12 else "best (local-search)"
-        for name in AGENTS_20:
+        for name in AGENTS_ALL:
             ratio = 1.0 if name in ("local-search", "exhaustive") else float(0.88 + 0.1 * rng.random())
             ran = not (name == "exhaustive" and reference != "exhaustive")
             records.append({"M": size[0], "L": size[1], "K": size[2], "tau_p": size[3], "agent": name,
@@ -40,18 +40,51 @@ def synthetic_records() -> list[dict]:
     return records
 
 
-def test_plot_records_writes_png_for_20_agents_with_collapsed_ones(tmp_path):
+def test_plot_records_writes_png_for_every_agent_with_collapsed_ones(tmp_path):
     records = synthetic_records()
-    assert len({r["agent"] for r in records}) == 20 and any(r["collapsed"] for r in records)
-    path = plot_records(records, tmp_path / "results.png")
+    assert len({r["agent"] for r in records}) == len(AGENTS_ALL) and any(r["collapsed"] for r in records)
+    path = plot_records(records, tmp_path / "results.png", agents=AGENTS_ALL)
     assert path == tmp_path / "results.png" and is_png(path)
+
+
+def test_the_default_selection_is_the_references_and_each_familys_best():
+    from agents.lab.results import PLOT_REFERENCES, plot_selection
+
+    records = synthetic_records()
+    chosen = plot_selection(records)
+    assert set(PLOT_REFERENCES) <= set(chosen) and len(chosen) < len(AGENTS_ALL)
+    ratio = {}
+    for r in records:
+        if r["status"] == "ok":
+            ratio.setdefault(r["agent"], []).append(r["ratio"])
+    for family, members in AGENT_FAMILIES.items():
+        rest = [m for m in members if m not in PLOT_REFERENCES]
+        if rest:  # the family's best by mean ratio is drawn, its others are not
+            best = max(rest, key=lambda m: np.mean(ratio[m]))
+            assert best in chosen and not [m for m in rest if m != best and m in chosen], family
+    assert plot_selection(records, ["gnn", "nope", "random"]) == ["gnn", "random"]
+    few = [r for r in records if r["agent"] in ("random", "gnn", "tabu")]
+    assert plot_selection(few) == ["random", "tabu", "gnn"]  # up to 10 agents: all of them, in table order
+
+
+def test_the_ratio_ci_is_paired_on_the_same_networks():
+    from agents.lab.results import paired_ratio_ci
+    from agents.lab.stats import ci95
+
+    ref = {"agent": "exhaustive", "per_snapshot_sum_rate_mbps": [10.0, 20.0, 30.0, 40.0], "objective": "sum"}
+    shifted = {"agent": "a", "ratio_to": "exhaustive", "objective": "sum",
+               "per_snapshot_sum_rate_mbps": [9.0, 19.0, 29.0, 39.0]}  # always 1 below: no paired spread
+    assert paired_ratio_ci(shifted, {"exhaustive": ref}) == 0.0
+    noisy = dict(shifted, per_snapshot_sum_rate_mbps=[9.0, 21.0, 28.0, 41.0])
+    assert paired_ratio_ci(noisy, {"exhaustive": ref}) == pytest.approx(ci95(np.array([-1.0, 1, -2, 1])) / 25.0)
+    assert paired_ratio_ci(dict(noisy, objective="min"), {"exhaustive": ref}) is None
 
 
 def test_agents_grouped_by_family_with_distinct_styles():
     assert agent_family("local-search") == agent_family("exhaustive") == "search"
     assert agent_family("hqcnn-ar") == "symmetry-aware" and agent_family("no-such-agent") == "other"
-    styles = agent_styles(AGENTS_20)
-    assert len(set(styles.values())) == len(AGENTS_20)  # no two agents look alike
+    styles = agent_styles(AGENTS_ALL)
+    assert len(set(styles.values())) == len(AGENTS_ALL)  # no two agents look alike
     for members in AGENT_FAMILIES.values():
         assert len({styles[m][1] for m in members}) == len(members)  # distinct markers within a family
     assert agent_styles(["gnn"])["gnn"] == styles["gnn"]  # the same look in every figure
@@ -141,3 +174,16 @@ def test_torus_links_go_the_short_way_split_at_the_border():
     np.testing.assert_allclose(q1, b)
     near = torus_segments(np.array([400.0, 400.0]), np.array([600.0, 450.0]), side)
     assert len(near) == 1
+
+
+def test_results_png_is_redrawn_from_a_folder_with_a_chosen_selection(tmp_path):
+    import evaluate
+
+    out = tmp_path / "out"
+    assert evaluate.main(["--agents", "master-ap,random,greedy", "--sizes", "6,1,4,2", "--snapshots", "3",
+                          "--no-progress", "--out", str(out), "--plot-agents", "master-ap", "random"]) == 0
+    assert is_png(out / "results.png")
+    assert figures.main(["--results", str(out), "--plot-agents", "greedy", "--out", str(tmp_path / "mine.png")]) == 0
+    assert is_png(tmp_path / "mine.png")
+    with pytest.raises(SystemExit):
+        evaluate.main(["--agents", "master-ap", "--plot-agents", "tabu", "--out", str(tmp_path / "x")])

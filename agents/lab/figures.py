@@ -10,7 +10,10 @@
   of the unsupervised runs, with the parameter counts annotated; agents trained without
   labels by REINFORCE instead (``gnn``, ``hqcnn-ar``) join with their REINFORCE runs, hatched.
 
-Both read only ``history.json`` and ``config.json`` of each run folder
+``python -m agents.lab.figures --results results/latest --plot-agents master-ap tabu gnn`` redraws an
+``evaluate.py`` folder's ``results.png`` with your own selection (:func:`plot_results`).
+
+Fig. 3a and 3b read only ``history.json`` and ``config.json`` of each run folder
 (``runs/<agent>/<M-L-K-tau_p>/<loss>-seed<seed>/``), so they can be redrawn at
 any time without retraining. A figure with nothing to draw is skipped with the reason.
 """
@@ -20,11 +23,11 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from agents.lab.results import agent_styles, sort_agents
+from agents.lab.results import agent_styles, plot_records, sort_agents
 from agents.learning import CONFIG_JSON, HISTORY_JSON, LOSSES
 from agents.learning.checkpoints import checkpoint_objective
 from cfenv.objectives import Objective
@@ -236,11 +239,51 @@ def plot_parameter_efficiency(runs: list[dict[str, Any]], path: Path, loss: str 
     return path
 
 
+def results_snapshots(folder: Path, records: list[dict[str, Any]]) -> dict[tuple[int, ...], Any]:
+    """The test networks of an ``evaluate.py`` folder, per size, from its ``snapshots.npz`` (a model's extra
+    arrays kept there, else rebuilt by the model)."""
+    from cfenv.config import SystemConfig
+    from cfenv.models import model_of
+    from cfenv.units import size_slug
+
+    out = {}
+    with np.load(folder / "snapshots.npz", allow_pickle=False) as data:
+        for r in records:
+            size = (r["M"], r["L"], r["K"], r["tau_p"])
+            if size in out:
+                continue
+            slug = size_slug(size)
+            model = model_of(SystemConfig.from_size(size, **r.get("system", {})))
+            arrays = {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith(slug + "/")}
+            out[size] = model.validate({k: v for k, v in arrays.items() if k not in ("seeds", "index")},
+                                       batch_shape=None)
+    return out
+
+
+def plot_results(folder: Path, agents: Sequence[str] | None = None, out: Path | None = None) -> Path:
+    """``results.png`` of a finished ``evaluate.py`` folder, redrawn with your choice of ``agents`` (default:
+    :func:`agents.lab.results.plot_selection`'s) into ``out`` (default: the folder's results.png)."""
+    folder = Path(folder)
+    records = json.loads((folder / "results.json").read_text())
+    fair = any(not Objective.parse(r.get("objective") or "sum").is_default for r in records)
+    snapshots = results_snapshots(folder, records) if fair and (folder / "snapshots.npz").exists() else None
+    return plot_records(records, Path(out) if out else folder / "results.png", snapshots, agents)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, default=Path("runs"))
-    parser.add_argument("--out", type=Path, default=Path("figures"))
+    parser.add_argument("--out", type=Path, default=None, help="folder of Fig. 3a/3b (default: figures), or "
+                                                                "with --results the PNG to write")
+    parser.add_argument("--results", type=Path, help="redraw an evaluate.py folder's results.png instead")
+    parser.add_argument("--plot-agents", nargs="+", default=None, help="with --results: the agents to draw")
     args = parser.parse_args(argv)
+    if args.results is not None:
+        if not (args.results / "results.json").is_file():
+            parser.error(f"{args.results} holds no results.json (an evaluate.py output folder)")
+        print(f"wrote {plot_results(args.results, args.plot_agents, args.out)}")
+        return 0
+    args.out = args.out or Path("figures")
     runs = collect_runs(args.runs)
     if not runs:
         print(f"no finished runs below {args.runs}: train some with train.py first")

@@ -278,11 +278,57 @@ def draw_rate_cdf(ax: Any, records: list[dict[str, Any]], snapshots: dict[Size, 
     return [r["agent"] for r in chosen]
 
 
+PLOT_REFERENCES = ("exhaustive", "local-search", "master-ap", "random")
+"""agents ``results.png`` always draws when they ran (the references of every table)"""
+MAX_PLOTTED = 10
+"""up to this many agents ``results.png`` draws them all; beyond, the references and each family's best"""
+
+
+def plot_selection(records: list[dict[str, Any]], agents: Sequence[str] | None = None) -> list[str]:
+    """The agents ``results.png`` draws: ``agents`` (those with records; ``--plot-agents``), else every agent
+    when there are at most :data:`MAX_PLOTTED`, else :data:`PLOT_REFERENCES` and the best agent of each
+    other family (the highest mean ratio over the sizes where it ran; ties: table order)."""
+    present = list(dict.fromkeys(r["agent"] for r in records))
+    if agents:
+        return [a for a in dict.fromkeys(agents) if a in present]
+    if len(present) <= MAX_PLOTTED:
+        return present
+    ratios: dict[str, list[float]] = {}
+    for r in records:
+        if r["status"] == "ok" and r.get("ratio") is not None:
+            ratios.setdefault(r["agent"], []).append(r["ratio"])
+    chosen = [a for a in PLOT_REFERENCES if a in present]
+    families: dict[str, list[str]] = {}
+    for name in present:
+        if name not in chosen and name in ratios:
+            families.setdefault(agent_family(name), []).append(name)
+    for members in families.values():
+        chosen.append(max(members, key=lambda a: (float(np.mean(ratios[a])), -present.index(a))))
+    return [a for a in present if a in chosen]
+
+
+def paired_ratio_ci(record: dict[str, Any], by_agent: dict[str, dict[str, Any]]) -> float | None:
+    """Half-width of the 95 % CI of a record's ratio to its reference, from the per-network sum rates of
+    both on the same networks (paired: ``ci95(a - ref) / mean(ref)``); ``None`` without them or under
+    another objective than the sum rate (its per-network values are not kept)."""
+    label = record.get("ratio_to") or ""
+    ref = by_agent.get(label[len("best ("):-1] if label.startswith("best (") else label)
+    if (ref is None or not Objective.parse(record.get("objective") or "sum").is_default
+            or not record.get("per_snapshot_sum_rate_mbps") or not ref.get("per_snapshot_sum_rate_mbps")):
+        return None
+    a, b = np.asarray(record["per_snapshot_sum_rate_mbps"]), np.asarray(ref["per_snapshot_sum_rate_mbps"])
+    if a.shape != b.shape or len(a) < 2 or b.mean() == 0:
+        return None
+    return ci95(a - b) / float(b.mean())
+
+
 def plot_records(records: list[dict[str, Any]], path: Path,
-                 snapshots: dict[Size, Snapshot] | None = None) -> Path:
+                 snapshots: dict[Size, Snapshot] | None = None, agents: Sequence[str] | None = None) -> Path:
     """Two panels: mean objective (the sum rate by default) per system size (95 % CI as error
-    bars) and the ratio to the reference, one line per agent across the sizes; with the test
-    ``snapshots``, a third: the per-user-rate CDF of the main agents (:func:`draw_rate_cdf`).
+    bars) and the ratio to the reference with its paired 95 % CI (:func:`paired_ratio_ci`), one line
+    per agent across the sizes; under the min or proportional objective, with the test ``snapshots``,
+    a third: the per-user-rate CDF of the main agents (:func:`draw_rate_cdf`). The agents drawn are
+    :func:`plot_selection`'s (``agents``: your own choice); a note under the panels says how many.
 
     Agents are grouped by family (:data:`AGENT_FAMILIES`): one colour family per family,
     a distinct marker within it, and the legend below the panels lists them family by
@@ -297,6 +343,10 @@ def plot_records(records: list[dict[str, Any]], path: Path,
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
+    every = list(dict.fromkeys(r["agent"] for r in records))
+    shown = plot_selection(records, agents)
+    by_size_agent = {(_size_of(r), r["agent"]): r for r in records}
+    records = [r for r in records if r["agent"] in shown]
     sizes = list(dict.fromkeys(_size_of(r) for r in records))
     refs = {}
     for r in records:
@@ -307,11 +357,12 @@ def plot_records(records: list[dict[str, Any]], path: Path,
     names = sort_agents([r["agent"] for r in records])
     styles = agent_styles(names)
     offsets = _dodge(len(names))
-    panels = 3 if snapshots else 2
-    width = max(10.0, 2.4 * len(sizes) + 5) + (4.5 if snapshots else 0.0)
+    cdf = bool(snapshots) and not records_objective(records).is_default  # the fairness objectives' figure
+    panels = 3 if cdf else 2
+    width = max(10.0, 2.4 * len(sizes) + 5) + (4.5 if cdf else 0.0)
     fig, axes = plt.subplots(1, panels, figsize=(width, 4.8), gridspec_kw={"width_ratios": [1, 1, 0.8][:panels]})
     ax_rate, ax_ratio = axes[0], axes[1]
-    if snapshots:
+    if cdf:
         draw_rate_cdf(axes[2], records, snapshots)
     handles: dict[str, list[Line2D]] = {}
     for j, name in enumerate(names):
@@ -332,7 +383,11 @@ def plot_records(records: list[dict[str, Any]], path: Path,
         cis = [r.get("ci95_objective", r["ci95_mbps"]) if "mean_objective" in r else r["ci95_mbps"] for _, r in ok]
         ci = [0.0 if c is None or math.isnan(c) else c for c in cis]
         ratios = [math.nan if r["ratio"] is None else r["ratio"] for _, r in ok]
+        paired = [paired_ratio_ci(r, {a: by_size_agent[(_size_of(r), a)] for a in every
+                                      if (_size_of(r), a) in by_size_agent}) for _, r in ok]
         ax_rate.errorbar(xs, means, yerr=ci, fmt="none", ecolor=colour, elinewidth=0.9, capsize=2, alpha=0.85)
+        ax_ratio.errorbar(xs, ratios, yerr=[0.0 if c is None or math.isnan(c) else c for c in paired], fmt="none",
+                          ecolor=colour, elinewidth=0.9, capsize=2, alpha=0.85)
         ax_ratio.plot(xs, ratios, **line)
         for ax, ys in ((ax_rate, means), (ax_ratio, ratios)):
             for x, y, (_, r) in zip(xs, ys, ok):
@@ -349,7 +404,11 @@ def plot_records(records: list[dict[str, Any]], path: Path,
         ax.set_xlabel("system size")
         ax.grid(alpha=0.3, axis="y")
     ax_rate.set_ylabel(f"average {records_objective(records).label} (95 % CI)")
-    ax_ratio.set_ylabel("ratio to EPAS (or to the best agent)")
+    ax_ratio.set_ylabel("ratio to EPAS (or to the best agent), paired 95 % CI")
+    if len(shown) < len(every):
+        fig.text(0.5, 1.0, f"{len(shown)} of {len(every)} agents: the references and each family's best "
+                           "(--plot-agents to choose; every agent is in results.md)", ha="center", va="bottom",
+                 fontsize=8, color="0.35")
     fig.tight_layout()
     _family_legend(fig, handles)
     fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -360,14 +419,16 @@ def plot_records(records: list[dict[str, Any]], path: Path,
 AGENT_FAMILIES: dict[str, tuple[str, ...]] = {
     "heuristics": ("random", "greedy", "master-ap", "location"),
     "search": ("local-search", "exhaustive"),
+    "literature": ("tabu", "graph-colouring", "wgf", "hungarian", "kmeans", "max-k-cut", "tabu-liu2020",
+                   "graph-colouring-liu2020", "structured-chen2021"),
     "classical nets": ("mlp", "light-cnn", "heavy-cnn"),
     "quantum": ("hqcnn", "hqcnn-hur"),
-    "symmetry-aware": ("gnn", "hqcnn-ar"),
+    "symmetry-aware": ("gnn", "hqcnn-ar", "gnn-polish", "hqcnn-ar-polish"),
     "RL": ("ppo", "a2c", "dqn", "ppo-hqcnn"),
 }
 """agent families of the figures, in legend order; any other agent is in family "other\""""
-FAMILY_COLOURMAPS = {"heuristics": "Oranges", "search": "Greys", "classical nets": "Blues", "quantum": "Purples",
-                     "symmetry-aware": "Greens", "RL": "Reds"}
+FAMILY_COLOURMAPS = {"heuristics": "Oranges", "search": "Greys", "literature": "cividis", "classical nets": "Blues",
+                     "quantum": "Purples", "symmetry-aware": "Greens", "RL": "Reds"}
 """one colour family per agent family (shades of a sequential matplotlib colour map)"""
 OTHER_COLOURS = ("#17becf", "#bcbd22", "#0b6e78", "#7a7a10", "#5fd7e6", "#d9d96a")
 """agents of no known family: teal and olive, which no family uses"""
@@ -517,7 +578,7 @@ def write_results(records: list[dict[str, Any]], out: Path, seed: int, settings:
     if source:
         table = f"Test snapshots: {source}\n\n{table}"
     paths["results.md"].write_text(table)
-    plot_records(records, paths["results.png"], snapshots)
+    plot_records(records, paths["results.png"], snapshots, settings.get("plot_agents") or None)
     origin = ({"test_snapshots_file": settings["snapshots_file"], "test_snapshots_sha256": settings["snapshots_sha256"]}
               if source else {"test_snapshot_seeds": f"numpy default_rng([seed, {TEST_STREAM}, M, L, K, tau_p, i])"})
     paths["run.json"].write_text(json.dumps({**meta, "settings": settings, **origin}, indent=1))

@@ -60,6 +60,8 @@ class EvaluationSettings:
     """output folder (default: results/run-<settings digest>, with results/latest pointing to the newest)"""
     max_assignments: int | None = None
     """EPAS cap (default: the agent's own)"""
+    plot_agents: tuple[str, ...] = ()
+    """the agents results.png draws (default: all up to 10, else the references and each family's best)"""
     progress: bool = True
     """show progress bars; off: no progress bars (the final table and the failure lines still print)"""
     checkpoints: Path = Path("runs")
@@ -154,6 +156,10 @@ class EvaluationSettings:
         self.system = dict(self.system)
         for size in self.sizes or [SystemConfig().size]:
             self.config(size)  # one ValueError naming a field the model refuses (at that size)
+        self.plot_agents = tuple(dict.fromkeys(self.plot_agents))
+        stray = [a for a in self.plot_agents if a not in self.agents]
+        if stray:
+            raise ValueError(f"plot_agents: {stray[0]!r} is not among the run's agents ({', '.join(self.agents)})")
         self.score = tuple(dict.fromkeys(self.score))
         if self.realizations < 1:
             raise ValueError(f"realizations must be >= 1, got {self.realizations}")
