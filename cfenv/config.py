@@ -155,6 +155,10 @@ class SystemConfig:
     tau_c: int = 200
     """samples per coherence block, an integer in [2, 1e6] above tau_p: the pre-log factor (tau_c - tau_p) / tau_c
     of the scalable model (the paper's has none)"""
+    pilot_overhead: str = "budget"
+    """what the pilots cost (the scalable model, docs/model.md §8.7): "budget" (tau_p pilots of length tau_p are
+    sent, whatever the assignment uses) or "used" (an assignment using n <= tau_p pilots sends length-n
+    sequences: pre-log (tau_c - n) / tau_c, estimation gain n p; the pilot length becomes a decision)"""
     asd_deg: float | None = None
     """angular standard deviation [degrees] of the local scattering model, azimuth and elevation, in [0, 90]
     (the scalable model; ``None``: uncorrelated, i.i.d. Rayleigh fading; the book's default is 15)"""

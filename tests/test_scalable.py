@@ -483,3 +483,57 @@ def test_stable_baselines3_trains_and_runs_through_the_scalable_environments(tmp
                           "--no-train", "--no-progress", "--out", str(out)]) == 0
     (record,) = json.loads((out / "results.json").read_text())
     assert record["status"] == "ok" and record["system"]["model"] == "scalable" and record["mean_se"] > 0
+
+
+# ------------------------------------------------------------------ the pilot length as a decision
+def test_used_pilots_equal_a_shorter_budget_with_the_pilots_relabelled():
+    """pilot_overhead="used": an assignment using pilots {0, 2} of 4 is, pre-log and estimation included,
+    the same as the budget model with tau_p = 2 and those pilots renamed 0, 1; one using all 4, the budget
+    model itself."""
+    used = SystemConfig(model="scalable", M=6, L=2, K=5, tau_p=4, tau_c=20, area_side_m=300.0, asd_deg=15.0,
+                        link="uplink", pilot_overhead="used")
+    snapshot = model_of(used).draw(np.random.default_rng(4))
+    two = np.array([0, 2, 2, 0, 0])
+    short = used.replace(tau_p=2, pilot_overhead="budget")
+    for link in ("uplink", "downlink"):
+        got = model_of(used.replace(link=link)).spectral_efficiency(snapshot, two)
+        want = model_of(short.replace(link=link)).spectral_efficiency(snapshot, two // 2)
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+        every = np.array([0, 1, 2, 3, 0])
+        np.testing.assert_allclose(model_of(used.replace(link=link)).spectral_efficiency(snapshot, every),
+                                   model_of(used.replace(link=link, pilot_overhead="budget")).spectral_efficiency(
+                                       snapshot, every), rtol=1e-12)
+    assert model_of(used).screening is None  # the neighbourhood evaluator assumes length tau_p
+    with pytest.raises(ValueError, match="pilot_overhead"):
+        SystemConfig(pilot_overhead="used")  # the paper's model has no pilot overhead
+
+
+def test_used_pilots_monte_carlo_agrees_with_the_closed_form():
+    from cfenv.models.scalable_mc import monte_carlo_se
+
+    config = SystemConfig(model="scalable", M=6, L=2, K=5, tau_p=4, tau_c=20, area_side_m=300.0, asd_deg=15.0,
+                          link="uplink", pilot_overhead="used")
+    snapshot = model_of(config).draw(np.random.default_rng(6))
+    pilots = np.array([1, 3, 3, 1, 1])
+    simulated = monte_carlo_se(Prepared.of(snapshot.extras["R"]), pilots, config, "mr", 20_000,
+                               np.random.default_rng(2))
+    np.testing.assert_allclose(simulated, model_of(config).spectral_efficiency(snapshot, pilots), rtol=0.02, atol=0.003)
+
+
+def test_exhaustive_search_chooses_the_pilot_length_exactly():
+    """With pilot_overhead="used", EPAS over every assignment of at most tau_p pilots is the exact joint optimum
+    of net SE: the best over n of the budget model's optimum with tau_p = n, and brute force agrees."""
+    from itertools import product
+
+    from agents.search import ExhaustiveAgent
+
+    used = SystemConfig(model="scalable", M=6, L=1, K=5, tau_p=4, tau_c=12, area_side_m=300.0, link="uplink",
+                        pilot_overhead="used")
+    snaps = model_of(used).draw(np.random.default_rng(8), 2)
+    joint = model_of(used).objective(snaps, ExhaustiveAgent(config=used).assign(snaps))
+    per_length = [model_of(c).objective(snaps, ExhaustiveAgent(config=c).assign(snaps))
+                  for c in (used.replace(tau_p=n, pilot_overhead="budget") for n in range(1, 5))]
+    np.testing.assert_allclose(joint, np.max(per_length, axis=0), rtol=1e-12)
+    every = np.array(list(product(range(4), repeat=5)))
+    brute = model_of(used).objective(snaps[:, None], every[None]).max(axis=1)
+    np.testing.assert_allclose(joint, brute, rtol=1e-12)

@@ -19,7 +19,6 @@ import numpy as np
 
 from agents.base import TEST_STREAM, stream_rng
 from agents.lab import executors
-from agents.learning.settings import check_device
 from agents.registry import available, resolve
 from cfenv import __version__
 from cfenv.channel import Snapshot, stack_snapshots
@@ -151,6 +150,8 @@ class EvaluationSettings:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.max_assignments is not None and self.max_assignments < 1:
             raise ValueError(f"max_assignments must be >= 1, got {self.max_assignments}")
+        from agents.learning.settings import check_device  # torch loads here, not when the CLI builds its --help
+
         check_device(self.device)  # validated; "auto" is resolved by each agent
         self.checkpoints = Path(self.checkpoints)
         self.system = dict(self.system)

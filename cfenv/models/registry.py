@@ -37,13 +37,15 @@ def model_names() -> tuple[str, ...]:
     return tuple(MODELS)
 
 
-PAPER_OPTIONS: dict[str, tuple[object, ...]] = {"link": ("downlink",), "cluster": ("all",), "lsfd": (False,)}
+PAPER_OPTIONS: dict[str, tuple[object, ...]] = {"link": ("downlink",), "cluster": ("all",), "lsfd": (False,),
+                                                "pilot_overhead": ("budget",)}
 """the values the paper's model accepts for the option fields of ``SystemConfig``"""
 
 MODEL_OPTIONS: dict[str, dict[str, tuple[object, ...]]] = {
     "paper": PAPER_OPTIONS,
     "paper-reference": PAPER_OPTIONS,
-    "scalable": {"link": ("uplink", "downlink"), "cluster": ("dcc", "all"), "lsfd": (False, True)},
+    "scalable": {"link": ("uplink", "downlink"), "cluster": ("dcc", "all"), "lsfd": (False, True),
+                 "pilot_overhead": ("budget", "used")},
 }
 """model name -> option field -> the values it accepts (``SystemConfig`` refuses others, naming them)"""
 
@@ -52,7 +54,8 @@ PRE_LOG_MODELS: set[str] = {"scalable"}
 
 
 def model_options(name: str) -> dict[str, tuple[object, ...]]:
-    """The accepted values of the option fields (``link``, ``cluster``, ``lsfd``) under model ``name``."""
+    """The accepted values of the option fields (``link``, ``cluster``, ``lsfd``, ``pilot_overhead``) under model
+    ``name``."""
     return MODEL_OPTIONS.get(name, PAPER_OPTIONS)
 
 

@@ -125,7 +125,7 @@ class ScalableModel(SystemModel):
     def screening(self) -> ScalableNeighbourhood | None:
         """The neighbourhood evaluator (:mod:`cfenv.models.scalable_moves`): exact for the uplink, a
         screening surrogate for the downlink; none with LSFD."""
-        if self.config.lsfd:
+        if self.config.lsfd or self.config.pilot_overhead != "budget":  # the evaluator assumes length tau_p
             return None
         if self._neighbourhood is None:  # one per model: its cache of group terms lives across calls
             self._neighbourhood = ScalableNeighbourhood(self.config)

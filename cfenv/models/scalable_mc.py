@@ -27,7 +27,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from cfenv.config import SystemConfig
-from cfenv.models.scalable_se import Prepared, _estimation, distributed_power, pre_log, serving_mask
+from cfenv.models.scalable_se import Prepared, _estimation, distributed_power, pilot_lengths, pre_log, serving_mask
 
 SCHEMES = ("mr", "lp-mmse", "p-mmse", "mmse")
 """the processing schemes :func:`monte_carlo_se` evaluates (uplink combining / downlink precoding)"""
@@ -58,7 +58,7 @@ def monte_carlo_se(prep: Prepared, pilots: np.ndarray, config: SystemConfig, sch
     pilots = np.asarray(pilots, dtype=np.int64)
     sim = _Simulation(prep, pilots, config, n, rng)
     run = sim.uplink if config.link == "uplink" else sim.downlink
-    out = {name: pre_log(config) * run(name) for name in schemes}
+    out = {name: pre_log(config, sim.length) * run(name) for name in schemes}
     return out[scheme] if isinstance(scheme, str) else out
 
 
@@ -70,7 +70,8 @@ class _Simulation:
         self.prep, self.pilots, self.config, self.n = prep, pilots, config, n
         self.p = config.pilot_power_w
         self.serve = serving_mask(prep, pilots[None], config.tau_p, config.cluster)[0]  # (M, K)
-        rp, B = _estimation(prep, pilots[None], config.tau_p, self.p)
+        self.length = float(pilot_lengths(pilots[None], config)[0])  # the pilot sequences' length
+        rp, B = _estimation(prep, pilots[None], config.tau_p, self.p, np.array([self.length]))
         self.rp, self.B, self.C = rp[0], B[0], prep.R - B[0]
         L = prep.R.shape[-1]
         gain = np.real(np.trace(prep.R, axis1=-2, axis2=-1)) / L
@@ -80,7 +81,7 @@ class _Simulation:
     def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(H, Hhat)`` of each batch, ``(b, M, K, L)``: channels and their MMSE estimates."""
         M, K, L, _ = self.prep.R.shape
-        tau, p = self.config.tau_p, self.p
+        tau, p, n_len = self.config.tau_p, self.p, self.length
         one_hot = (self.pilots[:, None] == np.arange(tau)).astype(np.float64)  # (K, tau)
         for i, seed in enumerate(self.seeds):
             rng = np.random.default_rng(int(seed))
@@ -88,9 +89,10 @@ class _Simulation:
             white = (rng.standard_normal((b, M, K, L)) + 1j * rng.standard_normal((b, M, K, L))) / np.sqrt(2.0)
             H = np.einsum("mkab,nmkb->nmka", self.roots, white)
             noise = (rng.standard_normal((b, M, tau, L)) + 1j * rng.standard_normal((b, M, tau, L))) / np.sqrt(2.0)
-            received = np.sqrt(p) * tau * np.einsum("nmka,kt->nmta", H, one_hot) + np.sqrt(tau) * noise
-            # Hhat_mk = sqrt(p) R_mk Psi^-1 y_{m, t_k} = rp_mk y / (tau sqrt(p)), rp = tau p R Psi^-1
-            yield H, np.einsum("mkab,nmkb->nmka", self.rp, received[:, :, self.pilots]) / (tau * np.sqrt(p))
+            # each pilot sequence has length n_len (tau_p, or the pilots used): y_t = sqrt(p) n sum h + sqrt(n) noise
+            received = np.sqrt(p) * n_len * np.einsum("nmka,kt->nmta", H, one_hot) + np.sqrt(n_len) * noise
+            # Hhat_mk = sqrt(p) R_mk Psi^-1 y_{m, t_k} = rp_mk y / (n sqrt(p)), rp = n p R Psi^-1
+            yield H, np.einsum("mkab,nmkb->nmka", self.rp, received[:, :, self.pilots]) / (n_len * np.sqrt(p))
 
     # -- combiners -------------------------------------------------------------------------------------
 

@@ -86,16 +86,28 @@ def serving_in_groups(prep: Prepared, idx: np.ndarray, valid: np.ndarray, cluste
     return serve & valid[:, :, None]
 
 
-def _estimation(prep: Prepared, pilots: np.ndarray, tau_p: int, power: float) -> tuple[np.ndarray, np.ndarray]:
-    """``RP (A, M, K, L, L) = tau_p p R_mk Psi_{t_k, m}^-1`` and ``B (A, M, K, L, L)`` (eq. (4.7))."""
+def pilot_lengths(pilots: np.ndarray, config: SystemConfig) -> np.ndarray:
+    """``(A,)`` the pilot length of each ``(A, K)`` assignment: ``tau_p`` with ``pilot_overhead="budget"``, the
+    number of distinct pilots it uses with ``"used"`` (docs/model.md §8.7)."""
+    if config.pilot_overhead == "budget":
+        return np.full(pilots.shape[0], float(config.tau_p))
+    used = (pilots[:, :, None] == np.arange(config.tau_p)).any(axis=1)
+    return used.sum(axis=1).astype(np.float64)
+
+
+def _estimation(prep: Prepared, pilots: np.ndarray, tau_p: int, power: float,
+                length: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``RP (A, M, K, L, L) = n p R_mk Psi_{t_k, m}^-1`` and ``B (A, M, K, L, L)`` (eq. (4.7)), ``n`` the pilot
+    length of each assignment (``length (A,)``; default ``tau_p``) and ``tau_p`` the number of pilot labels."""
     R = prep.R
     M, K, L, _ = R.shape
     A = pilots.shape[0]
+    gain = (np.full(A, float(tau_p)) if length is None else np.asarray(length, dtype=np.float64)) * power
     one_hot = (pilots[:, :, None] == np.arange(tau_p)).astype(np.float64).transpose(0, 2, 1)  # (A, tau_p, K)
     shared = (one_hot @ R.transpose(1, 0, 2, 3).reshape(K, M * L * L)).reshape(A, tau_p, M, L, L)
-    psi_inv = np.linalg.inv(tau_p * power * shared + np.eye(L))
+    psi_inv = np.linalg.inv(gain[:, None, None, None, None] * shared + np.eye(L))
     own = psi_inv[np.arange(A)[:, None], pilots]  # (A, K, M, L, L): Psi^-1 of each user's pilot
-    rp = tau_p * power * (R[None] @ own.transpose(0, 2, 1, 3, 4))
+    rp = gain[:, None, None, None, None] * (R[None] @ own.transpose(0, 2, 1, 3, 4))
     return rp, rp @ R[None]
 
 
@@ -177,14 +189,16 @@ def _downlink_sinr(prep: Prepared, serve: np.ndarray, rp: np.ndarray, B: np.ndar
     return signal**2 / (np.real(interference) + contamination + 1.0)
 
 
-def pre_log(config: SystemConfig) -> float:
-    """The fraction ``(tau_c - tau_p) / tau_c`` of each coherence block that carries data."""
-    return (config.tau_c - config.tau_p) / config.tau_c
+def pre_log(config: SystemConfig, length: np.ndarray | float | None = None) -> np.ndarray | float:
+    """The fraction ``(tau_c - n) / tau_c`` of each coherence block that carries data, ``n`` the pilot length
+    (default ``tau_p``; an ``(A,)`` array of :func:`pilot_lengths` gives one per assignment)."""
+    n = config.tau_p if length is None else length
+    return (config.tau_c - n) / config.tau_c
 
 
 def spectral_efficiency(prep: Prepared, pilots: np.ndarray, config: SystemConfig) -> np.ndarray:
     """``(A, K)`` SE [bit/s/Hz] of ``(A, K)`` assignments on one snapshot: the configured link,
-    cluster and LSFD option, times the pre-log factor ``(tau_c - tau_p) / tau_c``."""
+    cluster and LSFD option, times the pre-log factor ``(tau_c - n) / tau_c`` (``n``: :func:`pilot_lengths`)."""
     pilots = np.asarray(pilots, dtype=np.int64)
     M, K, L, _ = prep.R.shape
     chunk = max(1, ELEMENTS_PER_CHUNK // (M * K * L * L + (M * K * K if config.lsfd else 0)))
@@ -193,10 +207,11 @@ def spectral_efficiency(prep: Prepared, pilots: np.ndarray, config: SystemConfig
     for lo in range(0, pilots.shape[0], chunk):
         part = pilots[lo:lo + chunk]
         serve = serving_mask(prep, part, config.tau_p, config.cluster)
-        rp, B = _estimation(prep, part, config.tau_p, power)
+        length = pilot_lengths(part, config)
+        rp, B = _estimation(prep, part, config.tau_p, power, length)
         if config.link == "uplink":
             sinr = _uplink_sinr(prep, serve, rp, B, part, power, config.lsfd)
         else:
             sinr = _downlink_sinr(prep, serve, rp, B, part, config.ap_power_w)
-        out[lo:lo + chunk] = np.log2(1.0 + sinr)
-    return pre_log(config) * out
+        out[lo:lo + chunk] = pre_log(config, length)[:, None] * np.log2(1.0 + sinr)
+    return out
