@@ -10,6 +10,7 @@
     python evaluate.py --agents master-ap,local-search --snapshots-file my.npz   # your own fading (docs/data.md)
     python evaluate.py --model scalable --link uplink --agents master-ap,local-search --sizes 100,4,40,10 \
         --snapshots 5 --score lp-mmse p-mmse --realizations 200   # the choices rescored with (LP-/P-)MMSE
+    python evaluate.py --agents tabu-liu2020,tabu,greedy,random --scenario liu2020-tabu   # a paper's set-up
     python evaluate.py --list-agents
 """
 
@@ -67,8 +68,22 @@ def build_parser() -> argparse.ArgumentParser:
     scale = parser.add_argument_group("scale-out: the grid (size x agent x chunk of snapshots) as independent tasks")
     add_fields(scale, EvaluationSettings, SCALE_FLAGS)
     add_fields(parser, EvaluationSettings, ("progress",))
+    parser.add_argument("--scenario", default=None,
+                        help="a paper's set-up: its system model and sizes (see --list-scenarios; --sizes and the "
+                             "system flags given beside it override its values)")
     parser.add_argument("--list-agents", action="store_true", help="list agent names and exit")
+    parser.add_argument("--list-scenarios", action="store_true", help="list the paper scenarios and exit")
     return parser
+
+
+def list_scenarios() -> None:
+    """One paragraph per scenario: name, sizes, system, source and what cfpilot does not reproduce."""
+    from agents.lab.scenarios import SCENARIOS
+
+    for name, sc in SCENARIOS.items():
+        system = ", ".join(f"{k}={v}" for k, v in sc.system.items()) or "the seed paper's model"
+        print(f"{name}: sizes {' '.join(size_label(s) for s in sc.sizes)}; {system}\n    {sc.source}"
+              + (f"\n    differs: {sc.differs}" if sc.differs else ""))
 
 
 def execution_options(args: argparse.Namespace) -> dict | None:
@@ -89,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, text in available().items():
             print(f"{name:<{width}}  {text}")
         return 0
+    if args.list_scenarios:
+        list_scenarios()
+        return 0
     if args.snapshots_file is not None and args.snapshots is not None:
         fail("evaluate.py", "--snapshots does not apply with --snapshots-file (every snapshot of the file is "
                             "evaluated): write a smaller file to evaluate fewer")
@@ -99,10 +117,17 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         default = [] if args.snapshots_file is not None else ["default"]
+        system = given(args, SYSTEM_FLAGS)
+        if args.scenario is not None:
+            from agents.lab.scenarios import scenario
+
+            chosen = scenario(args.scenario)
+            system = {**chosen.system, **system}
+            default = [size_label(s).replace(" ", "") for s in chosen.sizes]
         settings = EvaluationSettings(
             agents=parse_agents(args.agents), sizes=parse_sizes(args.sizes or default),
             trained_at=parse_size(args.trained_at) if args.trained_at else None,
-            execution=execution_options(args), system=given(args, SYSTEM_FLAGS),
+            execution=execution_options(args), system=system, scenario=args.scenario,
             **given(args, RUN_FLAGS + SCORE_FLAGS + SCALE_FLAGS + DATA_FLAGS + ("progress",)),
         ).prepare()
     except ValueError as err:
@@ -110,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     if settings.snapshots_file is not None:
         print(f"test snapshots: {settings.snapshots} from {settings.snapshots_file} (SHA-256 "
               f"{settings.snapshots_sha256[:16]}...) at {', '.join(size_label(s) for s in settings.sizes)}")
-    elif args.sizes is None:
+    elif args.sizes is None and args.scenario is None:
         skipped = [s for s in SIZE_GROUPS["paper"] if s not in SIZE_GROUPS["default"]]
         print(f"sizes: {list(SIZE_GROUPS['default'])} (default); skipped {skipped}: run with "
               "--sizes small for the four small Table II sizes, --sizes paper for all eight")

@@ -114,7 +114,7 @@ def test_a_planted_error_in_the_formula_is_caught(planted, monkeypatch):
         original = scalable_se._traces_with_all
         monkeypatch.setattr(scalable_se, "_traces_with_all", lambda prep, X: 1.1 * original(prep, X))
     elif planted == "no pre-log":
-        monkeypatch.setattr(scalable_se, "pre_log", lambda config: 1.0)
+        monkeypatch.setattr(scalable_se, "pre_log", lambda config, length=None: np.ones_like(length, dtype=float))
     else:
         monkeypatch.setattr(scalable_se, "_co_pilot", lambda p: np.zeros((*p.shape, p.shape[-1]), dtype=bool))
     se = model_of(uplink).spectral_efficiency(snapshot, pilots)

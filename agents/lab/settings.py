@@ -81,6 +81,8 @@ class EvaluationSettings:
     model: mr, lp-mmse, p-mmse, mmse; docs/model.md §8.6); the agents still choose on the closed form"""
     realizations: int = 200
     """channel realizations per test snapshot of --score (the same for every agent and scheme)"""
+    scenario: str | None = None
+    """the paper scenario the run's system and sizes came from (agents.lab.scenarios; provenance only)"""
     device: str = "cpu"
     """torch device of the learning agents: cpu, cuda, cuda:N or auto (CUDA when available)"""
     execution: dict[str, Any] | None = None

@@ -153,7 +153,7 @@ def _lsfd_sinr(prep: Prepared, serve: np.ndarray, B: np.ndarray, trace_b: np.nda
     gk = np.where(serve[:, :, :, None], g, 0.0).transpose(0, 2, 3, 1)  # (A, K, i, M)
 
     def matrix(weights: np.ndarray, diagonal: np.ndarray) -> np.ndarray:
-        outer = np.einsum("aki,akim,akin->akmn", weights, gk, gk)
+        outer = np.swapaxes(gk * weights[..., None], -1, -2) @ gk  # sum_i w_ki g_kim g_kin, as one batched matmul
         d = power * outer
         d[..., np.arange(M), np.arange(M)] += np.where(serve, power * diagonal + trace_b, 1.0).transpose(0, 2, 1)
         return d
