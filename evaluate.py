@@ -46,7 +46,7 @@ SCALE_FLAGS = ("executor", "workers", "ray_address", "chunk_size", "retries", "t
 
 def build_parser() -> argparse.ArgumentParser:
     from agents.lab.settings import SIZE_GROUPS, EvaluationSettings  # torch loads here: after set_thread_policy
-    from agents.models.quantum import Execution
+    from agents.specs.execution import Execution  # torch-free: --help does not load the simulators
 
     parser = argparse.ArgumentParser(description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"cfpilot {__version__}")
@@ -88,7 +88,7 @@ def list_scenarios() -> None:
 
 def execution_options(args: argparse.Namespace) -> dict | None:
     """The execution flags as :class:`Execution` fields, validated there (``ValueError`` naming a bad one)."""
-    from agents.models.quantum import Execution
+    from agents.specs.execution import Execution  # torch-free: --help does not load the simulators
 
     options = given(args, EXECUTION_FLAGS)
     if options:

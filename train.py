@@ -49,24 +49,24 @@ RUN_FLAGS = ("seed", "device", "resume")
 
 
 def model_flags() -> tuple[str, ...]:
-    """The model options a command line sets (:class:`agents.models.ModelOptions` fields)."""
-    from agents.models import ModelOptions
+    """The model options a command line sets (:class:`agents.specs.options.ModelOptions` fields)."""
+    from agents.specs.options import ModelOptions
 
     return tuple(ModelOptions.__dataclass_fields__)
 
 
 def rl_flags() -> tuple[str, ...]:
-    """The Stable-Baselines3 budget flags (:class:`agents.rl.RLBudget` fields)."""
-    from agents.rl import RLBudget
+    """The Stable-Baselines3 budget flags (:class:`agents.specs.options.RLBudget` fields)."""
+    from agents.specs.options import RLBudget
 
     return tuple(RLBudget.__dataclass_fields__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from agents.learning import TrainSettings  # torch loads here: after main's set_thread_policy
-    from agents.models import ModelOptions
-    from agents.models.quantum import Execution
-    from agents.rl import RLBudget
+    # torch-free records only: --help loads no model (torch loads later, after main's set_thread_policy)
+    from agents.learning.settings import TrainSettings
+    from agents.specs.execution import Execution
+    from agents.specs.options import ModelOptions, RLBudget
 
     p = argparse.ArgumentParser(description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"cfpilot {__version__}")

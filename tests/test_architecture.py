@@ -85,10 +85,11 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def layer(module: str) -> int:
-    """0 cfenv, 1 agents.models, 2 the zoo (agents, agents.learning), 3 agents.lab, 4 CLIs."""
+    """0 cfenv, 1 agents.models (and agents.specs, the circuits' torch-free description), 2 the zoo
+    (agents, agents.learning), 3 agents.lab, 4 CLIs."""
     if module.startswith("cfenv"):
         return 0
-    if module.startswith("agents.models"):
+    if module.startswith(("agents.models", "agents.specs")):
         return 1
     if module.startswith("agents.lab"):
         return 3

@@ -20,33 +20,13 @@ from numbers import Integral
 from typing import Any
 
 from agents.models.base import AssignmentModel, PilotModel
+from agents.specs.options import ModelOptions  # noqa: F401 (defined torch-free, for the command lines)
 from agents.models.classical import CNN, HEAVY_CNN_CHANNELS, LIGHT_CNN_CHANNELS, MLP, mlp_width_matching
 from agents.models.gnn import GNNPolicy
 from agents.models.hybrid import HQCNN, HybridFrontEnd, hqcnn_parameter_count
 from agents.models.quantum import SUPPORTED_N_QUBITS
 from cfenv.config import SystemConfig
 
-
-
-@dataclass(frozen=True)
-class ModelOptions:
-    """Constructor options of the models that a command line sets (``None``: the model's default).
-    :func:`build_model` says which model takes which (:data:`MODEL_OPTIONS`)."""
-
-    n_qubits: int | None = None
-    """HQCNN qubits: 4, 8 or 16 (hqcnn, hqcnn-hur, hqcnn-ar, ppo-hqcnn; default 8)"""
-    share: str | None = None
-    """HQCNN parameter sharing: level (the paper's text), all (its abstract) or block (Hur et al.)"""
-    readout: str | None = None
-    """HQCNN readout: all (Pauli-Z on every wire) or final (the last pooled qubit)"""
-    backend: str | None = None
-    """HQCNN simulator: torch (batched statevector) or pennylane (default.qubit TorchLayer)"""
-    hidden: tuple[int, ...] | None = None
-    """MLP hidden widths (default: one layer sized to hqcnn's parameter count)"""
-
-    def given(self) -> dict[str, Any]:
-        """The options that were set, as :func:`build_model` keywords."""
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items() if v is not None}
 
 
 _QUANTUM_OPTIONS = ("n_qubits", "share", "readout", "backend")

@@ -38,6 +38,7 @@ from agents.models.quantum import SUPPORTED_N_QUBITS
 from agents.models.sb3 import HQCNNExtractor
 from agents.rl.callbacks import _Progress, _Validation
 from agents.rl.envs import SpacesVecEnv, flat_observation, make_vec_env
+from agents.specs.options import RLBudget
 from agents.storage import atomic_write_bytes
 from cfenv import __version__
 from cfenv.channel import Snapshot
@@ -73,18 +74,6 @@ _NOT_OPTIONS = ("self", "policy", "env", "device", "verbose", "tensorboard_log",
 """SB3 constructor arguments the agent sets itself or that take classes: never options"""
 HQCNN_OPTIONS = ("n_qubits", "share", "readout", "backend")
 """``ppo-hqcnn`` options that configure :class:`HQCNNExtractor` rather than PPO"""
-
-@dataclass(frozen=True)
-class RLBudget:
-    """The training budget :meth:`RLAgent.fit` takes (``None``: the agent's :attr:`~RLAgent.default_budget`)."""
-
-    total_timesteps: int | None = None
-    """environment steps (for dqn a step is one user, an episode K steps)"""
-    reward_scaling: str | None = None
-    """reward: mbps (the sum rate) or master-ap (divided by master-AP's on the same snapshot)"""
-    n_envs: int | None = None
-    """environments stepped at once"""
-
 
 _ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"PPO": PPO, "A2C": A2C, "DQN": DQN}
 

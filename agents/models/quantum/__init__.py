@@ -119,7 +119,7 @@ Package layout (imports point one way, each module only to those above it):
 * :mod:`.layer`: :class:`QCNNLayer`, :func:`draw`, :func:`apply_execution`.
 """
 
-from agents.models.quantum.execution import (
+from agents.specs.execution import (
     BACKENDS,
     DEFAULT_BACKEND,
     EXTRAPOLATIONS,
@@ -136,7 +136,7 @@ from agents.models.quantum.layer import QCNNLayer, apply_execution, draw
 from agents.models.quantum.pennylane_backend import PENNYLANE_CHUNK_BYTES, make_execution_qnode, make_qnode
 from agents.models.quantum.statevector import embed_states, z_expectations
 from agents.models.quantum.trajectories import zne_weights
-from agents.models.quantum.wiring import (
+from agents.specs.wiring import (
     CONV_GATES,
     CONV_PARAMS,
     POOL_GATES,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from agents.models.quantum.wiring import CONV_GATES, POOL_GATES, _check_choice
+from agents.specs.wiring import CONV_GATES, POOL_GATES, _check_choice
 
 
 def ry_matrix(theta: torch.Tensor) -> torch.Tensor:

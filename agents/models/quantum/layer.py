@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from agents.models.quantum.execution import (
+from agents.specs.execution import (
     BACKENDS,
     DEFAULT_BACKEND,
     Execution,
@@ -24,7 +24,7 @@ from agents.models.quantum.pennylane_backend import (
 )
 from agents.models.quantum.statevector import sample_shots, statevector_expectations
 from agents.models.quantum.trajectories import trajectory_expectations, trajectory_samples
-from agents.models.quantum.wiring import _check_choice, _check_layer_options, output_width, weight_shapes
+from agents.specs.wiring import _check_choice, _check_layer_options, output_width, weight_shapes
 
 
 class QCNNLayer(torch.nn.Module):

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from agents.models.quantum.execution import Execution, mixed_state_bytes
-from agents.models.quantum.wiring import (
+from agents.specs.execution import Execution, mixed_state_bytes
+from agents.specs.wiring import (
     CONV_GATES,
     POOL_GATES,
     GateSpec,

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import torch
 
 from agents.models.quantum.gates import _complex, _swap_pair, conv_matrices, pool_matrices, ry_matrix
-from agents.models.quantum.wiring import _Block, _blocks, final_wire, weight_shapes
+from agents.specs.wiring import _Block, _blocks, final_wire, weight_shapes
 
 _STORE_LIMIT_BYTES = 1 << 30
 """below this many bytes of saved intermediate states the torch backend keeps them for the

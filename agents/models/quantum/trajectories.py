@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import torch
 
-from agents.models.quantum.execution import EXTRAPOLATIONS, Execution
+from agents.specs.execution import EXTRAPOLATIONS, Execution
 from agents.models.quantum.gates import _complex, _pauli_tables, _swap_pair, elementary_matrices, ry_matrix
 from agents.models.quantum.statevector import (
     _Circuit,
@@ -20,7 +20,7 @@ from agents.models.quantum.statevector import (
     sample_shots,
     z_expectations,
 )
-from agents.models.quantum.wiring import CONV_GATES, POOL_GATES, _check_choice, weight_shapes
+from agents.specs.wiring import CONV_GATES, POOL_GATES, _check_choice, weight_shapes
 
 _TRAJECTORY_CHUNK_BYTES = 256 << 20
 """rows (sample x trajectory) of the trajectory simulator run in chunks of about this many

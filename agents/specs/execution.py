@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agents.models.quantum.wiring import _check_choice, _check_layer_options, gate_counts
+from agents.specs.wiring import _check_choice, _check_layer_options, gate_counts
 
 BACKENDS = ("torch", "pennylane")
 DEFAULT_BACKEND = "torch"
