@@ -6,9 +6,11 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import platform
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
@@ -523,7 +525,8 @@ def provenance(argv: Sequence[str] | None = None) -> dict[str, Any]:
         commit, dirty = None, None
     return {"command": " ".join([Path(sys.executable).name, *(argv if argv is not None else sys.argv)]),
             "python": platform.python_version(), "versions": versions, "git_commit": commit,
-            "git_dirty": dirty, "machine": platform.platform(), "processor": platform.machine()}
+            "git_dirty": dirty, "machine": platform.platform(), "processor": platform.machine(),
+            "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
 
 
 def snapshots_source(settings: dict[str, Any]) -> str:
@@ -583,3 +586,39 @@ def write_results(records: list[dict[str, Any]], out: Path, seed: int, settings:
               if source else {"test_snapshot_seeds": f"numpy default_rng([seed, {TEST_STREAM}, M, L, K, tau_p, i])"})
     paths["run.json"].write_text(json.dumps({**meta, "settings": settings, **origin}, indent=1))
     return paths
+
+
+def table2(records: list[dict[str, Any]], run: dict[str, Any] | None = None) -> str:
+    """The Table II part of :func:`markdown_tables` (sizes x agents) with a provenance line from ``run``
+    (an ``evaluate.py`` folder's run.json: the command, version, date, machine)."""
+    table = markdown_tables(records).split("\n\nFairness, whatever the objective")[0]
+    if run:
+        command = run.get("command", "").replace("python3.11", "python").replace("python3", "python")
+        version = run.get("versions", {}).get("cfpilot", "?")
+        date = run.get("date", "date not recorded")
+        cpus = run.get("cpus", "?")
+        table += (f"\n\n`{command}` (cfpilot {version}, {date}; {run.get('machine', '?')}, {cpus} CPUs; "
+                  f"{run.get('wall_time_s', 0):.0f} s in all)")
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m agents.lab.results --table FOLDER_OR_JSON``: Table II of a run, for the docs' generated tables."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m agents.lab.results", description=main.__doc__)
+    parser.add_argument("--table", type=Path, required=True,
+                        help="an evaluate.py folder, or a JSON of {'records': [...], 'run': {...}}")
+    args = parser.parse_args(argv)
+    if args.table.is_dir():
+        records = json.loads((args.table / "results.json").read_text())
+        run = json.loads((args.table / "run.json").read_text())
+    else:
+        data = json.loads(args.table.read_text())
+        records, run = data["records"], data.get("run")
+    print(table2(records, run))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
