@@ -54,3 +54,22 @@ def test_a_table_is_regenerated_and_a_stale_one_is_caught(tmp_path):
 def test_only_our_table_commands_run(command, tmp_path):
     with pytest.raises(ValueError, match="not a table command"):
         tables.render(command, tmp_path)
+
+
+def test_a_runs_table_ii_comes_with_its_provenance(tmp_path, capsys):
+    import evaluate
+    from agents.lab import results
+
+    out = tmp_path / "out"
+    assert evaluate.main(["--agents", "master-ap,random", "--sizes", "6,1,4,2", "--snapshots", "2", "--no-progress",
+                          "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert results.main(["--table", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "| M, L | K | tau_p | master-ap | random |" in text and "Fairness" not in text
+    assert "evaluate.py --agents master-ap,random" in text and "cfpilot " in text and "CPUs" in text
+    bundle = tmp_path / "bundle.json"  # the docs keep {"records": ..., "run": ...} in one file
+    bundle.write_text(json.dumps({"records": json.loads((out / "results.json").read_text()),
+                                  "run": json.loads((out / "run.json").read_text())}))
+    assert results.main(["--table", str(bundle)]) == 0
+    assert capsys.readouterr().out == text
