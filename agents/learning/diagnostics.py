@@ -24,9 +24,10 @@ from cfenv.objectives import Objective
 
 EXACT_EVALUATIONS = 5_000_000
 """search every constant partition when (partitions x snapshots) is at most this, else local search"""
-GENERIC_ROUND_EVALUATIONS = 20_000
-"""on a model without a neighbourhood evaluator, the ascent's rounds score every move on every snapshot
-(K tau_p n full evaluations); beyond this many per round it is not run and master-AP's constant stands"""
+GENERIC_ROUND_WORK = 200_000_000
+"""on a model without a neighbourhood evaluator, an ascent round scores every move on every snapshot: K tau_p n
+full evaluations of about M K L^2 work each; beyond this much per round the ascent is not run and
+master-AP's constant stands (the scalable model with LSFD at (100,4,100,5) would take hours)"""
 COLLAPSE_FRACTION = 0.1
 """collapsed: at most this fraction of the possible distinct partitions (capped by the snapshot count)"""
 
@@ -80,7 +81,7 @@ def _best_constant(snapshots: Snapshot, config: SystemConfig) -> tuple[np.ndarra
     screen = model_of(config.replace(objective=Objective.SUM)).screening
     if screen is not None:
         return _best_constant_screened(snapshots, config, screen, current, value)
-    if K * tau_p * n > GENERIC_ROUND_EVALUATIONS:  # e.g. the scalable model with LSFD at K = 100: hours
+    if K * tau_p * n * config.M * K * config.L**2 > GENERIC_ROUND_WORK:
         return current, value, "master-ap (the ascent would cost too much here)"
     while True:
         moves = np.repeat(current[None], K * tau_p, axis=0)
