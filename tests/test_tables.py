@@ -73,3 +73,16 @@ def test_a_runs_table_ii_comes_with_its_provenance(tmp_path, capsys):
                                   "run": json.loads((out / "run.json").read_text())}))
     assert results.main(["--table", str(bundle)]) == 0
     assert capsys.readouterr().out == text
+
+
+def test_empty_blocks_side_by_side_are_filled_each_with_its_own(tmp_path):
+    """Two markers with nothing between them yet: each is filled by its command, the text between kept."""
+    root = _tiny_study(tmp_path)
+    one = "python benchmarks/faithful_study.py --table study.json"
+    two = "python benchmarks/faithful_study.py --table study.json --no-progress"
+    doc = root / "doc.md"
+    doc.write_text(f"<!-- table: {one} -->\n<!-- /table -->\n\nkept text\n\n<!-- table: {two} -->\n<!-- /table -->\n")
+    tables.refresh(doc, root)
+    text = doc.read_text()
+    assert text.count("| paper | (4, 1, 3, 2) |") == 2 and "\n\nkept text\n\n" in text
+    assert len(tables.blocks(doc)) == 2 and tables.refresh(doc, root, check=True) == []

@@ -26,7 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = ("README.md", "docs/*.md")
 """the files searched for generated tables (globs under the repository root)"""
-BLOCK = re.compile(r"(<!-- table: (?P<command>[^\n]*?) -->\n)(?P<body>.*?)(\n<!-- /table -->)", re.DOTALL)
+BLOCK = re.compile(r"(<!-- table: (?P<command>[^\n]*?) -->\n)(?P<body>(?:(?!<!-- /?table)[\s\S])*?)\n?<!-- /table -->")
+"""a generated block; its body never spans another marker (an empty block is one marker line after the other)"""
 ALLOWED = re.compile(r"^python (benchmarks/[\w/]+\.py|-m agents\.lab\.[\w.]+) [^;&|`$<>]*--table [^;&|`$<>]*$")
 """a block's command: one of our scripts printing a table (no shell: the line is split and run directly)"""
 
@@ -71,7 +72,7 @@ def refresh(path: Path, root: Path = ROOT, check: bool = False) -> list[str]:
         fresh = render(match["command"], root)
         if fresh != match["body"].strip():
             stale.append(match["command"])
-        return f"{match.group(1)}{fresh}{match.group(4)}"
+        return f"{match.group(1)}{fresh}\n<!-- /table -->"
 
     new = BLOCK.sub(replace, text)
     if stale and not check:
