@@ -42,16 +42,12 @@ from typing import Any
 
 import numpy as np
 
-from agents.heuristics import master_ap_pilots
 from agents.lab.cli import add_fields, error, field_docs, given, plain
-from agents.lab.evaluation import draw_test_snapshots
-from agents.lab.results import provenance
 from agents.lab.stats import ci95
-from agents.learning import CONFIG_JSON, TrainSettings, load_model, predict, train
-from agents.learning.diagnostics import distinct_assignments
-from agents.learning.settings import check_device
-from agents.models.quantum import MITIGATIONS, SUPPORTED_N_QUBITS, Execution, QCNNLayer, apply_execution
+from agents.learning.settings import TrainSettings, check_device
 from agents.registry import agent_class
+from agents.specs.execution import MITIGATIONS, Execution
+from agents.specs.wiring import SUPPORTED_N_QUBITS
 from cfenv.config import SystemConfig
 from cfenv.models import model_of
 from cfenv.units import MBPS, parse_size, size_label
@@ -156,6 +152,8 @@ def checkpoints_for(settings: NoiseStudySettings) -> list[Path]:
     """The checkpoint of every qubit count: ``checkpoint_dirs``, or under ``train_root`` the
     run folder ``ROOT/q<n>/hqcnn/<M-L-K-tau_p>/unsupervised-seed<seed>``, trained noiselessly
     with :func:`agents.learning.trainer.train` unless it already holds a model."""
+    from agents.learning import CONFIG_JSON, train  # torch loads here, not for --help
+
     if settings.checkpoint_dirs:
         return list(settings.checkpoint_dirs)
 
@@ -194,6 +192,12 @@ def run_noise_study(settings: NoiseStudySettings) -> list[dict[str, Any]]:
     model's forward pass and argmax, per snapshot), ``per_snapshot_sum_rate_mbps``, ``seed``
     (of the noise stream) and ``checkpoint``.
     """
+    from agents.heuristics import master_ap_pilots
+    from agents.lab.settings import draw_test_snapshots
+    from agents.learning import load_model, predict
+    from agents.learning.diagnostics import distinct_assignments
+    from agents.models.quantum import QCNNLayer, apply_execution
+
     from tqdm.auto import tqdm
 
 
@@ -370,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     records = run_noise_study(settings)
+    from agents.lab.results import provenance
+
     meta = provenance(sys.argv if argv is None else ["-m agents.lab.noise_study", *argv])
     meta["wall_time_s"] = time.perf_counter() - start
     paths = write_noise_study(records, settings, meta)
