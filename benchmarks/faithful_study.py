@@ -11,15 +11,13 @@ scalable model's uplink (the objective the BJTU tabu was written for) and downli
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scalable_study import printed_table, write_json  # noqa: E402 -- the sibling script, on sys.path as ours
+from scalable_study import evaluate_run, study_main, write_json  # noqa: E402 -- the sibling script, on sys.path as ours
 
 AGENTS = ("master-ap", "tabu", "tabu-liu2020", "graph-colouring", "graph-colouring-liu2020", "structured-chen2021",
           "local-search")
@@ -33,16 +31,10 @@ SYSTEMS = {
 
 
 def run(out: Path, work: Path, progress: bool) -> dict:
-    import evaluate
-
     study: dict = {"systems": {}, "commands": []}
     for name, (flags, sizes, snapshots) in SYSTEMS.items():
-        argv = [*flags, "--agents", ",".join(AGENTS), "--sizes", *sizes, "--snapshots", str(snapshots),
-                "--out", str(work / name), "--resume"] + ([] if progress else ["--no-progress"])
-        study["commands"].append("python evaluate.py " + " ".join(argv))
-        if evaluate.main(argv) != 0:
-            raise SystemExit(f"evaluate.py failed for {name}")
-        records = json.loads((work / name / "results.json").read_text())
+        argv = [*flags, "--agents", ",".join(AGENTS), "--sizes", *sizes, "--snapshots", str(snapshots)]
+        records = evaluate_run(argv, work / name, progress, study["commands"])
         study["systems"][name] = [{k: r.get(k) for k in ("M", "L", "K", "tau_p", "agent", "status", "snapshots",
                                                           "mean_objective", "ci95_objective", "mean_se", "se_5pct",
                                                           "ms_per_snapshot")} for r in records]
@@ -71,19 +63,7 @@ def table(study: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, help="run the three systems and write the study JSON here")
-    parser.add_argument("--table", type=Path, help="print the Markdown table of a study JSON")
-    parser.add_argument("--work", type=Path, default=Path("results/faithful-study"), help="evaluate.py's run folders")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
-    if printed_table(parser, args, table):
-        return 0
-    from agents.runtime import set_thread_policy
-
-    set_thread_policy()
-    print(table(run(args.out, args.work, not args.no_progress)))
-    return 0
+    return study_main(argv, __doc__, table, run, Path("results/faithful-study"))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ The pilot-length claim reads ``docs/results/pilot_length.json`` (``benchmarks/pi
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -21,7 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scalable_study import printed_table, write_json  # noqa: E402 -- the sibling script, on sys.path as ours
+from pilot_length import pilot_choice  # noqa: E402 -- the sibling script, on sys.path as ours
+from scalable_study import evaluate_run, study_main, write_json  # noqa: E402 -- the sibling script, on sys.path as ours
 
 RUNS = {  # scenario -> (agents, networks)
     "liu2020-tabu": ("tabu-liu2020,tabu,greedy,random,master-ap", 50),
@@ -58,16 +58,10 @@ PILOT_CLAIM = {"paper": "Marine-MJH/cellfree-pilot-hybrids (reproduction study)"
 
 
 def run(out: Path, work: Path, progress: bool) -> dict:
-    import evaluate
-
     result: dict = {"runs": {}, "commands": []}
     for name, (agents, networks) in RUNS.items():
-        argv = ["--scenario", name, "--agents", agents, "--snapshots", str(networks), "--out", str(work / name),
-                "--resume"] + ([] if progress else ["--no-progress"])
-        result["commands"].append("python evaluate.py " + " ".join(argv))
-        if evaluate.main(argv) != 0:
-            raise SystemExit(f"evaluate.py failed for {name}")
-        records = json.loads((work / name / "results.json").read_text())
+        argv = ["--scenario", name, "--agents", agents, "--snapshots", str(networks)]
+        records = evaluate_run(argv, work / name, progress, result["commands"])
         result["runs"][name] = [{k: r.get(k) for k in ("M", "L", "K", "tau_p", "agent", "status", "snapshots",
                                                         "system", *METRICS, "ci95_mbps", "ci95_rate_5pct_mbps")}
                                 for r in records]
@@ -105,9 +99,7 @@ def table(result: dict) -> str:
                      f"{pm(b[c['metric']], cb)} ({gain:+.1f} %) | {verdict(a[c['metric']], ca, b[c['metric']], cb)} |")
     pilot = result.get("pilot_length")
     if pilot:
-        rows = [r for r in pilot["rows"] if r["K"] == 40 and r["link"] == "uplink" and r["agent"] == "master-ap"]
-        best = max(rows, key=lambda r: r["mean_se"])
-        ten = next(r for r in rows if r["tau_p"] == 10)
+        best, _, ten = pilot_choice([r for r in pilot["rows"] if (r["K"], r["link"], r["agent"]) == (40, "uplink", "master-ap")])
         gain = (best["mean_se"] / ten["mean_se"] - 1) * 100
         held = verdict(best["mean_se"], best["ci95_se"], ten["mean_se"], ten["ci95_se"])
         lines.append(f"| {PILOT_CLAIM['paper']} | {PILOT_CLAIM['claim']} | {PILOT_CLAIM['claimed']} | book default, "
@@ -118,19 +110,7 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, help="run the scenarios and write the JSON here")
-    parser.add_argument("--table", type=Path, help="print the Markdown table of a reproduction JSON")
-    parser.add_argument("--work", type=Path, default=Path("results/reproduction"), help="evaluate.py's run folders")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    if printed_table(parser, args, table):
-        return 0
-    from agents.runtime import set_thread_policy
-
-    set_thread_policy()
-    print(table(run(args.out, args.work, not args.no_progress)))
-    return 0
+    return study_main(argv, __doc__, table, run, Path("results/reproduction"))
 
 
 if __name__ == "__main__":

@@ -31,30 +31,50 @@ LEARNERS = ("gnn", "master-ap", "graph-colouring", "tabu", "local-search")
 
 def run(out: Path, work: Path, snapshots: int, sizes: list[str], progress: bool) -> dict:
     """Both links through ``evaluate.main``; the condensed records."""
-    import evaluate
-
     study: dict = {"asd_deg": ASD_DEG, "snapshots": snapshots, "links": {}, "commands": []}
     for link in LINKS:
         argv = ["--model", "scalable", "--link", link, "--asd-deg", str(ASD_DEG), "--agents", ",".join(AGENTS),
-                "--sizes", *sizes, "--snapshots", str(snapshots), "--out", str(work / link), "--resume"]
-        argv += [] if progress else ["--no-progress"]
-        study["commands"].append("python evaluate.py " + " ".join(argv))
-        if evaluate.main(argv) != 0:
-            raise SystemExit(f"evaluate.py failed for the {link}")
-        records = json.loads((work / link / "results.json").read_text())
-        study["links"][link] = [condensed(r) for r in records]
+                "--sizes", *sizes, "--snapshots", str(snapshots)]
+        study["links"][link] = [condensed(r) for r in evaluate_run(argv, work / link, progress, study["commands"])]
     trained_at = sorted(sizes_of(sizes))[0]
     argv = ["--model", "scalable", "--link", "uplink", "--asd-deg", str(ASD_DEG), "--agents", ",".join(LEARNERS),
-            "--sizes", *sizes, "--snapshots", str(snapshots), "--trained-at", ",".join(map(str, trained_at)),
-            "--out", str(work / "learners"), "--resume"] + ([] if progress else ["--no-progress"])
-    study["commands"].append("python evaluate.py " + " ".join(argv))
-    if evaluate.main(argv) != 0:
-        raise SystemExit("evaluate.py failed for the learners")
-    records = json.loads((work / "learners" / "results.json").read_text())
+            "--sizes", *sizes, "--snapshots", str(snapshots), "--trained-at", ",".join(map(str, trained_at))]
+    records = evaluate_run(argv, work / "learners", progress, study["commands"])
     study["learners"] = {"link": "uplink", "trained_at": list(trained_at),
                          "records": [condensed(r) | {"train_time_s": r.get("train_time_s")} for r in records]}
     write_json(out, study)
     return study
+
+
+def evaluate_run(argv: list[str], folder: Path, progress: bool, commands: list[str]) -> list[dict]:
+    """One resumable ``evaluate.py`` run of these scripts into ``folder``: its command line appended to
+    ``commands`` (what the study JSON records), its records returned; ``SystemExit`` if it fails."""
+    import evaluate
+
+    argv = [*argv, "--out", str(folder), "--resume"] + ([] if progress else ["--no-progress"])
+    commands.append("python evaluate.py " + " ".join(argv))
+    if evaluate.main(argv) != 0:
+        raise SystemExit(f"evaluate.py failed: {commands[-1]}")
+    return json.loads((folder / "results.json").read_text())
+
+
+def study_main(argv: list[str] | None, doc: str, table_of: Callable[[dict], str], run_study: Callable[..., dict],
+               work: Path) -> int:
+    """The command line of a study script: ``--out`` runs ``run_study(out, work, progress)`` and prints its
+    table, ``--table`` prints the table of a JSON."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, help="run the study and write its JSON here")
+    parser.add_argument("--table", type=Path, help="print the Markdown table of a study JSON")
+    parser.add_argument("--work", type=Path, default=work, help="evaluate.py's run folders")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    if printed_table(parser, args, table_of):
+        return 0
+    from agents.runtime import set_thread_policy
+
+    set_thread_policy()
+    print(table_of(run_study(args.out, args.work, not args.no_progress)))
+    return 0
 
 
 def sizes_of(tokens: list[str]) -> list[tuple[int, ...]]:
