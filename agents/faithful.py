@@ -12,6 +12,10 @@ name that says which (first author and year):
 * :class:`StructuredChen2021Agent` (``structured-chen2021``) -- ``functionAPselection.m``,
   ``functionUEgroup.m`` (Chen et al., IEEE JSAC 39(4), 2021), which cfpilot had no reading of.
 
+* :class:`MatchingGao2024Agent` (``matching-gao2024``) and :class:`BeamMussbah2024Agent` (``beam-mussbah2024``)
+  -- Gao et al. (IEEE TVT 2024) and Mussbah et al. (IEEE CL 28(9), 2024) as the third-party port
+  ``Marine-MJH/cellfree-pilot-hybrids`` runs them (neither the papers' text nor the authors' code was at hand).
+
 These rules are sequential by nature (a queue of users, a list of candidates): they loop over users per
 snapshot, as the code does, and cost milliseconds to a few hundred ms per snapshot.
 
@@ -417,3 +421,150 @@ def structured_chen2021(beta: np.ndarray, tau_p: int) -> np.ndarray:
             stalls += 1
             if stalls > CHEN_STALLS:
                 return pilots % tau_p
+
+
+# ------------------------------------------------------------------ matching (Gao 2024)
+class MatchingGao2024Agent(Agent):
+    """Matching-based pilot assignment (Gao et al., "A matching-based pilot assignment algorithm for
+    cell-free massive MIMO networks", IEEE TVT 2024), as the third-party port
+    ``Marine-MJH/cellfree-pilot-hybrids`` runs it (``src/pilot_schemes/matching_gao.py``; neither the paper's
+    text nor the authors' code was at hand, docs/literature.md §7).
+
+    1. Algorithm 1, a many-to-many matching: users propose to APs in order of falling gain, each AP keeps
+       the tau_p strongest proposers (the port's quotas: tau_p per AP, every AP per user). Every user thus
+       proposes to every AP, and each AP's group is its tau_p strongest users (:func:`gao_groups`; the port's
+       own test checks the same equality).
+    2. Each group scores the sum over its ordered member pairs (i, j) of the share of i's APs that also
+       hold j (Eqs. (9)-(10), :func:`gao_scores`).
+    3. Algorithm 2: groups in order of falling score; each group's members without a pilot draw distinct
+       pilots at random among those its assigned members do not use. Users no AP kept draw any pilot.
+    """
+
+    name = "matching-gao2024"
+
+    def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
+        beta = model_of(config).gains(snapshots)
+        return np.stack([matching_gao2024(b, config.tau_p, rng) for b in beta])
+
+
+def gao_groups(beta: np.ndarray, tau_p: int) -> np.ndarray:
+    """``(M, K)`` bool: AP m's group, its ``tau_p`` strongest users (the matching's outcome; ties by index)."""
+    M, K = beta.shape
+    strongest = np.argsort(-beta, axis=1, kind="stable")[:, :min(tau_p, K)]
+    groups = np.zeros((M, K), dtype=bool)
+    groups[np.arange(M)[:, None], strongest] = True
+    return groups
+
+
+def gao_scores(groups: np.ndarray) -> np.ndarray:
+    """``(M,)`` group scores (Eqs. (9)-(10) as ported): for AP m, the sum over ordered pairs i != j of its
+    group of ``common(i, j) / matched(i)``, the share of user i's APs that also hold user j."""
+    g = groups.astype(np.float64)
+    common = g.T @ g  # (K, K): APs holding both users
+    ratio = common / np.maximum(g.sum(axis=0), 1.0)[:, None]
+    np.fill_diagonal(ratio, 0.0)
+    return np.einsum("mi,ij,mj->m", g, ratio, g)
+
+
+def matching_gao2024(beta: np.ndarray, tau_p: int, rng: np.random.Generator) -> np.ndarray:
+    """``(K,)`` pilots of Gao et al.'s Algorithms 1 and 2 for one ``(M, K)`` snapshot."""
+    K = beta.shape[1]
+    groups = gao_groups(beta, tau_p)
+    pilots = np.full(K, -1, dtype=np.int64)
+    for ap in np.argsort(-gao_scores(groups), kind="stable"):  # the port: np.argsort(-scores), quicksort
+        members = np.flatnonzero(groups[ap])
+        taken = pilots[members]
+        waiting = members[taken < 0]
+        if waiting.size == 0:
+            continue
+        free = np.setdiff1d(np.arange(tau_p), taken[taken >= 0])  # ascending, as the port's list
+        pilots[waiting] = rng.choice(free, size=waiting.size, replace=False)
+    missing = pilots < 0
+    pilots[missing] = rng.integers(0, tau_p, size=int(missing.sum()))
+    return pilots
+
+
+# -------------------------------------------------------------- beam domain (Mussbah 2024)
+MUSSBAH_DELTA = 0.95
+"""Eq. (2) as ported: a user's active beams are its strongest reported beams up to 95 % of their power"""
+MUSSBAH_REPORT_SNR = 1.0
+"""the paper's "SNR > 0 dB" (§V) as the port reads it: a beam is reported when its pilot SNR exceeds 1"""
+
+
+class BeamMussbah2024Agent(Agent):
+    """Beam-domain pilot assignment (Mussbah, Schwarz, Rupp, "Beam-domain-based pilot assignment for energy
+    efficient cell-free massive MIMO", IEEE Commun. Lett. 28(9), 2024, Algorithm 1), as the third-party port
+    ``Marine-MJH/cellfree-pilot-hybrids`` runs it (``MJH/mussbah_beam_domain.py``,
+    ``src/pilot_schemes/beam_domain_mussbah.py``; docs/literature.md §7).
+
+    1. Every AP's L antennas form L DFT beams; beam n of AP m carries user k's pilot SNR
+       ``p_pilot [U^H R_mk U]_nn`` (:func:`beam_snr`; the paper's model: ``rho_p beta_mk`` on every beam).
+    2. A user reports the beams above 0 dB (at least its strongest); its active beams are the strongest
+       reported ones up to 95 % of their power, the rest "moderate" (Eq. (2)).
+    3. Two users conflict when an active beam of one is an active or moderate beam of the other
+       (Eqs. (15)-(18)); DSATUR colours the conflict graph (:func:`dsatur`).
+    4. The paper lets tau_p be the number of colours. Within a budget: colours beyond tau_p fold modulo
+       tau_p (the port's ``_adapt_to_tau_p``); fewer colours use fewer pilots, which the scalable model's
+       ``pilot_overhead="used"`` turns into a shorter pilot phase. Deterministic.
+    """
+
+    name = "beam-mussbah2024"
+
+    def _assign(self, snapshots: Snapshot, config: SystemConfig, rng: np.random.Generator) -> np.ndarray:
+        snr = beam_snr(snapshots, config)
+        return np.stack([beam_mussbah2024(s, config.tau_p) for s in snr.reshape(-1, *snr.shape[-3:])])
+
+
+def beam_snr(snapshots: Snapshot, config: SystemConfig) -> np.ndarray:
+    """``(..., M, K, L)`` pilot SNR of each user on each DFT beam of each AP: ``p_pilot diag(U^H R U)`` with R
+    the snapshot's correlation over the noise power (``extras["R"]``), else ``beta / N0`` times the identity
+    (independent fading: every beam carries ``rho_p beta``)."""
+    R = snapshots.extras.get("R")
+    if R is None:
+        return config.rho_p * np.repeat(snapshots.beta[..., None], config.L, axis=-1)
+    L = R.shape[-1]
+    n = np.arange(L)
+    U = np.exp(2j * np.pi * np.outer(n, n) / L) / np.sqrt(L)  # the port's dft_matrix
+    return config.pilot_power_w * np.real(np.einsum("an,...ab,bn->...n", U.conj(), R, U))
+
+
+def mussbah_conflicts(snr: np.ndarray) -> np.ndarray:
+    """``(K, K)`` bool conflict graph (Eqs. (2), (15)-(18)) of one snapshot's ``(M, K, L)`` beam SNRs."""
+    M, K, L = snr.shape
+    power = snr.transpose(1, 0, 2).reshape(K, M * L)  # beam index m * L + n, as the port's reshape
+    reported = power > MUSSBAH_REPORT_SNR
+    silent = ~reported.any(axis=1)
+    reported[silent, power[silent].argmax(axis=1)] = True
+    shown = np.where(reported, power, 0.0)
+    order = np.argsort(-shown, axis=1, kind="stable")
+    ranked = np.take_along_axis(shown, order, axis=1)
+    share = np.cumsum(ranked, axis=1) / ranked.sum(axis=1, keepdims=True)
+    n_active = (share < MUSSBAH_DELTA).sum(axis=1) + 1  # np.searchsorted(share, delta, "left") + 1
+    active = np.zeros_like(reported)
+    np.put_along_axis(active, order, np.arange(M * L)[None, :] < n_active[:, None], axis=1)
+    a, i = active.astype(np.int64), (reported & ~active).astype(np.int64)
+    conflict = (a @ a.T + a @ i.T + i @ a.T) > 0
+    np.fill_diagonal(conflict, False)
+    return conflict
+
+
+def dsatur(adjacent: np.ndarray) -> np.ndarray:
+    """``(K,)`` colours by DSATUR (Brelaz 1979) as the port runs it: the uncoloured vertex with the most
+    distinct neighbour colours, ties by degree, then by index, takes the smallest colour no neighbour has."""
+    K = adjacent.shape[0]
+    colours = np.full(K, -1, dtype=np.int64)
+    degree = adjacent.sum(axis=1)
+    near = np.zeros((K, K + 1), dtype=bool)  # near[v, c]: a neighbour of v has colour c
+    for _ in range(K):
+        key = np.where(colours < 0, near.sum(axis=1) * (K + 1) + degree, -1)
+        v = int(np.argmax(key))
+        c = int(np.argmin(near[v]))
+        colours[v] = c
+        near[adjacent[v], c] = True
+    return colours
+
+
+def beam_mussbah2024(snr: np.ndarray, tau_p: int) -> np.ndarray:
+    """``(K,)`` pilots of Mussbah et al.'s Algorithm 1 for one snapshot's ``(M, K, L)`` beam SNRs."""
+    colours = dsatur(mussbah_conflicts(snr))
+    return colours % tau_p if colours.max(initial=-1) >= tau_p else colours

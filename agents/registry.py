@@ -64,6 +64,12 @@ REGISTRY: dict[str, AgentEntry] = {
     "structured-chen2021": AgentEntry("agents.faithful:StructuredChen2021Agent",
                                       "structured access (Chen et al., JSAC 2021) as the authors' code runs it: capped "
                                       "AP selection, then users grouped by non-overlapping strongest links"),
+    "matching-gao2024": AgentEntry("agents.faithful:MatchingGao2024Agent",
+                                   "many-to-many matching (Gao et al., TVT 2024) as a third-party port runs it: "
+                                   "each AP's tau_p strongest users get distinct random pilots, groups by score"),
+    "beam-mussbah2024": AgentEntry("agents.faithful:BeamMussbah2024Agent",
+                                   "beam-domain DSATUR (Mussbah et al., CL 2024) as a third-party port runs it: "
+                                   "users sharing strong DFT beams get different pilots, colours folded into tau_p"),
     "wgf": AgentEntry("agents.literature:WGFAgent",
                       "WGF (Zeng et al. 2021): heaviest users first take the pilot of least contamination weight"),
     "hungarian": AgentEntry("agents.literature:HungarianAgent",

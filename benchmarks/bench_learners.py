@@ -68,6 +68,7 @@ def variants(runs: Path, trained_at: tuple[int, ...] | None, seed: int) -> dict[
         "master-ap": zoo("master-ap"),
         "local-search": zoo("local-search"),
         "tabu": zoo("tabu"),
+        "wgf": zoo("wgf"),
         "exhaustive": zoo("exhaustive"),
         "master-ap+polish": lambda config: Polished(config, 5.0),
         "master-ap+polish-swaps": lambda config: Polished(config, 5.0, swaps=True),

@@ -1,5 +1,6 @@
 """The faithful variants beside cfpilot's readings (docs/literature.md §7): ``tabu`` vs ``tabu-liu2020``,
-``graph-colouring`` vs ``graph-colouring-liu2020``, and ``structured-chen2021``, on the same snapshots, as
+``graph-colouring`` vs ``graph-colouring-liu2020``, and ``structured-chen2021``, ``matching-gao2024``,
+``beam-mussbah2024``, on the same snapshots, as
 ratios of the mean objective to local search's, with master-AP as the common reference and the time per snapshot.
 
 Three systems: the seed paper's model (downlink sum rate; the BJTU tabu scores an uplink one), and the
@@ -20,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 from scalable_study import evaluate_run, study_main, write_json  # noqa: E402 -- the sibling script, on sys.path as ours
 
 AGENTS = ("master-ap", "tabu", "tabu-liu2020", "graph-colouring", "graph-colouring-liu2020", "structured-chen2021",
-          "local-search")
+          "matching-gao2024", "beam-mussbah2024", "local-search")
 PAIRS = (("tabu", "tabu-liu2020"), ("graph-colouring", "graph-colouring-liu2020"))
 SYSTEMS = {
     "paper": ([], ["10,2,9,3", "100,4,40,10"], 50),
@@ -46,8 +47,8 @@ def table(study: dict) -> str:
     lines = ["Faithful variants beside cfpilot's readings: mean objective (sum rate / sum SE) as a ratio to local "
              "search's on the same snapshots; 95 %-likely SE [bit/s/Hz]; ms per snapshot.", "",
              "| system | (M, L, K, tau_p) | snapshots | master-ap | tabu | tabu-liu2020 | graph-colouring | "
-             "graph-colouring-liu2020 | structured-chen2021 | 5 %: tabu / -liu2020 | ms: tabu / -liu2020 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "graph-colouring-liu2020 | structured-chen2021 | matching-gao2024 | beam-mussbah2024 | 5 %: tabu / -liu2020 | "
+             "ms: tabu / -liu2020 |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, records in study["systems"].items():
         sizes = list(dict.fromkeys((r["M"], r["L"], r["K"], r["tau_p"]) for r in records))
         for size in sizes:

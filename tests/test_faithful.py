@@ -228,3 +228,129 @@ def test_structured_access_gives_exactly_tau_p_groups(size):
     pilots = StructuredChen2021Agent(config=config).assign(snaps)
     assert all(len(np.unique(row)) == config.tau_p for row in pilots)
     np.testing.assert_array_equal(pilots, StructuredChen2021Agent(config=config, seed=5).assign(snaps))
+
+
+# ------------------------------------------------------------------ matching (Gao 2024)
+def _literal_gao_matching(beta_users_aps: np.ndarray, q_ap: int) -> np.ndarray:
+    """``match_users_to_aps`` of the port (src/pilot_schemes/matching_gao.py), loop by loop: ``(users, APs)``
+    gains in, ``(users, APs)`` matching out; UE quota = every AP, as its default."""
+    m_count, k_count = beta_users_aps.shape
+    q_ue = k_count
+    prefs = [list(row) for row in np.argsort(-beta_users_aps, axis=1)]
+    ap_rank = np.empty((k_count, m_count), dtype=int)
+    for ap in range(k_count):
+        ap_rank[ap, np.argsort(-beta_users_aps[:, ap])] = np.arange(m_count)
+    matching = np.zeros((m_count, k_count), dtype=bool)
+    free = set(range(m_count))
+    while free:
+        proposals: list[list[int]] = [[] for _ in range(k_count)]
+        for ue in list(free):
+            if matching[ue].sum() >= q_ue or not prefs[ue]:
+                continue
+            proposals[prefs[ue].pop(0)].append(ue)
+        if not any(proposals):
+            break
+        for ap, proposed in enumerate(proposals):
+            if not proposed:
+                continue
+            candidates = np.array(sorted(set(np.flatnonzero(matching[:, ap]).tolist() + proposed)))
+            accepted = candidates if candidates.size <= q_ap else candidates[np.argsort(ap_rank[ap, candidates])[:q_ap]]
+            matching[:, ap] = False
+            matching[accepted, ap] = True
+        for ue in list(free):
+            if matching[ue].sum() >= q_ue or not prefs[ue]:
+                free.remove(ue)
+    return matching
+
+
+@pytest.mark.parametrize("size", [(6, 1, 5, 2), (20, 2, 12, 3), (40, 1, 30, 5)])
+def test_gao_groups_equal_a_literal_transcription_of_the_ported_matching(size):
+    from agents.faithful import gao_groups
+
+    config = SystemConfig.from_size(size)
+    for beta in model_of(config).draw(np.random.default_rng(4), 3).beta:
+        np.testing.assert_array_equal(gao_groups(beta, config.tau_p), _literal_gao_matching(beta.T, config.tau_p).T)
+
+
+def test_gao_scores_and_pilots_by_hand():
+    """Three APs, four users, tau_p = 2. Groups (each AP's two strongest): AP 0 {0, 1}, AP 1 {1, 2},
+    AP 2 {0, 1}. Matched APs per user: 2, 3, 1, 0; common APs: (0, 1) 2, (1, 2) 1. Scores (Eqs. (9)-(10)
+    as ported): AP 0 and AP 2: 2/2 + 2/3 = 5/3; AP 1: 1/3 + 1/1 = 4/3. Algorithm 2 takes AP 0 first: users
+    0 and 1 get the two pilots in a random order; AP 2 has nothing left; AP 1: user 2 takes the pilot user 1
+    does not hold, so user 2 shares user 0's pilot; user 3, in no group, draws any pilot."""
+    from agents.faithful import gao_groups, gao_scores, matching_gao2024
+
+    beta = np.array([[0.9, 0.8, 0.1, 0.05], [0.1, 0.9, 0.8, 0.05], [0.7, 0.6, 0.5, 0.4]])
+    groups = gao_groups(beta, 2)
+    np.testing.assert_array_equal(groups, [[1, 1, 0, 0], [0, 1, 1, 0], [1, 1, 0, 0]])
+    np.testing.assert_allclose(gao_scores(groups), [5 / 3, 4 / 3, 5 / 3])
+    for seed in range(6):
+        pilots = matching_gao2024(beta, 2, np.random.default_rng(seed))
+        assert pilots[0] != pilots[1] and pilots[2] == pilots[0] and 0 <= pilots[3] < 2
+
+
+def test_gao_agent_is_deterministic_given_the_seed_and_never_above_exhaustive():
+    from agents.faithful import MatchingGao2024Agent
+    from agents.search import ExhaustiveAgent
+
+    config = SystemConfig.from_size((8, 1, 6, 2))
+    snaps = model_of(config).draw(np.random.default_rng(1), 5)
+    a = MatchingGao2024Agent(config=config, seed=3).assign(snaps)
+    np.testing.assert_array_equal(a, MatchingGao2024Agent(config=config, seed=3).assign(snaps))
+    best = model_of(config).objective(snaps, ExhaustiveAgent(config=config).assign(snaps))
+    assert np.all(model_of(config).objective(snaps, a) <= best * (1 + 1e-12))
+
+
+# -------------------------------------------------------------- beam domain (Mussbah 2024)
+def test_dsatur_by_hand():
+    """A path 0-1-2 and an isolated 3: all saturations 0, user 1 has the highest degree: colour 0; then 0
+    and 2 have saturation 1, 0 wins on index: colour 1; then 2: colour 1; then 3: colour 0. A triangle
+    needs three colours."""
+    from agents.faithful import dsatur
+
+    path = np.zeros((4, 4), dtype=bool)
+    for a, b in ((0, 1), (1, 2)):
+        path[a, b] = path[b, a] = True
+    np.testing.assert_array_equal(dsatur(path), [1, 0, 1, 0])
+    np.testing.assert_array_equal(dsatur(~np.eye(3, dtype=bool)), [0, 1, 2])
+
+
+def test_mussbah_conflicts_by_hand():
+    """One AP, two beams, three users (SNR 10 = reported). User 0: beams 100, 10 -> active {0} (100/110 >=
+    0.95? no: 0.909, so both active). User 1: beams 0.5, 50 -> beam 0 unreported, active {1}. User 2:
+    beams 1000, 20 -> active {0} (1000/1020 = 0.98), moderate {1}. Conflicts: 0-1 (beam 1 active in both),
+    0-2 (beam 0), 1-2 (beam 1 active for 1, moderate for 2)."""
+    from agents.faithful import mussbah_conflicts
+
+    snr = np.array([[[100.0, 10.0], [0.5, 50.0], [1000.0, 20.0]]])
+    np.testing.assert_array_equal(mussbah_conflicts(snr), ~np.eye(3, dtype=bool))
+    snr[0, 2] = [1000.0, 0.5]  # user 2's beam 1 no longer reported: no conflict with user 1
+    conflict = mussbah_conflicts(snr)
+    assert conflict[0, 2] and conflict[0, 1] and not conflict[1, 2]
+
+
+def test_beam_snr_of_independent_fading_is_rho_p_beta_on_every_beam():
+    from agents.faithful import beam_snr
+
+    config = SystemConfig.from_size((6, 3, 4, 2))
+    snaps = model_of(config).draw(np.random.default_rng(0), 2)
+    np.testing.assert_allclose(beam_snr(snaps, config), config.rho_p * snaps.beta[..., None] * np.ones(3))
+    scalable = SystemConfig.from_size((6, 4, 4, 2), model="scalable", asd_deg=15.0)
+    snaps = model_of(scalable).draw(np.random.default_rng(0), 2)
+    snr = beam_snr(snaps, scalable)  # the DFT is unitary: the beams' SNRs sum to p trace(R)
+    np.testing.assert_allclose(snr.sum(-1), scalable.pilot_power_w * 4 * snaps.beta / scalable.noise_power_w)
+
+
+@pytest.mark.parametrize("size", [(10, 2, 9, 3), (20, 4, 12, 4)])
+def test_mussbah_agent_stays_in_the_budget_and_is_deterministic(size):
+    from agents.faithful import BeamMussbah2024Agent
+    from agents.search import ExhaustiveAgent
+
+    config = SystemConfig.from_size(size, model="scalable", link="uplink", asd_deg=15.0)
+    snaps = model_of(config).draw(np.random.default_rng(6), 3)
+    pilots = BeamMussbah2024Agent(config=config).assign(snaps)
+    assert pilots.min() >= 0 and pilots.max() < config.tau_p
+    np.testing.assert_array_equal(pilots, BeamMussbah2024Agent(config=config, seed=4).assign(snaps))
+    if config.K <= 9:
+        best = model_of(config).objective(snaps, ExhaustiveAgent(config=config).assign(snaps))
+        assert np.all(model_of(config).objective(snaps, pilots) <= best * (1 + 1e-12))
