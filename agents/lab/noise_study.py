@@ -263,50 +263,63 @@ def plot_noise_study(records: list[dict[str, Any]], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_p, ax_n) = plt.subplots(1, 2, figsize=(11, 4.5))
+    fig, (ax_p, ax_n) = plt.subplots(1, 2, figsize=(11, 5.6))
     agent_of = lambda r: r.get("agent", "hqcnn")  # noqa: E731 - records from before the agent field
     models = sorted({(agent_of(r), r["n_qubits"]) for r in records})
     several = len({a for a, _ in models}) > 1
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (agent, n) in enumerate(models):
-        mine = [r for r in records if (agent_of(r), r["n_qubits"]) == (agent, n)]
-        clean = [r for r in mine if r["p"] == 0]
-        for mitigation, style in (("none", "-"), ("zne", "--")):
-            rows = sorted(clean + [r for r in mine if r["p"] > 0 and r["mitigation"] == mitigation],
-                          key=lambda r: r["p"])
-            if not any(r["p"] > 0 for r in rows):
-                continue
-            name = f"{agent} " if several else ""
-            ax_p.errorbar([r["p"] for r in rows], [r["mean_sum_rate_mbps"] for r in rows],
-                          yerr=[_ci(r) for r in rows], linestyle=style, marker="o", capsize=3,
-                          color=colours[i % len(colours)],
-                          label=f"{name}{n} qubits" + (" + ZNE" if mitigation == "zne" else ""))
     noisy_ps = [r["p"] for r in records if r["p"] > 0]
+    linthresh = min(noisy_ps) if noisy_ps else 1.0
+    lines = [(agent, n, mitigation, style) for agent, n in models for mitigation, style in (("none", "-"), ("zne", "--"))]
+
+    def dodge(x: float, j: int, count: int) -> float:
+        """x moved a little per line, so that error bars at the same p do not hide each other (log axis:
+        a factor; p = 0, in the linear part: a fraction of the linear range)."""
+        shift = (j - (count - 1) / 2) * 0.05
+        return x * 10 ** shift if x > 0 else shift * linthresh
+
+    for j, (agent, n, mitigation, style) in enumerate(lines):
+        mine = [r for r in records if (agent_of(r), r["n_qubits"]) == (agent, n)]
+        rows = sorted([r for r in mine if r["p"] == 0] + [r for r in mine if r["p"] > 0 and r["mitigation"] == mitigation],
+                      key=lambda r: r["p"])
+        if not any(r["p"] > 0 for r in rows):
+            continue
+        name = f"{agent} " if several else ""
+        ax_p.errorbar([dodge(r["p"], j, len(lines)) for r in rows], [r["mean_sum_rate_mbps"] for r in rows],
+                      yerr=[_ci(r) for r in rows], linestyle=style, marker="o" if style == "-" else "s", capsize=3,
+                      markersize=4, color=colours[models.index((agent, n)) % len(colours)],
+                      label=f"{name}{n} qubits" + (" + ZNE" if mitigation == "zne" else ""))
     if noisy_ps:
-        ax_p.set_xscale("symlog", linthresh=min(noisy_ps))
+        ax_p.set_xscale("symlog", linthresh=linthresh)
     ax_p.set_xlabel("depolarising probability p per gate")
     ax_p.set_ylabel("average sum rate [Mbit/s]")
     ax_p.set_title("(a) sum rate vs gate noise")
     p_max = max([r["p"] for r in records], default=0.0)
-    for agent in sorted({a for a, _ in models}):
-        for label, pick in (("noiseless", lambda r: r["p"] == 0),
-                            (f"p = {p_max:g}", lambda r: r["p"] == p_max > 0 and r["mitigation"] == "none"),
-                            (f"p = {p_max:g} + ZNE", lambda r: r["p"] == p_max > 0 and r["mitigation"] == "zne")):
-            rows = sorted((r for r in records if agent_of(r) == agent and pick(r)), key=lambda r: r["n_qubits"])
-            if rows:
-                ax_n.errorbar([r["n_qubits"] for r in rows], [r["mean_sum_rate_mbps"] for r in rows],
-                              yerr=[_ci(r) for r in rows], marker="o", capsize=3,
-                              label=f"{agent} {label}" if several else label,
-                              linestyle="--" if "ZNE" in label else "-")
-    # master-AP on each study's own snapshots (one line when they are the same snapshots)
+    series = [(agent, label, pick) for agent in sorted({a for a, _ in models})
+              for label, pick in (("noiseless", lambda r: r["p"] == 0),
+                                  (f"p = {p_max:g}", lambda r: r["p"] == p_max > 0 and r["mitigation"] == "none"),
+                                  (f"p = {p_max:g} + ZNE", lambda r: r["p"] == p_max > 0 and r["mitigation"] == "zne"))]
+    for j, (agent, label, pick) in enumerate(series):
+        rows = sorted((r for r in records if agent_of(r) == agent and pick(r)), key=lambda r: r["n_qubits"])
+        if rows:
+            ax_n.errorbar([r["n_qubits"] + (j - (len(series) - 1) / 2) * 0.08 for r in rows],
+                          [r["mean_sum_rate_mbps"] for r in rows], yerr=[_ci(r) for r in rows],
+                          marker="o" if "ZNE" not in label else "s", capsize=3, markersize=4,
+                          label=f"{agent} {label}" if several else label, linestyle="--" if "ZNE" in label else "-")
+    # master-AP on each study's own snapshots: one line where the studies' values agree within 0.2 %
     master = {(r["snapshots"], round(r["master_ap_mbps"], 6)): agent_of(r) for r in records
               if r.get("master_ap_mbps") is not None}
+    values = [v for _, v in master]
+    merged = len(master) > 1 and max(values) - min(values) <= 2e-3 * max(values)
     for ax in (ax_p, ax_n):
-        for j, ((n_snaps, value), agent) in enumerate(sorted(master.items())):
+        if merged:
+            parts = " / ".join(f"{v:.1f} ({a}'s {n})" for (n, v), a in sorted(master.items()))
+            ax.axhline(float(np.mean(values)), color="grey", linestyle=":", label=f"master-AP: {parts}")
+        for j, ((n_snaps, value), agent) in enumerate([] if merged else sorted(master.items())):
             label = "master-AP" if len(master) == 1 else f"master-AP ({agent}'s {n_snaps} snapshots)"
             ax.axhline(value, color="grey", linestyle=(0, (1, 1 + 2 * j)), label=label)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     ax_n.set_xticks(sorted({n for _, n in models}))
     ax_n.set_xlabel("number of qubits")
     ax_n.set_title("(b) sum rate vs qubits")

@@ -592,31 +592,104 @@ def table2(records: list[dict[str, Any]], run: dict[str, Any] | None = None) -> 
     """The Table II part of :func:`markdown_tables` (sizes x agents) with a provenance line from ``run``
     (an ``evaluate.py`` folder's run.json: the command, version, date, machine)."""
     table = markdown_tables(records).split("\n\nFairness, whatever the objective")[0]
-    if run:
-        command = run.get("command", "").replace("python3.11", "python").replace("python3", "python")
-        version = run.get("versions", {}).get("cfpilot", "?")
-        date = run.get("date", "date not recorded")
-        cpus = run.get("cpus", "?")
-        table += (f"\n\n`{command}` (cfpilot {version}, {date}; {run.get('machine', '?')}, {cpus} CPUs; "
-                  f"{run.get('wall_time_s', 0):.0f} s in all)")
-    return table
+    return table + provenance_line(run) if run else table
+
+
+def _ms(value: float) -> str:
+    """A time per network [ms] to two significant figures or so."""
+    return "<0.01" if value < 0.01 else f"{value:.2f}" if value < 10 else f"{value:,.0f}"
+
+
+def agent_rows(records: list[dict[str, Any]], run: dict[str, Any] | None = None,
+               agents: Sequence[str] | None = None) -> str:
+    """Agents as rows, sizes as columns: each cell the mean objective (its ratio to the size's reference,
+    :func:`add_ratios`, over all of the run's agents) and the harness's ms per network; failed or skipped
+    cells read "–". ``agents``: the rows kept (default all). With a provenance line from ``run`` as
+    :func:`table2`'s."""
+    sizes = list(dict.fromkeys(_size_of(r) for r in records))
+    by_size = {size: [dict(r) for r in records if _size_of(r) == size] for size in sizes}
+    for rows in by_size.values():
+        add_ratios(rows)
+    cells = {(r["agent"], size): r for size, rows in by_size.items() for r in rows}
+    objective = records_objective(records)
+    reference = next((r["ratio_to"] for rows in by_size.values() for r in rows if r.get("ratio_to")), "?")
+    lines = [f"Mean {objective.label} (ratio to {reference} at each size), ms per network.", "",
+             "| agent | " + " | ".join(f"({', '.join(map(str, s))})" for s in sizes) + " |",
+             "|---|" + "---|" * len(sizes)]
+    for agent in sort_agents(list(agents or dict.fromkeys(r["agent"] for r in records))):
+        row = []
+        for size in sizes:
+            r = cells.get((agent, size))
+            if r is None or r["status"] != "ok":
+                row.append("–")
+                continue
+            score = _score(r)
+            value = f"{score:,.0f}" if abs(score) >= 1000 else f"{score:.2f}"
+            ratio = "" if r.get("ratio") is None else f" ({r['ratio']:.3f})"
+            row.append(f"{value}{ratio}, {_ms(r['ms_per_snapshot'])} ms")
+        lines.append(f"| `{agent}` | " + " | ".join(row) + " |")
+    table = "\n".join(lines)
+    return table + provenance_line(run) if run else table
+
+
+def provenance_line(run: dict[str, Any]) -> str:
+    """The command, version, date and machine of an ``evaluate.py`` run.json, as one Markdown paragraph."""
+    command = run.get("command", "").replace("python3.11", "python").replace("python3", "python")
+    version = run.get("versions", {}).get("cfpilot", "?")
+    date = run.get("date", "date not recorded")
+    return (f"\n\n`{command}` (cfpilot {version}, {date}; {run.get('machine', '?')}, {run.get('cpus', '?')} CPUs; "
+            f"{run.get('wall_time_s', 0):.0f} s in all)")
+
+
+PER_NETWORK_KEYS = ("per_snapshot", "assignments", "rates")
+"""record fields holding per-network lists, left out of an exported JSON (prefixes)"""
+
+
+def export(folder: Path, out: Path) -> None:
+    """Write an ``evaluate.py`` folder's records (without their per-network lists) and run.json as one JSON
+    ``{"records": [...], "run": {...}}``: what the docs' generated tables read."""
+    records = json.loads((folder / "results.json").read_text())
+    run = json.loads((folder / "run.json").read_text())
+    slim = [{k: v for k, v in r.items() if not k.startswith(PER_NETWORK_KEYS)} for r in records]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"records": slim, "run": run}, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m agents.lab.results --table FOLDER_OR_JSON``: Table II of a run, for the docs' generated tables."""
+    """``python -m agents.lab.results --table FOLDER_OR_JSON [--by-agent]``: Table II of a run (or agents as
+    rows), for the docs' generated tables; ``--export FOLDER --out JSON`` writes what they read."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m agents.lab.results", description=main.__doc__)
-    parser.add_argument("--table", type=Path, required=True,
-                        help="an evaluate.py folder, or a JSON of {'records': [...], 'run': {...}}")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--table", type=Path, help="an evaluate.py folder, or a JSON of {'records': [...], 'run': {...}}")
+    what.add_argument("--export", type=Path, metavar="FOLDER", help="an evaluate.py folder to write as one JSON (--out)")
+    parser.add_argument("--by-agent", action="store_true", help="agents as rows, sizes as columns, with ms per network")
+    parser.add_argument("--agents", help="comma-separated agents the table keeps (ratios still to the run's reference)")
+    parser.add_argument("--out", type=Path, help="where --export writes")
     args = parser.parse_args(argv)
+    source = args.table or args.export
+    if not source.exists():
+        parser.error(f"{source} does not exist")
+    if args.export:
+        if args.out is None:
+            parser.error("--export needs --out")
+        export(args.export, args.out)
+        return 0
     if args.table.is_dir():
         records = json.loads((args.table / "results.json").read_text())
         run = json.loads((args.table / "run.json").read_text())
     else:
         data = json.loads(args.table.read_text())
         records, run = data["records"], data.get("run")
-    print(table2(records, run))
+    if args.agents:
+        keep = set(args.agents.split(","))
+        unknown = keep - {r["agent"] for r in records}
+        if unknown:
+            parser.error(f"no records of {', '.join(sorted(unknown))} in {source}")
+        if not args.by_agent:
+            parser.error("--agents goes with --by-agent")
+    print(agent_rows(records, run, args.agents and args.agents.split(",")) if args.by_agent else table2(records, run))
     return 0
 
 
