@@ -2,10 +2,11 @@
 
     python -m agents.lab.figures --runs runs --out figures
 
-* ``convergence.png`` (Fig. 3a): training loss relative to its initial value versus epoch,
-  one line per model (and seed), one column per size in numeric order and one row per
-  training loss found (the paper's figure is the supervised row; the imitation epochs that
-  warm-start a REINFORCE run are supervised and drawn there, dotted).
+* ``convergence.png`` (Fig. 3a): per epoch, what improved -- the validation sum rate relative to
+  master-AP's (top row) -- and the training loss's change relative to its initial value, lower
+  is better whatever the loss's sign (bottom row; the unsupervised loss is a negative sum rate);
+  one column per size in numeric order, one line per model (and seed), the loss by line style
+  (the imitation epochs that warm-start a REINFORCE run dotted).
 * ``parameter_efficiency.png`` (Fig. 3b): final validation sum rate per trainable parameter
   of the unsupervised runs, with the parameter counts annotated; agents trained without
   labels by REINFORCE instead (``gnn``, ``hqcnn-ar``) join with their REINFORCE runs, hatched.
@@ -102,14 +103,30 @@ def convergence_series(runs: list[dict[str, Any]], loss: str | None = None) -> l
             series.append({"agent": r["agent"], "size": r["size"], "seed": r["seed"], "loss": phase_loss,
                            "imitation": imitation, "epochs": [h["epoch"] for h in hs],
                            "values": [h["train/loss_relative_to_initial"] for h in hs],
+                           "change": [loss_change(h) for h in hs],
+                           "val_ratio": [h.get("val/ratio_to_master_ap") for h in hs],
                            "run_loss": r["loss"]})
     return series
 
 
+def loss_change(entry: dict[str, Any]) -> float:
+    """``(loss - initial) / |initial|`` of one history entry: negative when the loss fell, whatever its sign
+    (``loss / initial`` rises as a negative loss, such as the unsupervised negative sum rate, improves)."""
+    relative = entry["train/loss_relative_to_initial"]
+    loss = entry.get("train/loss")
+    sign = 1.0 if loss is None or relative == 0 or loss / relative >= 0 else -1.0
+    return (relative - 1.0) * sign
+
+
+LOSS_STYLES = {"supervised": "--", "unsupervised": "-", "reinforce": "-."}
+"""line style per training loss in Fig. 3a (imitation epochs: dotted)"""
+
+
 def plot_convergence(runs: list[dict[str, Any]], path: Path, loss: str | None = None) -> Path | None:
-    """Relative training loss versus epoch: one column per size (numeric order), one row per
-    loss (``loss`` given: that row only), one line per agent and seed, each panel with its own
-    y-scale. ``None`` when there is nothing to draw."""
+    """Fig. 3a: per size (one column each, numeric order; only sizes with runs), the validation sum rate
+    relative to master-AP's (top) and the training loss's relative change (bottom, lower is better) per
+    epoch, one line per agent, seed and training phase (``loss`` given: that loss's curves only).
+    ``None`` when there is nothing to draw."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -121,44 +138,46 @@ def plot_convergence(runs: list[dict[str, Any]], path: Path, loss: str | None = 
     if not series:
         return None
     sizes = sorted_sizes(s["size"] for s in series)
-    present = {s["loss"] for s in series}
-    losses = [name for name in LOSSES if name in present] + sorted(present - set(LOSSES))
     agents = sort_agents([s["agent"] for s in series])
     styles = agent_styles(agents)
     several_seeds = len({s["seed"] for s in series}) > 1
-    last_epoch = max(max(s["epochs"]) for s in series)
-    fig, axes = plt.subplots(len(losses), len(sizes), figsize=(4.2 * len(sizes) + 2.4, 3.3 * len(losses)),
-                             squeeze=False)
+    validated = any(v is not None for s in series for v in s["val_ratio"])
+    rows = (["val", "loss"] if validated else ["loss"])
+    fig, axes = plt.subplots(len(rows), len(sizes), figsize=(4.2 * len(sizes) + 2.6, 3.2 * len(rows)),
+                             squeeze=False, sharex="col")
     handles: dict[str, Line2D] = {}
-    for row, loss_name in zip(axes, losses):
-        for ax, size in zip(row, sizes):
-            chosen = [s for s in series if s["loss"] == loss_name and s["size"] == size]
+    for r, what in enumerate(rows):
+        for ax, size in zip(axes[r], sizes):
+            chosen = [s for s in series if s["size"] == size]
             for s in sorted(chosen, key=lambda s: (agents.index(s["agent"]), s["seed"], s["imitation"])):
                 colour, marker = styles[s["agent"]]
                 label = s["agent"] + (f" (seed {s['seed']})" if several_seeds else "")
-                ls = "-"
-                if s["imitation"]:
-                    label += f" (imitation epochs of its {s['run_loss']} run)"
-                    ls = ":"
-                (line,) = ax.plot(s["epochs"], s["values"], color=colour, marker=marker, markersize=4, ls=ls,
-                                  lw=1.3, label=label)
+                label += f", {s['loss']}" + (f" warm start of its {s['run_loss']} run" if s["imitation"] else "")
+                ls = ":" if s["imitation"] else LOSS_STYLES.get(s["loss"], "-")
+                points = [(e, v) for e, v in zip(s["epochs"], s["val_ratio"] if what == "val" else s["change"])
+                          if v is not None]
+                if not points:
+                    continue
+                (line,) = ax.plot(*zip(*points), color=colour, marker=marker, markersize=3.5, ls=ls, lw=1.3,
+                                  label=label)
                 handles.setdefault(label, line)
-            ax.set_title(_size_title(size), fontsize=9)
-            ax.set_xlabel("epoch")
-            ax.set_ylabel(f"{loss_name} loss / initial loss", fontsize=9)
-            if not chosen:
-                ax.text(0.5, 0.5, f"no {loss_name} runs at this size", ha="center", va="center",
-                        transform=ax.transAxes, color="0.5")
-                ax.set_xticks([])
-                ax.set_yticks([])
-                continue
-            ax.set_xlim(0.5, last_epoch + 0.5)
+            if what == "val":
+                ax.axhline(1.0, color="grey", lw=0.8, ls=":")
+                ax.set_title(_size_title(size), fontsize=9)
+                ax.set_ylabel("validation sum rate / master-AP's", fontsize=8)
+            else:
+                ax.axhline(0.0, color="grey", lw=0.8, ls=":")
+                ax.set_ylabel("training loss: change / |initial|\n(lower is better)", fontsize=8)
+                ax.set_xlabel("epoch")
+                if len(rows) == 1:
+                    ax.set_title(_size_title(size), fontsize=9)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
             ax.margins(y=0.08)
             ax.grid(alpha=0.3)
-    fig.suptitle("Fig. 3a: training loss relative to its initial value", fontsize=10)
+    fig.suptitle("Fig. 3a: what training improved (validation, top) and the training loss (bottom)"
+                 if validated else "Fig. 3a: the training loss relative to its initial value", fontsize=10)
     fig.tight_layout()
-    order = sorted(handles, key=lambda label: (agents.index(label.split(" ")[0]), label))
+    order = sorted(handles, key=lambda label: (agents.index(label.split(" ")[0].rstrip(",")), label))
     fig.legend([handles[k] for k in order], order, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
                frameon=False)
     fig.savefig(path, dpi=110, bbox_inches="tight")
