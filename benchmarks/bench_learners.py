@@ -133,9 +133,19 @@ def run(sizes: list[tuple[int, ...]], names: list[str], snapshots: int, runs: Pa
                   f"{1e3 * wall / snapshots:9.2f} wall ms", flush=True)
             data["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(),
                                "load_average": os.getloadavg()[0], "threads": 1}
+            data["meta"] = {"date": time.strftime("%Y-%m-%d"), "version": _version(), "machine": data["machine"]}
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(data))
     return data
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("cfpilot")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,13 +8,16 @@ gives up and the minimum rate the sum-rate optimum gives up (relative), and the 
 and Jain's index of both. Independent of the search agents, so it is the reference the
 ``--objective min`` table's exhaustive row must reach.
 
-    python benchmarks/fairness_cost.py --sizes small --snapshots 50 [--out benchmarks/results/fairness_cost.json]
+    python benchmarks/fairness_cost.py --sizes small --snapshots 50 --out docs/results/fairness_cost.json
+    python benchmarks/fairness_cost.py --table docs/results/fairness_cost.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import time
 from pathlib import Path
 
@@ -81,8 +84,31 @@ def measure(size: tuple[int, int, int, int], snapshots: int, seed: int) -> dict:
     }
 
 
+def table(results: list[dict]) -> str:
+    """The docs' table of a saved run: each optimum's mean sum and minimum rate, what each gives up, and the
+    95 %-likely rate and Jain's index of both."""
+    lines = ["| K | sum-rate optimum: sum / min [Mbit/s] | max-min optimum: sum / min [Mbit/s] | sum rate the max-min "
+             "optimum gives up | min rate the sum-rate optimum gives up | 95 %-likely rate: sum / max-min optimum "
+             "| Jain's index: sum / max-min optimum |", "|---|---|---|---|---|---|---|"]
+    for r in results:
+        s, m = r["sum_optimum"], r["min_optimum"]
+        lines.append(f"| {r['size'][2]} | {s['mean_sum_rate_mbps']:.1f} / {s['mean_min_rate_mbps']:.3f} | "
+                     f"{m['mean_sum_rate_mbps']:.1f} / {m['mean_min_rate_mbps']:.3f} | "
+                     f"{100 * r['sum_rate_given_up_by_min_optimum']:.1f} % | "
+                     f"{100 * r['min_rate_given_up_by_sum_optimum']:.1f} % | "
+                     f"{s['rate_5pct_mbps']:.3f} / {m['rate_5pct_mbps']:.3f} | "
+                     f"{s['jain_index']:.3f} / {m['jain_index']:.3f} |")
+    first = results[0]
+    meta = first.get("meta", {})
+    lines += ["", f"{first['snapshots']} test networks per size (seed {first['seed']}), (M, L, tau_p) = "
+                  f"({first['size'][0]}, {first['size'][1]}, {first['size'][3]}); measured {meta.get('date', '?')} "
+                  f"on {meta.get('machine', '?')}, {meta.get('cpus', '?')} CPUs."]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--table", type=Path, default=None, help="print the docs' table of a saved --out JSON")
     parser.add_argument("--sizes", nargs="+", default=["10,2,6,3", "10,2,9,3", "10,2,12,3"],
                         help="size groups (small: adds K = 15, 2.4 M assignments per snapshot, ~8 min) or "
                              "M,L,K,tau_p quadruples")
@@ -90,11 +116,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.table is not None:
+        if not args.table.exists():
+            parser.error(f"no such file: {args.table}")
+        print(table(json.loads(args.table.read_text())))
+        return 0
     results = []
+    meta = {"date": time.strftime("%Y-%m-%d"), "machine": platform.platform(), "cpus": os.cpu_count()}
     for size in parse_sizes(args.sizes):
         token = size_label(size)
         r = measure(size, args.snapshots, args.seed)
-        results.append(r)
+        results.append({**r, "meta": meta})
         s, m = r["sum_optimum"], r["min_optimum"]
         print(f"{token}: sum-opt {s['mean_sum_rate_mbps']:.2f} / min {s['mean_min_rate_mbps']:.2f} | "
               f"min-opt {m['mean_sum_rate_mbps']:.2f} / min {m['mean_min_rate_mbps']:.2f} | sum given up "

@@ -78,6 +78,7 @@ def summarise(rows: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
 
 
 def markdown(data: dict[str, dict[str, Any]], sizes: list[str]) -> str:
+    """One table per size: every variant's ratio, paired ratio to master-AP with its CI, wins, cost."""
     lines = []
     for size in sizes:
         ref, rows = summarise(data[size])
@@ -87,59 +88,118 @@ def markdown(data: dict[str, dict[str, Any]], sizes: list[str]) -> str:
         for r in rows:
             paired = f"{r['x_master']:.4f} ± {r['x_master_ci']:.4f}" if "x_master" in r else "–"
             better = f"{r['beats_master']}/{r['n']}" if "beats_master" in r else "–"
-            ms = f"{r['cpu_ms']:.2f}" if r["cpu_ms"] is not None else f"{r['wall_ms']:.2f} (wall, 2 threads)"
-            lines.append(f"| {r['variant']} | {r['ratio']:.4f} | {paired} | {better} | {ms} |")
+            lines.append(f"| {r['variant']} | {r['ratio']:.4f} | {paired} | {better} | {_ms(r)} |")
         lines.append("")
     return "\n".join(lines)
 
 
+def _ms(row: dict[str, Any]) -> str:
+    return f"{row['cpu_ms']:.2f}" if row["cpu_ms"] is not None else f"{row['wall_ms']:.2f} (wall, 2 threads)"
+
+
+def wide(data: dict[str, dict[str, Any]], sizes: list[str], meta: dict[str, Any] | None = None) -> str:
+    """Variants as rows, sizes as columns: "ratio (x master-AP ± CI), CPU ms" per cell, rows by their mean
+    ratio; then where the numbers come from (the machine and command recorded in the JSON)."""
+    summaries = {size: summarise(data[size]) for size in sizes}
+    cells: dict[str, dict[str, str]] = {}
+    means: dict[str, list[float]] = {}
+    for size, (_, rows) in summaries.items():
+        for r in rows:
+            paired = f" ({r['x_master']:.3f} ± {r['x_master_ci']:.3f})" if "x_master" in r and r["variant"] != "master-ap" else ""
+            cells.setdefault(r["variant"], {})[size] = f"{r['ratio']:.4f}{paired}, {_ms(r)} ms"
+            means.setdefault(r["variant"], []).append(r["ratio"])
+    refs = sorted({ref for ref, _ in summaries.values()})
+    n = sorted({rows[0]["n"] for _, rows in summaries.values()})
+    lines = [f"Ratio of the mean sum rate to {' / '.join(refs)} (x master-AP paired per network, 95 % CI), CPU ms "
+             f"per network on one thread; {' / '.join(map(str, n))} test networks.", "",
+             "| variant | " + " | ".join(f"({s})" for s in sizes) + " |", "|---|" + "---|" * len(sizes)]
+    for variant in sorted(cells, key=lambda v: float(np.mean(means[v]))):
+        lines.append(f"| `{variant}` | " + " | ".join(cells[variant].get(s, "–") for s in sizes) + " |")
+    if meta:
+        machine = meta.get("machine", {})
+        lines += ["", f"Measured {meta.get('date', '(date not recorded)')}, cfpilot {meta.get('version', '?')}, "
+                      f"{machine.get('platform', '?')}, {machine.get('cpus', '?')} CPUs (load average "
+                      f"{machine.get('load_average', float('nan')):.1f} at the last write), one thread per variant."]
+    return "\n".join(lines)
+
+
+KIND_MARKERS = {"learned": "o", "hybrid": "s", "classical": "^"}
+"""marker per kind of variant in the Pareto figure"""
+
+
+def kind(variant: str) -> str:
+    """learned (a network's decode), hybrid (a start plus the polish) or classical."""
+    if "polish" in variant:
+        return "hybrid"
+    return "learned" if variant.startswith(("gnn", "hqcnn")) else "classical"
+
+
 def figure(data: dict[str, dict[str, Any]], sizes: list[str], out: Path) -> None:
+    """One panel per size, ratio against CPU ms (log); every variant one colour across panels, named in
+    one legend (no labels on the points, so none overlap); marker by kind; hollow: wall time."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    fig, axes = plt.subplots(1, len(sizes), figsize=(6.2 * len(sizes), 6.4), squeeze=False)
-    for ax, size in zip(axes[0], sizes):
-        ref, rows = summarise(data[size])
-        for i, r in enumerate(rows):
-            learned = r["variant"].startswith(("gnn", "hqcnn"))
-            hybrid = "polish" in r["variant"]
-            marker = "s" if hybrid else ("o" if learned else "^")
-            colour = "tab:purple" if r["variant"].startswith("hqcnn") else (
-                "tab:blue" if learned else "tab:gray")
-            x = max(cost_ms(r), 1e-3)
-            y, name = r["ratio"], r["variant"]
-            if y < FLOOR:  # off the scale: drawn on the floor, its ratio in the label
-                y, name = FLOOR, f"{name} ({r['ratio']:.3f})"
-            ax.scatter(x, y, marker=marker, edgecolors=colour, zorder=3,
-                       facecolors="none" if r["cpu_ms"] is None else colour)
-            ax.annotate(name, (x, y), fontsize=6, xytext=(4, -8 if i % 2 else 3), textcoords="offset points")
+    summaries = {size: summarise(data[size]) for size in sizes}
+    variants = sorted({r["variant"] for _, rows in summaries.values() for r in rows},
+                      key=lambda v: (list(KIND_MARKERS).index(kind(v)), v))
+    palette = plt.get_cmap("tab20").colors
+    colour = {v: palette[i % len(palette)] for i, v in enumerate(variants)}
+    fig, axes = plt.subplots(1, len(sizes), figsize=(4.6 * len(sizes) + 3.2, 4.4), squeeze=False)
+    floored: set[str] = set()
+    for ax, (size, (ref, rows)) in zip(axes[0], summaries.items()):
+        for r in rows:
+            y = max(r["ratio"], FLOOR)
+            if r["ratio"] < FLOOR:
+                floored.add(r["variant"])
+            ax.scatter(max(cost_ms(r), 1e-3), y, marker="v" if r["ratio"] < FLOOR else KIND_MARKERS[kind(r["variant"])],
+                       s=42, edgecolors=colour[r["variant"]], linewidths=1.3, zorder=3,
+                       facecolors="none" if r["cpu_ms"] is None else colour[r["variant"]])
         ax.set_ylim(FLOOR - 0.002, 1.002)
         ax.set_xscale("log")
-        ax.set_title(f"({size}), ratio to {ref}")
-        ax.set_xlabel("CPU ms per snapshot (one thread, log)")
+        ax.set_title(f"({size}), ratio to {ref}", fontsize=9)
+        ax.set_xlabel("CPU ms per network (one thread, log)")
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].set_ylabel("mean sum rate / best search's")
-    fig.suptitle("quality vs cost: o learned decode, s polished (hybrid), ^ classical; hollow: evaluate.py wall "
-                 "time (2 threads), else CPU time (1 thread)", fontsize=9)
+    handles = [Line2D([], [], ls="", marker=KIND_MARKERS[kind(v)], markersize=7, markerfacecolor=colour[v],
+                      markeredgecolor=colour[v], label=v + (f" (below {FLOOR} where drawn as v)" if v in floored else ""))
+               for v in variants]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False,
+               title="o learned, s hybrid, ^ classical", title_fontsize=8)
+    fig.suptitle("Quality against cost per network", fontsize=10)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    fig.savefig(out, dpi=120, bbox_inches="tight")
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("files", nargs="+", type=Path)
+    parser.add_argument("files", nargs="*", type=Path, help="bench_learners.py JSON files (or --table)")
+    parser.add_argument("--table", nargs="+", type=Path, default=[],
+                        help="JSON files to print as one wide table (variants x sizes) for the docs")
     parser.add_argument("--sizes", nargs="+", default=None, help="size keys (M,L,K,tau_p); default: all measured")
     parser.add_argument("--out", type=Path, default=None, help="figure path (PNG); default: the table only")
     parser.add_argument("--exclude", nargs="+", default=[],
                         help="variants left out of the table and figure (e.g. the torch-decoder references)")
     args = parser.parse_args(argv)
+    files = [*args.files, *args.table]
+    if not files:
+        parser.error("give bench_learners.py JSON files (positional or --table)")
+    missing = [str(f) for f in files if not f.exists()]
+    if missing:
+        parser.error(f"no such file: {', '.join(missing)}")
     data = {size: {name: r for name, r in variants.items() if name not in args.exclude}
-            for size, variants in load(args.files).items()}
+            for size, variants in load(files).items()}
     sizes = args.sizes or list(data)
-    print(markdown(data, sizes))
+    if args.table:
+        meta = json.loads(args.table[-1].read_text()).get("meta")
+        print(wide(data, sizes, meta))
+    else:
+        print(markdown(data, sizes))
     if args.out:
         figure(data, sizes, args.out)
     return 0
