@@ -94,9 +94,25 @@ def measure(rows: list[dict], n: int, method: str, batch: int, fn: Callable[[], 
           flush=True)
 
 
+def table(saved: dict) -> str:
+    """The docs' table of a saved run: samples/s (batch) per method and qubit count, with the machine."""
+    rows, meta = saved["rows"], saved["meta"]
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    by = {(r["n_qubits"], r["method"]): r for r in rows}
+    lines = ["| n | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for n in sorted({r["n_qubits"] for r in rows}):
+        cells = [f"{by[n, m]['samples_per_s']:,.1f} (batch {by[n, m]['batch']}, {by[n, m]['ratio_to_loop']:.0f}x loop)"
+                 if (n, m) in by else "–" for m in methods]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    info = ", ".join(f"{k} {meta[k]}" for k in ("date", "platform", "cpus", "torch", "torch_threads", "pennylane")
+                     if meta.get(k) is not None)
+    return "\n".join(lines) + f"\n\nSamples per second of one training step; {info}."
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--table", type=Path, default=None, help="print the docs' table of a saved --out JSON")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--qubits", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--loop-samples", type=int, nargs=2, default=[8, 4], metavar=("N8", "N16"),
@@ -111,6 +127,11 @@ def main() -> None:
                         help="batch of the torch backend on a CUDA --device")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_qml.json"))
     args = parser.parse_args()
+    if args.table is not None:
+        if not args.table.exists():
+            parser.error(f"no such file: {args.table}")
+        print(table(json.loads(args.table.read_text())))
+        return
     try:
         device = check_device(args.device)
     except ValueError as err:
@@ -169,7 +190,7 @@ def main() -> None:
     import pennylane
 
     lightning = importlib.metadata.version("pennylane_lightning") if has_lightning else None
-    meta = {**machine_info(device), "pennylane": pennylane.__version__, "pennylane_lightning": lightning,
+    meta = {**machine_info(device), "date": time.strftime("%Y-%m-%d"), "pennylane": pennylane.__version__, "pennylane_lightning": lightning,
             "dtype": str(DTYPE), "share": SHARE, "readout": READOUT, "seed": args.seed,
             "repeats": args.repeats, "step": "forward + backward of outputs.sum() w.r.t. inputs and weights"}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -61,6 +61,21 @@ SCENARIOS: dict[str, Scenario] = {
         {"model": "scalable", "asd_deg": 15.0, "link": "uplink", "lsfd": True}, ((100, 4, 100, 5),),
         "the code evaluates MMSE combining with partial LSFD on its own clusters and power control; cfpilot scores "
         "local MR with n-opt LSFD on the book's clusters", ("structured-chen2021", "master-ap", "random")),
+    "gao2024": Scenario(
+        "Gao et al., A matching-based pilot assignment algorithm for cell-free massive MIMO networks, IEEE TVT 2024 "
+        "(as the Marine-MJH/cellfree-pilot-hybrids port sets it up, src/config.py: 500 single-antenna APs, 200 "
+        "users, tau_p = 20 (its Fig. 2) and 10 (the +23 % claim), Ngo et al.'s model)",
+        {}, ((500, 1, 200, 10), (500, 1, 200, 20)), "the paper scores the uplink of Ngo et al.'s model with max-min, "
+        "full or fractional power control; cfpilot's paper model has the downlink with equal power",
+        ("matching-gao2024", "graph-colouring-liu2020", "random")),
+    "mussbah2024": Scenario(
+        "Mussbah, Schwarz & Rupp, Beam-domain-based pilot assignment for energy efficient cell-free massive MIMO, "
+        "IEEE CL 28(9), 2024 (as the Marine-MJH/cellfree-pilot-hybrids port sets it up, MJH/mussbah_beam_domain.py: "
+        "L = 100 APs, N = 8 antennas, K = 30, baselines at tau_p = 10, tau_c = 100; the pilots counted are those used)",
+        {"model": "scalable", "asd_deg": 15.0, "link": "uplink", "tau_c": 100, "pilot_overhead": "used"},
+        ((100, 8, 30, 10),), "its channel is one-ring + Rician (10 dB K-factor) on 3GPP path loss at 5 GHz with max-min "
+        "uplink power; cfpilot's is the book's local scattering with the book's power",
+        ("beam-mussbah2024", "random", "greedy", "wgf", "graph-colouring-liu2020")),
     "marine-e4": Scenario(
         "Marine-MJH/cellfree-pilot-hybrids, the 'E4' common-ground benchmark (200 APs x 8, 50 users, 15 pilots, "
         "tau_c = 150)", {"model": "scalable", "asd_deg": 15.0, "tau_c": 150}, ((200, 8, 50, 15),),
