@@ -36,6 +36,8 @@ class AgentEntry:
     run_options: tuple[str, ...] = ()
     """the harness settings its constructor takes: ``progress`` (a progress bar of its own) and
     ``max_assignments`` (``--max-assignments``, the EPAS cap)"""
+    not_in_all: str | None = None
+    """why ``--agents all`` leaves it out (``None``: it is in), shown by ``--list-agents``"""
 
 
 REGISTRY: dict[str, AgentEntry] = {
@@ -70,6 +72,15 @@ REGISTRY: dict[str, AgentEntry] = {
     "beam-mussbah2024": AgentEntry("agents.faithful:BeamMussbah2024Agent",
                                    "beam-domain DSATUR (Mussbah et al., CL 2024) as a third-party port runs it: "
                                    "users sharing strong DFT beams get different pilots, colours folded into tau_p"),
+    "master-ap-tau": AgentEntry("agents.pilot_length:MasterAPLengthChoice",
+                                "master-AP at every pilot count up to tau_p, the best net objective per network",
+                                not_in_all="needs pilot_overhead='used' (scalable model)"),
+    "tabu-tau": AgentEntry("agents.pilot_length:TabuLengthChoice",
+                           "tabu search at every pilot count up to tau_p, the best net objective per network",
+                           not_in_all="needs pilot_overhead='used' (scalable model)"),
+    "local-search-tau": AgentEntry("agents.pilot_length:LocalSearchLengthChoice",
+                                   "local search at every pilot count up to tau_p, the best net objective per "
+                                   "network", not_in_all="needs pilot_overhead='used'; tau_p local searches"),
     "wgf": AgentEntry("agents.literature:WGFAgent",
                       "WGF (Zeng et al. 2021): heaviest users first take the pilot of least contamination weight"),
     "hungarian": AgentEntry("agents.literature:HungarianAgent",
@@ -260,8 +271,14 @@ def is_learnable(name: str) -> bool:
 
 def available() -> dict[str, str]:
     """Registered agent names (the zoo's, then installed plugins') and their one-line descriptions."""
-    return {**{name: entry.description for name, entry in REGISTRY.items()},
+    return {**{name: entry.description + (f" [not in 'all': {entry.not_in_all}]" if entry.not_in_all else "")
+               for name, entry in REGISTRY.items()},
             **{name: f"plugin {target}" for name, target in plugin_agents().items()}}
+
+
+def in_all() -> list[str]:
+    """The names ``--agents all`` runs: every available one but those an entry leaves out (``not_in_all``)."""
+    return [name for name in available() if name not in REGISTRY or REGISTRY[name].not_in_all is None]
 
 
 def agent_class(name: str) -> type[Agent]:

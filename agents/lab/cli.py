@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 _SCALARS: dict[str, type] = {"int": int, "float": float, "str": str, "Path": Path}
 EXECUTION_FLAGS = ("noise_p", "shots", "mitigation", "grad")
 """the :class:`agents.models.quantum.Execution` fields that command lines set"""
-SYSTEM_FLAGS = ("model", "link", "cluster", "lsfd", "tau_c", "asd_deg")
+SYSTEM_FLAGS = ("model", "link", "cluster", "lsfd", "tau_c", "pilot_overhead", "asd_deg")
 """the :class:`cfenv.config.SystemConfig` fields that command lines set: the system model and its options"""
 
 

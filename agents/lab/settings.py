@@ -19,7 +19,7 @@ import numpy as np
 
 from agents.base import TEST_STREAM, stream_rng
 from agents.lab import executors
-from agents.registry import available, resolve
+from agents.registry import available, in_all, resolve
 from cfenv import __version__
 from cfenv.channel import Snapshot, stack_snapshots
 from cfenv.config import LARGE_SIZES, SCALABLE_SIZES, TABLE2_SIZES, SystemConfig
@@ -47,7 +47,7 @@ MAX_TEST_SNAPSHOT_BYTES = 2 << 30
 class EvaluationSettings:
     """Arguments of one evaluation run (``evaluate.py`` flags)."""
 
-    agents: list[str] = field(default_factory=lambda: list(available()))
+    agents: list[str] = field(default_factory=in_all)
     """agent names, in table order"""
     sizes: list[Size] = field(default_factory=lambda: list(SIZE_GROUPS["default"]))
     """(M, L, K, tau_p) system sizes"""
@@ -283,7 +283,7 @@ class EvaluationSettings:
 
 def parse_agents(text: str) -> list[str]:
     """``"all"`` or comma-separated names (registered, plugins, ``package.module:Class``); ``ValueError`` otherwise."""
-    names = list(available()) if text.strip() == "all" else [t.strip() for t in text.split(",") if t.strip()]
+    names = in_all() if text.strip() == "all" else [t.strip() for t in text.split(",") if t.strip()]
     for name in names:
         resolve(name)  # ValueError naming the valid names, or why a package.module:Class does not load
     if not names:
