@@ -128,15 +128,21 @@ def test_least_used_pilot_takes_the_first_on_ties():
     np.testing.assert_array_equal(least_used_pilot(np.array([[0, 0, 1, 2], [2, 2, 0, 0]]), 3), [1, 1])
 
 
-def test_tabu_is_deterministic_given_the_seed_and_never_above_exhaustive():
-    config = SystemConfig.from_size((8, 1, 5, 2))
-    snaps = model_of(config).draw(np.random.default_rng(1), 5)
-    a = TabuLiu2020Agent(config=config, seed=11).assign(snaps)
-    np.testing.assert_array_equal(a, TabuLiu2020Agent(config=config, seed=11).assign(snaps))
+def assert_deterministic_and_never_above_exhaustive(agent_class, size: tuple[int, int, int, int], seed: int) -> None:
+    """Two agents of the same seed give the same pilots, whose objective never exceeds EPAS's."""
     from agents.search import ExhaustiveAgent
 
+    config = SystemConfig.from_size(size)
+    snaps = model_of(config).draw(np.random.default_rng(1), 5)
+    a = agent_class(config=config, seed=seed).assign(snaps)
+    np.testing.assert_array_equal(a, agent_class(config=config, seed=seed).assign(snaps))
     best = model_of(config).objective(snaps, ExhaustiveAgent(config=config).assign(snaps))
     assert np.all(model_of(config).objective(snaps, a) <= best * (1 + 1e-12))
+
+
+def test_tabu_is_deterministic_given_the_seed_and_never_above_exhaustive():
+    assert_deterministic_and_never_above_exhaustive(TabuLiu2020Agent, (8, 1, 5, 2), seed=11)
+    config = SystemConfig.from_size((8, 1, 5, 2))
     with pytest.raises(ValueError, match="iterations"):
         TabuLiu2020Agent(config=config, iterations=0)
 
@@ -291,14 +297,8 @@ def test_gao_scores_and_pilots_by_hand():
 
 def test_gao_agent_is_deterministic_given_the_seed_and_never_above_exhaustive():
     from agents.faithful import MatchingGao2024Agent
-    from agents.search import ExhaustiveAgent
 
-    config = SystemConfig.from_size((8, 1, 6, 2))
-    snaps = model_of(config).draw(np.random.default_rng(1), 5)
-    a = MatchingGao2024Agent(config=config, seed=3).assign(snaps)
-    np.testing.assert_array_equal(a, MatchingGao2024Agent(config=config, seed=3).assign(snaps))
-    best = model_of(config).objective(snaps, ExhaustiveAgent(config=config).assign(snaps))
-    assert np.all(model_of(config).objective(snaps, a) <= best * (1 + 1e-12))
+    assert_deterministic_and_never_above_exhaustive(MatchingGao2024Agent, (8, 1, 6, 2), seed=3)
 
 
 # -------------------------------------------------------------- beam domain (Mussbah 2024)
