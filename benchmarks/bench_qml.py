@@ -94,6 +94,10 @@ def measure(rows: list[dict], n: int, method: str, batch: int, fn: Callable[[], 
           flush=True)
 
 
+def _times(ratio: float) -> str:
+    return f"{ratio:.1f}x" if ratio < 10 else f"{ratio:,.0f}x"
+
+
 def table(saved: dict) -> str:
     """The docs' table of a saved run: samples/s (batch) per method and qubit count, with the machine."""
     rows, meta = saved["rows"], saved["meta"]
@@ -101,7 +105,7 @@ def table(saved: dict) -> str:
     by = {(r["n_qubits"], r["method"]): r for r in rows}
     lines = ["| n | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     for n in sorted({r["n_qubits"] for r in rows}):
-        cells = [f"{by[n, m]['samples_per_s']:,.1f} (batch {by[n, m]['batch']}, {by[n, m]['ratio_to_loop']:.0f}x loop)"
+        cells = [f"{by[n, m]['samples_per_s']:,.1f} (batch {by[n, m]['batch']}, {_times(by[n, m]['ratio_to_loop'])} loop)"
                  if (n, m) in by else "–" for m in methods]
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     info = ", ".join(f"{k} {meta[k]}" for k in ("date", "platform", "cpus", "torch", "torch_threads", "pennylane")
