@@ -140,12 +140,9 @@ def run(sizes: list[tuple[int, ...]], names: list[str], snapshots: int, runs: Pa
 
 
 def _version() -> str:
-    from importlib import metadata
+    import cfenv
 
-    try:
-        return metadata.version("cfpilot")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    return cfenv.__version__
 
 
 def main(argv: list[str] | None = None) -> int:
