@@ -101,6 +101,7 @@ def run(sizes: list[tuple[int, ...]], names: list[str], snapshots: int, runs: Pa
     import numba
     import torch
 
+    import cfenv
     from agents.base import AGENT_STREAM, stream_rng
     from agents.lab.evaluation import draw_test_snapshots
     from cfenv.config import SystemConfig
@@ -133,16 +134,10 @@ def run(sizes: list[tuple[int, ...]], names: list[str], snapshots: int, runs: Pa
                   f"{1e3 * wall / snapshots:9.2f} wall ms", flush=True)
             data["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(),
                                "load_average": os.getloadavg()[0], "threads": 1}
-            data["meta"] = {"date": time.strftime("%Y-%m-%d"), "version": _version(), "machine": data["machine"]}
+            data["meta"] = {"date": time.strftime("%Y-%m-%d"), "version": cfenv.__version__}
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(data))
     return data
-
-
-def _version() -> str:
-    import cfenv
-
-    return cfenv.__version__
 
 
 def main(argv: list[str] | None = None) -> int:

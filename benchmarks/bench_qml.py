@@ -39,6 +39,7 @@ import torch
 from agents.lab.machine import DEVICE_FLAG_HELP, machine_info, synchronize
 from agents.learning.settings import check_device
 from agents.models.quantum import QCNNLayer, make_qnode
+from scalable_study import print_saved_table  # the sibling script, on sys.path as ours
 
 SHARE, READOUT, DTYPE = "level", "all", torch.float64
 
@@ -132,9 +133,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_qml.json"))
     args = parser.parse_args()
     if args.table is not None:
-        if not args.table.exists():
-            parser.error(f"no such file: {args.table}")
-        print(table(json.loads(args.table.read_text())))
+        print_saved_table(parser, args.table, table)
         return
     try:
         device = check_device(args.device)

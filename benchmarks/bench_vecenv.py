@@ -21,6 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scalable_study import print_saved_table  # noqa: E402 -- the sibling script, on sys.path as ours
+
 KINDS = {"batched": 64, "dummy": 64, "subproc": 16}
 """VecEnv kind -> number of environments N"""
 SIZES = ((10, 2, 6, 3), (45, 2, 20, 10))
@@ -68,9 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", type=Path, default=None, help="print the docs' table of a saved --out JSON")
     args = parser.parse_args(argv)
     if args.table is not None:
-        if not args.table.exists():
-            parser.error(f"no such file: {args.table}")
-        print(table(json.loads(args.table.read_text())))
+        print_saved_table(parser, args.table, table)
         return 0
     import numba
 

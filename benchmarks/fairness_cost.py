@@ -28,6 +28,7 @@ from agents.lab.stats import ci95, fairness_summary
 from cfenv.config import SystemConfig
 from cfenv.rates import user_rates
 from cfenv.units import MBPS, size_label
+from scalable_study import print_saved_table  # the sibling script, on sys.path as ours
 
 CHUNK = 1 << 18
 """assignments scored per kernel call (bounds the (chunk, K) rate buffer)"""
@@ -117,9 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.table is not None:
-        if not args.table.exists():
-            parser.error(f"no such file: {args.table}")
-        print(table(json.loads(args.table.read_text())))
+        print_saved_table(parser, args.table, table)
         return 0
     results = []
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": platform.platform(), "cpus": os.cpu_count()}

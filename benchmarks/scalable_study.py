@@ -99,10 +99,15 @@ def printed_table(parser: argparse.ArgumentParser, args: argparse.Namespace, tab
         parser.error("give one of --out or --table")
     if args.table is None:
         return False
-    if not args.table.is_file():
-        parser.error(f"{args.table} does not exist (run with --out first)")
-    print(table_of(json.loads(args.table.read_text())))
+    print_saved_table(parser, args.table, table_of)
     return True
+
+
+def print_saved_table(parser: argparse.ArgumentParser, path: Path, table_of: Callable[[dict], str]) -> None:
+    """Print ``table_of`` the JSON at ``path`` (a benchmark's ``--table``); a missing file is a parser error."""
+    if not path.is_file():
+        parser.error(f"{path} does not exist (run with --out first)")
+    print(table_of(json.loads(path.read_text())))
 
 
 def condensed(record: dict) -> dict:

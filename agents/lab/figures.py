@@ -29,7 +29,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from agents.lab.results import agent_styles, plot_records, sort_agents
-from agents.learning import CONFIG_JSON, HISTORY_JSON, LOSSES
+from agents.learning import CONFIG_JSON, HISTORY_JSON
 from agents.learning.checkpoints import checkpoint_objective
 from cfenv.objectives import Objective
 
@@ -83,8 +83,9 @@ def _size_title(size: str) -> str:
 
 
 def convergence_series(runs: list[dict[str, Any]], loss: str | None = None) -> list[dict[str, Any]]:
-    """The curves of Fig. 3a: per run and training phase, ``agent, size, seed, loss, label,
-    imitation, epochs, values`` (relative training loss).
+    """The curves of Fig. 3a: per run and training phase, ``agent, size, seed, loss, imitation,
+    epochs, run_loss``, ``change`` (the training loss's relative change, :func:`loss_change`) and
+    ``val_ratio`` (validation sum rate / master-AP's; ``None`` where not logged).
 
     A run's imitation epochs (the supervised warm start of a REINFORCE run) form a
     supervised curve of their own; the other epochs a curve of the run's loss. ``loss``
@@ -102,7 +103,6 @@ def convergence_series(runs: list[dict[str, Any]], loss: str | None = None) -> l
                 continue
             series.append({"agent": r["agent"], "size": r["size"], "seed": r["seed"], "loss": phase_loss,
                            "imitation": imitation, "epochs": [h["epoch"] for h in hs],
-                           "values": [h["train/loss_relative_to_initial"] for h in hs],
                            "change": [loss_change(h) for h in hs],
                            "val_ratio": [h.get("val/ratio_to_master_ap") for h in hs],
                            "run_loss": r["loss"]})

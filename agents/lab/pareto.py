@@ -97,7 +97,8 @@ def _ms(row: dict[str, Any]) -> str:
     return f"{row['cpu_ms']:.2f}" if row["cpu_ms"] is not None else f"{row['wall_ms']:.2f} (wall, 2 threads)"
 
 
-def wide(data: dict[str, dict[str, Any]], sizes: list[str], meta: dict[str, Any] | None = None) -> str:
+def wide(data: dict[str, dict[str, Any]], sizes: list[str], meta: dict[str, Any] | None = None,
+         machine: dict[str, Any] | None = None) -> str:
     """Variants as rows, sizes as columns: "ratio (x master-AP ± CI), CPU ms" per cell, rows by their mean
     ratio; then where the numbers come from (the machine and command recorded in the JSON)."""
     summaries = {size: summarise(data[size]) for size in sizes}
@@ -116,7 +117,7 @@ def wide(data: dict[str, dict[str, Any]], sizes: list[str], meta: dict[str, Any]
     for variant in sorted(cells, key=lambda v: float(np.mean(means[v]))):
         lines.append(f"| `{variant}` | " + " | ".join(cells[variant].get(s, "–") for s in sizes) + " |")
     if meta:
-        machine = meta.get("machine", {})
+        machine = machine or {}
         lines += ["", f"Measured {meta.get('date', '(date not recorded)')}, cfpilot {meta.get('version', '?')}, "
                       f"{machine.get('platform', '?')}, {machine.get('cpus', '?')} CPUs (load average "
                       f"{machine.get('load_average', float('nan')):.1f} at the last write), one thread per variant."]
@@ -196,8 +197,8 @@ def main(argv: list[str] | None = None) -> int:
             for size, variants in load(files).items()}
     sizes = args.sizes or list(data)
     if args.table:
-        meta = json.loads(args.table[-1].read_text()).get("meta")
-        print(wide(data, sizes, meta))
+        saved = json.loads(args.table[-1].read_text())
+        print(wide(data, sizes, saved.get("meta"), saved.get("machine")))
     else:
         print(markdown(data, sizes))
     if args.out:

@@ -20,6 +20,7 @@ import numpy as np
 from agents.base import TEST_STREAM
 from agents.lab.stats import REFERENCE_AGENT, ci95, fairness_summary
 from agents.learning.diagnostics import collapse_report
+from agents.storage import atomic_write_text
 from cfenv import __version__
 from cfenv.channel import Snapshot
 from cfenv.config import SystemConfig
@@ -641,8 +642,8 @@ def provenance_line(run: dict[str, Any]) -> str:
             f"{run.get('wall_time_s', 0):.0f} s in all)")
 
 
-PER_NETWORK_KEYS = ("per_snapshot", "assignments", "rates")
-"""record fields holding per-network lists, left out of an exported JSON (prefixes)"""
+PER_NETWORK_PREFIX = "per_snapshot_"
+"""the prefix of the record fields holding per-network lists, left out of an exported JSON"""
 
 
 def export(folder: Path, out: Path) -> None:
@@ -650,9 +651,9 @@ def export(folder: Path, out: Path) -> None:
     ``{"records": [...], "run": {...}}``: what the docs' generated tables read."""
     records = json.loads((folder / "results.json").read_text())
     run = json.loads((folder / "run.json").read_text())
-    slim = [{k: v for k, v in r.items() if not k.startswith(PER_NETWORK_KEYS)} for r in records]
+    slim = [{k: v for k, v in r.items() if not k.startswith(PER_NETWORK_PREFIX)} for r in records]
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"records": slim, "run": run}, indent=1) + "\n")
+    atomic_write_text(out, json.dumps({"records": slim, "run": run}, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
